@@ -1,0 +1,1 @@
+"""fillstream: never lose, never duplicate, never be late with a fill."""

@@ -1,0 +1,71 @@
+"""Pure domain: fills, orders, positions, closes, and the interfaces the paths depend on.
+
+No I/O, no asyncio, no third-party clients (import-linter enforces it).
+"""
+
+from fillstream.ledger.book import BookChange, PositionBook
+from fillstream.ledger.classify import close_reason
+from fillstream.ledger.errors import ConfigError, FillstreamError, VenueError
+from fillstream.ledger.protocols import (
+    Cursor,
+    CursorStore,
+    FillSink,
+    GapListener,
+    OrderView,
+    StatusSink,
+    Venue,
+)
+from fillstream.ledger.types import (
+    AlgoLink,
+    CloseReason,
+    Fill,
+    FillKey,
+    FillSource,
+    Gap,
+    IngestBatch,
+    IngestResult,
+    Market,
+    OrderUpdate,
+    Position,
+    PositionClose,
+    PositionCorrection,
+    PositionKey,
+    PositionSide,
+    Side,
+    StatusChange,
+    StreamState,
+)
+
+__all__ = [
+    "AlgoLink",
+    "BookChange",
+    "CloseReason",
+    "ConfigError",
+    "Cursor",
+    "CursorStore",
+    "Fill",
+    "FillKey",
+    "FillSink",
+    "FillSource",
+    "FillstreamError",
+    "Gap",
+    "GapListener",
+    "IngestBatch",
+    "IngestResult",
+    "Market",
+    "OrderUpdate",
+    "OrderView",
+    "Position",
+    "PositionBook",
+    "PositionClose",
+    "PositionCorrection",
+    "PositionKey",
+    "PositionSide",
+    "Side",
+    "StatusChange",
+    "StatusSink",
+    "StreamState",
+    "Venue",
+    "VenueError",
+    "close_reason",
+]

@@ -6,6 +6,7 @@ No I/O, no asyncio, no third-party clients (import-linter enforces it).
 from fillstream.ledger.book import BookChange, PositionBook
 from fillstream.ledger.classify import close_reason
 from fillstream.ledger.errors import ConfigError, FillstreamError, VenueError
+from fillstream.ledger.priority import RestPriority, current_rest_priority, rest_priority
 from fillstream.ledger.protocols import (
     Cursor,
     CursorStore,
@@ -61,6 +62,7 @@ __all__ = [
     "PositionCorrection",
     "PositionKey",
     "PositionSide",
+    "RestPriority",
     "Side",
     "StatusChange",
     "StatusSink",
@@ -68,4 +70,6 @@ __all__ = [
     "Venue",
     "VenueError",
     "close_reason",
+    "current_rest_priority",
+    "rest_priority",
 ]

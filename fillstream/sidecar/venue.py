@@ -1,0 +1,586 @@
+"""One account's REST access to Binance, over python-binance's ``AsyncClient``.
+
+:class:`BinanceVenue` implements :class:`fillstream.ledger.Venue`. It adds what python-binance
+lacks for a long-running multi-account service:
+
+- every call lands on the account's REST base URL (mainnet, demo/testnet, or an explicit URL
+  such as the simulator's): the client's URL attributes are overridden once;
+- every call first takes its weight from the shared :class:`WeightBudget` of that host, at the
+  caller's :class:`RestPriority` (listenKey operations are always urgent), and feeds the
+  ``X-MBX-USED-WEIGHT-1M``, 429 and 418 answers back into it;
+- every failure becomes a :class:`VenueError` (status, Binance code, endpoint, ``Retry-After``);
+  no answer at all (network error, timeout) is status 0;
+- the clock offset is measured with the time endpoint at start and every
+  ``time_sync_interval_s``; a ``-1021`` answer resyncs once and retries the call once.
+
+Rows are returned as decoded JSON, exactly as the venue sent them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import re
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Final
+
+import aiohttp
+
+from fillstream.ledger import ConfigError, Market, RestPriority, VenueError, current_rest_priority
+from fillstream.ledger.errors import TIMESTAMP_OUTSIDE_WINDOW
+from fillstream.ledger.protocols import Json
+from fillstream.sidecar.venue_budget import Grant, WeightBudget, WeightBudgets, host_of
+from fillstream.sidecar.venue_metrics import REST_CLOCK_OFFSET, REST_REQUESTS
+
+with warnings.catch_warnings():
+    # python-binance 1.0.37 imports a name websockets deprecated; harmless, but our test suite
+    # turns warnings into errors.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from binance import AsyncClient
+    from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+__all__ = [
+    "REST_URLS",
+    "BinanceVenue",
+    "WeightBudget",
+    "WeightBudgets",
+    "default_rest_url",
+]
+
+log = logging.getLogger(__name__)
+
+REST_URLS: Final[Mapping[tuple[Market, str], str]] = {
+    (Market.USDM, "mainnet"): "https://fapi.binance.com",
+    (Market.USDM, "testnet"): "https://demo-fapi.binance.com",
+    (Market.USDM, "demo"): "https://demo-fapi.binance.com",
+    (Market.COINM, "mainnet"): "https://dapi.binance.com",
+    (Market.COINM, "testnet"): "https://testnet.binancefuture.com",
+    (Market.COINM, "demo"): "https://demo-dapi.binance.com",
+    (Market.SPOT, "mainnet"): "https://api.binance.com",
+    (Market.SPOT, "testnet"): "https://testnet.binance.vision",
+    (Market.SPOT, "demo"): "https://demo-api.binance.com",
+}
+
+
+def default_rest_url(market: Market, endpoints: str) -> str:
+    """The REST base URL of ``endpoints`` (mainnet, testnet, demo) for ``market``."""
+    try:
+        return REST_URLS[(market, endpoints)]
+    except KeyError:
+        raise ConfigError(f"no built-in REST URL for {market}/{endpoints}; set rest_url") from None
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """One REST endpoint: its metric label, HTTP method, path, API version and weight."""
+
+    name: str
+    method: str
+    path: str
+    version: int
+    weight: int
+    signed: bool = True
+    heavy_weight: int | None = None  # the weight without a symbol, when it differs
+
+
+_USDM: Final[Mapping[str, _Endpoint]] = {
+    e.name: e
+    for e in (
+        _Endpoint("time", "get", "time", 1, 1, signed=False),
+        _Endpoint("exchangeInfo", "get", "exchangeInfo", 1, 1, signed=False),
+        _Endpoint("listenKey.create", "post", "listenKey", 1, 1, signed=False),
+        _Endpoint("listenKey.keepalive", "put", "listenKey", 1, 1, signed=False),
+        _Endpoint("listenKey.close", "delete", "listenKey", 1, 1, signed=False),
+        _Endpoint("userTrades", "get", "userTrades", 1, 5),
+        _Endpoint("allOrders", "get", "allOrders", 1, 5),
+        _Endpoint("order", "get", "order", 1, 1),
+        _Endpoint("openOrders", "get", "openOrders", 1, 1, heavy_weight=40),
+        _Endpoint("positionRisk", "get", "positionRisk", 3, 5),
+        _Endpoint("income", "get", "income", 1, 30),
+        _Endpoint("algoOrder", "get", "algoOrder", 1, 1),
+        _Endpoint("openAlgoOrders", "get", "openAlgoOrders", 1, 1, heavy_weight=40),
+        _Endpoint("allAlgoOrders", "get", "allAlgoOrders", 1, 5),
+        _Endpoint("account", "get", "account", 2, 5),
+    )
+}
+_COINM: Final[Mapping[str, _Endpoint]] = {
+    **_USDM,
+    "userTrades": _Endpoint("userTrades", "get", "userTrades", 1, 20),
+    "allOrders": _Endpoint("allOrders", "get", "allOrders", 1, 20),
+    "positionRisk": _Endpoint("positionRisk", "get", "positionRisk", 1, 1),
+    "income": _Endpoint("income", "get", "income", 1, 20),
+    "account": _Endpoint("account", "get", "account", 1, 5),
+}
+_SPOT: Final[Mapping[str, _Endpoint]] = {
+    e.name: e
+    for e in (
+        _Endpoint("time", "get", "time", 3, 1, signed=False),
+        _Endpoint("exchangeInfo", "get", "exchangeInfo", 3, 20, signed=False),
+        _Endpoint("userTrades", "get", "myTrades", 3, 20),
+        _Endpoint("allOrders", "get", "allOrders", 3, 20),
+        _Endpoint("order", "get", "order", 3, 4),
+        _Endpoint("openOrders", "get", "openOrders", 3, 6, heavy_weight=80),
+        _Endpoint("account", "get", "account", 3, 20),
+    )
+}
+_ENDPOINTS: Final[Mapping[Market, Mapping[str, _Endpoint]]] = {
+    Market.USDM: _USDM,
+    Market.COINM: _COINM,
+    Market.SPOT: _SPOT,
+}
+_PREFIX: Final[Mapping[Market, str]] = {
+    Market.USDM: "fapi",
+    Market.COINM: "dapi",
+    Market.SPOT: "api",
+}
+_BANNED_UNTIL = re.compile(r"banned until (\d{12,})")
+
+
+class _Exchange:
+    """What aiohttp saw of one request: filled by the trace hook, read by the caller."""
+
+    __slots__ = ("headers", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: Mapping[str, str] = {}
+
+
+# The request in progress in this task. aiohttp runs trace hooks inside the calling task, so the
+# response headers reach the right caller even when many calls share one client concurrently
+# (python-binance's own ``client.response`` is overwritten by whichever call finished last).
+_CURRENT: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar(
+    "fillstream_venue_exchange", default=None
+)
+
+
+async def _on_request_end(
+    _session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+) -> None:
+    exchange = _CURRENT.get()
+    if exchange is not None:
+        exchange.status = params.response.status
+        exchange.headers = dict(params.response.headers)
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _retry_after(headers: Mapping[str, str], message: str) -> float | None:
+    value = headers.get("Retry-After")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+    match = _BANNED_UNTIL.search(message)
+    if match:
+        return max(0.0, int(match.group(1)) / 1000 - time.time())
+    return None
+
+
+class BinanceVenue:
+    """One account's REST client; implements :class:`fillstream.ledger.Venue`.
+
+    Build with :meth:`create`, close with :meth:`aclose` (idempotent). The API key and secret live
+    only inside python-binance's client and never appear in ``repr``, logs or metrics.
+    """
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        market: Market,
+        client: Any,
+        rest_url: str,
+        budget: WeightBudget,
+        recv_window_ms: int,
+        time_sync_interval_s: float,
+        max_wait_s: float | None,
+    ) -> None:
+        self.account = account
+        self.market = market
+        self.rest_url = rest_url
+        self.budget = budget
+        self.recv_window_ms = recv_window_ms
+        self.time_sync_interval_s = time_sync_interval_s
+        self.max_wait_s = max_wait_s
+        self._client = client
+        self._endpoints = _ENDPOINTS[market]
+        self._prefix = _PREFIX[market]
+        self._synced_at = 0.0
+        self._sync_lock = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"BinanceVenue(account={self.account!r}, market={self.market}, url={self.rest_url!r})"
+        )
+
+    @classmethod
+    async def create(
+        cls,
+        *,
+        account: str,
+        market: Market = Market.USDM,
+        api_key: str,
+        api_secret: str,
+        rest_url: str | None = None,
+        endpoints: str = "mainnet",
+        budget: WeightBudgets,
+        recv_window_ms: int = 5000,
+        request_timeout_s: float = 10.0,
+        time_sync_interval_s: float = 300.0,
+        max_wait_s: float | None = 90.0,
+        sync_time: bool = True,
+        fetch_limits: bool = True,
+    ) -> BinanceVenue:
+        """Build the client, point it at ``rest_url`` (or the ``endpoints`` preset), measure the
+        clock offset, and, unless the host's limit is configured, read it from exchangeInfo.
+
+        ``max_wait_s`` bounds how long one call waits for the budget (None: unbounded); beyond it
+        the call raises a local 429/418 :class:`VenueError` without sending anything.
+        Raises :class:`VenueError` when the venue cannot be reached for the time sync.
+        """
+        if not 0 < recv_window_ms <= 60000:
+            raise ConfigError(f"recv_window_ms must be in (0, 60000], got {recv_window_ms}")
+        base = (rest_url or default_rest_url(market, endpoints)).rstrip("/")
+        host_budget = budget.for_url(base)
+        trace = aiohttp.TraceConfig()
+        trace.on_request_end.append(_on_request_end)
+        client = AsyncClient(
+            api_key,
+            api_secret,
+            session_params={"trace_configs": [trace]},
+        )
+        prefix = _PREFIX[market]
+        # python-binance builds every URL from these attributes (+ "/v1/path" etc.); overriding
+        # all of them, testnet/demo variants included, keeps every call on our base URL.
+        for attr in ("FUTURES_URL", "FUTURES_TESTNET_URL", "FUTURES_DEMO_URL"):
+            setattr(client, attr, f"{base}/fapi")
+        for attr in ("FUTURES_COIN_URL", "FUTURES_COIN_TESTNET_URL", "FUTURES_COIN_DEMO_URL"):
+            setattr(client, attr, f"{base}/dapi")
+        for attr in ("API_URL", "API_TESTNET_URL", "API_DEMO_URL"):
+            setattr(client, attr, f"{base}/api")
+        client.REQUEST_RECVWINDOW = recv_window_ms
+        client.REQUEST_TIMEOUT = request_timeout_s
+        venue = cls(
+            account=account,
+            market=market,
+            client=client,
+            rest_url=base,
+            budget=host_budget,
+            recv_window_ms=recv_window_ms,
+            time_sync_interval_s=time_sync_interval_s,
+            max_wait_s=max_wait_s,
+        )
+        log.debug("venue %s/%s on %s (%s)", account, market, base, prefix)
+        try:
+            if sync_time:
+                await venue.sync_time()
+            if fetch_limits and not host_budget.limit_configured:
+                await venue._load_limits()
+        except BaseException:
+            await venue.aclose()
+            raise
+        return venue
+
+    async def aclose(self) -> None:
+        """Close the HTTP session. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.close_connection()
+
+    # -- clock ---------------------------------------------------------------------------------
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """Venue time minus local time, as last measured."""
+        return int(self._client.timestamp_offset)
+
+    def now_ms(self) -> int:
+        """The venue's clock, estimated locally (no request)."""
+        return int(time.time() * 1000) + self.clock_offset_ms
+
+    async def sync_time(self) -> int:
+        """Measure the clock offset with the time endpoint (weight 1); returns it in ms."""
+        async with self._sync_lock:
+            before = time.time()
+            body = await self._call("time", {}, retry_clock=False)
+            after = time.time()
+            server_ms = int(body["serverTime"])
+            offset = server_ms - int((before + after) / 2 * 1000)
+            self._client.timestamp_offset = offset
+            self._synced_at = after
+            REST_CLOCK_OFFSET.labels(self.account, self.market).set(offset)
+            return offset
+
+    async def _load_limits(self) -> None:
+        try:
+            info = await self._call("exchangeInfo", {})
+        except VenueError as exc:
+            log.warning(
+                "exchangeInfo on %s failed (%s); keeping limit %d",
+                self.rest_url,
+                exc,
+                self.budget.limit,
+            )
+            return
+        for rule in info.get("rateLimits", ()) if isinstance(info, dict) else ():
+            if (
+                rule.get("rateLimitType") == "REQUEST_WEIGHT"
+                and rule.get("interval") == "MINUTE"
+                and int(rule.get("intervalNum", 1)) == 1
+            ):
+                self.budget.set_limit(int(rule["limit"]))
+
+    # -- the Venue protocol --------------------------------------------------------------------
+
+    async def server_time_ms(self) -> int:
+        body = await self._call("time", {})
+        return int(body["serverTime"])
+
+    async def create_listen_key(self) -> str:
+        self._require_futures("listenKey")
+        body = await self._call("listenKey.create", {}, priority=RestPriority.URGENT)
+        return str(body["listenKey"])
+
+    async def keepalive_listen_key(self) -> str:
+        self._require_futures("listenKey")
+        body = await self._call("listenKey.keepalive", {}, priority=RestPriority.URGENT)
+        return str(body.get("listenKey", "")) if isinstance(body, dict) else ""
+
+    async def close_listen_key(self) -> None:
+        self._require_futures("listenKey")
+        await self._call("listenKey.close", {}, priority=RestPriority.URGENT)
+
+    async def user_trades(
+        self,
+        symbol: str,
+        *,
+        from_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[Json]:
+        params = {"symbol": symbol, "fromId": from_id, "startTime": start_ms, "endTime": end_ms}
+        return await self._rows("userTrades", {**params, "limit": limit})
+
+    async def all_orders(
+        self,
+        symbol: str,
+        *,
+        order_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[Json]:
+        params = {"symbol": symbol, "orderId": order_id, "startTime": start_ms, "endTime": end_ms}
+        return await self._rows("allOrders", {**params, "limit": limit})
+
+    async def order(self, symbol: str, order_id: int) -> Json:
+        return await self._call("order", {"symbol": symbol, "orderId": order_id})
+
+    async def open_orders(self, symbol: str | None = None) -> list[Json]:
+        return await self._rows("openOrders", {"symbol": symbol})
+
+    async def position_risk(self, symbol: str | None = None) -> list[Json]:
+        if self.market is Market.SPOT:
+            return []
+        return await self._rows("positionRisk", {"symbol": symbol})
+
+    async def income(
+        self,
+        *,
+        symbol: str | None = None,
+        income_type: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[Json]:
+        if self.market is Market.SPOT:
+            return []
+        params = {
+            "symbol": symbol,
+            "incomeType": income_type,
+            "startTime": start_ms,
+            "endTime": end_ms,
+            "limit": limit,
+        }
+        return await self._rows("income", params)
+
+    async def algo_order(self, algo_id: int) -> Json:
+        self._require_usdm("algoOrder")
+        return await self._call("algoOrder", {"algoId": algo_id})
+
+    async def open_algo_orders(self, symbol: str | None = None) -> list[Json]:
+        if self.market is not Market.USDM:
+            return []
+        return await self._rows("openAlgoOrders", {"symbol": symbol})
+
+    async def all_algo_orders(
+        self,
+        symbol: str,
+        *,
+        algo_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[Json]:
+        if self.market is not Market.USDM:
+            return []
+        params = {"symbol": symbol, "algoId": algo_id, "startTime": start_ms, "endTime": end_ms}
+        return await self._rows("allAlgoOrders", {**params, "limit": limit})
+
+    async def account_permissions(self) -> Mapping[str, bool]:
+        """``read`` (the signed account call worked) plus the venue's ``can*`` flags."""
+        body = await self._call("account", {})
+        perms = {"read": True}
+        if isinstance(body, dict):
+            for name in ("canTrade", "canDeposit", "canWithdraw"):
+                if isinstance(body.get(name), bool):
+                    perms[name] = body[name]
+        return perms
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _require_futures(self, what: str) -> None:
+        if self.market is Market.SPOT:
+            raise ConfigError(f"{what}: spot has no REST listenKey since 2026-02-20")
+
+    def _require_usdm(self, what: str) -> None:
+        if self.market is not Market.USDM:
+            raise ConfigError(f"{what}: the Algo Service exists on USD-M futures only")
+
+    async def _rows(self, name: str, params: dict[str, Any]) -> list[Json]:
+        body = await self._call(name, params)
+        if not isinstance(body, list):
+            raise VenueError(
+                200, None, f"expected a JSON array, got {type(body).__name__}", endpoint=name
+            )
+        return body
+
+    async def _call(
+        self,
+        name: str,
+        params: dict[str, Any],
+        *,
+        priority: RestPriority | None = None,
+        retry_clock: bool = True,
+    ) -> Any:
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            raise ConfigError(f"{name} is not available on {self.market}")
+        if self._closed:
+            raise VenueError(0, None, "venue closed", endpoint=name)
+        data = {k: v for k, v in params.items() if v is not None}
+        if endpoint.signed and time.time() - self._synced_at > self.time_sync_interval_s:
+            await self.sync_time()
+        try:
+            return await self._send(endpoint, data, priority)
+        except VenueError as exc:
+            if not (retry_clock and endpoint.signed and exc.code == TIMESTAMP_OUTSIDE_WINDOW):
+                raise
+            log.info("venue %s: %s; resyncing the clock once", self.account, exc)
+            await self.sync_time()
+            return await self._send(endpoint, data, priority)
+
+    async def _send(
+        self, endpoint: _Endpoint, data: dict[str, Any], priority: RestPriority | None
+    ) -> Any:
+        weight = endpoint.weight
+        if endpoint.heavy_weight is not None and "symbol" not in data:
+            weight = endpoint.heavy_weight
+        if priority is None:
+            priority = current_rest_priority()
+        grant = await self.budget.acquire(weight, priority, max_wait_s=self.max_wait_s)
+        exchange = _Exchange()
+        token = _CURRENT.set(exchange)
+        try:
+            body = await self._request(endpoint, dict(data))
+        except BinanceAPIException as exc:
+            error = self._error(endpoint, exc.status_code, exc.code, str(exc.message), exchange)
+            self._settle(grant, endpoint, exchange, exc.status_code, error.retry_after_s)
+            raise error from exc
+        except BinanceRequestException as exc:
+            self._settle(grant, endpoint, exchange, exchange.status, None)
+            raise VenueError(
+                exchange.status, None, str(exc.message)[:200], endpoint=endpoint.name
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            self._settle(grant, endpoint, exchange, exchange.status, None)
+            raise VenueError(
+                exchange.status, None, f"{type(exc).__name__}: {exc}"[:200], endpoint=endpoint.name
+            ) from exc
+        except BaseException:
+            self._settle(grant, endpoint, exchange, exchange.status, None)
+            raise
+        finally:
+            _CURRENT.reset(token)
+        self._settle(grant, endpoint, exchange, exchange.status or 200, None)
+        return body
+
+    async def _request(self, endpoint: _Endpoint, data: dict[str, Any]) -> Any:
+        client = self._client
+        if self.market is Market.USDM:
+            send = client._request_futures_api
+        elif self.market is Market.COINM:
+            send = client._request_futures_coin_api
+        else:
+            return await client._request_api(
+                endpoint.method, endpoint.path, endpoint.signed, f"v{endpoint.version}", data=data
+            )
+        return await send(
+            endpoint.method, endpoint.path, endpoint.signed, endpoint.version, data=data
+        )
+
+    def _error(
+        self, endpoint: _Endpoint, status: int, code: Any, message: str, exchange: _Exchange
+    ) -> VenueError:
+        code_int = code if isinstance(code, int) and code != 0 else None
+        return VenueError(
+            int(status),
+            code_int,
+            message[:200],
+            endpoint=endpoint.name,
+            retry_after_s=_retry_after(exchange.headers, message),
+        )
+
+    def _settle(
+        self,
+        grant: Grant,
+        endpoint: _Endpoint,
+        exchange: _Exchange,
+        status: int,
+        retry_after_s: float | None,
+    ) -> None:
+        used = _header_int(exchange.headers, "X-MBX-USED-WEIGHT-1M")
+        self.budget.settle(grant, used_weight=used, status=status, retry_after_s=retry_after_s)
+        REST_REQUESTS.labels(self.account, self.market, endpoint.name, str(status)).inc()
+        if status in (418, 429):
+            log.warning(
+                "venue %s: %s answered %d; REST to %s paused %s s",
+                self.account,
+                endpoint.name,
+                status,
+                self.budget.host,
+                f"{self.budget.paused_for()[1]:.1f}",
+            )
+
+
+def rest_host(rest_url: str) -> str:
+    """The key of the shared budget for ``rest_url`` (re-exported for the sidecar)."""
+    return host_of(rest_url)

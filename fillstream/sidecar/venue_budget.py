@@ -1,0 +1,348 @@
+"""The REST weight budget, one per REST host, shared by every account and both paths.
+
+Binance limits request weight per IP per minute (fapi: 2400) and reports the weight used so far in
+``X-MBX-USED-WEIGHT-1M``. A budget keeps an estimate of that figure (the last header of this
+minute, plus the weight of requests in flight) and lets a request go only if the estimate stays
+under ``limit * (1 - headroom)``. Periodic polls (``BACKGROUND``) may only use
+``background_share`` of that, so a gap backfill or a listenKey renewal always finds room, and
+waiters are served strictly by priority, then in arrival order.
+
+429 pauses every request to the host for ``Retry-After`` (or to the next minute); 418 stops all
+REST to the host until the ban ends. After a pause, or at a new minute when the previous one was
+busy, requests go one at a time until a fresh header says where the window stands (the venue may
+count over a sliding minute rather than a calendar one), so a pause never ends in a burst.
+
+A wait longer than the caller's ``max_wait_s`` raises :class:`VenueError` (status 429 or 418,
+``retry_after_s`` set) without sending anything: callers back off, nobody storms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from fillstream.ledger import RestPriority, VenueError
+from fillstream.ledger.errors import TOO_MANY_REQUESTS
+from fillstream.sidecar.venue_metrics import (
+    REST_PAUSED_SECONDS,
+    REST_WEIGHT_LIMIT,
+    REST_WEIGHT_USED,
+)
+
+DEFAULT_LIMIT = 2400
+DEFAULT_HEADROOM = 0.2
+DEFAULT_BACKGROUND_SHARE = 0.75
+MIN_BAN_S = 120.0  # Binance bans start at 2 minutes
+_TICK_S = 0.05
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: int
+    seq: int
+    weight: int = field(compare=False)
+    future: asyncio.Future[int] = field(compare=False)
+
+
+class Grant:
+    """A reservation of ``weight`` in one minute window; :meth:`WeightBudget.settle` ends it."""
+
+    __slots__ = ("settled", "weight", "window")
+
+    def __init__(self, weight: int, window: int) -> None:
+        self.weight = weight
+        self.window = window
+        self.settled = False
+
+
+class WeightBudget:
+    """The weight budget of one REST host. Safe to share across tasks of one event loop."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        headroom: float = DEFAULT_HEADROOM,
+        background_share: float = DEFAULT_BACKGROUND_SHARE,
+        limit_configured: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0 <= headroom < 1:
+            raise ValueError(f"headroom must be in [0, 1), got {headroom}")
+        if not 0 < background_share <= 1:
+            raise ValueError(f"background_share must be in (0, 1], got {background_share}")
+        self.host = host
+        self.headroom = headroom
+        self.background_share = background_share
+        self.limit_configured = limit_configured
+        self._clock = clock
+        self._limit = limit
+        self._window = self._minute()
+        self._used = 0  # the venue's count for this window, as last reported (or estimated)
+        self._fresh = False  # a header arrived in this window
+        self._probe = False  # one request at a time until a fresh header arrives
+        self._reserved = 0  # weight of requests in flight
+        self._paused_until = 0.0
+        self._pause_reason = ""
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._weight_blocked_since: float | None = None
+        REST_WEIGHT_LIMIT.labels(host).set(limit)
+
+    # -- introspection -------------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def usable(self) -> int:
+        return max(1, math.floor(self._limit * (1 - self.headroom)))
+
+    @property
+    def used(self) -> int:
+        """The venue's reported weight for this minute (0 before the first header of it)."""
+        self._roll()
+        return self._used
+
+    @property
+    def in_flight(self) -> int:
+        return self._reserved
+
+    def paused_for(self) -> tuple[str, float]:
+        """(reason, seconds left) of a 429 pause or a 418 ban; ("", 0.0) when none."""
+        left = self._paused_until - self._clock()
+        return (self._pause_reason, left) if left > 0 else ("", 0.0)
+
+    def set_limit(self, limit: int, *, configured: bool = False) -> None:
+        """Change the per-minute limit (from config, or exchangeInfo unless configured)."""
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        if self.limit_configured and not configured:
+            return
+        self._limit = limit
+        self.limit_configured = self.limit_configured or configured
+        REST_WEIGHT_LIMIT.labels(self.host).set(limit)
+        self._pump()
+
+    def refresh(self) -> None:
+        """Re-evaluate the waiters now (after a clock change: tests drive a fake clock)."""
+        self._pump()
+
+    # -- the request cycle ---------------------------------------------------------------------
+
+    async def acquire(
+        self, weight: int, priority: RestPriority, *, max_wait_s: float | None = None
+    ) -> Grant:
+        """Wait until ``weight`` fits, reserve it, and return the grant to :meth:`settle`.
+
+        Raises :class:`VenueError` (429 or 418, ``retry_after_s`` set) without waiting when the
+        host is paused for longer than ``max_wait_s``, or once ``max_wait_s`` has passed.
+        """
+        weight = max(0, weight)
+        start = self._clock()
+        self._roll()
+        if not self._ahead_of(priority) and self._fits(weight, priority):
+            return self._reserve(weight)
+        waiter = _Waiter(
+            int(priority), next(self._seq), weight, asyncio.get_running_loop().create_future()
+        )
+        heapq.heappush(self._waiters, waiter)
+        try:
+            while True:
+                self._pump()
+                if waiter.future.done():
+                    return Grant(weight, waiter.future.result())
+                timeout = self._wait_step(start, max_wait_s)
+                await asyncio.wait({waiter.future}, timeout=timeout)
+        except BaseException:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._reserved -= weight  # granted while we were being cancelled
+            else:
+                waiter.future.cancel()
+            self._pump()
+            raise
+
+    def settle(
+        self,
+        grant: Grant,
+        *,
+        used_weight: int | None,
+        status: int,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """End a grant with what the venue answered (its used-weight header and status)."""
+        if grant.settled:
+            return
+        grant.settled = True
+        self._reserved -= grant.weight
+        self._roll()
+        if used_weight is not None and (grant.window == self._window or not self._fresh):
+            self._used = max(self._used, used_weight) if self._fresh else used_weight
+            self._fresh = True
+            self._probe = False
+            REST_WEIGHT_USED.labels(self.host).set(self._used)
+        if status == 429:
+            self._pause("rate_limited", retry_after_s or (self._next_minute() - self._clock() + 1))
+        elif status == 418:
+            self._pause("banned", max(retry_after_s or MIN_BAN_S, 1.0))
+        self._pump()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _wait_step(self, start: float, max_wait_s: float | None) -> float:
+        """How long a blocked waiter sleeps next; raises when it must give up instead."""
+        now = self._clock()
+        reason, paused_left = self.paused_for()
+        waited = now - start
+        if max_wait_s is not None and (waited >= max_wait_s or paused_left > max_wait_s - waited):
+            raise self._refusal(reason, paused_left if reason else self._next_minute() - now)
+        if self._weight_blocked_since is None and not reason:
+            self._weight_blocked_since = now
+        timeout = self._next_event_in(now)
+        if max_wait_s is not None:
+            timeout = min(timeout, max(_TICK_S, max_wait_s - waited))
+        return timeout
+
+    def _minute(self) -> int:
+        return int(self._clock() // 60)
+
+    def _next_minute(self) -> float:
+        return (self._minute() + 1) * 60.0
+
+    def _roll(self) -> None:
+        window = self._minute()
+        if window == self._window:
+            return
+        busy = self._used + self._reserved > self.usable // 2 or (not self._fresh and self._probe)
+        self._window = window
+        self._used = 0
+        self._fresh = False
+        self._probe = busy
+        REST_WEIGHT_USED.labels(self.host).set(0)
+
+    def _cap(self, priority: int) -> int:
+        if priority >= RestPriority.BACKGROUND:
+            return max(1, math.floor(self.usable * self.background_share))
+        return self.usable
+
+    def _fits(self, weight: int, priority: int) -> bool:
+        if self._paused_until > self._clock():
+            return False
+        if self._probe and not self._fresh:
+            return self._reserved == 0
+        if self._used + self._reserved + weight <= self._cap(priority):
+            return True
+        # A request heavier than the whole cap still goes alone at the start of a window.
+        return self._used == 0 and self._reserved == 0
+
+    def _ahead_of(self, priority: int) -> bool:
+        return any(w.priority <= priority and not w.future.done() for w in self._waiters)
+
+    def _reserve(self, weight: int) -> Grant:
+        self._reserved += weight
+        return Grant(weight, self._window)
+
+    def _pump(self) -> None:
+        self._roll()
+        while self._waiters:
+            head = self._waiters[0]
+            if head.future.done():
+                heapq.heappop(self._waiters)
+                continue
+            if not self._fits(head.weight, head.priority):
+                break
+            heapq.heappop(self._waiters)
+            self._reserve(head.weight)
+            head.future.set_result(self._window)
+        if self._weight_blocked_since is not None and not any(
+            not w.future.done() for w in self._waiters
+        ):
+            REST_PAUSED_SECONDS.labels(self.host, "weight").inc(
+                max(0.0, self._clock() - self._weight_blocked_since)
+            )
+            self._weight_blocked_since = None
+
+    def _pause(self, reason: str, seconds: float) -> None:
+        now = self._clock()
+        until = now + seconds
+        if until <= self._paused_until:
+            return
+        REST_PAUSED_SECONDS.labels(self.host, reason).inc(until - max(now, self._paused_until))
+        if self._paused_until <= now or reason == "banned":
+            self._pause_reason = reason
+        self._paused_until = until
+        # Whatever the window says now, the first request after the pause goes alone.
+        self._fresh = False
+        self._probe = True
+
+    def _next_event_in(self, now: float) -> float:
+        paused_left = self._paused_until - now
+        if paused_left > 0:
+            return max(_TICK_S, paused_left)
+        return max(_TICK_S, self._next_minute() - now)
+
+    def _refusal(self, reason: str, retry_after_s: float) -> VenueError:
+        status = 418 if reason == "banned" else 429
+        return VenueError(
+            status,
+            TOO_MANY_REQUESTS,
+            f"REST to {self.host} held back locally ({reason or 'weight'})",
+            endpoint="budget",
+            retry_after_s=max(0.0, retry_after_s),
+        )
+
+
+class WeightBudgets:
+    """The registry of budgets by REST host; build one per process and hand it to every venue."""
+
+    def __init__(
+        self,
+        *,
+        default_limit: int = DEFAULT_LIMIT,
+        headroom: float = DEFAULT_HEADROOM,
+        background_share: float = DEFAULT_BACKGROUND_SHARE,
+        limits: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.default_limit = default_limit
+        self.headroom = headroom
+        self.background_share = background_share
+        self._limits = dict(limits or {})
+        self._clock = clock
+        self._budgets: dict[str, WeightBudget] = {}
+
+    def get(self, host: str) -> WeightBudget:
+        budget = self._budgets.get(host)
+        if budget is None:
+            configured = host in self._limits
+            budget = self._budgets[host] = WeightBudget(
+                host,
+                limit=self._limits.get(host, self.default_limit),
+                headroom=self.headroom,
+                background_share=self.background_share,
+                limit_configured=configured,
+                clock=self._clock,
+            )
+        return budget
+
+    def for_url(self, rest_url: str) -> WeightBudget:
+        return self.get(host_of(rest_url))
+
+    def __iter__(self) -> itertools.chain[WeightBudget]:
+        return itertools.chain(self._budgets.values())
+
+
+def host_of(rest_url: str) -> str:
+    """The budget key of a REST base URL: its host[:port]."""
+    netloc = urlsplit(rest_url).netloc
+    if not netloc:
+        raise ValueError(f"not an absolute URL: {rest_url!r}")
+    return netloc.lower()

@@ -363,8 +363,6 @@ def config_from_dict(raw: dict[str, Any], environ: Mapping[str, str] | None = No
     config.database.resolve_dsn(env)
     for account in config.enabled_accounts:
         account.credentials(env)
-    if not config.enabled_accounts:
-        raise ConfigError("accounts: no enabled account is configured")
     for account in config.enabled_accounts:
         lookback = account.reconcile_settings.lookback_s
         if config.nats.duplicate_window_s < lookback:

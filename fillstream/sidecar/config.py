@@ -32,6 +32,7 @@ from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
 from fillstream.sidecar.envoverrides import apply_env_overrides
 from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password
+from fillstream.sidecar.venue import REST_URLS
 
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # A NATS subject token: no whitespace, no wildcards, no separators.
@@ -50,39 +51,18 @@ class Endpoints(enum.StrEnum):
     CUSTOM = "custom"
 
 
-# (market, endpoints) → (REST base URL, WebSocket base URL); binance-facts.md §1.2, §1.3, §5, §6.
-# The stream path appends ``/private/ws/<listenKey>`` (USDⓈ-M) to the WebSocket base.
-KNOWN_ENDPOINTS: dict[tuple[Market, Endpoints], tuple[str, str]] = {
-    (Market.USDM, Endpoints.MAINNET): ("https://fapi.binance.com", "wss://fstream.binance.com"),
-    (Market.USDM, Endpoints.TESTNET): (
-        "https://demo-fapi.binance.com",
-        "wss://fstream.binancefuture.com",
-    ),
-    (Market.USDM, Endpoints.DEMO): (
-        "https://demo-fapi.binance.com",
-        "wss://fstream.binancefuture.com",
-    ),
-    (Market.COINM, Endpoints.MAINNET): ("https://dapi.binance.com", "wss://dstream.binance.com"),
-    (Market.COINM, Endpoints.TESTNET): (
-        "https://testnet.binancefuture.com",
-        "wss://dstream.binancefuture.com",
-    ),
-    (Market.COINM, Endpoints.DEMO): (
-        "https://testnet.binancefuture.com",
-        "wss://dstream.binancefuture.com",
-    ),
-    (Market.SPOT, Endpoints.MAINNET): (
-        "https://api.binance.com",
-        "wss://ws-api.binance.com:443/ws-api/v3",
-    ),
-    (Market.SPOT, Endpoints.TESTNET): (
-        "https://testnet.binance.vision",
-        "wss://ws-api.testnet.binance.vision/ws-api/v3",
-    ),
-    (Market.SPOT, Endpoints.DEMO): (
-        "https://demo-api.binance.com",
-        "wss://demo-ws-api.binance.com/ws-api/v3",
-    ),
+# (market, endpoints) → WebSocket base URL; binance-facts.md §1.2, §1.3, §5, §6. The stream path
+# appends ``/private/ws/<listenKey>`` (USDⓈ-M). REST base URLs are the venue's ``REST_URLS``.
+WS_URLS: dict[tuple[Market, Endpoints], str] = {
+    (Market.USDM, Endpoints.MAINNET): "wss://fstream.binance.com",
+    (Market.USDM, Endpoints.TESTNET): "wss://fstream.binancefuture.com",
+    (Market.USDM, Endpoints.DEMO): "wss://fstream.binancefuture.com",
+    (Market.COINM, Endpoints.MAINNET): "wss://dstream.binance.com",
+    (Market.COINM, Endpoints.TESTNET): "wss://dstream.binancefuture.com",
+    (Market.COINM, Endpoints.DEMO): "wss://dstream.binancefuture.com",
+    (Market.SPOT, Endpoints.MAINNET): "wss://ws-api.binance.com:443/ws-api/v3",
+    (Market.SPOT, Endpoints.TESTNET): "wss://ws-api.testnet.binance.vision/ws-api/v3",
+    (Market.SPOT, Endpoints.DEMO): "wss://demo-ws-api.binance.com/ws-api/v3",
 }
 
 
@@ -175,6 +155,16 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     queue_size: PositiveInt = 10000  # per account; the paths wait when it is full
     outbox_batch: PositiveInt = 500
     outbox_poll_s: Positive = 1.0  # relay sweep when nothing notified it
+
+
+class RestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[rest]``: the signed REST client shared by both paths (one weight budget per host)."""
+
+    recv_window_ms: Annotated[int, msgspec.Meta(ge=1, le=60000)] = 5000
+    request_timeout_s: Positive = 10.0
+    time_sync_interval_s: Positive = 300.0
+    max_wait_s: Positive = 90.0  # longest wait for the weight budget before a call gives up
+    weight_limits: dict[str, PositiveInt] = {}  # host[:port] → weight/min; else exchangeInfo
 
 
 class StreamConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -271,13 +261,13 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     def resolved_rest_url(self) -> str:
         if self.rest_url is not None:
             return self.rest_url.rstrip("/")
-        return KNOWN_ENDPOINTS[(self.market, self.endpoints)][0]
+        return REST_URLS[(self.market, str(self.endpoints))]
 
     @property
     def resolved_ws_url(self) -> str:
         if self.ws_url is not None:
             return self.ws_url.rstrip("/")
-        return KNOWN_ENDPOINTS[(self.market, self.endpoints)][1]
+        return WS_URLS[(self.market, self.endpoints)]
 
     def credentials(self, environ: Mapping[str, str] | None = None) -> Credentials:
         """Read the API key and secret (from env or files); :class:`ConfigError` if missing."""
@@ -313,6 +303,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     nats: NatsConfig = NatsConfig()
     http: HttpConfig = HttpConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    rest: RestConfig = RestConfig()
     stream: StreamConfig = StreamConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -1,1 +1,26 @@
+"""Durable sinks: the PostgreSQL ledger (migrations, repository, outbox, cursors, orders) and the
+JetStream publisher and outbox relay. Imports only ``fillstream.ledger`` of ours."""
 
+from fillstream.storage.cursors import PgCursorStore
+from fillstream.storage.migrations import migrate, migrate_dsn
+from fillstream.storage.orders import PgOrderView
+from fillstream.storage.payloads import OutboxMessage, json_schemas
+from fillstream.storage.publisher import JetStreamPublisher, PublishOutcome, connect
+from fillstream.storage.relay import OutboxRelay, PublishedListener
+from fillstream.storage.repository import IngestOutcome, Ledger
+
+__all__ = [
+    "IngestOutcome",
+    "JetStreamPublisher",
+    "Ledger",
+    "OutboxMessage",
+    "OutboxRelay",
+    "PgCursorStore",
+    "PgOrderView",
+    "PublishOutcome",
+    "PublishedListener",
+    "connect",
+    "json_schemas",
+    "migrate",
+    "migrate_dsn",
+]

@@ -1,0 +1,394 @@
+"""The ingest pipeline: where the stream and reconcile paths converge (design.md §4).
+
+:class:`Pipeline` implements :class:`fillstream.ledger.FillSink` and
+:class:`fillstream.ledger.StatusSink`. Each (account, market) has one worker and one queue, so an
+account's facts are applied in submission order, one transaction at a time; accounts run in
+parallel. The worker takes whatever is queued (up to ``max_batch`` fills) into one transaction:
+under load that is one commit and one pipelined publish round for many fills; at low rate it is
+a single fill, never held back waiting for company.
+
+After the commit the worker hands the new outbox rows straight to the relay (the fast path to
+JetStream) and resolves the submitters' futures. The PostgreSQL unique key decides what is new;
+a new fill whose source is ``reconcile`` is one the stream missed, and is counted as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+from nats.aio.client import Client as NATS
+
+from fillstream.ledger import (
+    FillKey,
+    FillSource,
+    IngestBatch,
+    IngestResult,
+    Market,
+    Position,
+    StatusChange,
+)
+from fillstream.sidecar import metrics
+from fillstream.storage import (
+    IngestOutcome,
+    JetStreamPublisher,
+    Ledger,
+    OutboxRelay,
+    PublishedListener,
+    connect,
+    migrate,
+)
+
+log = logging.getLogger(__name__)
+
+
+class PipelineClosedError(RuntimeError):
+    """``submit`` after ``aclose``: the caller's facts were not taken."""
+
+
+class _Item(msgspec.Struct):
+    batch: IngestBatch | None
+    status: StatusChange | None
+    future: asyncio.Future[IngestResult] | None
+    submitted_ns: int
+
+
+_STATUS_RESULT = IngestResult(new_fills=0, duplicate_fills=0, closes=0, orders=0)
+
+
+class _Worker:
+    """The serial ingest of one (account, market)."""
+
+    def __init__(self, pipeline: Pipeline, account: str, market: Market) -> None:
+        self.pipeline = pipeline
+        self.account = account
+        self.market = market
+        self.queue: collections.deque[_Item] = collections.deque()
+        self.wake = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        m = market.value
+        self.fills = {s: metrics.FILLS_TOTAL.labels(account, m, s.value) for s in FillSource}
+        self.dups = {s: metrics.FILLS_DUPLICATE.labels(account, m, s.value) for s in FillSource}
+        self.missed = metrics.FILLS_MISSED_BY_STREAM.labels(account, m)
+        self.errors = metrics.INGEST_ERRORS.labels(account, m)
+        self.orders = metrics.ORDER_TRANSITIONS.labels(account, m)
+        self.task = asyncio.create_task(self.run(), name=f"ingest-{account}-{m}")
+
+    def put(self, item: _Item) -> None:
+        self.queue.append(item)
+        self.idle.clear()
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self.queue:
+                self.idle.set()
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            head = self.queue.popleft()
+            if head.status is not None:
+                await self._status(head.status)
+                continue
+            items = [head]
+            size = len(head.batch.fills) if head.batch else 0
+            limit = self.pipeline.max_batch
+            while self.queue and self.queue[0].batch is not None:
+                more = len(self.queue[0].batch.fills)
+                if size + more > limit:
+                    break
+                items.append(self.queue.popleft())
+                size += more
+            await self._ingest(items, size)
+
+    async def _ingest(self, items: list[_Item], size: int) -> None:
+        batches = [item.batch for item in items if item.batch is not None]
+        merged = batches[0] if len(batches) == 1 else _merge(batches)
+        try:
+            outcome = await self.pipeline.ledger.ingest(merged)
+        except Exception as exc:  # handed to the submitters, who own the retry
+            self.errors.inc()
+            log.warning("ingest %s/%s failed: %r", self.account, self.market, exc)
+            for item in items:
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        self.pipeline.relay.offer(outcome.messages)
+        committed_ns = time.time_ns()
+        metrics.INGEST_BATCH_SIZE.observe(size)
+        self._count(outcome)
+        for item, result in zip(items, _results(batches, outcome), strict=True):
+            metrics.INGEST_SECONDS.observe((committed_ns - item.submitted_ns) / 1e9)
+            if item.future is not None and not item.future.done():
+                item.future.set_result(result)
+
+    def _count(self, outcome: IngestOutcome) -> None:
+        for f in outcome.new_fills:
+            self.fills[f.source].inc()
+            if f.source is FillSource.RECONCILE:
+                self.missed.inc()
+        for f in outcome.duplicate_fills:
+            self.dups[f.source].inc()
+        m = self.market.value
+        for c in outcome.closes:
+            if c.revision == 0:
+                metrics.CLOSES_TOTAL.labels(self.account, m, c.reason.value).inc()
+            else:
+                metrics.CLOSE_REVISIONS.labels(self.account, m, "revised").inc()
+        if outcome.retracted:
+            metrics.CLOSE_REVISIONS.labels(self.account, m, "retracted").inc(len(outcome.retracted))
+        if outcome.orders:
+            self.orders.inc(len(outcome.orders))
+
+    async def _status(self, change: StatusChange) -> None:
+        try:
+            message = await self.pipeline.ledger.record_status(change)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            # Health information only: the stream's own metrics still show the state.
+            self.errors.inc()
+            log.warning("status %s of %s not stored: %r", change.state, change.account, exc)
+            return
+        self.pipeline.relay.offer([message])
+
+
+def _merge(batches: Sequence[IngestBatch]) -> IngestBatch:
+    """Consecutive submissions of one account as one batch, in order (each fact keeps its own
+    source; the batch's source only labels retractions)."""
+    first = batches[0]
+    return IngestBatch(
+        account=first.account,
+        market=first.market,
+        source=first.source,
+        fills=tuple(f for b in batches for f in b.fills),
+        orders=tuple(o for b in batches for o in b.orders),
+        algo_links=tuple(a for b in batches for a in b.algo_links),
+        corrections=tuple(c for b in batches for c in b.corrections),
+    )
+
+
+def _results(batches: Sequence[IngestBatch], outcome: IngestOutcome) -> list[IngestResult]:
+    """Split one transaction's outcome per submission: the first submission holding a new
+    fill's key gets it as new; every other copy is a duplicate (the ledger's rule)."""
+    if len(batches) == 1:
+        return [
+            IngestResult(
+                new_fills=len(outcome.new_fills),
+                duplicate_fills=len(outcome.duplicate_fills),
+                closes=len(outcome.closes),
+                orders=len(outcome.orders),
+            )
+        ]
+    new_keys = {f.key for f in outcome.new_fills}
+    closing = {
+        FillKey(c.account, c.market, c.symbol, c.close_trade_id, c.close_order_id): n
+        for n, c in enumerate(outcome.closes)
+    }
+    closes_of: collections.Counter[int] = collections.Counter()
+    stored_orders = {(o.symbol, o.order_id, o.status, o.update_time_ms) for o in outcome.orders}
+    results: list[IngestResult] = []
+    for index, batch in enumerate(batches):
+        new = 0
+        for f in batch.fills:
+            k = f.key
+            if k in new_keys:
+                new_keys.discard(k)
+                new += 1
+                if k in closing:
+                    closes_of[index] += 1
+                    del closing[k]
+        orders = 0
+        for o in batch.orders:
+            ok = (o.symbol, o.order_id, o.status, o.update_time_ms)
+            if ok in stored_orders:
+                stored_orders.discard(ok)
+                orders += 1
+        results.append(
+            IngestResult(
+                new_fills=new,
+                duplicate_fills=len(batch.fills) - new,
+                closes=closes_of[index],
+                orders=orders,
+            )
+        )
+    if closing:  # closes not caused by a fill of this call (corrections, late refolds)
+        last = results[-1]
+        results[-1] = msgspec.structs.replace(last, closes=last.closes + len(closing))
+    return results
+
+
+class Pipeline:
+    """The :class:`~fillstream.ledger.FillSink` (and :class:`~fillstream.ledger.StatusSink`).
+
+    ``submit`` resolves with the batch's :class:`IngestResult` once it is committed; the
+    messages follow through the relay. It raises what the ledger raised (PostgreSQL down): the
+    submitter still holds the facts and may submit them again (idempotent). To let batching
+    work, a path should not wait for each submission before making the next: use
+    :meth:`submit_nowait` and await the futures later (or from another task).
+    """
+
+    def __init__(self, ledger: Ledger, relay: OutboxRelay, *, max_batch: int = 1000) -> None:
+        self.ledger = ledger
+        self.relay = relay
+        self.max_batch = max_batch
+        self._workers: dict[tuple[str, Market], _Worker] = {}
+        self._closed = False
+
+    async def start(self) -> None:
+        """Nothing to prepare: workers start with an account's first submission."""
+        self._closed = False
+
+    def _worker(self, account: str, market: Market) -> _Worker:
+        worker = self._workers.get((account, market))
+        if worker is None:
+            worker = self._workers[(account, market)] = _Worker(self, account, market)
+        return worker
+
+    def submit_nowait(self, batch: IngestBatch) -> asyncio.Future[IngestResult]:
+        """Queue a batch; the future resolves once it is committed (or fails with the error)."""
+        if self._closed:
+            raise PipelineClosedError("the pipeline is closed")
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        if not (batch.fills or batch.orders or batch.algo_links or batch.corrections):
+            future.set_result(IngestResult(new_fills=0, duplicate_fills=0, closes=0, orders=0))
+            return future
+        self._worker(batch.account, batch.market).put(
+            _Item(batch=batch, status=None, future=future, submitted_ns=time.time_ns())
+        )
+        return future
+
+    async def submit(self, batch: IngestBatch) -> IngestResult:
+        """Store one batch; returns once committed. Idempotent on every fact's key."""
+        return await self.submit_nowait(batch)
+
+    async def positions(self, account: str, market: Market) -> list[Position]:
+        """Positions as committed (flat ones included with ``qty`` 0)."""
+        return await self.ledger.positions(account, market)
+
+    def on_status(self, change: StatusChange) -> None:
+        """Store and publish a stream health transition, in order with the account's fills."""
+        if self._closed:
+            return
+        self._worker(change.account, change.market).put(
+            _Item(batch=None, status=change, future=None, submitted_ns=time.time_ns())
+        )
+
+    async def wait_idle(self) -> None:
+        """Until every queued submission is committed (not yet necessarily published)."""
+        for worker in list(self._workers.values()):
+            await worker.idle.wait()
+
+    async def aclose(self, deadline_s: float = 5.0) -> None:
+        """Refuse new submissions, commit what is queued within the deadline, stop. Idempotent.
+
+        Submissions still queued at the deadline fail with :class:`PipelineClosedError`.
+        """
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline_s):
+                await self.wait_idle()
+        for worker in self._workers.values():
+            worker.task.cancel()
+        for worker in self._workers.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.task
+            for item in worker.queue:
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(PipelineClosedError("closed before commit"))
+            worker.queue.clear()
+        self._workers.clear()
+
+
+class IngestStack:
+    """PostgreSQL pool + migrations, NATS + stream, ledger, relay and pipeline, wired.
+
+    What ``sidecar`` runs, and what tests and benchmarks of the paths use as a real sink::
+
+        stack = await IngestStack.open(dsn, nats_url, stream="FILLSTREAM", prefix="fillstream")
+        try:
+            await stack.pipeline.submit(batch)
+        finally:
+            await stack.aclose()
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        nc: NATS,
+        publisher: JetStreamPublisher,
+        ledger: Ledger,
+        relay: OutboxRelay,
+        pipeline: Pipeline,
+    ) -> None:
+        self.pool = pool
+        self.nc = nc
+        self.publisher = publisher
+        self.ledger = ledger
+        self.relay = relay
+        self.pipeline = pipeline
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        nats_servers: str | list[str],
+        *,
+        stream: str = "FILLSTREAM",
+        prefix: str = "fillstream",
+        duplicate_window_s: float = 7200.0,
+        max_age_s: float = 30 * 86400.0,
+        replicas: int = 1,
+        max_batch: int = 1000,
+        pool_size: int = 10,
+        on_published: PublishedListener | None = None,
+        **publisher_options: Any,
+    ) -> IngestStack:
+        """Connect, migrate, ensure the stream, start the relay (it drains leftovers first)."""
+        pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            nc = await connect(nats_servers)
+        except BaseException:
+            await pool.close()
+            raise
+        try:
+            publisher = JetStreamPublisher(
+                nc,
+                stream=stream,
+                prefix=prefix,
+                duplicate_window_s=duplicate_window_s,
+                max_age_s=max_age_s,
+                replicas=replicas,
+                **publisher_options,
+            )
+            await publisher.ensure_stream()
+            ledger = Ledger(pool, prefix=prefix)
+            relay = OutboxRelay(pool, publisher, on_published=on_published)
+            await relay.start()
+            pipeline = Pipeline(ledger, relay, max_batch=max_batch)
+            await pipeline.start()
+        except BaseException:
+            await nc.close()
+            await pool.close()
+            raise
+        return cls(
+            pool=pool, nc=nc, publisher=publisher, ledger=ledger, relay=relay, pipeline=pipeline
+        )
+
+    async def aclose(self, deadline_s: float = 5.0) -> None:
+        """Commit what is queued, publish what is committed (within the deadline), close."""
+        await self.pipeline.aclose(deadline_s)
+        await self.relay.aclose(deadline_s)
+        await self.publisher.aclose()
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+        await self.pool.close()

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the storage sinks (default registry; design.md §7 names)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PUBLISH_TOTAL = Counter(
+    "fillstream_publish_total",
+    "JetStream publishes by outcome: acked (stored), duplicate (already stored), failed",
+    ["outcome"],
+)
+OUTBOX_PENDING = Gauge(
+    "fillstream_outbox_pending",
+    "Outbox rows committed to PostgreSQL and not yet acknowledged by JetStream",
+)
+RELAY_RETRIES = Counter(
+    "fillstream_relay_retries_total",
+    "Publish rounds the outbox relay had to retry (NATS down or slow)",
+)
+EVENT_TO_PUBLISH_SECONDS = Histogram(
+    "fillstream_event_to_publish_seconds",
+    "From receipt of the frame or REST row to the JetStream ack of its message",
+    ["account", "market"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

@@ -1,0 +1,41 @@
+"""Stored orders for order sync (:class:`fillstream.ledger.OrderView`)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from fillstream.ledger import Market, OrderUpdate
+from fillstream.storage import rows
+
+
+class PgOrderView:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def open_orders(
+        self, account: str, market: Market, *, updated_before_ms: int
+    ) -> list[OrderUpdate]:
+        """Orders stored as NEW or PARTIALLY_FILLED whose last update is older than the bound."""
+        records = await self.pool.fetch(
+            "SELECT * FROM orders WHERE account = $1 AND market = $2"
+            " AND status IN ('NEW', 'PARTIALLY_FILLED') AND update_time_ms < $3"
+            " ORDER BY update_time_ms",
+            account,
+            market.value,
+            updated_before_ms,
+        )
+        return [rows.order_from_record(r) for r in records]
+
+    async def order(
+        self, account: str, market: Market, symbol: str, order_id: int
+    ) -> OrderUpdate | None:
+        """The stored state of one order, if any."""
+        record = await self.pool.fetchrow(
+            "SELECT * FROM orders WHERE account = $1 AND market = $2 AND symbol = $3"
+            " AND order_id = $4",
+            account,
+            market.value,
+            symbol,
+            order_id,
+        )
+        return None if record is None else rows.order_from_record(record)

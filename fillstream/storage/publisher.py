@@ -1,0 +1,238 @@
+"""JetStream publisher: ensures the stream, publishes with ``Nats-Msg-Id``, acks pipelined.
+
+Publishing one message at a time and awaiting each ack costs a round trip per message; here a
+round sends up to ``window`` messages before waiting for the oldest ack, and every ack comes
+back on one wildcard inbox of ours. nats-py's ``publish_async`` does the same, but it leaks its
+in-flight slot whenever the underlying publish raises (NATS reconnecting with a full buffer), and
+its futures never time out, which is exactly the situation a relay must survive; so the few
+lines of ack bookkeeping live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+from collections.abc import Sequence
+
+import msgspec
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from fillstream.storage import metrics
+from fillstream.storage.payloads import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+_STATUS_HEADER = "Status"
+
+
+class PublishOutcome(enum.StrEnum):
+    ACKED = "acked"  # stored now
+    DUPLICATE = "duplicate"  # already stored (same Nats-Msg-Id within the duplicate window)
+    FAILED = "failed"  # not known to be stored: publish again
+
+    @property
+    def stored(self) -> bool:
+        return self is not PublishOutcome.FAILED
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    stream: str | None = None
+    seq: int | None = None
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_ack_decoder = msgspec.json.Decoder(_PubAck)
+
+
+async def connect(
+    servers: str | list[str], *, name: str = "fillstream", reconnect_time_wait_s: float = 0.5
+) -> NATS:
+    """A NATS connection that reconnects forever (the relay copes with the outage meanwhile)."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    return await nats.connect(
+        servers,
+        name=name,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=reconnect_time_wait_s,
+        error_cb=on_error,
+    )
+
+
+class JetStreamPublisher:
+    """Publishes outbox messages to one JetStream stream (``<prefix>.>``).
+
+    ``publish_many`` never raises for NATS trouble: each message gets an outcome, and a message
+    is only reported stored when JetStream acknowledged it (or reported it a duplicate).
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        stream: str = "FILLSTREAM",
+        prefix: str = "fillstream",
+        duplicate_window_s: float = 7200.0,
+        max_age_s: float = 30 * 86400.0,
+        replicas: int = 1,
+        storage: StorageType = StorageType.FILE,
+        window: int = 256,
+        ack_timeout_s: float = 5.0,
+    ) -> None:
+        if max_age_s and max_age_s < duplicate_window_s:
+            raise ValueError("max_age_s must cover the duplicate window")
+        self.nc = nc
+        self.stream = stream
+        self.prefix = prefix
+        self.duplicate_window_s = duplicate_window_s
+        self.max_age_s = max_age_s
+        self.replicas = replicas
+        self.storage = storage
+        self.window = window
+        self.ack_timeout_s = ack_timeout_s
+        self._inbox = ""
+        self._sub: Subscription | None = None
+        self._tokens = itertools.count()
+        self._waiting: dict[str, asyncio.Future[PublishOutcome]] = {}
+
+    def stream_config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.prefix}.>"],
+            duplicate_window=self.duplicate_window_s,
+            max_age=self.max_age_s,
+            num_replicas=self.replicas,
+            storage=self.storage,
+        )
+
+    async def ensure_stream(self) -> None:
+        """Create the stream, or update it to this configuration (idempotent)."""
+        js = self.nc.jetstream()
+        config = self.stream_config()
+        try:
+            await js.stream_info(self.stream)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+
+    async def start(self) -> None:
+        """Subscribe the ack inbox (also done lazily by the first publish)."""
+        if self._sub is None:
+            self._inbox = self.nc.new_inbox()
+            self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+
+    async def aclose(self) -> None:
+        """Stop listening for acks; waiting publishes end as failed. Idempotent."""
+        sub, self._sub = self._sub, None
+        if sub is not None and not self.nc.is_closed:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error as exc:
+                log.debug("ack inbox unsubscribe: %s", exc)
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_result(PublishOutcome.FAILED)
+        self._waiting.clear()
+
+    async def _on_ack(self, msg: Msg) -> None:
+        fut = self._waiting.pop(msg.subject[len(self._inbox) + 1 :], None)
+        if fut is None or fut.done():
+            return
+        if msg.headers and msg.headers.get(_STATUS_HEADER) == "503":
+            log.warning("no stream listens on %s", self.prefix)
+            fut.set_result(PublishOutcome.FAILED)
+            return
+        try:
+            ack = _ack_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("undecodable JetStream ack: %r", msg.data[:200])
+            fut.set_result(PublishOutcome.FAILED)
+            return
+        if ack.error is not None or ack.seq is None:
+            log.warning("JetStream refused a message: %s", ack.error)
+            fut.set_result(PublishOutcome.FAILED)
+        else:
+            fut.set_result(PublishOutcome.DUPLICATE if ack.duplicate else PublishOutcome.ACKED)
+
+    async def publish_many(self, messages: Sequence[OutboxMessage]) -> list[PublishOutcome]:
+        """Publish in order with at most ``window`` acks outstanding; one outcome per message.
+
+        A round gives up (the rest FAILED) as soon as NATS is disconnected, a publish is refused
+        locally, or the oldest outstanding ack has not come within ``ack_timeout_s``.
+        """
+        outcomes = [PublishOutcome.FAILED] * len(messages)
+        if not messages or not self.nc.is_connected:
+            metrics.PUBLISH_TOTAL.labels("failed").inc(len(messages))
+            return outcomes
+        await self.start()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[PublishOutcome]] = []
+        tokens: list[str] = []
+        settled = 0  # futures[:settled] are done
+        try:
+            for message in messages:
+                if len(futures) - settled >= self.window:
+                    if not await self._settle(futures[settled]):
+                        break
+                    settled += 1
+                    while settled < len(futures) and futures[settled].done():
+                        settled += 1
+                token = str(next(self._tokens))
+                fut: asyncio.Future[PublishOutcome] = loop.create_future()
+                self._waiting[token] = fut
+                try:
+                    await self.nc.publish(
+                        message.subject,
+                        message.payload,
+                        reply=f"{self._inbox}.{token}",
+                        headers={MSG_ID_HEADER: message.msg_id},
+                    )
+                except (nats.errors.Error, OSError) as exc:
+                    self._waiting.pop(token, None)
+                    log.warning("publish refused locally: %r", exc)
+                    break
+                futures.append(fut)
+                tokens.append(token)
+            pending = [f for f in futures[settled:] if not f.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=self.ack_timeout_s)
+        finally:
+            for i, (token, fut) in enumerate(zip(tokens, futures, strict=True)):
+                if fut.done():
+                    outcomes[i] = fut.result()
+                else:
+                    self._waiting.pop(token, None)
+                    fut.cancel()
+        acked = sum(1 for o in outcomes if o is PublishOutcome.ACKED)
+        duplicate = sum(1 for o in outcomes if o is PublishOutcome.DUPLICATE)
+        metrics.PUBLISH_TOTAL.labels("acked").inc(acked)
+        metrics.PUBLISH_TOTAL.labels("duplicate").inc(duplicate)
+        metrics.PUBLISH_TOTAL.labels("failed").inc(len(outcomes) - acked - duplicate)
+        return outcomes
+
+    async def _settle(self, fut: asyncio.Future[PublishOutcome]) -> bool:
+        # False only when the ack did not come: NATS is gone, stop sending into the void. A
+        # message JetStream refused fails alone and the round goes on.
+        if not fut.done():
+            await asyncio.wait([fut], timeout=self.ack_timeout_s)
+        return fut.done()

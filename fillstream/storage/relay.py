@@ -1,0 +1,302 @@
+"""The outbox relay: every committed outbox row reaches JetStream, in order, at least once.
+
+Two paths, one loop:
+
+* **fast** — the pipeline hands over the rows it has just committed (:meth:`OutboxRelay.offer`),
+  so at low rate a fill goes commit → publish → ack with no polling; acknowledged rows are
+  marked published by a background task in coalesced batches.
+* **drain** — at start-up and after any failed publish, the loop reads
+  ``outbox WHERE published_at IS NULL ORDER BY id`` in chunks and publishes it, retrying with
+  capped exponential backoff while NATS is down. Offers are ignored meanwhile (the rows are in
+  the table); the loop starts accepting offers again *before* its last, empty-confirming read,
+  so a row committed around the switch is seen by one path or the other.
+
+Nothing is ever deleted unpublished. Publication order per subject follows outbox id order
+except around a failure, where a row retried from the table lands after younger rows that had
+already been acknowledged (consumers dedup on ``Nats-Msg-Id`` and order by exchange time).
+Duplicates on JetStream are impossible within its duplicate window (2 h by default), whatever
+is retried. One relay per database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from fillstream.storage import metrics
+from fillstream.storage.payloads import OutboxMessage
+from fillstream.storage.publisher import JetStreamPublisher
+from fillstream.storage.repository import Ledger
+
+log = logging.getLogger(__name__)
+
+PublishedListener = Callable[[Sequence[OutboxMessage], int], None]
+"""Called with the messages JetStream just stored and the ack time (``time.time_ns``)."""
+
+_UNPUBLISHED = """
+SELECT id, subject, msg_id, payload FROM outbox
+WHERE published_at IS NULL ORDER BY id LIMIT $1
+"""
+_MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+_COUNT = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+_PRUNE = "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
+
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class OutboxRelay:
+    """Publishes the outbox of one database through one :class:`JetStreamPublisher`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: JetStreamPublisher,
+        *,
+        chunk: int = 1000,
+        backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 5.0,
+        retention_s: float = 86400.0,
+        on_published: PublishedListener | None = None,
+    ) -> None:
+        self.pool = pool
+        self.publisher = publisher
+        self.chunk = chunk
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.retention_s = retention_s
+        self.on_published = on_published
+        self._queue: collections.deque[OutboxMessage] = collections.deque()
+        self._accepting = False  # False while draining: the table is the source then
+        self._wake = asyncio.Event()
+        self._queue_empty = asyncio.Event()  # set while nothing is queued on the fast path
+        self._queue_empty.set()
+        self._to_mark: list[int] = []
+        self._mark_wake = asyncio.Event()
+        self._mark_lock = asyncio.Lock()
+        self._pending = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._last_prune = 0.0
+
+    # -- public surface ------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Rows committed and not yet marked published (also the ``outbox_pending`` gauge)."""
+        return self._pending
+
+    @property
+    def draining(self) -> bool:
+        return not self._accepting
+
+    async def start(self) -> None:
+        """Count the leftovers and start publishing them, then live rows. Idempotent."""
+        if self._tasks:
+            return
+        self._set_pending(await self.pool.fetchval(_COUNT))
+        self._closing = False
+        self._tasks = [
+            asyncio.create_task(self._run(), name="outbox-relay"),
+            asyncio.create_task(self._mark_loop(), name="outbox-marker"),
+        ]
+
+    def offer(self, messages: Sequence[OutboxMessage]) -> None:
+        """Hand over rows just committed (ids set). Never blocks; never loses them: while the
+        relay is draining they stay in the table and the drain publishes them."""
+        if not messages:
+            return
+        self._set_pending(self._pending + len(messages))
+        if self._accepting and not self._closing:
+            self._queue.extend(messages)
+            self._queue_empty.clear()
+            self._wake.set()
+
+    async def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Poll until every committed row is published and marked; False on timeout (tests)."""
+        deadline = time.monotonic() + timeout_s
+        while self._pending > 0 or self._queue or self._to_mark:
+            if time.monotonic() > deadline:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.01)
+        return True
+
+    async def aclose(self, deadline_s: float = 5.0) -> None:
+        """Publish what is queued within the deadline, mark it, stop. Idempotent.
+
+        Whatever is not published by then stays in the table for the next start.
+        """
+        if not self._tasks:
+            return
+        self._closing = True
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline_s):
+                await self._queue_empty.wait()
+                await self._flush_marks()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self._drop_queue()
+
+    async def run_once(self) -> bool:
+        """One drain of the table without the background loop; True when it ended empty."""
+        return await self._drain()
+
+    async def republish(self, ledger: Ledger, since_ms: int) -> int:
+        """Publish again every stored fact since ``since_ms`` (``fillstream republish``).
+
+        Same ``Nats-Msg-Id`` as the first time: JetStream drops those still in its duplicate
+        window, consumers drop the rest. Retries while NATS is down; returns messages sent.
+        """
+        sent = 0
+        async for messages in ledger.stored_messages(since_ms, chunk=self.chunk):
+            todo = list(messages)
+            backoff = self.backoff_initial_s
+            while todo:
+                outcomes = await self.publisher.publish_many(todo)
+                todo = [m for m, o in zip(todo, outcomes, strict=True) if not o.stored]
+                if todo:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.backoff_max_s)
+            sent += len(messages)
+        return sent
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = self.backoff_initial_s
+        while True:
+            try:
+                if not self._accepting:
+                    if await self._drain():
+                        backoff = self.backoff_initial_s
+                        continue
+                    metrics.RELAY_RETRIES.inc()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.backoff_max_s)
+                    continue
+                if not self._queue:
+                    self._queue_empty.set()
+                    await self._wake.wait()
+                    self._wake.clear()
+                    continue
+                batch = [self._queue.popleft() for _ in range(min(self.chunk, len(self._queue)))]
+                if not await self._publish(batch):
+                    # The failed rows and everything queued behind them are in the table.
+                    self._drop_queue()
+            except Exception:  # a supervisor: log, count, back off, carry on
+                log.exception("outbox relay round failed")
+                metrics.RELAY_RETRIES.inc()
+                self._drop_queue()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max_s)
+
+    async def _publish(self, batch: list[OutboxMessage]) -> bool:
+        outcomes = await self.publisher.publish_many(batch)
+        acked_ns = time.time_ns()
+        stored = [m for m, o in zip(batch, outcomes, strict=True) if o.stored]
+        if stored:
+            self._to_mark.extend(m.id for m in stored)
+            self._mark_wake.set()
+            self._observe(stored, acked_ns)
+        return len(stored) == len(batch)
+
+    def _observe(self, stored: list[OutboxMessage], acked_ns: int) -> None:
+        for m in stored:
+            if m.received_at_ns is not None and m.account is not None and m.market is not None:
+                metrics.EVENT_TO_PUBLISH_SECONDS.labels(m.account, m.market).observe(
+                    max(0, acked_ns - m.received_at_ns) / 1e9
+                )
+        if self.on_published is not None:
+            self.on_published(stored, acked_ns)
+
+    async def _drain(self) -> bool:
+        """Publish the table's unpublished rows in id order; True when none is left."""
+        try:
+            await self._flush_marks()
+            while True:
+                records = await self.pool.fetch(_UNPUBLISHED, self.chunk)
+                if not records and not self._accepting:
+                    if self._closing:
+                        return True
+                    # Accept offers first, then confirm the table is empty: a row committed
+                    # in between is either offered now or seen by the next read.
+                    self._accepting = True
+                    continue
+                queued = {m.id for m in self._queue}
+                batch = [
+                    OutboxMessage(
+                        id=r["id"], subject=r["subject"], msg_id=r["msg_id"], payload=r["payload"]
+                    )
+                    for r in records
+                    if r["id"] not in queued
+                ]
+                if not batch:
+                    return True
+                ok = await self._publish(batch)
+                await self._flush_marks()
+                if not ok:
+                    self._drop_queue()
+                    return False
+        except _DB_ERRORS as exc:
+            log.warning("outbox drain: PostgreSQL unavailable: %s", exc)
+            self._drop_queue()
+            return False
+
+    # -- marking -------------------------------------------------------------------------------
+
+    async def _mark_loop(self) -> None:
+        backoff = self.backoff_initial_s
+        while True:
+            await self._mark_wake.wait()
+            self._mark_wake.clear()
+            try:
+                await self._flush_marks()
+                await self._prune()
+                backoff = self.backoff_initial_s
+            except _DB_ERRORS as exc:
+                log.warning("outbox marking: PostgreSQL unavailable: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max_s)
+                self._mark_wake.set()
+
+    async def _flush_marks(self) -> None:
+        async with self._mark_lock:
+            while self._to_mark:
+                ids, self._to_mark = self._to_mark, []
+                try:
+                    await self.pool.execute(_MARK, ids)
+                except BaseException:
+                    self._to_mark[:0] = ids
+                    raise
+                self._set_pending(self._pending - len(ids))
+
+    async def _prune(self) -> None:
+        """Forget rows published long ago (republish reads the fact tables, not the outbox),
+        and resynchronise the pending count with the table."""
+        now = time.monotonic()
+        if now - self._last_prune < 60:
+            return
+        self._last_prune = now
+        await self.pool.execute(_PRUNE, self.retention_s)
+        self._set_pending(await self.pool.fetchval(_COUNT))
+
+    def _drop_queue(self) -> None:
+        # Only ever done to rows that are committed: the drain will read them again.
+        self._accepting = False
+        self._queue.clear()
+        self._queue_empty.set()
+
+    def _set_pending(self, value: int) -> None:
+        self._pending = max(0, value)
+        metrics.OUTBOX_PENDING.set(self._pending)

@@ -1,0 +1,471 @@
+"""The PostgreSQL ledger: one transaction per ingest batch, facts and outbox together.
+
+``ingest`` is the heart of "no fill lost, none duplicated": the ``fills`` unique key decides
+what is new (``ON CONFLICT DO NOTHING RETURNING``); only new fills reach the position book, and
+the book's changes (positions, closes, revisions, retractions), the forward order transitions,
+the algo links, the corrections and one outbox row per message are written in the same
+transaction. If the transaction fails, the account's in-memory book is dropped and reloaded from
+the store on the next batch, so the book never holds a change the store does not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from fillstream.ledger import (
+    AlgoLink,
+    Fill,
+    FillKey,
+    Gap,
+    IngestBatch,
+    Market,
+    OrderUpdate,
+    Position,
+    PositionBook,
+    PositionClose,
+    PositionCorrection,
+    StatusChange,
+    subjects,
+)
+from fillstream.storage import payloads, rows
+from fillstream.storage.books import load_book
+from fillstream.storage.payloads import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HORIZON_MS = 6 * 3600 * 1000
+
+_INSERT_OUTBOX = """
+INSERT INTO outbox (subject, msg_id, payload)
+SELECT u.subject, u.msg_id, u.payload
+FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(subject, msg_id, payload, n)
+ORDER BY u.n
+RETURNING id
+"""
+
+_UPSERT_ALGO_LINKS = """
+INSERT INTO algo_links AS a (
+    account, market, symbol, algo_id, client_algo_id, algo_type, status, order_id, update_time_ms)
+SELECT $1, $2, u.* FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+    $8::bigint[], $9::bigint[]) AS u
+ON CONFLICT (account, market, algo_id) DO UPDATE SET
+    client_algo_id = EXCLUDED.client_algo_id, algo_type = EXCLUDED.algo_type,
+    status = EXCLUDED.status, order_id = coalesce(EXCLUDED.order_id, a.order_id),
+    update_time_ms = EXCLUDED.update_time_ms, updated_at = now()
+WHERE a.update_time_ms <= EXCLUDED.update_time_ms
+"""
+
+_INSERT_CORRECTIONS = """
+INSERT INTO position_corrections (
+    account, market, symbol, position_side, qty, entry_price, time_ms)
+SELECT $1, $2, u.symbol, u.position_side, u.qty::numeric, u.entry_price::numeric, u.time_ms
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+    AS u(symbol, position_side, qty, entry_price, time_ms)
+ON CONFLICT DO NOTHING
+RETURNING symbol, position_side, time_ms, qty
+"""
+
+_INSERT_CLOSES = """
+INSERT INTO position_closes (
+    msg_id, close_id, account, market, symbol, position_side, reason, revision,
+    close_trade_id, close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
+SELECT u.msg_id, u.close_id, $1, $2, u.symbol, u.position_side, u.reason, u.revision,
+    u.close_trade_id, u.close_order_id, u.realized_pnl::numeric, u.opened_at_ms,
+    u.closed_at_ms, u.source, u.close::jsonb
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+    $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::text[],
+    $15::text[])
+    AS u(msg_id, close_id, symbol, position_side, reason, revision, close_trade_id,
+         close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
+ON CONFLICT (msg_id) DO NOTHING
+"""
+
+_RETRACT_CLOSES = """
+UPDATE position_closes SET retracted_at = now()
+WHERE close_id = ANY($1::text[]) AND retracted_at IS NULL
+"""
+
+
+class IngestOutcome(msgspec.Struct, kw_only=True):
+    """What one committed ingest changed. ``messages`` are the outbox rows, ids assigned."""
+
+    new_fills: list[Fill]
+    duplicate_fills: list[Fill]
+    closes: list[PositionClose]  # new closes and revisions
+    retracted: list[PositionClose]
+    orders: list[OrderUpdate]  # forward transitions, in the order they happened
+    corrections: list[PositionCorrection]  # new ones
+    messages: list[OutboxMessage]
+
+
+def close_id(close: PositionClose) -> str:
+    """The message id of a close's first revision: what groups its revisions."""
+    return subjects.close_msg_id(msgspec.structs.replace(close, revision=0))
+
+
+class Ledger:
+    """Fills, orders, positions, closes and the outbox in PostgreSQL.
+
+    Calls for one (account, market) must be serialized by the caller (the pipeline does);
+    different accounts may ingest concurrently. The position books are held here, one per
+    (account, market), loaded from the store on first use.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        prefix: str = "fillstream",
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+    ) -> None:
+        self.pool = pool
+        self.prefix = prefix
+        self.horizon_ms = horizon_ms
+        self._books: dict[tuple[str, Market], PositionBook] = {}
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    async def ingest(self, batch: IngestBatch) -> IngestOutcome:
+        """Store one batch in one transaction; idempotent on every fact's key.
+
+        Fills are deduplicated by :class:`FillKey` (the first occurrence in the batch wins, then
+        the store: a fill already stored is a duplicate whatever its source). Raises whatever
+        asyncpg raises; nothing of the batch is then stored and the book is reloaded next time.
+        """
+        key = (batch.account, batch.market)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await self._ingest(conn, batch)
+        except BaseException:
+            self._books.pop(key, None)
+            raise
+
+    async def _ingest(self, conn: asyncpg.Connection, batch: IngestBatch) -> IngestOutcome:
+        account, market = batch.account, batch.market.value
+        # Before this batch's inserts: a reload must not see the fills it is about to apply.
+        book = await self._book(conn, batch.account, batch.market)
+        new_fills, duplicates = await self._insert_fills(conn, batch)
+        links = await self._upsert_algo_links(conn, batch.algo_links)
+        corrections = await self._insert_corrections(conn, batch.corrections)
+        change = book.apply(new_fills, corrections, links)
+        if change.positions:
+            sealed = [book.sealed_through(p.symbol, p.position_side) for p in change.positions]
+            await conn.execute(
+                rows.UPSERT_POSITIONS,
+                account,
+                market,
+                *rows.position_columns(change.positions, sealed),
+            )
+        if change.closes:
+            await self._insert_closes(conn, account, market, change.closes)
+        if change.retracted:
+            await conn.execute(_RETRACT_CLOSES, [close_id(c) for c in change.retracted])
+        orders = await self._upsert_orders(conn, batch) if batch.orders else []
+        p = self.prefix
+        messages = [payloads.fill_message(p, f) for f in new_fills]
+        messages += [payloads.order_message(p, o) for o in orders]
+        messages += [payloads.close_message(p, c) for c in change.closes]
+        messages += [payloads.retraction_message(p, c, batch.source) for c in change.retracted]
+        messages += [payloads.correction_message(p, c) for c in corrections]
+        await self._insert_outbox(conn, messages)
+        return IngestOutcome(
+            new_fills=new_fills,
+            duplicate_fills=duplicates,
+            closes=change.closes,
+            retracted=change.retracted,
+            orders=orders,
+            corrections=corrections,
+            messages=messages,
+        )
+
+    async def _insert_fills(
+        self, conn: asyncpg.Connection, batch: IngestBatch
+    ) -> tuple[list[Fill], list[Fill]]:
+        if not batch.fills:
+            return [], []
+        unique: dict[FillKey, Fill] = {}
+        duplicates: list[Fill] = []
+        for f in batch.fills:
+            if f.account != batch.account or f.market is not batch.market:
+                raise ValueError(f"fill of {f.account}/{f.market} in a batch of {batch.account}")
+            k = f.key
+            if k in unique:
+                duplicates.append(f)
+            else:
+                unique[k] = f
+        candidates = list(unique.values())
+        inserted = await conn.fetch(
+            rows.INSERT_FILLS,
+            batch.account,
+            batch.market.value,
+            *rows.fill_columns(candidates),
+        )
+        fresh = {(r[0], r[1], r[2]) for r in inserted}
+        new: list[Fill] = []
+        for f in candidates:
+            if (f.symbol, f.trade_id, f.order_id) in fresh:
+                new.append(f)
+            else:
+                duplicates.append(f)
+        return new, duplicates
+
+    async def _upsert_algo_links(
+        self, conn: asyncpg.Connection, links: Sequence[AlgoLink]
+    ) -> list[AlgoLink]:
+        if not links:
+            return []
+        latest: dict[int, AlgoLink] = {}
+        for link in links:
+            prev = latest.get(link.algo_id)
+            if prev is None or prev.update_time_ms <= link.update_time_ms:
+                latest[link.algo_id] = link
+        ls = list(latest.values())
+        await conn.execute(
+            _UPSERT_ALGO_LINKS,
+            ls[0].account,
+            ls[0].market.value,
+            [x.symbol for x in ls],
+            [x.algo_id for x in ls],
+            [x.client_algo_id for x in ls],
+            [x.algo_type for x in ls],
+            [x.status for x in ls],
+            [x.order_id for x in ls],
+            [x.update_time_ms for x in ls],
+        )
+        return ls
+
+    async def _insert_corrections(
+        self, conn: asyncpg.Connection, corrections: Sequence[PositionCorrection]
+    ) -> list[PositionCorrection]:
+        if not corrections:
+            return []
+        cs = list({(c.symbol, c.position_side, c.time_ms, c.qty): c for c in corrections}.values())
+        inserted = await conn.fetch(
+            _INSERT_CORRECTIONS,
+            cs[0].account,
+            cs[0].market.value,
+            [c.symbol for c in cs],
+            [c.position_side.value for c in cs],
+            [str(c.qty) for c in cs],
+            [str(c.entry_price) for c in cs],
+            [c.time_ms for c in cs],
+        )
+        fresh = {(r["symbol"], r["position_side"], r["time_ms"], r["qty"]) for r in inserted}
+        return [c for c in cs if (c.symbol, c.position_side.value, c.time_ms, c.qty) in fresh]
+
+    async def _insert_closes(
+        self, conn: asyncpg.Connection, account: str, market: str, closes: list[PositionClose]
+    ) -> None:
+        await conn.execute(
+            _INSERT_CLOSES,
+            account,
+            market,
+            [subjects.close_msg_id(c) for c in closes],
+            [close_id(c) for c in closes],
+            [c.symbol for c in closes],
+            [c.position_side.value for c in closes],
+            [c.reason.value for c in closes],
+            [c.revision for c in closes],
+            [c.close_trade_id for c in closes],
+            [c.close_order_id for c in closes],
+            [str(c.realized_pnl) for c in closes],
+            [c.opened_at_ms for c in closes],
+            [c.closed_at_ms for c in closes],
+            [c.source.value for c in closes],
+            [payloads.encode(payloads.close_body(c)).decode() for c in closes],
+        )
+
+    async def _upsert_orders(
+        self, conn: asyncpg.Connection, batch: IngestBatch
+    ) -> list[OrderUpdate]:
+        """Store the latest state per order; return every transition past the stored one."""
+        by_order: dict[tuple[str, int], list[OrderUpdate]] = {}
+        for o in batch.orders:
+            by_order.setdefault((o.symbol, o.order_id), []).append(o)
+        keys = list(by_order)
+        stored = {
+            (r["symbol"], r["order_id"]): (r["update_time_ms"], r["status_rank"], r["filled_qty"])
+            for r in await conn.fetch(
+                rows.SELECT_ORDER_PROGRESS,
+                batch.account,
+                batch.market.value,
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+            )
+        }
+        forward: list[OrderUpdate] = []
+        latest: list[OrderUpdate] = []
+        for k, updates in by_order.items():
+            mark: tuple[Any, ...] | None = stored.get(k)
+            for o in sorted(updates, key=rows.order_progress):
+                progress = rows.order_progress(o)
+                if mark is None or progress > mark:
+                    forward.append(o)
+                    mark = progress
+            top = max(updates, key=rows.order_progress)
+            if stored.get(k) is None or rows.order_progress(top) > stored[k]:
+                latest.append(top)
+        if latest:
+            await conn.execute(
+                rows.UPSERT_ORDERS,
+                batch.account,
+                batch.market.value,
+                *rows.order_columns(latest),
+            )
+        forward.sort(key=lambda o: o.update_time_ms)
+        return forward
+
+    async def _insert_outbox(self, conn: asyncpg.Connection, messages: list[OutboxMessage]) -> None:
+        if not messages:
+            return
+        ids = await conn.fetch(
+            _INSERT_OUTBOX,
+            [m.subject for m in messages],
+            [m.msg_id for m in messages],
+            [m.payload for m in messages],
+        )
+        # nextval() runs in the ORDER BY order, so sorted ids line up with the messages.
+        for message, new_id in zip(messages, sorted(r[0] for r in ids), strict=True):
+            message.id = new_id
+
+    # -- books and positions -------------------------------------------------------------------
+
+    async def _book(self, conn: asyncpg.Connection, account: str, market: Market) -> PositionBook:
+        book = self._books.get((account, market))
+        if book is None:
+            book = await load_book(conn, account, market, horizon_ms=self.horizon_ms)
+            self._books[(account, market)] = book
+        return book
+
+    def forget_book(self, account: str, market: Market) -> None:
+        """Drop the in-memory book; the next ingest reloads it from the store."""
+        self._books.pop((account, market), None)
+
+    async def positions(self, account: str, market: Market) -> list[Position]:
+        """Every position row of the account as committed (flat ones included, ``qty`` 0)."""
+        records = await self.pool.fetch(
+            "SELECT * FROM positions WHERE account = $1 AND market = $2 "
+            "ORDER BY symbol, position_side",
+            account,
+            market.value,
+        )
+        return [rows.position_from_record(r) for r in records]
+
+    # -- operators' records --------------------------------------------------------------------
+
+    async def record_status(self, change: StatusChange) -> OutboxMessage:
+        """Store a stream health transition and its ``status.<account>`` outbox row."""
+        message = payloads.status_message(self.prefix, change)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO status_changes (account, market, state, previous, reason, time_ms)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                change.account,
+                change.market.value,
+                change.state.value,
+                change.previous.value if change.previous else None,
+                change.reason,
+                change.time_ms,
+            )
+            await self._insert_outbox(conn, [message])
+        return message
+
+    async def record_session(
+        self,
+        account: str,
+        market: Market,
+        *,
+        connected_at_ms: int,
+        disconnected_at_ms: int | None = None,
+        end_reason: str | None = None,
+        frames: int = 0,
+        session_id: int | None = None,
+    ) -> int:
+        """Open (``session_id`` None) or update one user-stream connection; returns its id."""
+        if session_id is None:
+            new_id: int = await self.pool.fetchval(
+                "INSERT INTO stream_sessions (account, market, connected_at_ms,"
+                " disconnected_at_ms, end_reason, frames) VALUES ($1, $2, $3, $4, $5, $6)"
+                " RETURNING id",
+                account,
+                market.value,
+                connected_at_ms,
+                disconnected_at_ms,
+                end_reason,
+                frames,
+            )
+            return new_id
+        await self.pool.execute(
+            "UPDATE stream_sessions SET disconnected_at_ms = $2, end_reason = $3, frames = $4"
+            " WHERE id = $1",
+            session_id,
+            disconnected_at_ms,
+            end_reason,
+            frames,
+        )
+        return session_id
+
+    async def record_gap(self, gap: Gap) -> None:
+        """Store a gap window (idempotent on account, market, since, reason; closes it later)."""
+        await self.pool.execute(
+            "INSERT INTO gaps (account, market, since_ms, until_ms, reason, symbols)"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (account, market, since_ms, reason)"
+            " DO UPDATE SET until_ms = EXCLUDED.until_ms, symbols = EXCLUDED.symbols",
+            gap.account,
+            gap.market.value,
+            gap.since_ms,
+            gap.until_ms,
+            gap.reason,
+            sorted(gap.symbols),
+        )
+
+    # -- republish -----------------------------------------------------------------------------
+
+    async def stored_messages(
+        self, since_ms: int, *, chunk: int = 1000
+    ) -> AsyncIterator[list[OutboxMessage]]:
+        """Messages for the facts since ``since_ms`` (exchange time), rebuilt from the tables.
+
+        Fills by trade time, orders (their latest state) by update time, closes (every revision)
+        by close time; each with the ``Nats-Msg-Id`` it was first published with.
+        """
+        p = self.prefix
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            fills = conn.cursor(
+                rows.FILL_SELECT + " WHERE f.trade_time_ms >= $1 "
+                "ORDER BY f.trade_time_ms, f.trade_id, f.order_id",
+                since_ms,
+            )
+            batch: list[OutboxMessage] = []
+            async for r in fills:
+                batch.append(payloads.fill_message(p, rows.fill_from_record(r)))
+                if len(batch) >= chunk:
+                    yield batch
+                    batch = []
+            orders = conn.cursor(
+                "SELECT * FROM orders WHERE update_time_ms >= $1 ORDER BY update_time_ms",
+                since_ms,
+            )
+            async for r in orders:
+                batch.append(payloads.order_message(p, rows.order_from_record(r)))
+                if len(batch) >= chunk:
+                    yield batch
+                    batch = []
+            closes = conn.cursor(
+                "SELECT close FROM position_closes WHERE closed_at_ms >= $1 "
+                "ORDER BY closed_at_ms, revision",
+                since_ms,
+            )
+            async for r in closes:
+                batch.append(payloads.close_message(p, payloads.close_from_json(r["close"])))
+                if len(batch) >= chunk:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+import msgspec
+import pytest
+
+from fillstream.ledger import CloseReason, FillSource, Market, Side
+from fillstream.storage import Ledger
+from fillstream.storage.payloads import FillMessage
+from tests.storage.factories import batch_of, make_fill, make_order
+
+
+async def test_new_fills_are_stored_once_with_exact_amounts(ledger: Ledger) -> None:
+    f1, f2 = make_fill(1), make_fill(2, price="0.00000123", qty="123456789.12345678")
+    first = await ledger.ingest(batch_of(f1, f2))
+    again = await ledger.ingest(batch_of(f2, make_fill(3), source=FillSource.RECONCILE))
+    assert [f.trade_id for f in first.new_fills] == [1, 2]
+    assert [f.trade_id for f in again.new_fills] == [3]
+    assert [f.trade_id for f in again.duplicate_fills] == [2]
+    row = await ledger.pool.fetchrow("SELECT * FROM fills WHERE trade_id = 2")
+    assert row["price"] == Decimal("0.00000123")
+    assert row["qty"] == Decimal("123456789.12345678")
+    assert row["source"] == "stream"
+    assert await ledger.pool.fetchval("SELECT count(*) FROM fills") == 3
+
+
+async def test_a_copy_inside_one_batch_is_a_duplicate(ledger: Ledger) -> None:
+    stream_copy = make_fill(7)
+    poll_copy = make_fill(7, source=FillSource.RECONCILE)
+    outcome = await ledger.ingest(batch_of(stream_copy, poll_copy))
+    assert outcome.new_fills == [stream_copy]
+    assert outcome.duplicate_fills == [poll_copy]
+
+
+async def test_outbox_rows_carry_subject_msg_id_and_payload(ledger: Ledger) -> None:
+    outcome = await ledger.ingest(batch_of(make_fill(11)))
+    [message] = outcome.messages
+    row = await ledger.pool.fetchrow("SELECT * FROM outbox")
+    assert row["id"] == message.id
+    assert row["subject"] == "fst.fill.alpha.usdm.BTCUSDT"
+    assert row["msg_id"] == f"fill:alpha:usdm:BTCUSDT:11:{8_000_000_011}"
+    assert row["published_at"] is None
+    body = msgspec.json.decode(row["payload"], type=FillMessage)
+    assert body.schema == "fill/v1"
+    assert body.price == Decimal("94000.10")
+    assert b'"price":"94000.10"' in row["payload"]
+
+
+async def test_outbox_ids_follow_message_order(ledger: Ledger) -> None:
+    outcome = await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 300))))
+    ids = [m.id for m in outcome.messages]
+    assert ids == sorted(ids)
+    stored = await ledger.pool.fetch("SELECT id, msg_id FROM outbox ORDER BY id")
+    assert [(r["id"], r["msg_id"]) for r in stored] == [(m.id, m.msg_id) for m in outcome.messages]
+
+
+async def test_close_is_recorded_and_published_once(ledger: Ledger) -> None:
+    await ledger.ingest(batch_of(make_fill(1, qty="0.02")))
+    outcome = await ledger.ingest(
+        batch_of(make_fill(2, side=Side.SELL, qty="0.02", rp="12.5", client_order_id="autoclose-1"))
+    )
+    [close] = outcome.closes
+    assert close.reason is CloseReason.LIQUIDATION
+    assert close.realized_pnl == Decimal("12.5")
+    subjects = [m.subject for m in outcome.messages]
+    assert subjects == ["fst.fill.alpha.usdm.BTCUSDT", "fst.position.closed.alpha.usdm.BTCUSDT"]
+    row = await ledger.pool.fetchrow("SELECT * FROM position_closes")
+    assert row["reason"] == "liquidation"
+    assert row["realized_pnl"] == Decimal("12.5")
+    [pos] = await ledger.positions("alpha", Market.USDM)
+    assert pos.qty == 0
+    # The same fills again: nothing new, no second close.
+    again = await ledger.ingest(batch_of(make_fill(1, qty="0.02"), make_fill(2, side=Side.SELL)))
+    assert again.new_fills == [] and again.closes == [] and again.messages == []
+
+
+async def test_late_fill_revises_a_close_and_restart_keeps_the_book(ledger: Ledger) -> None:
+    await ledger.ingest(batch_of(make_fill(1, qty="0.02")))
+    await ledger.ingest(batch_of(make_fill(3, side=Side.SELL, qty="0.02", rp="2")))
+    ledger.forget_book("alpha", Market.USDM)  # as after a restart: reload from the store
+    # The poll finds a fill the stream missed, between the open and the close.
+    late = make_fill(2, qty="0.01", source=FillSource.RECONCILE)
+    outcome = await ledger.ingest(batch_of(late))
+    assert outcome.new_fills == [late]
+    kinds = {m.subject.split(".")[2] for m in outcome.messages if ".position." in m.subject}
+    assert kinds  # the close changed: a revision or a retraction is published
+    [pos] = await ledger.positions("alpha", Market.USDM)
+    assert pos.qty == Decimal("0.01")
+    ledger.forget_book("alpha", Market.USDM)
+    nothing = await ledger.ingest(batch_of(make_fill(2, qty="0.01")))
+    assert nothing.closes == [] and nothing.retracted == [] and nothing.messages == []
+
+
+async def test_failed_transaction_leaves_no_trace_in_store_or_book(ledger: Ledger) -> None:
+    bad_order = msgspec.structs.replace(make_order(5, "NEW", 1), client_order_id="bad\x00id")
+    with pytest.raises(asyncpg.PostgresError):
+        await ledger.ingest(batch_of(make_fill(1, qty="0.02"), orders=(bad_order,)))
+    assert await ledger.pool.fetchval("SELECT count(*) FROM fills") == 0
+    outcome = await ledger.ingest(batch_of(make_fill(2, qty="0.01")))
+    assert outcome.closes == []
+    [pos] = await ledger.positions("alpha", Market.USDM)
+    assert pos.qty == Decimal("0.01")  # the failed batch's fill never moved the position
+
+
+async def test_orders_only_move_forward_and_every_transition_is_published(
+    ledger: Ledger,
+) -> None:
+    new = make_order(9, "NEW", 100)
+    partial = make_order(9, "PARTIALLY_FILLED", 200, filled="0.01")
+    filled = make_order(9, "FILLED", 300, filled="0.03")
+    outcome = await ledger.ingest(batch_of(orders=(filled, new, partial)))
+    assert [o.status for o in outcome.orders] == ["NEW", "PARTIALLY_FILLED", "FILLED"]
+    assert len(outcome.messages) == 3
+    stale = await ledger.ingest(batch_of(orders=(partial, new), source=FillSource.RECONCILE))
+    assert stale.orders == [] and stale.messages == []
+    row = await ledger.pool.fetchrow("SELECT status, filled_qty FROM orders WHERE order_id = 9")
+    assert (row["status"], row["filled_qty"]) == ("FILLED", Decimal("0.03"))

@@ -30,9 +30,11 @@ import msgspec
 
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
+from fillstream.reconcile.settings import ReconcileSettings
 from fillstream.sidecar.envoverrides import apply_env_overrides
 from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password
 from fillstream.sidecar.venue import REST_URLS
+from fillstream.stream.config import StreamSettings
 
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # A NATS subject token: no whitespace, no wildcards, no separators.
@@ -107,9 +109,10 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     stream: str = "FILLSTREAM"
     subject_prefix: str = "fillstream"
-    # Must cover the longest reconcile lookback that can re-deliver a fill (design.md §5).
+    # Nats-Msg-Id dedup window: must cover the outbox retries and `republish` re-sends that can
+    # re-deliver a message (design.md §5).
     duplicate_window_s: Positive = 7200.0
-    max_age_s: NonNegative = 0.0  # 0: keep forever (bounded by the server's limits)
+    max_age_s: NonNegative = 30 * 86400.0  # 0: keep forever (bounded by the server's limits)
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     credentials_file: str | None = None
     connect_timeout_s: Positive = 5.0
@@ -121,6 +124,8 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         for url in self.servers:
             if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise ValueError(f"servers: {url!r} is not a nats:// or tls:// URL")
+        if self.max_age_s and self.max_age_s < self.duplicate_window_s:
+            raise ValueError("max_age_s: must be 0 (unlimited) or cover duplicate_window_s")
         if not _STREAM_NAME.match(self.stream):
             raise ValueError("stream: only letters, digits, '-' and '_' are allowed")
         if not all(_SUBJECT_TOKEN.match(t) for t in self.subject_prefix.split(".")):
@@ -167,32 +172,6 @@ class RestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     weight_limits: dict[str, PositiveInt] = {}  # host[:port] → weight/min; else exchangeInfo
 
 
-class StreamConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[stream]`` defaults for every account (an account may override them)."""
-
-    keepalive_interval_s: Positive = 1800.0
-    rotate_after_s: Positive = 23 * 3600.0
-    stale_after_s: Positive = 60.0
-    connect_timeout_s: Positive = 10.0
-    reconnect_initial_s: Positive = 1.0
-    reconnect_max_s: Positive = 30.0
-
-    def __post_init__(self) -> None:
-        if self.reconnect_initial_s > self.reconnect_max_s:
-            raise ValueError("reconnect_initial_s: must not exceed reconnect_max_s")
-
-
-class ReconcileConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[reconcile]`` defaults for every account (an account may override them)."""
-
-    healthy_interval_s: Positive = 60.0
-    degraded_interval_s: Positive = 5.0
-    settle_delay_ms: Annotated[int, msgspec.Meta(ge=0)] = 2000
-    lookback_s: Positive = 7200.0  # how far back a fresh account (no cursor) backfills
-    order_stale_after_s: Positive = 300.0
-    position_check_interval_s: Positive = 60.0
-
-
 class LogFormat(enum.StrEnum):
     AUTO = "auto"  # JSON lines unless stderr is a TTY
     JSON = "json"
@@ -235,8 +214,9 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     ws_url: str | None = None
     symbols: tuple[str, ...] = ()  # always polled, in addition to those discovered
     enabled: bool = True
-    stream: StreamConfig | None = None  # None: the [stream] section (filled in by load_config)
-    reconcile: ReconcileConfig | None = None
+    # This account's [stream]/[reconcile] tables, overlaid on the top-level ones by load_config.
+    stream: StreamSettings | None = None
+    reconcile: ReconcileSettings | None = None
 
     def __post_init__(self) -> None:
         if not ACCOUNT_NAME.match(self.name):
@@ -288,12 +268,17 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         )
 
     @property
-    def stream_settings(self) -> StreamConfig:
-        return self.stream if self.stream is not None else StreamConfig()
+    def stream_settings(self) -> StreamSettings:
+        """The stream settings of this account, on this account's WebSocket URL."""
+        base = self.stream if self.stream is not None else StreamSettings()
+        return msgspec.structs.replace(base, ws_url=self.resolved_ws_url)
 
     @property
-    def reconcile_settings(self) -> ReconcileConfig:
-        return self.reconcile if self.reconcile is not None else ReconcileConfig()
+    def reconcile_settings(self) -> ReconcileSettings:
+        """The reconcile settings of this account; ``symbols`` adds the account's own."""
+        base = self.reconcile if self.reconcile is not None else ReconcileSettings()
+        symbols = tuple(dict.fromkeys((*self.symbols, *base.symbols)))
+        return msgspec.structs.replace(base, symbols=symbols)
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -304,8 +289,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     http: HttpConfig = HttpConfig()
     pipeline: PipelineConfig = PipelineConfig()
     rest: RestConfig = RestConfig()
-    stream: StreamConfig = StreamConfig()
-    reconcile: ReconcileConfig = ReconcileConfig()
+    stream: StreamSettings = StreamSettings()  # defaults of every account (fillstream.stream)
+    reconcile: ReconcileSettings = ReconcileSettings()  # (fillstream.reconcile)
     logging: LoggingConfig = LoggingConfig()
     service: ServiceConfig = ServiceConfig()
     accounts: tuple[AccountConfig, ...] = ()
@@ -354,15 +339,24 @@ def config_from_dict(raw: dict[str, Any], environ: Mapping[str, str] | None = No
     config.database.resolve_dsn(env)
     for account in config.enabled_accounts:
         account.credentials(env)
-    for account in config.enabled_accounts:
-        lookback = account.reconcile_settings.lookback_s
-        if config.nats.duplicate_window_s < lookback:
-            raise ConfigError(
-                f"nats.duplicate_window_s: {config.nats.duplicate_window_s:g} s is shorter than "
-                f"accounts[{account.name}].reconcile.lookback_s ({lookback:g} s); re-delivered "
-                "fills would be published twice"
-            )
+    _validate_stream(config.stream, "stream")
+    for account in config.accounts:
+        if account.stream is not None:
+            _validate_stream(account.stream, f"accounts[{account.name}].stream")
     return config
+
+
+def _validate_stream(settings: StreamSettings, where: str) -> None:
+    if settings.ws_url != StreamSettings().ws_url:
+        raise ConfigError(f"{where}.ws_url: set ws_url (or endpoints) on the account instead")
+    try:
+        settings.validate()
+    except ConfigError as exc:
+        message = str(exc).removeprefix("stream.")
+        field, sep, reason = message.partition(" must ")
+        if sep and field.isidentifier():
+            message = f"{field}: must {reason}"
+        raise ConfigError(f"{where}.{message}") from None
 
 
 def _inherit_account_sections(raw: dict[str, Any]) -> None:
@@ -384,6 +378,8 @@ _PATH_PART = re.compile(r"\.([A-Za-z_]+)|\[(\d+)\]")
 # Our own __post_init__ messages are "<field relative to the section>: <reason>"; msgspec's start
 # with a capital letter ("Expected `int`, got `str`") and already point at the field.
 _RELATIVE = re.compile(r"^([a-z_]+): (.*)$", re.DOTALL)
+# The paths' settings say "reconcile.interval_s must be > 0, got -1".
+_SECTION_FIELD = re.compile(r"^([a-z_]+)\.([a-z_]+) (.*)$", re.DOTALL)
 
 
 def _describe(exc: msgspec.ValidationError, raw: dict[str, Any], sources: dict[str, str]) -> str:
@@ -403,9 +399,13 @@ def _describe(exc: msgspec.ValidationError, raw: dict[str, Any], sources: dict[s
             parts.append(f"[{label}]" if isinstance(label, str) else f"[{index}]")
     path = "".join(parts)
     relative = _RELATIVE.match(message)
+    section_field = _SECTION_FIELD.match(message)
     if relative:
         field, message = relative.groups()
         path = f"{path}.{field}" if path else field
+    elif section_field and path.endswith(section_field.group(1)):
+        path = f"{path}.{section_field.group(2)}"
+        message = section_field.group(3)
     elif message[:1].isupper():
         message = message[0].lower() + message[1:]
     source = sources.get(path)

@@ -68,7 +68,7 @@ async def tail(
                 ordered_consumer=True,
                 config=ConsumerConfig(
                     deliver_policy=DeliverPolicy.BY_START_TIME,
-                    opt_start_time=start.isoformat().replace("+00:00", "Z"),
+                    opt_start_time=start,
                 ),
             )
         await nc.flush()

@@ -94,6 +94,7 @@ def test_several_accounts_with_per_account_section_overrides(tmp_path: Path) -> 
         + """
 [accounts.reconcile]
 degraded_interval_s = 2.5
+symbols = ["ETHUSDT"]
 
 [[accounts]]
 name = "beta"
@@ -103,8 +104,9 @@ api_secret_file = "{secret}"
 enabled = false
 
 [reconcile]
-healthy_interval_s = 30
+interval_s = 30
 degraded_interval_s = 4
+symbols = ["BTCUSDT"]
 """
     )
     (tmp_path / "key").write_text(KEY + "\n")
@@ -112,9 +114,11 @@ degraded_interval_s = 4
     text = text.format(key=tmp_path / "key", secret=tmp_path / "secret")
     config = load(tmp_path, text)
     alpha, beta = config.accounts
-    assert alpha.reconcile_settings.healthy_interval_s == 30
+    assert alpha.reconcile_settings.interval_s == 30
     assert alpha.reconcile_settings.degraded_interval_s == 2.5
+    assert alpha.reconcile_settings.symbols == ("ETHUSDT",)
     assert beta.reconcile_settings.degraded_interval_s == 4
+    assert beta.reconcile_settings.symbols == ("BTCUSDT",)
     assert config.enabled_accounts == (alpha,)
     creds = beta.credentials()
     assert creds.api_secret.reveal() == SECRET
@@ -132,7 +136,7 @@ def test_environment_overrides_single_values(tmp_path: Path) -> None:
         FILLSTREAM_STREAM__STALE_AFTER_S="30",
         FILLSTREAM_ACCOUNTS__ALPHA__SYMBOLS="BTCUSDT,ETHUSDT",
         FILLSTREAM_ACCOUNTS__ALPHA__ENDPOINTS="testnet",
-        FILLSTREAM_ACCOUNTS__ALPHA__RECONCILE__SETTLE_DELAY_MS="500",
+        FILLSTREAM_ACCOUNTS__ALPHA__RECONCILE__SETTLE_DELAY_S="0.5",
         FILLSTREAM_TEST_PG_DSN="ignored: not an override (no double underscore)",
     )
     assert config.database.dsn == "postgresql://other@db:5432/x"
@@ -142,8 +146,10 @@ def test_environment_overrides_single_values(tmp_path: Path) -> None:
     (alpha,) = config.accounts
     assert alpha.stream_settings.stale_after_s == 30  # inherited from [stream]
     assert alpha.symbols == ("BTCUSDT", "ETHUSDT")
+    assert alpha.reconcile_settings.symbols == ("BTCUSDT", "ETHUSDT")
     assert alpha.endpoints is Endpoints.TESTNET
-    assert alpha.reconcile_settings.settle_delay_ms == 500
+    assert alpha.stream_settings.ws_url == "wss://fstream.binancefuture.com"
+    assert alpha.reconcile_settings.settle_delay_s == 0.5
 
 
 def test_account_override_matches_names_with_dashes(tmp_path: Path) -> None:
@@ -200,7 +206,18 @@ def test_bad_environment_overrides_name_the_variable_or_field(
         (("[database]", '[nats]\nstream = "a.b"\n[database]'), "nats.stream: only letters"),
         (("[database]", '[nats]\nservers = ["http://x"]\n[database]'), "nats.servers: 'http://"),
         (("[database]", '[logging]\nlevel = "LOUD"\n[database]'), "logging.level: one of"),
-        (("[database]", "[reconcile]\nlookback_s = 86400\n[database]"), "nats.duplicate_window_s"),
+        (("[database]", "[reconcile]\ninterval_s = -1\n[database]"), "reconcile.interval_s: must"),
+        (("[database]", "[stream]\ntick_s = 0\n[database]"), "stream.tick_s: must be > 0"),
+        (("[database]", "[stream]\nws_url = 'ws://x'\n[database]"), "stream.ws_url: set ws_url"),
+        (
+            ("[[accounts]]", "[[accounts]]\nreconcile = {horizon_days = 100}"),
+            "accounts[alpha].reconcile.horizon_days: must be ≤ 90",
+        ),
+        (
+            ("[[accounts]]", "[[accounts]]\nstream = {backoff_max_s = 0.1}"),
+            "accounts[alpha].stream.backoff_max_s: must be >=",
+        ),
+        (("[database]", "[nats]\nmax_age_s = 60\n[database]"), "nats.max_age_s: must be 0"),
         (("dsn =", "dsn_env = 'NOT_SET'\n#"), "database.dsn_env: environment variable NOT_SET"),
         (("postgresql://", "mysql://"), "database.dsn: must start with postgresql://"),
         (("[[accounts]]", "[[accounts]]\nrest_url = 'ftp://x'"), "accounts[alpha].rest_url: must"),

@@ -1,1 +1,33 @@
+"""The WebSocket path: listenKey lifecycle, resilient connection, decode, parse → ledger.
 
+Imports only :mod:`fillstream.ledger` and third-party libraries (import-linter enforces it).
+``UserStream`` is the entry point; the sidecar wires it to a ``Venue``, a ``FillSink``, a
+``GapListener`` and a ``StatusSink``.
+"""
+
+from fillstream.stream.config import USDM_EVENTS, USDM_WS_URLS, StreamSettings
+from fillstream.stream.decode import FrameDecoder, FrameError
+from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
+from fillstream.stream.listener import UserStream
+from fillstream.stream.parse import (
+    algo_link_from,
+    fill_from_order_update,
+    order_update_from,
+    positions_from_account_update,
+)
+
+__all__ = [
+    "USDM_EVENTS",
+    "USDM_WS_URLS",
+    "AuthFailedError",
+    "FrameDecoder",
+    "FrameError",
+    "KeepaliveOutcome",
+    "ListenKeyManager",
+    "StreamSettings",
+    "UserStream",
+    "algo_link_from",
+    "fill_from_order_update",
+    "order_update_from",
+    "positions_from_account_update",
+]

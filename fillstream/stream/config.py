@@ -1,0 +1,136 @@
+"""Stream settings: one frozen struct with defaults, units in the names.
+
+The service builds :class:`StreamSettings` from the TOML config; tests build it directly with
+short intervals. Validation (``validate``) runs once at start-up and raises ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+from urllib.parse import quote
+
+import msgspec
+
+from fillstream.ledger import ConfigError
+
+UrlForm = Literal["path", "query", "stream"]
+
+USDM_EVENTS: Final[tuple[str, ...]] = (
+    "ORDER_TRADE_UPDATE",
+    "TRADE_LITE",
+    "ACCOUNT_UPDATE",
+    "ACCOUNT_CONFIG_UPDATE",
+    "MARGIN_CALL",
+    "listenKeyExpired",
+    "ALGO_UPDATE",
+    "STRATEGY_UPDATE",
+    "GRID_UPDATE",
+    "CONDITIONAL_ORDER_TRIGGER_REJECT",
+)
+"""Every USDⓈ-M user-data event: the default ``events=`` filter (an explicit full list is the safe
+choice; peers.md §0 reports production delivering nothing without one)."""
+
+USDM_WS_URLS: Final[dict[str, str]] = {
+    "mainnet": "wss://fstream.binance.com",
+    # binance-facts.md §1.3: which testnet host is canonical is unconfirmed; the SDK's one.
+    "testnet": "wss://fstream.binancefuture.com",
+    "demo": "wss://fstream.binancefuture.com",
+}
+"""Base WebSocket URLs of the USDⓈ-M user stream per endpoint set (``custom`` gives its own)."""
+
+
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How one account's user-data stream connects, stays alive and recovers.
+
+    ``ws_url`` is the base (scheme + host); the routed path is appended per ``url_form``:
+    ``path`` → ``<ws_url><ws_path>/<key>``;
+    ``query`` → ``<ws_url><ws_path>?listenKey=<key>&events=…``;
+    ``stream`` → ``<ws_url>/private/stream?listenKey=<key>&events=…`` (combined envelopes).
+    """
+
+    ws_url: str = USDM_WS_URLS["mainnet"]
+    url_form: UrlForm = "query"
+    ws_path: str = "/private/ws"
+    events: tuple[str, ...] = USDM_EVENTS
+    open_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
+    # Our own ping (Binance pings every 3 min and drops us after 10 min without a pong).
+    ping_interval_s: float = 30.0
+    ping_timeout_s: float = 20.0
+    # listenKey: PUT every interval plus a per-account offset in [0, jitter).
+    keepalive_interval_s: float = 1800.0
+    keepalive_jitter_s: float = 120.0
+    keepalive_attempts: int = 3  # retryable PUT failures in a row before the key counts as lost
+    keepalive_retry_s: float = 5.0
+    # Data-staleness watchdog: no data event for this long while orders/positions are open →
+    # compare REST's newest trade ids with the stream's; re-check at most every recheck interval.
+    stale_after_s: float = 120.0
+    stale_recheck_max_s: float = 600.0
+    watchdog_symbols_max: int = 10
+    tick_s: float = 1.0
+    # TRADE_LITE seen but no ORDER_TRADE_UPDATE for the trade within this long → a gap.
+    trade_lite_grace_s: float = 10.0
+    # Proactive make-before-break rotation before Binance's 24 h cut.
+    rotate_after_s: float = 23 * 3600.0
+    rotation_overlap_s: float = 2.0
+    # Reconnect: exponential backoff with full jitter, capped, no attempt limit.
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    degraded_after_s: float = 15.0  # an outage this long turns recovering into degraded
+    # Reader → processor queue (frames); full means the reader stops reading (backpressure).
+    queue_max: int = 10_000
+    max_batch: int = 2_000  # frames handed to the sink in one submit at most
+    submit_retry_max_s: float = 5.0
+    gap_margin_ms: int = 5_000
+    delete_key_on_shutdown: bool = True
+
+    def validate(self) -> StreamSettings:
+        """Return self, or raise :class:`ConfigError` naming the bad field."""
+        if not self.ws_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"stream.ws_url must start with ws:// or wss://: {self.ws_url!r}")
+        positive = (
+            "open_timeout_s",
+            "ping_interval_s",
+            "ping_timeout_s",
+            "keepalive_interval_s",
+            "stale_after_s",
+            "tick_s",
+            "rotate_after_s",
+            "backoff_initial_s",
+            "backoff_max_s",
+            "submit_retry_max_s",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"stream.{name} must be > 0")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError("stream.backoff_max_s must be >= stream.backoff_initial_s")
+        if self.keepalive_interval_s + self.keepalive_jitter_s >= 3600:
+            raise ConfigError("stream.keepalive_interval_s + jitter must stay under the 60 min key")
+        if self.queue_max < 1 or self.max_batch < 1 or self.keepalive_attempts < 1:
+            raise ConfigError("stream.queue_max, max_batch and keepalive_attempts must be >= 1")
+        if self.url_form != "path" and "ORDER_TRADE_UPDATE" not in self.events:
+            raise ConfigError("stream.events must include ORDER_TRADE_UPDATE (the fills)")
+        if self.gap_margin_ms < 0 or self.keepalive_jitter_s < 0 or self.rotation_overlap_s < 0:
+            raise ConfigError("stream margins, jitter and overlap must be >= 0")
+        return self
+
+    def url(self, listen_key: str) -> str:
+        """The user-data URL for ``listen_key`` in the configured form."""
+        base = self.ws_url.rstrip("/")
+        key = quote(listen_key, safe="")
+        events = "/".join(self.events)
+        if self.url_form == "path":
+            return f"{base}{self.ws_path}/{key}"
+        if self.url_form == "stream":
+            return f"{base}/private/stream?listenKey={key}&events={events}"
+        return f"{base}{self.ws_path}?listenKey={key}&events={events}"
+
+
+def mask(listen_key: str) -> str:
+    """A listenKey for logs: anyone holding it can read the account's stream."""
+    return f"{listen_key[:4]}…" if listen_key else "<none>"
+
+
+def mask_url(url: str, listen_key: str) -> str:
+    return url.replace(quote(listen_key, safe=""), mask(listen_key)) if listen_key else url

@@ -1,0 +1,123 @@
+"""Data-staleness watchdog: is a quiet stream quiet, or dead?
+
+A socket bound to an expired or wrong key still answers pings (binance-facts.md §8.3), so liveness
+is judged by data. When no data event arrived for ``stale_after_s`` while the account has open
+orders or positions, the newest trade id REST knows per active symbol (``userTrades`` with
+``limit=1``, weight 5) is compared with the newest one the stream delivered. REST newer than the
+stream, for a trade made after the socket went live, means the stream missed it: the verdict is
+``mismatch`` and the listener reconnects and opens a gap. REST is allowed to lag (it may), so a
+stream ahead of REST is fine.
+
+Checks back off while the verdict stays ``ok``/``quiet`` (an idle account with a long-held
+position is legitimately silent) and reset as soon as data flows again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
+
+from fillstream.ledger import Venue, VenueError
+from fillstream.ledger.priority import RestPriority, rest_priority
+from fillstream.stream.activity import AccountActivity
+from fillstream.stream.config import StreamSettings
+
+log = logging.getLogger("fillstream.stream.watchdog")
+
+Verdict = Literal["ok", "quiet", "mismatch", "error"]
+
+
+class _TradeMark(msgspec.Struct, frozen=True):
+    id: int  # trade id
+    time: int  # trade time ms
+
+
+class _RiskRow(msgspec.Struct, frozen=True):
+    symbol: str
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True):
+    """One verification: the verdict and the symbols REST showed newer trades for."""
+
+    verdict: Verdict
+    symbols: frozenset[str] = frozenset()
+    detail: str = ""
+
+
+class StalenessWatchdog:
+    """Decides when a silent stream needs verifying, and verifies it against REST."""
+
+    def __init__(self, venue: Venue, activity: AccountActivity, settings: StreamSettings) -> None:
+        self._venue = venue
+        self._activity = activity
+        self._settings = settings
+        self._interval_s = settings.stale_after_s
+        self._next_check = 0.0
+        self._checked_data_mono: float | None = None
+
+    def due(self, now: float, fresh_since: float) -> bool:
+        """Whether to verify now; ``fresh_since`` is the later of the last data event and the
+        moment the current socket went live (monotonic seconds)."""
+        if fresh_since != self._checked_data_mono:
+            # Data flowed (or a new socket opened) since the last verdict: start over.
+            self._interval_s = self._settings.stale_after_s
+            self._next_check = fresh_since + self._settings.stale_after_s
+            self._checked_data_mono = fresh_since
+        return now >= self._next_check
+
+    def _schedule_next(self, now: float, verdict: Verdict) -> None:
+        if verdict in ("ok", "quiet"):
+            self._interval_s = min(self._interval_s * 2, self._settings.stale_recheck_max_s)
+        self._next_check = now + self._interval_s
+
+    async def verify(self, now: float, live_since_ms: int) -> Check:
+        """Compare REST's newest trade per active symbol with the stream's watermark.
+
+        ``live_since_ms`` (wall ms) is when the current socket went live: older trades belong
+        to the connect gap, which the reconciler backfills anyway.
+        """
+        try:
+            with rest_priority(RestPriority.URGENT):
+                check = await self._verify(now, live_since_ms)
+        except VenueError as exc:
+            log.warning("staleness check failed: %s", exc)
+            check = Check(verdict="error", detail=str(exc))
+        self._schedule_next(now, check.verdict)
+        return check
+
+    async def _verify(self, now: float, live_since_ms: int) -> Check:
+        activity = self._activity
+        symbols = activity.exposed_symbols()
+        if not symbols:
+            # Nothing known locally (e.g. positions opened before we started): positionRisk v3
+            # lists exactly the symbols with a position or open orders.
+            rows = msgspec.convert(await self._venue.position_risk(), list[_RiskRow])
+            symbols = {row.symbol for row in rows}
+        if not symbols:
+            return Check(verdict="quiet", detail="no open orders or positions")
+        missed: set[str] = set()
+        for symbol in self._most_recent(symbols):
+            marks = msgspec.convert(
+                await self._venue.user_trades(symbol, limit=1), list[_TradeMark]
+            )
+            if not marks:
+                continue
+            newest = max(marks, key=lambda m: m.id)
+            streamed = activity.newest_trade_id.get(symbol, -1)
+            if newest.id > streamed and newest.time >= live_since_ms:
+                missed.add(symbol)
+        if missed:
+            return Check(
+                verdict="mismatch",
+                symbols=frozenset(missed),
+                detail=f"REST has newer trades for {sorted(missed)}",
+            )
+        return Check(verdict="ok")
+
+    def _most_recent(self, symbols: Iterable[str]) -> list[str]:
+        seen = self._activity.symbol_seen
+        ranked = sorted(symbols, key=lambda s: seen.get(s, 0.0), reverse=True)
+        return ranked[: self._settings.watchdog_symbols_max]

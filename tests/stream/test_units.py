@@ -1,0 +1,157 @@
+"""Pure pieces: settings, backoff, activity bookkeeping."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fillstream.ledger import (
+    AlgoLink,
+    ConfigError,
+    FillSource,
+    Market,
+    OrderUpdate,
+    Position,
+    PositionSide,
+    Side,
+)
+from fillstream.stream.activity import AccountActivity, RecentSet
+from fillstream.stream.backoff import Backoff
+from fillstream.stream.config import StreamSettings, mask_url
+
+
+def test_urls_in_every_form() -> None:
+    base = StreamSettings(ws_url="wss://fstream.binance.com/")
+    assert base.url("k/1").startswith(
+        "wss://fstream.binance.com/private/ws?listenKey=k%2F1&events=ORDER_TRADE_UPDATE/TRADE_LITE/"
+    )
+    path = StreamSettings(ws_url="ws://127.0.0.1:9", url_form="path")
+    assert path.url("abc") == "ws://127.0.0.1:9/private/ws/abc"
+    combined = StreamSettings(url_form="stream", events=("ORDER_TRADE_UPDATE",))
+    assert combined.url("abc") == (
+        "wss://fstream.binance.com/private/stream?listenKey=abc&events=ORDER_TRADE_UPDATE"
+    )
+    assert "abcdef" not in mask_url(path.url("abcdef"), "abcdef")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ws_url": "http://x"},
+        {"ping_interval_s": 0},
+        {"backoff_initial_s": 5, "backoff_max_s": 1},
+        {"keepalive_interval_s": 3500, "keepalive_jitter_s": 200},
+        {"queue_max": 0},
+        {"events": ("ACCOUNT_UPDATE",)},
+        {"gap_margin_ms": -1},
+    ],
+)
+def test_settings_validation(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        StreamSettings(**bad).validate()  # type: ignore[arg-type]  # fields vary per case
+
+
+def test_backoff_full_jitter_capped_and_retry_after_floor() -> None:
+    backoff = Backoff(0.5, 4.0, rng=random.Random(7))
+    ceilings = []
+    for _ in range(10):
+        ceilings.append(backoff.ceiling())
+        assert 0 <= backoff.next_delay() <= 4.0
+    assert ceilings[:4] == [0.5, 1.0, 2.0, 4.0] and max(ceilings) == 4.0
+    assert backoff.next_delay(retry_after_s=30.0) == 30.0
+    backoff.reset()
+    assert backoff.ceiling() == 0.5
+
+
+@given(st.lists(st.integers(0, 50), max_size=400), st.integers(1, 20))
+def test_recent_set_remembers_exactly_the_last_n_distinct(keys: list[int], size: int) -> None:
+    recent: RecentSet[int] = RecentSet(size)
+    window: list[int] = []
+    for key in keys:
+        added = recent.add(key)
+        assert added == (key not in window)
+        if added:
+            window.append(key)
+            window = window[-size:]
+        assert set(window) == {k for k in range(51) if k in recent}
+        assert len(recent) == len(window)
+
+
+def _order(symbol: str, order_id: int, status: str) -> OrderUpdate:
+    return OrderUpdate(
+        account="a",
+        market=Market.USDM,
+        symbol=symbol,
+        order_id=order_id,
+        client_order_id="c",
+        side=Side.BUY,
+        position_side=PositionSide.BOTH,
+        order_type="LIMIT",
+        orig_type="LIMIT",
+        status=status,
+        price=Decimal(1),
+        avg_price=Decimal(0),
+        orig_qty=Decimal(1),
+        filled_qty=Decimal(0),
+        stop_price=Decimal(0),
+        reduce_only=False,
+        close_position=False,
+        update_time_ms=1,
+        source=FillSource.STREAM,
+    )
+
+
+def test_activity_dedup_trade_lite_and_exposure() -> None:
+    activity = AccountActivity(recent_fills=100, symbol_horizon_s=60)
+    # TRADE_LITE first, then its ORDER_TRADE_UPDATE: matched, not unmatched later.
+    assert activity.trade_lite(("BTCUSDT", 10, 1), 1000, now=0.0)
+    assert activity.fill(("BTCUSDT", 10, 1), now=0.5)
+    assert not activity.fill(("BTCUSDT", 10, 1), now=0.6)  # duplicate
+    assert not activity.trade_lite(("BTCUSDT", 10, 1), 1000, now=0.7)  # late twin
+    assert activity.unmatched_lite(now=100.0, grace_s=5) == []
+    # A TRADE_LITE never followed by its fill event.
+    assert activity.trade_lite(("ETHUSDT", 7, 2), 2000, now=1.0)
+    assert activity.unmatched_lite(now=3.0, grace_s=5) == []
+    assert activity.unmatched_lite(now=7.0, grace_s=5) == [(("ETHUSDT", 7, 2), 2000)]
+    assert activity.newest_trade_id == {"BTCUSDT": 10, "ETHUSDT": 7}
+    # Exposure: open orders, working algos, non-zero positions.
+    activity.order(_order("SOLUSDT", 5, "NEW"), now=1.0)
+    activity.algo(
+        AlgoLink(
+            account="a",
+            market=Market.USDM,
+            symbol="BNBUSDT",
+            algo_id=9,
+            client_algo_id="x",
+            algo_type="STOP_MARKET",
+            status="NEW",
+            order_id=None,
+            update_time_ms=1,
+        ),
+        now=1.0,
+    )
+    activity.account_positions(
+        [
+            Position(
+                account="a",
+                market=Market.USDM,
+                symbol="XRPUSDT",
+                position_side=PositionSide.BOTH,
+                qty=Decimal("-3"),
+                entry_price=Decimal(1),
+                realized_pnl=Decimal(0),
+                opened_at_ms=None,
+                updated_at_ms=1,
+            )
+        ],
+        now=1.0,
+    )
+    assert activity.exposed_symbols() == {"SOLUSDT", "BNBUSDT", "XRPUSDT"}
+    activity.order(_order("SOLUSDT", 5, "FILLED"), now=2.0)
+    assert activity.exposed_symbols() == {"BNBUSDT", "XRPUSDT"}
+    assert activity.active_symbols(now=30.0) >= {"BTCUSDT", "SOLUSDT", "XRPUSDT"}
+    assert "BTCUSDT" not in activity.active_symbols(now=500.0)

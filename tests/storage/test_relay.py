@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import asyncpg
+import pytest
+from nats.aio.client import Client as NATS
+
+from fillstream.sidecar.embedded import EmbeddedNats
+from fillstream.storage import JetStreamPublisher, Ledger, OutboxMessage, OutboxRelay, connect
+from tests.conftest import NatsTarget
+from tests.storage.factories import batch_of, eventually, make_fill, read_stream, stream_count
+
+
+@pytest.fixture
+async def nc(nats_target: NatsTarget) -> AsyncIterator[NATS]:
+    conn = await connect(nats_target.url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def publisher(nc: NATS, nats_target: NatsTarget) -> AsyncIterator[JetStreamPublisher]:
+    p = JetStreamPublisher(nc, stream=nats_target.stream, prefix=nats_target.prefix)
+    await p.ensure_stream()
+    yield p
+    await p.aclose()
+
+
+async def unpublished(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+
+
+async def test_leftovers_are_drained_in_id_order_at_start(
+    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget
+) -> None:
+    ledger = Ledger(pool, prefix=nats_target.prefix)
+    for start in range(1, 1500, 300):
+        await ledger.ingest(batch_of(*(make_fill(i) for i in range(start, start + 300))))
+    relay = OutboxRelay(pool, publisher, chunk=400)
+    await relay.start()
+    try:
+        assert await relay.wait_idle(60)
+        assert await unpublished(pool) == 0
+        assert relay.pending == 0
+        stored = await read_stream(nats_target.url, nats_target.stream)
+        assert [int(m.msg_id.split(":")[4]) for m in stored] == list(range(1, 1501))
+    finally:
+        await relay.aclose()
+
+
+async def test_fast_path_publishes_offered_rows_and_reports_latency(
+    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def on_published(messages: Sequence[OutboxMessage], acked_ns: int) -> None:
+        seen.extend((m.msg_id, acked_ns - (m.received_at_ns or acked_ns)) for m in messages)
+
+    relay = OutboxRelay(pool, publisher, on_published=on_published)
+    await relay.start()
+    ledger = Ledger(pool, prefix=nats_target.prefix)
+    try:
+        await eventually(lambda: _accepting(relay), what="relay accepting offers")
+        outcome = await ledger.ingest(batch_of(make_fill(1, received_at_ns=time.time_ns())))
+        relay.offer(outcome.messages)
+        assert await relay.wait_idle(30)
+        assert [msg_id for msg_id, _ in seen] == [outcome.messages[0].msg_id]
+        assert seen[0][1] >= 0
+        assert await unpublished(pool) == 0
+    finally:
+        await relay.aclose()
+
+
+async def _accepting(relay: OutboxRelay) -> bool:
+    return not relay.draining
+
+
+async def test_nats_outage_grows_the_outbox_and_it_drains_after(
+    pool: asyncpg.Pool, private_nats: EmbeddedNats
+) -> None:
+    nc = await connect(private_nats.url, reconnect_time_wait_s=0.1)
+    publisher = JetStreamPublisher(nc, stream="RELAY", prefix="rl", ack_timeout_s=1)
+    await publisher.ensure_stream()
+    relay = OutboxRelay(pool, publisher, backoff_max_s=0.5)
+    await relay.start()
+    ledger = Ledger(pool, prefix="rl")
+    try:
+        private_nats.kill()
+        await eventually(lambda: _disconnected(nc), what="client noticed the outage")
+        for start in range(1, 200, 50):
+            outcome = await ledger.ingest(
+                batch_of(*(make_fill(i) for i in range(start, start + 50)))
+            )
+            relay.offer(outcome.messages)
+        assert relay.pending == 200
+        assert await unpublished(pool) == 200
+        private_nats.start()
+        assert await relay.wait_idle(60)
+        assert await stream_count(private_nats.url, "RELAY") == 200
+        ids = [m.msg_id for m in await read_stream(private_nats.url, "RELAY")]
+        assert len(set(ids)) == 200
+        # Republishing from the facts changes nothing on the stream.
+        assert await relay.republish(ledger, since_ms=0) == 200
+        assert await stream_count(private_nats.url, "RELAY") == 200
+    finally:
+        await relay.aclose()
+        await publisher.aclose()
+        await nc.close()
+
+
+async def _disconnected(nc: NATS) -> bool:
+    return not nc.is_connected

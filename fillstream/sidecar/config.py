@@ -157,9 +157,8 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """``[pipeline]``: ingest batching and the outbox relay."""
 
     max_batch: PositiveInt = 1000  # fills per transaction; only what is already queued
-    queue_size: PositiveInt = 10000  # per account; the paths wait when it is full
-    outbox_batch: PositiveInt = 500
-    outbox_poll_s: Positive = 1.0  # relay sweep when nothing notified it
+    outbox_chunk: PositiveInt = 1000  # rows per read when the relay drains the table
+    outbox_retention_s: Positive = 86400.0  # published rows are pruned after this long
 
 
 class RestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -1,0 +1,195 @@
+"""Facts counted in three places, to prove "nothing lost, nothing duplicated" end to end.
+
+* the venue's ground truth (the simulator's ``/_sim/ledger`` document, design.md §5),
+* PostgreSQL (``fills``, ``position_closes``),
+* JetStream (messages on ``<prefix>.fill.>`` and ``<prefix>.position.closed.>``).
+
+Each becomes a :class:`Tally`: fill ids and close ids (the ``Nats-Msg-Id`` forms of design.md
+§5) with the close reasons, plus how many fill copies were seen, so duplicates show. Used by
+``fillstream demo --duration`` and by the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+
+class Tally(msgspec.Struct, kw_only=True):
+    """Fill ids → copies seen; close ids (first revision) → reason of the latest revision."""
+
+    fills: collections.Counter[str] = msgspec.field(default_factory=collections.Counter)
+    closes: dict[str, str] = msgspec.field(default_factory=dict)
+
+    @property
+    def fill_ids(self) -> set[str]:
+        return set(self.fills)
+
+    @property
+    def duplicate_fills(self) -> int:
+        return sum(n - 1 for n in self.fills.values() if n > 1)
+
+    def for_account(self, account: str) -> Tally:
+        def mine(msg_id: str) -> bool:
+            return msg_id.split(":", 2)[1] == account
+
+        return Tally(
+            fills=collections.Counter({k: v for k, v in self.fills.items() if mine(k)}),
+            closes={k: v for k, v in self.closes.items() if mine(k)},
+        )
+
+
+def truth_from_ledger(doc: Mapping[str, Any], market: str = "usdm") -> Tally:
+    """From the simulator's ``/_sim/ledger`` document."""
+    tally = Tally()
+    for account, facts in doc.get("accounts", {}).items():
+        for f in facts.get("fills", []):
+            tally.fills[f"fill:{account}:{market}:{f['symbol']}:{f['id']}:{f['orderId']}"] += 1
+        for c in facts.get("closes", []):
+            key = f"close:{account}:{market}:{c['symbol']}:{c['positionSide']}:{c['closeTradeId']}"
+            tally.closes[key] = str(c["reason"])
+    return tally
+
+
+async def tally_postgres(conn: asyncpg.Connection, accounts: Iterable[str]) -> Tally:
+    """Fills and effective closes (latest revision, not retracted) stored for ``accounts``."""
+    names = list(accounts)
+    tally = Tally()
+    rows = await conn.fetch(
+        "SELECT account, market, symbol, trade_id, order_id FROM fills WHERE account = ANY($1)",
+        names,
+    )
+    for r in rows:
+        tally.fills[f"fill:{r[0]}:{r[1]}:{r[2]}:{r[3]}:{r[4]}"] += 1
+    closes = await conn.fetch(
+        "SELECT DISTINCT ON (close_id) close_id, reason, retracted_at IS NOT NULL"
+        " FROM position_closes WHERE account = ANY($1) ORDER BY close_id, revision DESC",
+        names,
+    )
+    for close_id, reason, retracted in closes:
+        if not retracted:
+            tally.closes[close_id] = reason
+    return tally
+
+
+class _ClosePayload(msgspec.Struct):
+    reason: str = ""
+    revision: int = 0
+
+
+_close_decoder = msgspec.json.Decoder(_ClosePayload)
+
+
+async def tally_jetstream(
+    nc: NatsClient, stream: str, prefix: str, accounts: Iterable[str]
+) -> Tally:
+    """Every fill and close message in ``stream`` for ``accounts``, read with an ephemeral
+    consumer (nothing acknowledged, nothing changed)."""
+    wanted = set(accounts)
+    tally = Tally()
+    latest: dict[str, tuple[int, str]] = {}
+    retracted: set[str] = set()
+    for subject in (f"{prefix}.fill.>", f"{prefix}.position.closed.>"):
+        for msg_id, data in await _read_all(nc, stream, subject):
+            kind, _, rest = msg_id.partition(":")
+            if kind == "retracted":
+                base = rest
+                if base.split(":", 2)[1] in wanted:
+                    retracted.add(base)
+                continue
+            if msg_id.split(":", 2)[1] not in wanted:
+                continue
+            if kind == "fill":
+                tally.fills[msg_id] += 1
+            elif kind == "close":
+                payload = _close_decoder.decode(data)
+                base = _close_base(msg_id)
+                if base not in latest or latest[base][0] <= payload.revision:
+                    latest[base] = (payload.revision, payload.reason)
+    for base, (_, reason) in latest.items():
+        if base not in retracted:
+            tally.closes[base] = reason
+    return tally
+
+
+def _close_base(msg_id: str) -> str:
+    """``close:…:<trade>:r2`` → ``close:…:<trade>`` (revisions carry ``:r<n>``)."""
+    head, _, last = msg_id.rpartition(":")
+    if last.startswith("r") and last[1:].isdigit() and head.count(":") >= 5:
+        return head
+    return msg_id
+
+
+async def _read_all(nc: NatsClient, stream: str, subject: str) -> list[tuple[str, bytes]]:
+    js = nc.jetstream()
+    sub = await js.pull_subscribe(
+        subject,
+        stream=stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+    )
+    out: list[tuple[str, bytes]] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(batch=1000, timeout=2.0)
+            except nats.errors.TimeoutError:
+                break
+            out.extend(((m.headers or {}).get("Nats-Msg-Id", ""), m.data) for m in msgs)
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+class Comparison(msgspec.Struct, kw_only=True):
+    """Ground truth against PostgreSQL and JetStream."""
+
+    truth: Tally
+    postgres: Tally
+    jetstream: Tally
+
+    @property
+    def fills_equal(self) -> bool:
+        return (
+            self.truth.fill_ids == self.postgres.fill_ids == self.jetstream.fill_ids
+            and self.postgres.duplicate_fills == 0
+            and self.jetstream.duplicate_fills == 0
+        )
+
+    @property
+    def closes_equal(self) -> bool:
+        return self.truth.closes == self.postgres.closes == self.jetstream.closes
+
+    @property
+    def equal(self) -> bool:
+        return self.fills_equal and self.closes_equal
+
+    def problems(self) -> list[str]:
+        """Human-readable differences (empty when equal)."""
+        out: list[str] = []
+        truth = self.truth.fill_ids
+        for name, tally in (("PostgreSQL", self.postgres), ("JetStream", self.jetstream)):
+            missing, extra = truth - tally.fill_ids, tally.fill_ids - truth
+            if missing:
+                out.append(f"{name}: {len(missing)} fill(s) missing, e.g. {sorted(missing)[0]}")
+            if extra:
+                out.append(f"{name}: {len(extra)} fill(s) not in ground truth")
+            if tally.duplicate_fills:
+                out.append(f"{name}: {tally.duplicate_fills} duplicate fill(s)")
+            for close_id, reason in sorted(self.truth.closes.items()):
+                got = tally.closes.get(close_id)
+                if got is None:
+                    out.append(f"{name}: close missing: {close_id}")
+                elif got != reason:
+                    out.append(f"{name}: close {close_id} reason {got}, truth says {reason}")
+            for close_id in sorted(set(tally.closes) - set(self.truth.closes)):
+                out.append(f"{name}: close not in ground truth: {close_id}")
+        return out

@@ -9,6 +9,7 @@ install:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	scripts/install-system-tools.sh
 
 lint:
 	$(BIN)/ruff check fillstream tests benchmarks

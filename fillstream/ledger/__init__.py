@@ -10,6 +10,7 @@ from fillstream.ledger.priority import RestPriority, current_rest_priority, rest
 from fillstream.ledger.protocols import (
     Cursor,
     CursorStore,
+    FillIndex,
     FillSink,
     GapListener,
     OrderView,
@@ -45,6 +46,7 @@ __all__ = [
     "Cursor",
     "CursorStore",
     "Fill",
+    "FillIndex",
     "FillKey",
     "FillSink",
     "FillSource",

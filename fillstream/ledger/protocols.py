@@ -72,6 +72,20 @@ class CursorStore(Protocol):
     def save(self, cursors: Sequence[Cursor]) -> Awaitable[None]: ...
 
 
+class FillIndex(Protocol):
+    """Which fills the store already holds (implemented over ``storage``).
+
+    Lets the reconcile path enrich (order and algo lookups cost REST weight) only the fills the
+    stream missed, and lets the repair dry run list exactly what it would add.
+    """
+
+    def stored_fills(
+        self, account: str, market: Market, symbol: str, *, from_trade_id: int, to_trade_id: int
+    ) -> Awaitable[set[tuple[int, int]]]:
+        """``(trade_id, order_id)`` of the stored fills with ``from ≤ trade_id ≤ to``."""
+        ...
+
+
 class OrderView(Protocol):
     """Orders as stored, for order sync (implemented in ``storage``)."""
 

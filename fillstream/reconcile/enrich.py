@@ -1,0 +1,211 @@
+"""What a fill found over REST needs before it is submitted: its order, and its algo parent.
+
+``userTrades`` rows carry neither the client order id nor the order type, yet the close reason
+comes from them (``autoclose-`` liquidation, ``adl_autoclose``, settlement, the conditional
+order types) and from the algo linkage (``actualOrderId`` → TP/SL/trailing). So new fills are
+enriched *before* they reach the pipeline: a close classified wrongly would be published wrongly.
+
+Cost control: one ``allOrders`` page (weight 5, ≤ 1000 orders from an order id upwards) instead
+of one ``order`` call (weight 1) per order when more than a few are missing; order details are
+cached (they never change); the algo endpoints are read only for children of conditional orders.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+from fillstream.ledger import Market, Venue, VenueError
+from fillstream.ledger.classify import CONDITIONAL_REASONS
+from fillstream.reconcile.metrics import BAD_ROWS
+from fillstream.reconcile.parse import (
+    OrderInfo,
+    actual_order_id,
+    decode_row,
+    decode_rows,
+    order_info,
+)
+from fillstream.reconcile.wire import AlgoOrder, Order
+
+log = logging.getLogger(__name__)
+
+SINGLE_LOOKUPS_MAX = 3  # up to this many missing orders: GET order each (weight 1)
+ORDER_PAGES_MAX = 5  # allOrders pages per lookup before falling back to single GETs
+SINGLE_FALLBACK_MAX = 20
+ALGO_WINDOW_MS = 7 * 86_400_000 - 60_000  # allAlgoOrders windows must be shorter than 7 days
+ALGO_SPLIT_DEPTH = 6
+
+
+V = TypeVar("V")
+
+
+def _lru_put(
+    cache: OrderedDict[tuple[str, int], V], size: int, key: tuple[str, int], value: V
+) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+class Enrichment:
+    """The result of one lookup: details per order id, fresh order rows, algo parents."""
+
+    def __init__(self) -> None:
+        self.info: dict[int, OrderInfo] = {}
+        self.orders: dict[int, Order] = {}  # rows fetched by this lookup (current state)
+        self.algos: dict[int, AlgoOrder] = {}  # child order id → its algo order
+
+
+class Enricher:
+    """Order and algo lookups for one account, with a bounded cache of order details."""
+
+    def __init__(
+        self, venue: Venue, *, account: str, market: Market, cache_size: int = 20000
+    ) -> None:
+        self.venue = venue
+        self.account = account
+        self.market = market
+        self.cache_size = cache_size
+        self._info: OrderedDict[tuple[str, int], OrderInfo] = OrderedDict()
+        self._algos: OrderedDict[tuple[str, int], AlgoOrder] = OrderedDict()
+
+    def remember(self, order: Order) -> None:
+        _lru_put(self._info, self.cache_size, (order.symbol, order.orderId), order_info(order))
+
+    def cached(self, symbol: str, order_id: int) -> OrderInfo | None:
+        return self._info.get((symbol, order_id))
+
+    async def lookup(
+        self, symbol: str, order_ids: Iterable[int], *, times: Mapping[int, int]
+    ) -> Enrichment:
+        """Details of ``order_ids`` (fills of ``symbol``), fetching what is not cached.
+
+        ``times`` maps an order id to the trade time of its newest fill (for the algo window).
+        Orders the venue no longer serves stay without details; the fill is still submitted.
+        """
+        result = Enrichment()
+        missing: list[int] = []
+        for oid in sorted(set(order_ids)):
+            info = self._info.get((symbol, oid))
+            if info is None:
+                missing.append(oid)
+            else:
+                self._info.move_to_end((symbol, oid))
+                result.info[oid] = info
+        if missing:
+            for order in await self._fetch_orders(symbol, missing):
+                self.remember(order)
+                result.orders[order.orderId] = order
+                result.info[order.orderId] = order_info(order)
+        children = [
+            oid
+            for oid, info in result.info.items()
+            if (info.orig_type in CONDITIONAL_REASONS or info.order_type in CONDITIONAL_REASONS)
+        ]
+        children += [oid for oid in missing if oid not in result.info]
+        if children and self.market is Market.USDM:
+            result.algos = await self._algo_parents(symbol, children, times)
+        return result
+
+    # -- orders --------------------------------------------------------------------------------
+
+    async def _fetch_orders(self, symbol: str, ids: list[int]) -> list[Order]:
+        found: dict[int, Order] = {}
+        wanted = set(ids)
+        if len(ids) > SINGLE_LOOKUPS_MAX:
+            next_id = ids[0]
+            for _ in range(ORDER_PAGES_MAX):
+                raw = await self.venue.all_orders(symbol, order_id=next_id, limit=1000)
+                rows, bad = decode_rows(raw, Order)
+                self._bad("allOrders", bad)
+                for row in rows:
+                    if row.orderId in wanted:
+                        found[row.orderId] = row
+                    else:
+                        self.remember(row)  # a neighbour; likely needed soon
+                if len(raw) < 1000 or not rows or wanted <= found.keys():
+                    break
+                next_id = max(r.orderId for r in rows) + 1
+                if next_id > ids[-1]:
+                    break
+        rest = [oid for oid in ids if oid not in found]
+        for oid in rest[:SINGLE_FALLBACK_MAX]:
+            order = await self._fetch_order(symbol, oid)
+            if order is not None:
+                found[oid] = order
+        if len(rest) > SINGLE_FALLBACK_MAX:
+            log.warning(
+                "%s %s: %d orders left without details this round",
+                self.account,
+                symbol,
+                len(rest) - SINGLE_FALLBACK_MAX,
+            )
+        return list(found.values())
+
+    async def _fetch_order(self, symbol: str, order_id: int) -> Order | None:
+        try:
+            raw = await self.venue.order(symbol, order_id)
+        except VenueError as exc:
+            if exc.is_not_found:
+                return None  # archived (3 d / 90 d) or never ours: the fill keeps no details
+            raise
+        try:
+            return decode_row(raw, Order)
+        except ValueError:
+            self._bad("order", [raw])
+            return None
+
+    # -- algo parents --------------------------------------------------------------------------
+
+    async def _algo_parents(
+        self, symbol: str, children: list[int], times: Mapping[int, int]
+    ) -> dict[int, AlgoOrder]:
+        result: dict[int, AlgoOrder] = {}
+        unknown: list[int] = []
+        for oid in children:
+            algo = self._algos.get((symbol, oid))
+            if algo is None:
+                unknown.append(oid)
+            else:
+                result[oid] = algo
+        if not unknown:
+            return result
+        end = max(times.get(oid, 0) for oid in unknown) + 60_000
+        for algo in await self._all_algos(symbol, end - ALGO_WINDOW_MS, end, ALGO_SPLIT_DEPTH):
+            child = actual_order_id(algo)
+            if child is not None:
+                _lru_put(self._algos, self.cache_size, (symbol, child), algo)
+                if child in unknown:
+                    result[child] = algo
+        return result
+
+    async def _all_algos(
+        self, symbol: str, start_ms: int, end_ms: int, depth: int
+    ) -> list[AlgoOrder]:
+        raw = await self.venue.all_algo_orders(symbol, start_ms=start_ms, end_ms=end_ms, limit=1000)
+        rows, bad = decode_rows(raw, AlgoOrder)
+        self._bad("allAlgoOrders", bad)
+        if len(raw) < 1000 or depth <= 0 or end_ms - start_ms < 2:
+            return rows
+        # A full page may hide older or newer rows: split the window until each half fits.
+        mid = (start_ms + end_ms) // 2
+        return [
+            *await self._all_algos(symbol, start_ms, mid, depth - 1),
+            *await self._all_algos(symbol, mid + 1, end_ms, depth - 1),
+        ]
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _bad(self, endpoint: str, rows: list[object]) -> None:
+        if rows:
+            BAD_ROWS.labels(self.account, self.market, endpoint).inc(len(rows))
+            log.warning(
+                "%s: %d malformed %s row(s), skipped; first: %.300r",
+                self.account,
+                len(rows),
+                endpoint,
+                rows[0],
+            )

@@ -1,0 +1,462 @@
+"""The REST path of one account: when to look, what to look at, and in which order.
+
+Triggers, most urgent first:
+
+1. **gap** — the stream reports a window it may have missed (:meth:`Reconciler.on_gap`). Served
+   at once, ahead of everything: a running periodic sweep yields between pages, and its REST
+   calls go at ``URGENT`` priority in the shared weight budget.
+2. **startup** — covers the downtime before this process ran; also seeds the book from
+   ``positionRisk`` through position sync.
+3. **manual** — :meth:`request` (HTTP) or :meth:`run_once` (tests, CLI).
+4. **periodic** — every ``interval_s`` while the stream is healthy, ``degraded_interval_s``
+   otherwise; at ``BACKGROUND`` priority. While streaming, trades younger than
+   ``settle_delay_s`` are left to the stream so the two paths do not race for attribution.
+
+A failed run (rate limit, ban, outage) is counted and retried after ``Retry-After`` or a capped
+exponential backoff — never in a tight loop. Pending gaps survive failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+
+import msgspec
+
+from fillstream.ledger import (
+    CursorStore,
+    FillIndex,
+    FillSink,
+    Gap,
+    Market,
+    OrderView,
+    RestPriority,
+    StreamState,
+    Venue,
+    VenueError,
+    rest_priority,
+)
+from fillstream.ledger.errors import ConfigError
+from fillstream.reconcile.backfill import Backfill, SweepResult
+from fillstream.reconcile.cursors import CursorTable
+from fillstream.reconcile.enrich import Enricher
+from fillstream.reconcile.metrics import CURSOR_LAG, DURATION, GAPS, RUNS
+from fillstream.reconcile.orders import OrderSync
+from fillstream.reconcile.positions import PositionSync, Snapshot
+from fillstream.reconcile.repair import MissingFill, ProgressFn, RepairProgress, RepairReport
+from fillstream.reconcile.settings import ReconcileSettings
+from fillstream.reconcile.symbols import SymbolUniverse
+
+log = logging.getLogger(__name__)
+
+CURSOR_FRESH_MS = 5_000  # a gap is swept from the cursor when the cursor is this close to it
+SUBMIT_CHUNK = 1000
+
+
+class Trigger(enum.StrEnum):
+    STARTUP = "startup"
+    GAP = "gap"
+    PERIODIC = "periodic"
+    MANUAL = "manual"
+    REPAIR = "repair"
+
+
+_PRIORITY = {
+    Trigger.GAP: RestPriority.URGENT,
+    Trigger.STARTUP: RestPriority.NORMAL,
+    Trigger.MANUAL: RestPriority.NORMAL,
+    Trigger.REPAIR: RestPriority.NORMAL,
+    Trigger.PERIODIC: RestPriority.BACKGROUND,
+}
+
+
+class RunReport(msgspec.Struct, kw_only=True):
+    """What one run did (also kept as :attr:`Reconciler.last_run` for ``/status``)."""
+
+    trigger: str
+    outcome: str = "ok"  # ok, error, rate_limited, auth_failed
+    started_at_ms: int = 0
+    duration_s: float = 0.0
+    symbols: int = 0
+    found: int = 0
+    new: int = 0
+    corrected: int = 0
+    orders_updated: int = 0
+    error: str | None = None
+
+
+def merge_gaps(gaps: list[Gap]) -> Gap:
+    """One window covering them all; symbols united (empty — "all" — wins)."""
+    first = gaps[0]
+    until: int | None = 0
+    symbols: set[str] = set()
+    everything = False
+    for gap in gaps:
+        until = None if until is None or gap.until_ms is None else max(until, gap.until_ms)
+        everything = everything or not gap.symbols
+        symbols |= gap.symbols
+    return Gap(
+        account=first.account,
+        market=first.market,
+        since_ms=min(g.since_ms for g in gaps),
+        until_ms=until,
+        reason="+".join(sorted({g.reason for g in gaps})),
+        symbols=frozenset() if everything else frozenset(symbols),
+    )
+
+
+class Reconciler:
+    """One account's REST path; implements :class:`fillstream.ledger.GapListener`.
+
+    Lifecycle: :meth:`start` (loads cursors), :meth:`run` (the loop, until :meth:`aclose`),
+    :meth:`run_once` (one run now; tests and the CLI), idempotent :meth:`aclose`.
+    One run at a time; :meth:`on_gap`, :meth:`on_stream_state` and :meth:`request` only enqueue.
+    """
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        market: Market,
+        venue: Venue,
+        sink: FillSink,
+        cursors: CursorStore,
+        orders: OrderView | None = None,
+        index: FillIndex | None = None,
+        settings: ReconcileSettings | None = None,
+    ) -> None:
+        self.account = account
+        self.market = market
+        self.venue = venue
+        self.sink = sink
+        self.index = index
+        self.settings = s = settings or ReconcileSettings()
+        self.cursors = CursorTable(cursors, account=account, market=market)
+        self.enricher = Enricher(
+            venue, account=account, market=market, cache_size=s.order_cache_size
+        )
+        self.backfill = Backfill(
+            account=account,
+            market=market,
+            venue=venue,
+            sink=sink,
+            enricher=self.enricher,
+            cursors=self.cursors,
+            index=index,
+            page_limit=s.page_limit,
+            horizon_ms=int(s.horizon_days * 86_400_000),
+        )
+        self.universe = SymbolUniverse(
+            account=account,
+            market=market,
+            venue=venue,
+            sink=sink,
+            cursors=self.cursors,
+            view=orders,
+            configured=s.symbols,
+            recent_cursor_ms=int(s.recent_cursor_days * 86_400_000),
+            all_symbol_min_interval_s=s.all_symbol_calls_min_interval_s,
+        )
+        self.positions = PositionSync(account=account, market=market, venue=venue, sink=sink)
+        self.order_sync = (
+            OrderSync(
+                account=account,
+                market=market,
+                venue=venue,
+                sink=sink,
+                view=orders,
+                enricher=self.enricher,
+                check_after_s=s.order_check_after_s,
+                max_checks=s.max_order_checks_per_run,
+            )
+            if orders is not None
+            else None
+        )
+        self.state: StreamState | None = None
+        self.last_run: RunReport | None = None
+        self._gaps: list[Gap] = []
+        self._manual = False
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+        self._in_gap = False
+        self._run_task: asyncio.Task[None] | None = None
+        self._last_periodic = float("-inf")
+        self._last_position_check = float("-inf")
+        self._retry_at = 0.0
+        self._failures = 0
+
+    # -- GapListener -----------------------------------------------------------------------------
+
+    def on_gap(self, gap: Gap) -> None:
+        """Enqueue a gap window; served at once (returns immediately)."""
+        if gap.account != self.account or gap.market is not self.market:
+            return
+        GAPS.labels(self.account, self.market).inc()
+        self.universe.note_streamed(gap.symbols)
+        self._gaps.append(gap)
+        # A gap is urgent: whatever backoff a failed run left, try now (the budget still
+        # honours any 429/418 pause, without sending).
+        self._retry_at = 0.0
+        self._wake.set()
+
+    def on_stream_state(self, account: str, market: Market, state: StreamState) -> None:
+        if account != self.account or market is not self.market:
+            return
+        self.state = state
+        self._wake.set()
+
+    def request(self) -> None:
+        """Ask for a manual run as soon as possible (the HTTP trigger)."""
+        self._manual = True
+        self._wake.set()
+
+    @property
+    def streaming(self) -> bool:
+        return self.state is StreamState.STREAMING
+
+    @property
+    def interval_s(self) -> float:
+        s = self.settings
+        return s.interval_s if self.streaming else s.degraded_interval_s
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the cursors. Idempotent."""
+        if not self._started:
+            await self.cursors.load()
+            self._started = True
+
+    async def run(self) -> None:
+        """Serve gaps, the start-up run, manual requests and periodic polls until closed."""
+        await self.start()
+        self._run_task = asyncio.current_task()
+        startup_pending = True
+        while not self._closed:
+            now = time.monotonic()
+            if now < self._retry_at:
+                await self._sleep(self._retry_at - now)
+            elif self._gaps:
+                await self._job(Trigger.GAP)
+            elif startup_pending:
+                startup_pending = False
+                await self._job(Trigger.STARTUP)
+            elif self._manual:
+                self._manual = False
+                await self._job(Trigger.MANUAL)
+            elif now >= self._last_periodic + self.interval_s:
+                await self._job(Trigger.PERIODIC)
+            else:
+                await self._sleep(self._last_periodic + self.interval_s - now)
+
+    async def run_once(self, trigger: Trigger | str = Trigger.MANUAL) -> RunReport:
+        """One run now (waits for a run in progress); pending gaps are served first."""
+        await self.start()
+        if self._gaps:
+            await self._job(Trigger.GAP)
+        return await self._job(Trigger(trigger))
+
+    async def aclose(self, deadline_s: float = 5.0) -> None:
+        """Stop the loop (after the current run, or cancel it past the deadline). Idempotent."""
+        self._closed = True
+        self._wake.set()
+        task = self._run_task
+        if task is None or task.done() or task is asyncio.current_task():
+            return
+        done, _ = await asyncio.wait({task}, timeout=deadline_s)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self._wake.wait()
+        self._wake.clear()
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    async def _job(self, trigger: Trigger) -> RunReport:
+        async with self._lock:
+            return await self._execute(trigger)
+
+    async def _execute(self, trigger: Trigger) -> RunReport:
+        report = RunReport(trigger=trigger, started_at_ms=int(time.time() * 1000))
+        started = time.monotonic()
+        if trigger is not Trigger.GAP:
+            self._last_periodic = started
+        try:
+            with rest_priority(_PRIORITY[trigger]):
+                if trigger is Trigger.GAP:
+                    await self._serve_gaps(report)
+                else:
+                    await self._sweep(trigger, report)
+            self._failures = 0
+        except VenueError as exc:
+            report.outcome = (
+                "auth_failed"
+                if exc.is_auth
+                else "rate_limited"
+                if exc.is_rate_limited or exc.is_banned
+                else "error"
+            )
+            report.error = str(exc)
+            self._backoff(exc.retry_after_s)
+            log.warning("reconcile %s %s run failed: %s", self.account, trigger, exc)
+        except Exception as exc:  # a supervisor: count, log with traceback, retry later
+            report.outcome = "error"
+            report.error = f"{type(exc).__name__}: {exc}"
+            self._backoff(None)
+            log.exception("reconcile %s %s run crashed", self.account, trigger)
+        report.duration_s = time.monotonic() - started
+        RUNS.labels(self.account, self.market, trigger, report.outcome).inc()
+        DURATION.labels(self.account, self.market, trigger).observe(report.duration_s)
+        self.last_run = report
+        CURSOR_LAG.labels(self.account, self.market).set(
+            self.cursors.lag_s(self.universe.current(), int(time.time() * 1000))
+        )
+        return report
+
+    def _backoff(self, retry_after_s: float | None) -> None:
+        self._failures += 1
+        delay = min(self.settings.retry_backoff_max_s, 2.0 ** min(self._failures, 10) / 2)
+        if retry_after_s is not None:
+            delay = max(delay, retry_after_s)
+        self._retry_at = time.monotonic() + delay
+
+    def _cutoff(self, *, until_ms: int | None = None) -> int | None:
+        """Trades after this are left to the stream (None: take everything)."""
+        if not self.streaming:
+            return None
+        cutoff = int(time.time() * 1000) - int(self.settings.settle_delay_s * 1000)
+        return cutoff if until_ms is None else max(cutoff, until_ms)
+
+    def _count(self, report: RunReport, result: SweepResult) -> None:
+        report.found += result.found
+        report.new += result.new
+
+    async def _checkpoint(self) -> None:
+        """Between pages and symbols of a longer run: serve pending gaps first."""
+        if self._gaps and not self._in_gap:
+            gap_report = await self._execute(Trigger.GAP)
+            if gap_report.outcome != "ok":
+                self._retry_at = 0.0  # the outer run carries on; its own failure backs off
+
+    async def _serve_gaps(self, report: RunReport) -> None:
+        gaps, self._gaps = self._gaps, []
+        self._in_gap = True
+        try:
+            gap = merge_gaps(gaps)
+            cutoff = self._cutoff(until_ms=gap.until_ms) if gap.until_ms is not None else None
+            # The stream's active symbols first: that is where the missed fills most likely are.
+            ordered = sorted(gap.symbols) + sorted(self.universe.current() - gap.symbols)
+            report.symbols = len(ordered)
+            for symbol in ordered:
+                cursor = self.cursors.get(symbol)
+                if cursor is not None and cursor.trade_time_ms >= gap.since_ms - CURSOR_FRESH_MS:
+                    result = await self.backfill.from_cursor(symbol, cutoff_ms=cutoff)
+                else:
+                    result = await self.backfill.window(symbol, gap.since_ms, cutoff_ms=cutoff)
+                self._count(report, result)
+        except BaseException:
+            self._gaps[:0] = gaps  # not served: keep them for the next attempt
+            raise
+        finally:
+            self._in_gap = False
+
+    async def _sweep(self, trigger: Trigger, report: RunReport) -> None:
+        full = trigger is not Trigger.PERIODIC
+        await self.universe.refresh(force=full)
+        now = time.monotonic()
+        snapshot: Snapshot | None = None
+        if full or now - self._last_position_check >= self.settings.position_check_interval_s:
+            snapshot = await self.positions.snapshot()
+            self.universe.note_exchange(snapshot.symbols)
+        symbols = sorted(self.universe.current())
+        report.symbols = len(symbols)
+        for symbol in symbols:
+            await self._checkpoint()
+            result = await self.backfill.from_cursor(
+                symbol, cutoff_ms=self._cutoff(), checkpoint=self._checkpoint
+            )
+            self._count(report, result)
+        if self.order_sync is not None:
+            report.orders_updated = await self.order_sync.run()
+        if snapshot is not None:
+            self._last_position_check = now
+            corrections = await self.positions.check(self._backfill_symbol, first=snapshot)
+            report.corrected = len(corrections)
+
+    async def _backfill_symbol(self, symbol: str) -> int | None:
+        """For position sync: sweep ``symbol``; the time of its newest trade (now if trading)."""
+        result = await self.backfill.from_cursor(symbol, cutoff_ms=self._cutoff())
+        if not result.complete:
+            return int(time.time() * 1000)  # trades left to the stream: it is trading now
+        cursor = self.cursors.get(symbol)
+        times = [t for t in (result.newest_trade_ms, cursor and cursor.trade_time_ms) if t]
+        return max(times) if times else None
+
+    # -- repair --------------------------------------------------------------------------------
+
+    async def repair(
+        self, since_ms: int, *, apply: bool = False, progress: ProgressFn | None = None
+    ) -> RepairReport:
+        """List (and with ``apply``, add) every fill since ``since_ms`` the store lacks, and the
+        positions the exchange disagrees with. Idempotent; needs the :class:`FillIndex`."""
+        if self.index is None:
+            raise ConfigError("repair needs a fill index (the store) to tell what is missing")
+        await self.start()
+        report = RepairReport(
+            account=self.account, market=self.market, since_ms=since_ms, applied=apply
+        )
+        started = time.monotonic()
+        outcome = "error"
+        async with self._lock:
+            try:
+                with rest_priority(RestPriority.NORMAL):
+                    await self._repair(report, since_ms, apply=apply, progress=progress)
+                outcome = "ok"
+            finally:
+                RUNS.labels(self.account, self.market, Trigger.REPAIR, outcome).inc()
+                DURATION.labels(self.account, self.market, Trigger.REPAIR).observe(
+                    time.monotonic() - started
+                )
+        return report
+
+    async def _repair(
+        self, report: RepairReport, since_ms: int, *, apply: bool, progress: ProgressFn | None
+    ) -> None:
+        await self.universe.refresh(force=True)
+        snapshot = await self.positions.snapshot()
+        self.universe.note_exchange(snapshot.symbols)
+        symbols = sorted(self.universe.current())
+        report.symbols = symbols
+        # Whether or not a stream runs elsewhere, the freshest trades are left to it.
+        cutoff = int(time.time() * 1000) - int(self.settings.settle_delay_s * 1000)
+        for done, symbol in enumerate(symbols, 1):
+            result = await self.backfill.window(symbol, since_ms, cutoff_ms=cutoff, dry_run=True)
+            report.found += result.found
+            report.missing.extend(MissingFill.from_trade(t) for t in result.missing)
+            if apply:
+                for i in range(0, len(result.missing), SUBMIT_CHUNK):
+                    chunk = result.missing[i : i + SUBMIT_CHUNK]
+                    report.added += await self.backfill.submit(symbol, chunk)
+            if progress is not None:
+                progress(
+                    RepairProgress(
+                        symbol=symbol,
+                        done=done,
+                        total=len(symbols),
+                        found=result.found,
+                        missing=len(result.missing),
+                    )
+                )
+        report.corrections = await self.positions.check(
+            self._backfill_symbol, first=snapshot, dry_run=not apply
+        )

@@ -1,0 +1,106 @@
+"""The repair command's engine: ``fillstream reconcile --account A --since 2d [--apply]``.
+
+Reads every trade of every known symbol since a point in time, compares them with what the store
+holds (:class:`FillIndex`), and lists what is missing with the venue's own row as evidence, plus
+the positions the exchange disagrees with. With ``apply`` the missing fills are submitted
+(enriched, source ``reconcile``) and the positions corrected; a second ``apply`` finds nothing.
+Safe while the service runs: every write is idempotent on its key, and trades younger than the
+settle delay are left to the running stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import msgspec
+
+from fillstream.ledger import PositionCorrection
+from fillstream.reconcile.parse import dec
+from fillstream.reconcile.wire import UserTrade
+
+
+class MissingFill(msgspec.Struct, frozen=True, kw_only=True):
+    """A trade the venue reports and the store lacks: the evidence, as the venue sent it."""
+
+    symbol: str
+    trade_id: int
+    order_id: int
+    time_ms: int
+    side: str
+    position_side: str
+    price: Decimal
+    qty: Decimal
+    realized_pnl: Decimal
+    commission: Decimal
+    commission_asset: str
+
+    @classmethod
+    def from_trade(cls, t: UserTrade) -> MissingFill:
+        return cls(
+            symbol=t.symbol,
+            trade_id=t.id,
+            order_id=t.orderId,
+            time_ms=t.time,
+            side=t.side,
+            position_side=t.positionSide,
+            price=dec(t.price),
+            qty=dec(t.qty),
+            realized_pnl=dec(t.realizedPnl),
+            commission=dec(t.commission),
+            commission_asset=t.commissionAsset,
+        )
+
+
+class RepairProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """Reported after each symbol (long ranges take a while)."""
+
+    symbol: str
+    done: int
+    total: int
+    found: int  # trades read for this symbol
+    missing: int  # of which not stored
+
+
+class RepairReport(msgspec.Struct, kw_only=True):
+    """What a repair found and, with ``applied``, did."""
+
+    account: str
+    market: str
+    since_ms: int
+    applied: bool
+    symbols: list[str] = msgspec.field(default_factory=list)
+    found: int = 0
+    missing: list[MissingFill] = msgspec.field(default_factory=list)
+    added: int = 0  # fills the pipeline stored (0 in a dry run)
+    corrections: list[PositionCorrection] = msgspec.field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing to add and nothing to correct."""
+        return not self.missing and not self.corrections
+
+    def lines(self) -> list[str]:
+        """A human-readable listing (the CLI prints it)."""
+        verb = "added" if self.applied else "would add"
+        out = [
+            f"account {self.account} ({self.market}) since {self.since_ms}: "
+            f"{len(self.symbols)} symbol(s), {self.found} trade(s) read, "
+            f"{len(self.missing)} missing, {len(self.corrections)} position(s) to correct"
+        ]
+        for m in self.missing:
+            out.append(
+                f"  {verb} fill {m.symbol} trade {m.trade_id} order {m.order_id} {m.side} "
+                f"{m.position_side} {m.qty} @ {m.price} rp {m.realized_pnl} fee {m.commission} "
+                f"{m.commission_asset} at {m.time_ms}"
+            )
+        verb = "corrected" if self.applied else "would correct"
+        for c in self.corrections:
+            out.append(
+                f"  {verb} position {c.symbol} {c.position_side} to {c.qty} @ {c.entry_price} "
+                f"(exchange, at {c.time_ms})"
+            )
+        return out
+
+
+ProgressFn = Callable[[RepairProgress], None]

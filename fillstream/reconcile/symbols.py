@@ -1,0 +1,92 @@
+"""Which symbols the REST path polls (``userTrades`` needs a symbol; there is no all-symbol call).
+
+The union of: configured symbols; symbols the stream reported active (gap windows carry them);
+symbols with an exchange position or open orders (``positionRisk``, cheap, read with every
+position check; ``openOrders`` without a symbol costs 40, so at most every
+``all_symbol_calls_min_interval_s``); symbols whose cursor moved recently; symbols the book
+holds a position in; symbols with orders open locally.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from fillstream.ledger import FillSink, Market, OrderView, Venue
+from fillstream.reconcile.cursors import CursorTable
+from fillstream.reconcile.metrics import BAD_ROWS
+from fillstream.reconcile.parse import decode_rows
+from fillstream.reconcile.wire import OpenOrder
+
+log = logging.getLogger(__name__)
+
+
+class SymbolUniverse:
+    """The account's symbols to poll."""
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        market: Market,
+        venue: Venue,
+        sink: FillSink,
+        cursors: CursorTable,
+        view: OrderView | None,
+        configured: Iterable[str],
+        recent_cursor_ms: int,
+        all_symbol_min_interval_s: float,
+    ) -> None:
+        self.account = account
+        self.market = market
+        self.venue = venue
+        self.sink = sink
+        self.cursors = cursors
+        self.view = view
+        self.configured = frozenset(configured)
+        self.recent_cursor_ms = recent_cursor_ms
+        self.all_symbol_min_interval_s = all_symbol_min_interval_s
+        self.streamed: set[str] = set()
+        self.exchange: set[str] = set()  # positionRisk: positions or open orders
+        self.open_orders: set[str] = set()
+        self.book: set[str] = set()
+        self._open_orders_at = 0.0
+
+    def note_streamed(self, symbols: Iterable[str]) -> None:
+        self.streamed.update(symbols)
+
+    def note_exchange(self, symbols: Iterable[str]) -> None:
+        self.exchange = set(symbols)
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Read the book, local open orders and (when due) ``openOrders`` for all symbols."""
+        self.book = {
+            p.symbol for p in await self.sink.positions(self.account, self.market) if p.qty
+        }
+        if self.view is not None:
+            local = await self.view.open_orders(
+                self.account, self.market, updated_before_ms=int(time.time() * 1000) + 1
+            )
+            self.book |= {o.symbol for o in local}
+        due = time.monotonic() - self._open_orders_at >= self.all_symbol_min_interval_s
+        if force or due or not self._open_orders_at:
+            raw = await self.venue.open_orders(None)
+            rows, bad = decode_rows(raw, OpenOrder)
+            if bad:
+                BAD_ROWS.labels(self.account, self.market, "openOrders").inc(len(bad))
+            self.open_orders = {r.symbol for r in rows}
+            self._open_orders_at = time.monotonic()
+
+    def current(self) -> set[str]:
+        recent = self.cursors.symbols(
+            updated_since_ms=int(time.time() * 1000) - self.recent_cursor_ms
+        )
+        return (
+            set(self.configured)
+            | self.streamed
+            | self.exchange
+            | self.open_orders
+            | self.book
+            | recent
+        )

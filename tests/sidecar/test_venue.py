@@ -1,16 +1,19 @@
-"""The shared REST weight budget: priorities, headroom, 429 pauses, 418 bans, probing.
-
-Pure logic over a fake clock (no venue needed); the venue's own tests drive it end to end.
+"""The venue wrapper: the shared REST weight budget (priorities, headroom, 429 pauses, 418 bans,
+probing) over a fake clock, then :class:`BinanceVenue` end to end against the simulator.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
-from fillstream.ledger import RestPriority, VenueError
+from fillstream.ledger import Market, RestPriority, VenueError
+from fillstream.sidecar.venue import BinanceVenue, default_rest_url
 from fillstream.sidecar.venue_budget import WeightBudget, WeightBudgets, host_of
+from fillstream.simulator import SimConfig, Simulator
 
 
 class FakeClock:
@@ -152,3 +155,141 @@ def test_registry_shares_one_budget_per_host_and_honours_configured_limits() -> 
     other.set_limit(6000)
     assert other.limit == 6000
     assert host_of("http://127.0.0.1:8000/x") == "127.0.0.1:8000"
+
+
+# -- BinanceVenue against the simulator ------------------------------------------------------
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    simulator = Simulator(SimConfig(accounts=("alpha",), rate=0, weight_limit_1m=600))
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.aclose()
+
+
+def _requests_sent(account: str) -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "fillstream_rest_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("account") == account
+    )
+
+
+async def _venue(sim: Simulator, budgets: WeightBudgets | None = None) -> BinanceVenue:
+    acct = sim.accounts[0]
+    return await BinanceVenue.create(
+        account=acct.name,
+        api_key=acct.api_key,
+        api_secret=acct.api_secret,
+        rest_url=sim.rest_url,
+        budget=budgets or WeightBudgets(),
+    )
+
+
+async def test_every_endpoint_lands_on_the_custom_url_signed(sim: Simulator) -> None:
+    await sim.trade("alpha", "BTCUSDT", "BUY", "0.010")
+    algo = await sim.algo(
+        "alpha", "BTCUSDT", "STOP_MARKET", "SELL", trigger_price="1000", close_position=True
+    )
+    venue = await _venue(sim)
+    try:
+        assert venue.budget.limit == 600  # read from exchangeInfo rateLimits
+        assert abs(venue.clock_offset_ms) < 1000
+        key = await venue.create_listen_key()
+        assert await venue.keepalive_listen_key() in (key, "")
+        trades = await venue.user_trades("BTCUSDT", from_id=0)
+        assert len(trades) == 1
+        order_id = trades[0]["orderId"]
+        assert (await venue.order("BTCUSDT", order_id))["status"] == "FILLED"
+        assert [o["orderId"] for o in await venue.all_orders("BTCUSDT", order_id=order_id)] == [
+            order_id
+        ]
+        risk = await venue.position_risk()
+        assert [(r["symbol"], r["positionAmt"]) for r in risk] == [("BTCUSDT", "0.01")]
+        assert {r["incomeType"] for r in await venue.income(symbol="BTCUSDT")} >= {"COMMISSION"}
+        assert await venue.open_orders() == []
+        opened = await venue.open_algo_orders("BTCUSDT")
+        assert [a["algoId"] for a in opened] == [algo["algoId"]]
+        assert (await venue.algo_order(int(str(algo["algoId"]))))["orderType"] == "STOP_MARKET"
+        assert len(await venue.all_algo_orders("BTCUSDT")) == 1
+        assert await venue.server_time_ms() > 0
+        with pytest.raises(VenueError) as missing:
+            await venue.order("BTCUSDT", 987654321)
+        assert missing.value.is_not_found
+        assert missing.value.endpoint == "order"
+        await venue.close_listen_key()
+        assert venue.budget.used > 0  # fed by X-MBX-USED-WEIGHT-1M
+    finally:
+        await venue.aclose()
+        await venue.aclose()
+
+
+async def test_429_pauses_the_host_for_every_account_then_recovers(sim: Simulator) -> None:
+    budgets = WeightBudgets()
+    venue = await _venue(sim, budgets)
+    other = await _venue(sim, budgets)  # same host: same budget
+    try:
+        assert other.budget is venue.budget
+        sim.inject(None, "rest_error", status=429, count=1, retry_after=1)
+        with pytest.raises(VenueError) as limited:
+            await venue.user_trades("BTCUSDT")
+        assert limited.value.is_rate_limited
+        assert limited.value.retry_after_s == pytest.approx(1)
+        reason, left = venue.budget.paused_for()
+        assert reason == "rate_limited"
+        assert 0 < left <= 1
+        # The other account waits out the pause instead of hitting the venue again.
+        assert await other.user_trades("BTCUSDT") == []
+        assert venue.budget.paused_for() == ("", 0.0)
+    finally:
+        await venue.aclose()
+        await other.aclose()
+
+
+async def test_418_ban_stops_all_rest_to_the_host_without_sending(sim: Simulator) -> None:
+    venue = await _venue(sim)
+    try:
+        venue.max_wait_s = 0.5
+        sim.inject(None, "rest_error", status=418, count=1, retry_after=30)
+        with pytest.raises(VenueError) as banned:
+            await venue.user_trades("BTCUSDT")
+        assert banned.value.is_banned
+        sent = _requests_sent("alpha")
+        with pytest.raises(VenueError) as refused:
+            await venue.create_listen_key()  # even urgent calls: no REST during a ban
+        assert refused.value.status == 418
+        assert refused.value.endpoint == "budget"
+        assert refused.value.retry_after_s is not None and refused.value.retry_after_s > 20
+        assert _requests_sent("alpha") == sent
+    finally:
+        await venue.aclose()
+
+
+async def test_clock_skew_is_resynced_once_and_the_call_retried(sim: Simulator) -> None:
+    venue = await _venue(sim)
+    try:
+        sim.inject(None, "clock_skew", ms=-20_000)  # venue clock 20 s behind us
+        assert await venue.user_trades("BTCUSDT") == []  # -1021, resync, retry: success
+        assert venue.clock_offset_ms == pytest.approx(-20_000, abs=1500)
+    finally:
+        await venue.aclose()
+
+
+async def test_no_answer_is_status_zero() -> None:
+    budgets = WeightBudgets()
+    with pytest.raises(VenueError) as failed:
+        await BinanceVenue.create(
+            account="x",
+            api_key="k",
+            api_secret="s",
+            rest_url="http://127.0.0.1:9",  # discard port: nothing listens
+            budget=budgets,
+        )
+    assert failed.value.status == 0
+    assert failed.value.is_unknown_outcome
+    assert default_rest_url(Market.USDM, "demo") == "https://demo-fapi.binance.com"

@@ -1,1 +1,23 @@
+"""A Binance USDⓈ-M futures stand-in: REST + user-data WebSocket + ground truth + faults.
 
+Programmatic use (tests, demo, benchmarks)::
+
+    sim = Simulator(SimConfig(accounts=("alpha", "beta"), rate=20))
+    await sim.start()
+    sim.rest_url, sim.ws_url, sim.admin_url, sim.accounts[0].api_key
+    sim.inject("alpha", "drop", count=3)
+    truth = sim.ground_truth()
+    await sim.aclose()
+
+Command line: ``fillstream sim`` (:mod:`fillstream.simulator.cli`). Module map: ``engine``
+(orders, fills, PnL), ``algos`` (TP/SL/trailing), ``risk`` (liquidation, ADL, settlement),
+``generator`` (seeded activity), ``events`` (wire shapes), ``rest``/``queries``/``trading``
+(REST), ``ws``/``hub`` (WebSocket), ``faults``, ``ratelimit``, ``admin``, ``truth``, ``server``.
+"""
+
+from fillstream.simulator.accounts import SimAccount
+from fillstream.simulator.config import FaultSpec, SimConfig
+from fillstream.simulator.faults import KINDS as FAULT_KINDS
+from fillstream.simulator.server import Simulator
+
+__all__ = ["FAULT_KINDS", "FaultSpec", "SimAccount", "SimConfig", "Simulator"]

@@ -1,0 +1,77 @@
+"""The simulator's configuration (validated when built)."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from fillstream.simulator.faults import validate
+from fillstream.simulator.market import spec_for
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class FaultSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A fault applied at start-up (``--fault``); ``account`` None means every account."""
+
+    kind: str
+    account: str | None = None
+    params: dict[str, object] = {}
+
+
+class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything that shapes one simulated venue.
+
+    ``rate`` is fills per second per account from the generator (0 turns it off; manual
+    ``trade()``/``burst()`` still work). ``clock_speed`` accelerates timers only (listenKey
+    validity, the 24 h cut, pings, the rate-limit minute, funding); timestamps stay real.
+    ``max_rounds`` stops the generator after that many rounds (deterministic runs);
+    ``duration_s`` after that many real seconds.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 42
+    accounts: tuple[str, ...] = ("alpha",)
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    rate: float = 5.0
+    hedge_accounts: tuple[str, ...] = ()
+    clock_speed: float = 1.0
+    ping_interval_s: float = 180.0
+    pong_timeout_s: float = 600.0
+    weight_limit_1m: int = 2400
+    duration_s: float | None = None
+    max_rounds: int | None = None
+    funding_interval_s: float = 8 * 3600.0
+    faults: tuple[FaultSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.accounts:
+            raise ValueError("at least one account is needed")
+        for name in self.accounts:
+            if not _NAME.match(name):
+                raise ValueError(f"account name {name!r} must match [A-Za-z0-9_-]+")
+        if len(set(self.accounts)) != len(self.accounts):
+            raise ValueError("account names must be unique")
+        unknown = set(self.hedge_accounts) - set(self.accounts)
+        if unknown:
+            raise ValueError(f"hedge_accounts not in accounts: {sorted(unknown)}")
+        if not self.symbols or len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("symbols must be a non-empty list without repeats")
+        for symbol in self.symbols:
+            spec_for(symbol)
+        if self.rate < 0:
+            raise ValueError("rate must be >= 0")
+        if self.clock_speed <= 0:
+            raise ValueError("clock_speed must be > 0")
+        if self.ping_interval_s <= 0 or self.pong_timeout_s <= 0:
+            raise ValueError("ping_interval_s and pong_timeout_s must be > 0")
+        if self.weight_limit_1m < 1:
+            raise ValueError("weight_limit_1m must be >= 1")
+        if self.funding_interval_s <= 0:
+            raise ValueError("funding_interval_s must be > 0")
+        for fault in self.faults:
+            validate(fault.kind, dict(fault.params))
+            if fault.account is not None and fault.account not in self.accounts:
+                raise ValueError(f"fault {fault.kind!r} names unknown account {fault.account!r}")

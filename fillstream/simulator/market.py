@@ -1,0 +1,109 @@
+"""Symbols: their trading rules, id counters and the seeded mark-price walk.
+
+Trade ids and order ids are per symbol, increasing, and shared by every account (the counterparty
+is not simulated, so consecutive trade ids of one account may skip). Each symbol starts its ids at
+a different base so that ids of different symbols never collide, which makes logs easier to read
+(Binance's own id spaces overlap; nothing may rely on them being distinct).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+from fillstream.simulator.numbers import fmt_fixed
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    """Static trading rules of one USDⓈ-M perpetual (the exchangeInfo ``symbols`` entry)."""
+
+    symbol: str
+    base_asset: str
+    price_precision: int
+    qty_precision: int
+    tick: Decimal
+    step: Decimal
+    start_price: Decimal
+    min_notional: Decimal = Decimal(5)
+    max_leverage: int = 20
+
+    def price(self, value: Decimal) -> Decimal:
+        """Round a price to the tick (down), never below one tick."""
+        ticks = (value / self.tick).to_integral_value(rounding=ROUND_DOWN)
+        return max(ticks, Decimal(1)) * self.tick
+
+    def qty(self, value: Decimal) -> Decimal:
+        """Round a quantity to the lot step (down), never below one step."""
+        steps = (value / self.step).to_integral_value(rounding=ROUND_DOWN)
+        return max(steps, Decimal(1)) * self.step
+
+    def fmt_price(self, value: Decimal) -> str:
+        return fmt_fixed(value, self.price_precision)
+
+    def fmt_qty(self, value: Decimal) -> str:
+        return fmt_fixed(value, self.qty_precision)
+
+
+_KNOWN: dict[str, tuple[int, int, str, str, str]] = {
+    # symbol: (price precision, qty precision, tick, step, start price)
+    "BTCUSDT": (2, 3, "0.10", "0.001", "76950.00"),
+    "ETHUSDT": (2, 3, "0.01", "0.001", "2400.00"),
+    "BNBUSDT": (3, 2, "0.010", "0.01", "600.000"),
+    "SOLUSDT": (4, 0, "0.0100", "1", "150.0000"),
+    "XRPUSDT": (4, 1, "0.0001", "0.1", "0.5000"),
+    "DOGEUSDT": (6, 0, "0.000010", "1", "0.150000"),
+}
+
+
+def spec_for(symbol: str) -> SymbolSpec:
+    """Rules for ``symbol``: real-looking ones for well-known symbols, a generic set otherwise."""
+    if not symbol.isalnum() or not symbol.isupper() or not symbol.endswith("USDT"):
+        raise ValueError(f"unsupported symbol {symbol!r}: USDⓈ-M symbols look like BTCUSDT")
+    pp, qp, tick, step, start = _KNOWN.get(symbol, (3, 2, "0.001", "0.01", "100.000"))
+    return SymbolSpec(
+        symbol=symbol,
+        base_asset=symbol.removesuffix("USDT"),
+        price_precision=pp,
+        qty_precision=qp,
+        tick=Decimal(tick),
+        step=Decimal(step),
+        start_price=Decimal(start),
+    )
+
+
+class SymbolState:
+    """Mutable venue-wide state of one symbol: id counters and the mark price."""
+
+    def __init__(self, spec: SymbolSpec, index: int, rng: random.Random) -> None:
+        self.spec = spec
+        self._next_trade_id = 6_000_000_000 + index * 1_000_000_000
+        self._next_order_id = 800_000_000_000 + index * 10_000_000_000
+        self.mark = spec.start_price
+        self._log_mark = math.log(float(spec.start_price))
+        self._log_anchor = self._log_mark
+        self._rng = rng
+
+    def next_trade_id(self) -> int:
+        self._next_trade_id += 1
+        return self._next_trade_id
+
+    def next_order_id(self) -> int:
+        self._next_order_id += 1
+        return self._next_order_id
+
+    def walk(self, volatility: float = 0.002, shock_p: float = 0.01) -> Decimal:
+        """One step of the seeded mark-price walk (mean-reverting, rare 4 to 8 % shocks).
+
+        The walk runs on floats (it is noise, not money); the result is snapped to the tick and is a
+        ``Decimal`` from then on.
+        """
+        rng = self._rng
+        step = rng.gauss(0.0, volatility) - 0.02 * (self._log_mark - self._log_anchor)
+        if rng.random() < shock_p:
+            step += rng.choice((-1.0, 1.0)) * rng.uniform(0.04, 0.08)
+        self._log_mark += step
+        self.mark = self.spec.price(Decimal(repr(math.exp(self._log_mark))))
+        return self.mark

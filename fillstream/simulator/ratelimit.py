@@ -1,0 +1,93 @@
+"""Per-IP REST weight, as Binance counts it (binance-facts §4.1).
+
+Weight accumulates per IP in one-minute windows of the sim clock and is reported on every response
+as ``X-MBX-USED-WEIGHT-1M``. A request that would pass the limit gets HTTP 429 with
+``Retry-After`` (real seconds to the next window). A client that sends more requests after three
+429s in one window is banned: HTTP 418 with ``Retry-After``; bans start at 2 sim-minutes and
+double with each repeat, up to 3 sim-days.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fillstream.simulator.clock import SimClock
+
+WINDOW_S = 60.0
+IGNORED_429S_BEFORE_BAN = 3
+FIRST_BAN_S = 120.0
+MAX_BAN_S = 3 * 24 * 3600.0
+
+
+@dataclass
+class _Ip:
+    window: int = -1
+    used: int = 0
+    rejected: int = 0
+    banned_until: float = 0.0
+    bans: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to answer: ``status`` 200 (go on), 429 or 418, with the headers' values."""
+
+    status: int
+    used: int
+    retry_after_s: int = 0
+    banned_until_ms: int = 0
+
+
+class WeightLimiter:
+    """Counts weight per IP; :meth:`charge` decides whether a request may run."""
+
+    def __init__(self, clock: SimClock, limit: int) -> None:
+        self._clock = clock
+        self.limit = limit
+        self._ips: dict[str, _Ip] = {}
+
+    def _state(self, ip: str, now: float) -> _Ip:
+        state = self._ips.get(ip)
+        if state is None:
+            state = self._ips[ip] = _Ip()
+        window = int(now // WINDOW_S)
+        if window != state.window:
+            state.window = window
+            state.used = 0
+            state.rejected = 0
+        return state
+
+    def used(self, ip: str) -> int:
+        return self._state(ip, self._clock.sim_s()).used
+
+    def charge(self, ip: str, weight: int) -> Verdict:
+        clock = self._clock
+        now = clock.sim_s()
+        state = self._state(ip, now)
+        if state.banned_until > now:
+            return self._ban_verdict(state, now)
+        if state.used + weight > self.limit:
+            if state.rejected >= IGNORED_429S_BEFORE_BAN:
+                length = min(FIRST_BAN_S * 2**state.bans, MAX_BAN_S)
+                state.bans += 1
+                state.banned_until = now + length
+                return self._ban_verdict(state, now)
+            state.rejected += 1
+            wait = (state.window + 1) * WINDOW_S - now
+            return Verdict(429, state.used, _ceil_real(clock, wait))
+        state.used += weight
+        return Verdict(200, state.used)
+
+    def _ban_verdict(self, state: _Ip, now: float) -> Verdict:
+        clock = self._clock
+        wait = state.banned_until - now
+        until_ms = clock.server_ms() + int(clock.real_s(wait) * 1000)
+        return Verdict(418, state.used, _ceil_real(clock, wait), until_ms)
+
+    def reset(self) -> None:
+        self._ips.clear()
+
+
+def _ceil_real(clock: SimClock, sim_seconds: float) -> int:
+    return max(1, math.ceil(clock.real_s(sim_seconds)))

@@ -1,0 +1,255 @@
+"""The USDⓈ-M REST API: routing, weights, rate limits, authentication and errors.
+
+Order of checks, as Binance applies them: IP ban (418) and weight (429) first, then injected
+``rest_error`` faults, then the API key (``-2014`` malformed/missing, ``-2015`` unknown, HTTP 401),
+then for SIGNED endpoints ``timestamp``/``recvWindow`` (``-1021``: accepted iff
+``timestamp < serverTime + 1000`` and ``serverTime - timestamp <= recvWindow``; default 5000,
+max 60000) and the HMAC signature (``-1022``), then the endpoint itself. Every response carries
+``X-MBX-USED-WEIGHT-1M``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+from aiohttp import web
+
+from fillstream.simulator import queries, trading
+from fillstream.simulator.accounts import signature_valid
+from fillstream.simulator.apierror import (
+    AHEAD,
+    BAD_KEY,
+    BAD_RECV_WINDOW,
+    BAD_SIGNATURE,
+    KEY_FORMAT,
+    LISTEN_KEY_GONE,
+    OUTSIDE_WINDOW,
+    ApiError,
+    mandatory,
+)
+from fillstream.simulator.engine import Engine
+from fillstream.simulator.exchange_info import exchange_info
+from fillstream.simulator.faults import RestError
+from fillstream.simulator.params import Params
+from fillstream.simulator.ratelimit import WeightLimiter
+from fillstream.simulator.state import AccountState
+
+# The account is None only for Security.NONE routes, whose handlers ignore it.
+Handler = Callable[[Any, Params, Engine], Any]
+
+
+class Security(enum.Enum):
+    NONE = "NONE"
+    USER_STREAM = "USER_STREAM"  # X-MBX-APIKEY only
+    SIGNED = "SIGNED"  # key + timestamp + signature
+
+
+class RestContext:
+    """What the REST layer needs from the simulator (kept narrow so handlers stay testable)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        accounts_by_key: dict[str, AccountState],
+        limiter: WeightLimiter,
+        rest_errors: list[RestError],
+        listen_key_created: Callable[[AccountState], str],
+        listen_key_kept: Callable[[AccountState], str | None],
+        listen_key_deleted: Callable[[AccountState], None],
+        trading: trading.Trading,
+    ) -> None:
+        self.engine = engine
+        self.accounts_by_key = accounts_by_key
+        self.limiter = limiter
+        self.rest_errors = rest_errors
+        self.listen_key_created = listen_key_created
+        self.listen_key_kept = listen_key_kept
+        self.listen_key_deleted = listen_key_deleted
+        self.trading = trading
+        self.requests = 0
+
+
+Weight = int | Callable[[Params], int]
+
+
+def _by_symbol(with_symbol: int, without: int) -> Callable[[Params], int]:
+    return lambda p: with_symbol if p.get("symbol") else without
+
+
+class RestApi:
+    """Builds the aiohttp routes of the REST API."""
+
+    def __init__(self, ctx: RestContext) -> None:
+        self.ctx = ctx
+        self._encode = msgspec.json.Encoder().encode
+
+    def routes(self) -> list[web.RouteDef]:
+        q = queries
+        t = self.ctx.trading
+        table: list[tuple[str, str, Weight, Security, Handler]] = [
+            ("GET", "/fapi/v1/ping", 1, Security.NONE, lambda a, p, e: {}),
+            ("GET", "/fapi/v1/time", 1, Security.NONE, self._time),
+            ("GET", "/fapi/v1/exchangeInfo", 1, Security.NONE, self._exchange_info),
+            ("POST", "/fapi/v1/listenKey", 1, Security.USER_STREAM, self._key_create),
+            ("PUT", "/fapi/v1/listenKey", 1, Security.USER_STREAM, self._key_keepalive),
+            ("DELETE", "/fapi/v1/listenKey", 1, Security.USER_STREAM, self._key_delete),
+            ("GET", "/fapi/v1/userTrades", 5, Security.SIGNED, q.user_trades),
+            ("GET", "/fapi/v1/allOrders", 5, Security.SIGNED, q.all_orders),
+            ("GET", "/fapi/v1/order", 1, Security.SIGNED, q.order),
+            ("GET", "/fapi/v1/openOrder", 1, Security.SIGNED, q.open_order),
+            ("GET", "/fapi/v1/openOrders", _by_symbol(1, 40), Security.SIGNED, q.open_orders),
+            ("GET", "/fapi/v3/positionRisk", 5, Security.SIGNED, q.position_risk),
+            ("GET", "/fapi/v1/income", 30, Security.SIGNED, q.income),
+            ("GET", "/fapi/v1/algoOrder", 1, Security.SIGNED, q.algo_order),
+            (
+                "GET",
+                "/fapi/v1/openAlgoOrders",
+                _by_symbol(1, 40),
+                Security.SIGNED,
+                q.open_algo_orders,
+            ),
+            ("GET", "/fapi/v1/allAlgoOrders", 5, Security.SIGNED, q.all_algo_orders),
+            ("POST", "/fapi/v1/order", 0, Security.SIGNED, t.place_order),
+            ("DELETE", "/fapi/v1/order", 1, Security.SIGNED, t.cancel_order),
+            ("POST", "/fapi/v1/algoOrder", 0, Security.SIGNED, t.place_algo),
+            ("DELETE", "/fapi/v1/algoOrder", 1, Security.SIGNED, t.cancel_algo),
+            ("GET", "/fapi/v1/positionSide/dual", 30, Security.SIGNED, t.position_mode),
+        ]
+        return [
+            web.route(method, path, self._wrap(weight, security, handler))
+            for method, path, weight, security, handler in table
+        ]
+
+    def _wrap(
+        self, weight: Weight, security: Security, handler: Handler
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def endpoint(request: web.Request) -> web.Response:
+            return await self._dispatch(request, weight, security, handler)
+
+        return endpoint
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def _dispatch(
+        self, request: web.Request, weight: Weight, security: Security, handler: Handler
+    ) -> web.Response:
+        ctx = self.ctx
+        ctx.requests += 1
+        raw_query = request.rel_url.raw_query_string
+        raw_body = (
+            (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
+        )
+        values = dict(parse_qsl(raw_query, keep_blank_values=True))
+        if raw_body:
+            values.update(parse_qsl(raw_body, keep_blank_values=True))
+        params = Params(values)
+        ip = request.remote or "unknown"
+        cost = weight(params) if callable(weight) else weight
+        verdict = ctx.limiter.charge(ip, cost)
+        headers = {"X-MBX-USED-WEIGHT-1M": str(verdict.used)}
+        if verdict.status != 200:
+            headers["Retry-After"] = str(verdict.retry_after_s)
+            if verdict.status == 418:
+                msg = (
+                    f"Way too many requests; IP(127.0.0.1) banned until {verdict.banned_until_ms}."
+                )
+            else:
+                msg = "Too many requests; current limit of IP is exceeded. Please use websocket."
+            return self._error(ApiError(verdict.status, -1003, msg), headers)
+        api_key = request.headers.get("X-MBX-APIKEY")
+        acct = ctx.accounts_by_key.get(api_key or "")
+        injected = self._injected_error(acct)
+        if injected is not None:
+            if injected.status in (418, 429):
+                headers["Retry-After"] = str(max(1, math.ceil(injected.retry_after)))
+            return self._error(self._fault_error(injected), headers)
+        try:
+            if security is not Security.NONE:
+                if not api_key:
+                    raise KEY_FORMAT
+                if acct is None:
+                    raise BAD_KEY
+                if security is Security.SIGNED:
+                    self._check_signed(acct, params, raw_query, raw_body)
+            body = handler(acct, params, ctx.engine)
+        except ApiError as exc:
+            return self._error(exc, headers)
+        return web.Response(
+            body=self._encode(body), content_type="application/json", headers=headers
+        )
+
+    def _injected_error(self, acct: AccountState | None) -> RestError | None:
+        for fault in self.ctx.rest_errors:
+            if fault.remaining > 0 and (
+                fault.account is None or (acct is not None and fault.account == acct.name)
+            ):
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self.ctx.rest_errors.remove(fault)
+                return fault
+        return None
+
+    @staticmethod
+    def _fault_error(fault: RestError) -> ApiError:
+        if fault.status in (418, 429):
+            msg = "Too many requests; current limit of IP is exceeded (injected)."
+            return ApiError(fault.status, fault.code or -1003, msg)
+        if fault.status >= 500:
+            msg = "Internal error; unable to process your request. Please try again."
+            return ApiError(fault.status, fault.code or -1001, msg)
+        return ApiError(fault.status, fault.code or -1000, "An unknown error occurred (injected).")
+
+    def _check_signed(
+        self, acct: AccountState, params: Params, raw_query: str, raw_body: str
+    ) -> None:
+        timestamp = params.integer("timestamp")
+        if timestamp is None:
+            raise mandatory("timestamp")
+        recv_window = params.integer("recvWindow", 5000)
+        assert recv_window is not None
+        if recv_window > 60000 or recv_window <= 0:
+            raise BAD_RECV_WINDOW
+        server = self.ctx.engine.clock.server_ms()
+        if timestamp >= server + 1000:
+            raise AHEAD
+        if server - timestamp > recv_window:
+            raise OUTSIDE_WINDOW
+        if params.get("signature") is None:
+            raise mandatory("signature")
+        if not signature_valid(acct.account.api_secret, raw_query, raw_body):
+            raise BAD_SIGNATURE
+
+    def _error(self, exc: ApiError, headers: dict[str, str]) -> web.Response:
+        return web.Response(
+            status=exc.status,
+            body=self._encode({"code": exc.code, "msg": exc.msg}),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    # -- small endpoints -----------------------------------------------------------------------
+
+    def _time(self, acct: AccountState | None, params: Params, engine: Engine) -> object:
+        return {"serverTime": engine.clock.server_ms()}
+
+    def _exchange_info(self, acct: AccountState | None, params: Params, engine: Engine) -> object:
+        return exchange_info(engine, self.ctx.limiter.limit)
+
+    def _key_create(self, acct: AccountState, params: Params, engine: Engine) -> object:
+        return {"listenKey": self.ctx.listen_key_created(acct)}
+
+    def _key_keepalive(self, acct: AccountState, params: Params, engine: Engine) -> object:
+        key = self.ctx.listen_key_kept(acct)
+        if key is None:
+            raise LISTEN_KEY_GONE
+        return {"listenKey": key}
+
+    def _key_delete(self, acct: AccountState, params: Params, engine: Engine) -> object:
+        self.ctx.listen_key_deleted(acct)
+        return {}

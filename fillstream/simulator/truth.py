@@ -1,0 +1,69 @@
+"""The ground truth: every fill, order and position close the simulator produced, per account.
+
+Shape (design.md §5 "Stable surface")::
+
+    {"accounts": {"<name>": {
+        "fills": [<userTrades row> + "account"],           # generation order
+        "closes": [{"symbol", "positionSide", "reason", "realizedPnl", "closeTradeId",
+                    "closeOrderId", "qty", "entryPrice", "fees", "openedAt", "closedAt"}],
+        "orders": [<allOrders row> + "account"],           # final state, placement order
+        "algo_orders": [<allAlgoOrders row>],
+        "positions": [{"symbol", "positionSide", "positionAmt", "entryPrice"}],  # non-zero only
+        "fills_generated": n,
+        "dropped_fill_events": n,      # fill events the drop/drop_rate faults swallowed
+        "undelivered_fill_events": n,  # fill events no live socket received (none connected,
+                                       # key expired, socket silent)
+    }}}
+
+Determinism: with the same seed and the same number of generator rounds, the ground truth is
+byte-identical **except** wall-clock times. ``stable=True`` leaves those out (``time``,
+``updateTime``, ``createTime``, ``triggerTime``, ``openedAt``, ``closedAt``), so that form is
+byte-identical across runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from fillstream.simulator.numbers import fmt_plain
+from fillstream.simulator.state import AccountState, Row
+
+TIME_FIELDS = frozenset({"time", "updateTime", "createTime", "triggerTime", "openedAt", "closedAt"})
+
+
+def _rows(rows: Iterable[Row], extra: Row, stable: bool) -> list[Row]:
+    if stable:
+        return [{k: v for k, v in r.items() if k not in TIME_FIELDS} | extra for r in rows]
+    return [r | extra for r in rows]
+
+
+def account_truth(acct: AccountState, *, stable: bool = False) -> dict[str, object]:
+    tag: Row = {"account": acct.name}
+    return {
+        "fills": _rows(acct.fills, tag, stable),
+        "closes": _rows(acct.closes, {}, stable),
+        "orders": _rows((o.rest_row() for o in acct.orders.values()), tag, stable),
+        "algo_orders": _rows((a.rest_row() for a in acct.algos.values()), {}, stable),
+        "positions": [
+            {
+                "symbol": p.symbol,
+                "positionSide": p.position_side,
+                "positionAmt": fmt_plain(p.qty),
+                "entryPrice": fmt_plain(p.entry),
+            }
+            for p in acct.open_positions()
+        ],
+        "fills_generated": acct.fills_generated,
+        "dropped_fill_events": acct.dropped_fill_events,
+        "undelivered_fill_events": acct.undelivered_fill_events,
+    }
+
+
+def ground_truth(accounts: Iterable[AccountState], *, stable: bool = False) -> dict[str, object]:
+    return {"accounts": {a.name: account_truth(a, stable=stable) for a in accounts}}
+
+
+def ground_truth_bytes(accounts: Iterable[AccountState], *, stable: bool = False) -> bytes:
+    return msgspec.json.encode(ground_truth(accounts, stable=stable))

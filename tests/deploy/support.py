@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,17 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def run(
+    *cmd: str | Path, cwd: Path = ROOT, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool to completion; the caller asserts on the return code and output."""
+    return subprocess.run(
+        [str(c) for c in cmd],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=cwd,
+    )

@@ -1,0 +1,135 @@
+"""``fillstream sim``: run the fake venue alone.
+
+Prints one JSON line ``{"rest_url", "ws_url", "admin_url", "accounts": [{"name", "api_key",
+"api_secret"}]}`` (also written to ``--ready-file``, atomically), then serves until SIGINT/SIGTERM
+or ``--duration`` seconds. Exit status 0 on a clean stop, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+
+import msgspec
+
+from fillstream.simulator.config import FaultSpec, SimConfig
+from fillstream.simulator.faults import parse_cli_fault
+from fillstream.simulator.server import Simulator
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fillstream sim",
+        description="A Binance USD-M futures stand-in: REST, private WebSocket, ground truth "
+        "(/_sim/ledger) and fault injection (/_sim/faults) on one port.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    p.add_argument("--seed", type=int, default=42, help="seed of keys and activity (default 42)")
+    p.add_argument("--accounts", type=_names, default=("alpha",), help="names, comma-separated")
+    p.add_argument("--hedge-accounts", type=_names, default=(), help="accounts in hedge mode")
+    p.add_argument("--symbols", type=_names, default=("BTCUSDT", "ETHUSDT"), help="comma-separated")
+    p.add_argument("--rate", type=float, default=5.0, help="fills/s per account (0: generator off)")
+    p.add_argument("--ready-file", help="also write the JSON line to this file")
+    p.add_argument("--clock-speed", type=float, default=1.0, help="timer acceleration")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--ping-interval", type=float, default=180.0, help="server ping, sim seconds")
+    p.add_argument("--pong-timeout", type=float, default=600.0, help="sim seconds")
+    p.add_argument("--weight-limit", type=int, default=2400, help="REST weight per minute")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND[:NAME=VALUE,...]",
+        help="fault at start, e.g. drop_rate:p=0.05 or rest_error:account=alpha,status=429",
+    )
+    return p
+
+
+def parse(argv: Sequence[str] | None) -> tuple[SimConfig, str | None]:
+    """(config, ready file); raises ``SystemExit(2)`` with a message on bad arguments."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        faults = []
+        for text in args.fault:
+            account, kind, params = parse_cli_fault(text)
+            faults.append(FaultSpec(kind=kind, account=account, params=params))
+        config = SimConfig(
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            accounts=args.accounts,
+            hedge_accounts=args.hedge_accounts,
+            symbols=args.symbols,
+            rate=args.rate,
+            clock_speed=args.clock_speed,
+            duration_s=args.duration,
+            ping_interval_s=args.ping_interval,
+            pong_timeout_s=args.pong_timeout,
+            weight_limit_1m=args.weight_limit,
+            faults=tuple(faults),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    return config, args.ready_file
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sim-ready-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+async def serve(config: SimConfig, ready_file: str | None = None) -> None:
+    """Run a simulator until SIGINT/SIGTERM or ``config.duration_s``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    sim = Simulator(config)
+    await sim.start()
+    try:
+        line = msgspec.json.encode(sim.ready_info()) + b"\n"
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+        if ready_file:
+            _write_atomically(ready_file, line)
+        if config.duration_s is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), config.duration_s)
+        else:
+            await stop.wait()
+    finally:
+        await sim.aclose()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, ready_file = parse(argv)
+    asyncio.run(serve(config, ready_file))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

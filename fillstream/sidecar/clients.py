@@ -4,16 +4,19 @@ account's REST venue. Built once per process (``run``, ``check``, ``reconcile``,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
 
 from fillstream.sidecar.config import AccountConfig, Config
-from fillstream.sidecar.secrets import mask_url
+from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
+from fillstream.storage import JetStreamPublisher
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +33,13 @@ async def create_pool(config: Config, environ: Mapping[str, str] | None = None) 
     )
 
 
-def _nats_logger(kind: str) -> Callable[..., Awaitable[None]]:
+def _nats_logger(kind: str, holder: list[NatsClient]) -> Callable[..., Awaitable[None]]:
     async def callback(*args: object) -> None:
+        if holder and (holder[0].is_closed or holder[0].is_draining):
+            return  # our own close, not an outage
         detail = f": {args[0]}" if args else ""
-        log.warning("nats %s%s", kind, detail)
+        level = logging.INFO if kind == "reconnected" else logging.WARNING
+        log.log(level, "nats %s%s", kind, detail)
 
     return callback
 
@@ -44,18 +50,21 @@ async def connect_nats(config: Config, *, reconnect: bool = True) -> NatsClient:
     the first failure is final. Raises on an initial connection failure.
     """
     n = config.nats
-    return await nats.connect(
+    holder: list[NatsClient] = []
+    nc = await nats.connect(
         servers=list(n.servers),
         name="fillstream",
         connect_timeout=max(1, round(n.connect_timeout_s)),
         allow_reconnect=reconnect,
         max_reconnect_attempts=-1 if reconnect else 0,
         reconnect_time_wait=1,
-        error_cb=_nats_logger("error"),
-        disconnected_cb=_nats_logger("disconnected") if reconnect else None,
-        reconnected_cb=_nats_logger("reconnected") if reconnect else None,
+        error_cb=_nats_logger("error", holder),
+        disconnected_cb=_nats_logger("disconnected", holder) if reconnect else None,
+        reconnected_cb=_nats_logger("reconnected", holder) if reconnect else None,
         user_credentials=n.credentials_file,
     )
+    holder.append(nc)
+    return nc
 
 
 def nats_servers_for_humans(config: Config) -> str:
@@ -93,3 +102,29 @@ async def create_venue(
 
 def weight_budgets(config: Config) -> WeightBudgets:
     return WeightBudgets(limits=dict(config.rest.weight_limits))
+
+
+def publisher_for(config: Config, nc: NatsClient) -> JetStreamPublisher:
+    """The JetStream publisher of ``[nats]`` (stream, prefix, dedup window, retention)."""
+    n = config.nats
+    return JetStreamPublisher(
+        nc,
+        stream=n.stream,
+        prefix=n.subject_prefix,
+        duplicate_window_s=n.duplicate_window_s,
+        max_age_s=n.max_age_s,
+        replicas=n.replicas,
+        window=n.publish_window,
+    )
+
+
+async def close_all(resources: list[Any]) -> None:
+    """Close in reverse order of opening; a failure to close one does not skip the others."""
+    for resource in reversed(resources):
+        try:
+            closer = getattr(resource, "aclose", None) or resource.close
+            result = closer()
+            if asyncio.iscoroutine(result):
+                await asyncio.wait_for(result, 10.0)
+        except Exception as exc:
+            log.warning("close %s: %s", type(resource).__name__, scrub(repr(exc)))

@@ -91,31 +91,29 @@ async def tally_jetstream(
     nc: NatsClient, stream: str, prefix: str, accounts: Iterable[str]
 ) -> Tally:
     """Every fill and close message in ``stream`` for ``accounts``, read with an ephemeral
-    consumer (nothing acknowledged, nothing changed)."""
+    consumer (nothing acknowledged, nothing changed). Closes are replayed in stream order: a
+    revision replaces the close, a retraction (on ``position.corrected``) withdraws it."""
     wanted = set(accounts)
     tally = Tally()
-    latest: dict[str, tuple[int, str]] = {}
-    retracted: set[str] = set()
-    for subject in (f"{prefix}.fill.>", f"{prefix}.position.closed.>"):
-        for msg_id, data in await _read_all(nc, stream, subject):
-            kind, _, rest = msg_id.partition(":")
-            if kind == "retracted":
-                base = rest
-                if base.split(":", 2)[1] in wanted:
-                    retracted.add(base)
-                continue
-            if msg_id.split(":", 2)[1] not in wanted:
-                continue
-            if kind == "fill":
-                tally.fills[msg_id] += 1
-            elif kind == "close":
-                payload = _close_decoder.decode(data)
-                base = _close_base(msg_id)
-                if base not in latest or latest[base][0] <= payload.revision:
-                    latest[base] = (payload.revision, payload.reason)
-    for base, (_, reason) in latest.items():
-        if base not in retracted:
-            tally.closes[base] = reason
+    messages: list[tuple[int, str, bytes]] = []
+    for subject in ("fill", "position.closed", "position.corrected"):
+        messages += await _read_all(nc, stream, f"{prefix}.{subject}.>")
+    closes: dict[str, tuple[int, str]] = {}
+    for _, msg_id, data in sorted(messages):
+        kind, _, rest = msg_id.partition(":")
+        target = rest if kind == "retracted" else msg_id
+        if target.count(":") < 2 or target.split(":", 2)[1] not in wanted:
+            continue
+        if kind == "fill":
+            tally.fills[msg_id] += 1
+        elif kind == "close":
+            payload = _close_decoder.decode(data)
+            base = _close_base(msg_id)
+            if base not in closes or closes[base][0] <= payload.revision:
+                closes[base] = (payload.revision, payload.reason)
+        elif kind == "retracted":
+            closes.pop(_close_base(rest), None)
+    tally.closes = {base: reason for base, (_, reason) in closes.items()}
     return tally
 
 
@@ -127,21 +125,25 @@ def _close_base(msg_id: str) -> str:
     return msg_id
 
 
-async def _read_all(nc: NatsClient, stream: str, subject: str) -> list[tuple[str, bytes]]:
+async def _read_all(nc: NatsClient, stream: str, subject: str) -> list[tuple[int, str, bytes]]:
+    """``(stream sequence, Nats-Msg-Id, payload)`` of every message on ``subject``."""
     js = nc.jetstream()
     sub = await js.pull_subscribe(
         subject,
         stream=stream,
         config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
     )
-    out: list[tuple[str, bytes]] = []
+    out: list[tuple[int, str, bytes]] = []
     try:
         while True:
             try:
                 msgs = await sub.fetch(batch=1000, timeout=2.0)
             except nats.errors.TimeoutError:
                 break
-            out.extend(((m.headers or {}).get("Nats-Msg-Id", ""), m.data) for m in msgs)
+            out.extend(
+                (m.metadata.sequence.stream, (m.headers or {}).get("Nats-Msg-Id", ""), m.data)
+                for m in msgs
+            )
             if msgs and msgs[-1].metadata.num_pending == 0:
                 break
     finally:

@@ -1,0 +1,335 @@
+"""The ``fillstream`` command line: ``run | demo | sim | reconcile | republish | tail | check |
+migrate``.
+
+Exit codes (also in ``fillstream --help``):
+
+* 0 — success (for ``run``: a clean shutdown after SIGTERM/SIGINT);
+* 1 — runtime failure (a dependency could not be reached, a fatal start-up error);
+* 2 — usage or configuration error (the message names the field and the reason);
+* 3 — the command ran and found problems (``check`` failures; ``demo`` ground truth, PostgreSQL
+  and JetStream disagree; ``reconcile`` dry run found missing fills).
+
+Errors end as one line on stderr, ``fillstream: <reason>``, with secrets masked; the traceback
+goes to the log at DEBUG. Commands import their heavy modules lazily so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fillstream.ledger.errors import ConfigError
+from fillstream.sidecar.logs import setup_logging
+from fillstream.sidecar.secrets import scrub
+
+if TYPE_CHECKING:
+    from fillstream.sidecar.config import Config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_PROBLEMS = 3
+
+log = logging.getLogger("fillstream.cli")
+
+_EPILOG = """\
+exit codes: 0 success; 1 runtime failure; 2 usage or configuration error;
+            3 the command found problems (check failures, demo mismatch, missing fills)
+environment: FILLSTREAM_CONFIG (default --config); FILLSTREAM_<SECTION>__<KEY> overrides one
+             config value, e.g. FILLSTREAM_DATABASE__DSN, FILLSTREAM_ACCOUNTS__ALPHA__ENABLED"""
+
+
+def _default_config() -> str:
+    return os.environ.get("FILLSTREAM_CONFIG", "fillstream.toml")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        "-c",
+        default=_default_config(),
+        metavar="PATH",
+        help="TOML config file (default: $FILLSTREAM_CONFIG or ./fillstream.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fillstream",
+        description="Binance user-data sidecar: every fill, order transition and position close, "
+        "once, into PostgreSQL and NATS JetStream.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING... (default: config or INFO)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        default=None,
+        help="auto: text on a TTY, JSON lines otherwise",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    run = command("run", "run the service (stream + reconcile + pipeline + HTTP endpoints)")
+    _add_config(run)
+
+    demo = command(
+        "demo",
+        "embedded PostgreSQL + NATS + the simulator (two accounts, faults on) + the service, "
+        "with a live view",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds and print a summary comparing ground truth, PostgreSQL and "
+        "JetStream (exit 3 if they differ); default: run until Ctrl-C",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the embedded servers' data here (default: a temporary directory)",
+    )
+    demo.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
+    demo.add_argument("--rate", type=float, default=20.0, help="fills/s per account (default 20)")
+    demo.add_argument("--http-port", type=int, default=0, help="metrics port (default: any free)")
+    demo.add_argument(
+        "--no-view", action="store_true", help="no live terminal view (print progress lines)"
+    )
+
+    command("sim", "the fake Binance venue alone; `fillstream sim --help` for its options")
+
+    rec = command("reconcile", "backfill/repair one account from REST (dry run unless --apply)")
+    _add_config(rec)
+    rec.add_argument("--account", required=True, help="account name from the config")
+    rec.add_argument("--since", required=True, help="how far back: 2d, 6h, or a timestamp/epoch ms")
+    rec.add_argument(
+        "--apply",
+        action="store_true",
+        help="store and publish what is missing (default: only report it)",
+    )
+
+    rep = command(
+        "republish", "re-send stored facts from PostgreSQL to JetStream (same Nats-Msg-Id)"
+    )
+    _add_config(rep)
+    rep.add_argument("--since", required=True, help="2h, 1d, or a timestamp/epoch ms")
+
+    tail = command("tail", "print published messages live: '<subject> <payload>' per line")
+    tail.add_argument(
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="NATS URL (default: from --config, else nats://127.0.0.1:4222)",
+    )
+    tail.add_argument(
+        "--config", "-c", default=None, metavar="PATH", help="read NATS servers/prefix from here"
+    )
+    tail.add_argument("--prefix", default=None, help="subject prefix (default: fillstream)")
+    tail.add_argument("--subject", default=None, help="subject filter (default: '<prefix>.>')")
+    tail.add_argument(
+        "--since",
+        default=None,
+        help="replay from the JetStream stream since 10m, 2h, a timestamp... then follow",
+    )
+    tail.add_argument("--stream", default=None, help="JetStream stream for --since")
+    tail.add_argument("--count", type=int, default=None, help="exit after N messages")
+    tail.add_argument("--timeout", type=float, default=None, metavar="S", help="exit after S s")
+    tail.add_argument("--ids", action="store_true", help="print the Nats-Msg-Id of each message")
+
+    check = command(
+        "check",
+        "validate the config, reach PostgreSQL, NATS and each account's REST "
+        "(clock skew, listenKey, key permissions)",
+    )
+    _add_config(check)
+
+    mig = command("migrate", "apply pending PostgreSQL migrations")
+    target = mig.add_mutually_exclusive_group()
+    target.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: from --config)")
+    target.add_argument(
+        "--config", "-c", default=None, metavar="PATH", help="take [database] from this config"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fillstream`` console script; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["sim"]:
+        import importlib  # noqa: PLC0415
+
+        sim_cli = importlib.import_module("fillstream.simulator.cli")
+        return int(sim_cli.main(args_list[1:]) or 0)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    setup_logging(args.log_level or "INFO", args.log_format or "auto")
+    handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        return _fail(f"configuration error: {exc}", EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:
+        log.debug("command failed", exc_info=True)
+        return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+
+
+def _fail(reason: str, code: int) -> int:
+    sys.stderr.write(scrub(f"fillstream: {reason}").replace("\n", " ") + "\n")
+    return code
+
+
+def _load(args: argparse.Namespace) -> Config:
+    from fillstream.sidecar.config import load_config  # noqa: PLC0415
+
+    config = load_config(args.config)
+    if args.log_level is None or args.log_format is None:
+        setup_logging(
+            args.log_level or config.logging.level, args.log_format or config.logging.format
+        )
+    return config
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from fillstream.sidecar.service import run_service  # noqa: PLC0415
+
+    config = _load(args)
+    return run_service(config)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from fillstream.sidecar.demo import DemoOptions, run_demo  # noqa: PLC0415
+
+    if args.log_level is None:
+        # The live view owns the terminal; only warnings interrupt it.
+        setup_logging("WARNING", args.log_format or "auto")
+    return run_demo(
+        DemoOptions(
+            duration_s=args.duration,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            rate_per_s=args.rate,
+            http_port=args.http_port,
+            live_view=not args.no_view and sys.stdout.isatty(),
+        )
+    )
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from fillstream.sidecar.check import Level, print_findings, run_checks  # noqa: PLC0415
+
+    config = _load(args)  # a bad config fails here, before any socket opens
+    findings = asyncio.run(run_checks(config))
+    print_findings(findings, sys.stdout)
+    return EXIT_PROBLEMS if any(f.level is Level.FAIL for f in findings) else EXIT_OK
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    from fillstream.sidecar.config import load_config  # noqa: PLC0415
+    from fillstream.sidecar.tail import tail  # noqa: PLC0415
+    from fillstream.sidecar.timespec import parse_since_ms  # noqa: PLC0415
+
+    servers = ["nats://127.0.0.1:4222"]
+    prefix, stream = "fillstream", None
+    if args.config:
+        config = load_config(args.config)
+        servers, prefix, stream = list(config.nats.servers), config.nats.subject_prefix, None
+        stream = config.nats.stream
+    if args.nats:
+        servers = [s.strip() for s in args.nats.split(",") if s.strip()]
+    prefix = args.prefix or prefix
+    since_ms = None
+    if args.since is not None:
+        try:
+            since_ms = parse_since_ms(args.since, int(time.time() * 1000))
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from None
+    asyncio.run(
+        tail(
+            servers=servers,
+            subject=args.subject or f"{prefix}.>",
+            out=sys.stdout,
+            stream=args.stream or stream,
+            since_ms=since_ms,
+            count=args.count,
+            show_ids=args.ids,
+            timeout_s=args.timeout,
+        )
+    )
+    return EXIT_OK
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from fillstream.sidecar.config import load_config  # noqa: PLC0415
+    from fillstream.storage.migrations import migrate_dsn  # noqa: PLC0415
+
+    dsn = args.dsn or load_config(args.config or _default_config()).database.resolve_dsn()
+    applied = asyncio.run(migrate_dsn(dsn))
+    sys.stdout.write(
+        f"applied migrations {', '.join(map(str, applied))}\n" if applied else "schema up to date\n"
+    )
+    return EXIT_OK
+
+
+def _cmd_republish(args: argparse.Namespace) -> int:
+    from fillstream.sidecar.admin import republish  # noqa: PLC0415
+    from fillstream.sidecar.timespec import parse_since_ms  # noqa: PLC0415
+
+    config = _load(args)
+    try:
+        since_ms = parse_since_ms(args.since, int(time.time() * 1000))
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    sent = asyncio.run(republish(config, since_ms))
+    sys.stdout.write(f"republished {sent} message(s) to {config.nats.stream}\n")
+    return EXIT_OK
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from fillstream.sidecar.admin import reconcile  # noqa: PLC0415
+    from fillstream.sidecar.timespec import parse_since_ms  # noqa: PLC0415
+
+    config = _load(args)
+    account = config.account(args.account)
+    try:
+        since_ms = parse_since_ms(args.since, int(time.time() * 1000))
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    return asyncio.run(reconcile(config, account, since_ms, apply=args.apply, out=sys.stdout))
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _cmd_run,
+    "demo": _cmd_demo,
+    "check": _cmd_check,
+    "tail": _cmd_tail,
+    "migrate": _cmd_migrate,
+    "republish": _cmd_republish,
+    "reconcile": _cmd_reconcile,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The service: shared clients built once, one supervisor per account, ordered shutdown.
+
+Start-up (:meth:`Service.start`; any failure is fatal and raises :class:`StartupError` with a
+one-line reason, after closing what was opened): PostgreSQL pool → migrations → NATS → JetStream
+stream → outbox relay (drains leftovers first) → ingest pipeline → HTTP endpoints.
+
+Running (:meth:`Service.serve`): an :class:`asyncio.TaskGroup` holds one
+:class:`~fillstream.sidecar.supervisor.AccountSupervisor` per enabled account. An account that
+crashes is restarted with backoff by its supervisor; the others keep running.
+
+Shutdown (when ``stop`` is set, e.g. SIGTERM/SIGINT), within ``service.shutdown_deadline_s``:
+
+1. stop reading: every account's stream stops reading, flushes the frames it holds into the
+   pipeline and deletes its listenKey; the reconcilers stop;
+2. flush ingest: the pipeline commits what is queued;
+3. drain the outbox until the deadline (what is left is published at the next start);
+4. close the HTTP server, the NATS connection and the PostgreSQL pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from fillstream.ledger import FillstreamError, StreamState
+from fillstream.sidecar.clients import (
+    close_all,
+    connect_nats,
+    create_pool,
+    publisher_for,
+    weight_budgets,
+)
+from fillstream.sidecar.config import Config
+from fillstream.sidecar.http import HttpServer, Readiness
+from fillstream.sidecar.pipeline import Pipeline
+from fillstream.sidecar.secrets import mask_url, scrub
+from fillstream.sidecar.service_metrics import SHUTDOWN_OUTBOX_LEFT
+from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts
+from fillstream.storage import Ledger, OutboxRelay, migrate
+
+log = logging.getLogger(__name__)
+
+# An account is ready when its stream delivers, or when it is deliberately polling because the
+# stream is down (degraded): data keeps flowing either way.
+_READY_STATES = frozenset({StreamState.STREAMING, StreamState.DEGRADED})
+_PER_ACCOUNT_OUTBOX = """
+SELECT CASE WHEN msg_id LIKE 'retracted:%' THEN split_part(msg_id, ':', 3)
+            ELSE split_part(msg_id, ':', 2) END AS account,
+       count(*) AS pending
+FROM outbox WHERE published_at IS NULL GROUP BY 1
+"""
+
+
+class StartupError(FillstreamError):
+    """A dependency the service cannot run without failed at start-up (the message says which)."""
+
+
+class Service:
+    """The running sidecar; also the :class:`~fillstream.sidecar.http.ServiceView` of /status."""
+
+    def __init__(
+        self,
+        config: Config,
+        environ: Mapping[str, str] | None = None,
+        *,
+        http_port: int | None = None,
+    ) -> None:
+        self.config = config
+        self._environ = environ
+        self._http_port = http_port
+        self._parts: SharedParts | None = None
+        self._http: HttpServer | None = None
+        self.supervisors: dict[str, AccountSupervisor] = {}
+        self._started_mono = time.monotonic()
+        self._serving = False
+        self._stopping = False
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        return self._http.url if self._http is not None else ""
+
+    @property
+    def parts(self) -> SharedParts:
+        if self._parts is None:
+            raise RuntimeError("the service is not started")
+        return self._parts
+
+    async def start(self) -> None:
+        """Build the shared parts and serve HTTP. Raises :class:`StartupError` (one line)."""
+        config = self.config
+        dsn = config.database.resolve_dsn(self._environ)
+        opened: list[Any] = []
+        try:
+            try:
+                pool = await create_pool(config, self._environ)
+            except (OSError, TimeoutError) as exc:
+                raise StartupError(
+                    f"cannot connect to PostgreSQL at {mask_url(dsn)}: {exc}"
+                ) from exc
+            except Exception as exc:
+                raise StartupError(f"PostgreSQL at {mask_url(dsn)}: {exc}") from exc
+            opened.append(pool)
+            if config.database.migrate_on_start:
+                async with pool.acquire() as conn:
+                    applied = await migrate(conn)
+                if applied:
+                    log.info("migrations applied", extra={"versions": ",".join(map(str, applied))})
+            servers = ", ".join(mask_url(s) for s in config.nats.servers)
+            try:
+                nc = await connect_nats(config)
+            except Exception as exc:  # nats-py raises several unrelated types here
+                raise StartupError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
+            opened.append(nc)
+            publisher = publisher_for(config, nc)
+            try:
+                await publisher.ensure_stream()
+            except Exception as exc:
+                raise StartupError(
+                    f"cannot create/update JetStream stream {config.nats.stream}: {exc!r}"
+                ) from exc
+            await publisher.start()
+            opened.append(publisher)
+            relay = OutboxRelay(
+                pool,
+                publisher,
+                chunk=config.pipeline.outbox_chunk,
+                retention_s=config.pipeline.outbox_retention_s,
+            )
+            await relay.start()
+            opened.append(relay)
+            ledger = Ledger(pool, prefix=config.nats.subject_prefix)
+            pipeline = Pipeline(ledger, relay, max_batch=config.pipeline.max_batch)
+            await pipeline.start()
+            self._parts = SharedParts(
+                config=config,
+                environ=self._environ,
+                pool=pool,
+                nc=nc,
+                publisher=publisher,
+                relay=relay,
+                ledger=ledger,
+                pipeline=pipeline,
+                budgets=weight_budgets(config),
+            )
+            http = HttpServer(
+                self,
+                host=config.http.host,
+                port=config.http.port if self._http_port is None else self._http_port,
+                loop_stall_s=config.http.loop_stall_s,
+                enable_reconcile=config.http.enable_reconcile_endpoint,
+            )
+            try:
+                await http.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {config.http.listen}: {exc}") from exc
+            self._http = http
+        except BaseException:
+            await close_all(opened)
+            self._parts = None
+            raise
+        self.supervisors = {
+            a.name: AccountSupervisor(self.parts, a) for a in config.enabled_accounts
+        }
+        log.info(
+            "fillstream started",
+            extra={
+                "http": self.http_url,
+                "accounts": ",".join(self.supervisors),
+                "nats_stream": config.nats.stream,
+            },
+        )
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run every account until ``stop`` is set, then shut down in order (see module doc)."""
+        self._serving = True
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, supervisor in self.supervisors.items():
+                    tg.create_task(supervisor.run(), name=f"account-{name}")
+                await stop.wait()
+                self._stopping = True
+                deadline = time.monotonic() + self.config.service.shutdown_deadline_s
+                log.info(
+                    "shutting down", extra={"deadline_s": self.config.service.shutdown_deadline_s}
+                )
+                # 1. stop reading (streams flush their frames and delete their listenKeys).
+                for supervisor in self.supervisors.values():
+                    supervisor.stop(deadline)
+        finally:
+            self._serving = False
+            await self.aclose(deadline=None)
+
+    async def aclose(self, deadline: float | None = None) -> None:
+        """Steps 2 to 4 of the shutdown (idempotent); ``deadline`` is a ``time.monotonic()``."""
+        if self._closed:
+            return
+        self._closed = True
+        if deadline is None:
+            deadline = time.monotonic() + self.config.service.shutdown_deadline_s
+        parts = self._parts
+
+        def remaining() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        if parts is not None:
+            # 2. flush ingest, 3. drain the outbox until the deadline.
+            await parts.pipeline.aclose(remaining())
+            await parts.relay.aclose(remaining())
+            left = parts.relay.pending
+            SHUTDOWN_OUTBOX_LEFT.set(left)
+            if left:
+                log.warning(
+                    "outbox not drained by the deadline; published at next start",
+                    extra={"outbox_left": left},
+                )
+        # 4. close.
+        if self._http is not None:
+            await self._http.aclose()
+        if parts is not None:
+            await close_all([parts.pool, parts.nc, parts.publisher])
+        log.info("fillstream stopped")
+
+    # -- ServiceView --------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return self._parts is not None and not self._closed
+
+    async def readiness(self) -> Readiness:
+        checks: dict[str, str] = {}
+        parts = self._parts
+        if parts is None or self._stopping:
+            return Readiness(ready=False, checks={"service": "not running"})
+        try:
+            await asyncio.wait_for(parts.pool.fetchval("SELECT 1"), 2.0)
+            checks["postgres"] = "ok"
+        except Exception as exc:
+            checks["postgres"] = scrub(f"unreachable: {exc!r}")
+        checks["nats"] = "ok" if parts.nc.is_connected else "disconnected"
+        for name, supervisor in self.supervisors.items():
+            state = supervisor.state
+            checks[f"account:{name}"] = "ok" if state in _READY_STATES else str(state)
+        return Readiness(ready=all(v == "ok" for v in checks.values()), checks=checks)
+
+    async def status(self) -> Mapping[str, Any]:
+        parts = self._parts
+        per_account: dict[str, int] = {}
+        if parts is not None and not self._closed:
+            with contextlib.suppress(Exception):
+                rows = await asyncio.wait_for(parts.pool.fetch(_PER_ACCOUNT_OUTBOX), 2.0)
+                per_account = {r["account"]: int(r["pending"]) for r in rows}
+        return {
+            "service": {
+                "uptime_s": round(time.monotonic() - self._started_mono, 1),
+                "stopping": self._stopping,
+                "nats_connected": bool(parts and parts.nc.is_connected),
+                "nats_stream": self.config.nats.stream,
+                "outbox_pending": parts.relay.pending if parts else None,
+            },
+            "accounts": {
+                name: {**sup.status(), "outbox_pending": per_account.get(name, 0)}
+                for name, sup in self.supervisors.items()
+            },
+        }
+
+    async def trigger_reconcile(self, account: str) -> Mapping[str, Any]:
+        supervisor = self.supervisors[account]  # KeyError → 404
+        return {"account": account, "triggered": supervisor.trigger_reconcile()}
+
+
+def run_service(config: Config) -> int:
+    """``fillstream run``: start, serve until SIGTERM/SIGINT, shut down; the exit code.
+
+    A second signal during the shutdown stops waiting for the deadline.
+    """
+    return asyncio.run(_run(config))
+
+
+async def _run(config: Config) -> int:
+    service = Service(config)
+    await service.start()  # StartupError propagates: the CLI prints it on one line, exit 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("signal received; stopping", extra={"signal": sig.name})
+        stop.set()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(s)  # the next signal acts as usual (immediate)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    await service.serve(stop)
+    return 0

@@ -1,0 +1,190 @@
+"""One account's supervisor: runs its REST venue, user stream and reconciler; restarts them with
+backoff when they crash, so one account's failure never takes the process (or its neighbours)
+down.
+
+A crash is any exception out of the account's stream or reconciler, or a failure to build its
+venue (REST unreachable at start). It is logged with its traceback (secrets scrubbed by the log
+formatter), counted in ``fillstream_account_restarts_total``, and the account is rebuilt after
+``restart_initial_s`` doubling to ``restart_max_s``; the backoff resets once an incarnation has
+run for ``restart_max_s``. Every incarnation starts with a gap (the stream's ``start`` gap), so
+whatever happened while the account was down is backfilled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+from nats.aio.client import Client as NatsClient
+from prometheus_client import REGISTRY
+
+from fillstream.ledger import StreamState
+from fillstream.reconcile import Reconciler
+from fillstream.sidecar.clients import create_venue
+from fillstream.sidecar.config import AccountConfig, Config
+from fillstream.sidecar.fillindex import PgFillIndex
+from fillstream.sidecar.pipeline import Pipeline
+from fillstream.sidecar.secrets import scrub
+from fillstream.sidecar.service_metrics import ACCOUNT_RESTARTS, ACCOUNT_RUNNING
+from fillstream.sidecar.venue import WeightBudgets
+from fillstream.storage import JetStreamPublisher, Ledger, OutboxRelay, PgCursorStore, PgOrderView
+from fillstream.stream import UserStream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharedParts:
+    """What every account shares: built once by the service."""
+
+    config: Config
+    environ: Mapping[str, str] | None
+    pool: asyncpg.Pool
+    nc: NatsClient
+    publisher: JetStreamPublisher
+    relay: OutboxRelay
+    ledger: Ledger
+    pipeline: Pipeline
+    budgets: WeightBudgets
+
+
+def _sample(name: str, account: str, market: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"account": account, "market": market})
+
+
+class AccountSupervisor:
+    """Keeps one account running until :meth:`stop`."""
+
+    def __init__(self, parts: SharedParts, account: AccountConfig) -> None:
+        self.parts = parts
+        self.account = account
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.stream: UserStream | None = None
+        self.reconciler: Reconciler | None = None
+        self._stop = asyncio.Event()
+        self._deadline = 0.0
+        labels = (account.name, account.market.value)
+        self._restarts = ACCOUNT_RESTARTS.labels(*labels)
+        self._running = ACCOUNT_RUNNING.labels(*labels)
+
+    @property
+    def state(self) -> StreamState | str:
+        """The stream's state, or ``starting``/``restarting`` while the account is not running."""
+        if self.stream is not None:
+            return self.stream.state
+        return "restarting" if self.restarts else "starting"
+
+    def stop(self, deadline: float) -> None:
+        """Ask the account to stop by ``deadline`` (``time.monotonic()``); :meth:`run` returns
+        once its stream has flushed and released its listenKey."""
+        self._deadline = deadline
+        self._stop.set()
+
+    def trigger_reconcile(self) -> bool:
+        """Start a reconcile now; False when the account is not running."""
+        if self.reconciler is None:
+            return False
+        self.reconciler.request()
+        return True
+
+    async def run(self) -> None:
+        settings = self.parts.config.service
+        backoff = settings.restart_initial_s
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._incarnation()
+            except Exception as exc:  # the supervisor's job: log, count, restart
+                if self._stop.is_set():
+                    log.warning("account %s stopped with an error: %s", self.account.name, exc)
+                    break
+                self.restarts += 1
+                self.last_error = scrub(f"{type(exc).__name__}: {exc}")[:500]
+                self._restarts.inc()
+                if time.monotonic() - started >= settings.restart_max_s:
+                    backoff = settings.restart_initial_s
+                log.error(
+                    "account crashed; restarting",
+                    exc_info=True,
+                    extra={"account": self.account.name, "restart_in_s": round(backoff, 2)},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), backoff)
+                backoff = min(backoff * 2, settings.restart_max_s)
+
+    async def _incarnation(self) -> None:
+        parts, account = self.parts, self.account
+        venue = await create_venue(parts.config, account, parts.budgets, parts.environ)
+        try:
+            reconciler = Reconciler(
+                account=account.name,
+                market=account.market,
+                venue=venue,
+                sink=parts.pipeline,
+                cursors=PgCursorStore(parts.pool),
+                orders=PgOrderView(parts.pool),
+                index=PgFillIndex(parts.pool),
+                settings=account.reconcile_settings,
+            )
+            stream = UserStream(
+                account.name,
+                venue,
+                parts.pipeline,
+                reconciler,
+                account.stream_settings,
+                status=parts.pipeline,
+                market=account.market,
+            )
+            self.reconciler, self.stream = reconciler, stream
+            self._running.set(1)
+            log.info("account started", extra={"account": account.name, "market": account.market})
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(reconciler.run(), name=f"reconcile-{account.name}")
+                    tg.create_task(stream.run(), name=f"stream-{account.name}")
+                    await self._stop.wait()
+                    # Stop reading first: the stream flushes what it holds into the pipeline and
+                    # deletes its listenKey; then the reconciler (its work is idempotent).
+                    await stream.aclose(max(0.5, self._deadline - time.monotonic()))
+                    await reconciler.aclose()
+            finally:
+                self._running.set(0)
+                self.reconciler, self.stream = None, None
+        finally:
+            await venue.aclose()
+
+    def status(self) -> dict[str, Any]:
+        """This account for ``/status``: names and numbers only, never a key."""
+        name, market = self.account.name, self.account.market.value
+        stream, reconciler = self.stream, self.reconciler
+        age = _sample("fillstream_stream_last_event_age_seconds", name, market)
+        lag = _sample("fillstream_reconcile_cursor_lag_seconds", name, market)
+        return {
+            "market": market,
+            "running": stream is not None,
+            "state": str(self.state),
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "last_event_age_s": None if age is None else round(age, 3),
+            "cursor_lag_s": None if lag is None else round(lag, 3),
+            "stream": None
+            if stream is None
+            else {
+                "connected": stream.connected,
+                "listen_key_active": stream.listen_key is not None,
+                "frames": stream.frames,
+                "fills": stream.fills,
+                "duplicates": stream.duplicates,
+            },
+            "last_reconcile": None
+            if reconciler is None or reconciler.last_run is None
+            else msgspec.to_builtins(reconciler.last_run),
+        }

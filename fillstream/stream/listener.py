@@ -156,6 +156,10 @@ class UserStream:
         self._running = False
         self._task: asyncio.Task[None] | None = None
         self._processor: asyncio.Task[None] | None = None
+        self._pending = _Pending()
+        self._pending_ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._draining = False
         self._tg: asyncio.TaskGroup | None = None
         self._bad_frames = 0
         # Public counters (tests and the status endpoint read them).
@@ -537,24 +541,50 @@ class UserStream:
     # ------------------------------------------------------------------ processor
 
     async def _process(self) -> None:
+        """Decode what is queued into the pending batch; the submitter hands it to the sink.
+
+        Decoding the next frames overlaps the sink's commit of the previous batch, while the
+        sink still sees one submission at a time, in order. When the pending batch is full the
+        processor waits, the frame queue fills, and the reader pauses: backpressure.
+        """
         queue = self._queue
         max_batch = self.settings.max_batch
+        submitter = asyncio.create_task(self._submitter(), name="stream-submitter")
+        try:
+            while True:
+                items = [await queue.get()]
+                while len(items) < max_batch and not queue.empty():
+                    items.append(queue.get_nowait())
+                stop = items[-1] is None
+                now = time.monotonic()
+                pending = self._pending
+                for item in items:
+                    if item is not None:
+                        self._handle(item, now, pending)
+                self.metrics.queue_depth.set(queue.qsize())
+                if pending:
+                    self._pending_ready.set()
+                if stop:
+                    break
+                while len(self._pending) >= 2 * max_batch:  # a fill frame is a fill + an order
+                    self._room.clear()
+                    await self._room.wait()
+            self._draining = True
+            self._pending_ready.set()
+            await submitter
+        finally:
+            submitter.cancel()
+
+    async def _submitter(self) -> None:
         while True:
-            items = [await queue.get()]
-            while len(items) < max_batch and not queue.empty():
-                items.append(queue.get_nowait())
-            pending = _Pending()
-            stop = False
-            now = time.monotonic()
-            for item in items:
-                if item is None:
-                    stop = True
-                    continue
-                self._handle(item, now, pending)
-            self.metrics.queue_depth.set(queue.qsize())
+            if not self._pending and not self._draining:
+                await self._pending_ready.wait()
+            self._pending_ready.clear()
+            pending, self._pending = self._pending, _Pending()
+            self._room.set()
             if pending:
                 await self._submit(pending)
-            if stop:
+            elif self._draining:
                 return
 
     def _handle(self, item: Frame, now: float, pending: _Pending) -> None:
@@ -676,3 +706,6 @@ class _Pending:
 
     def __bool__(self) -> bool:
         return bool(self.fills or self.orders or self.algos)
+
+    def __len__(self) -> int:
+        return len(self.fills) + len(self.orders) + len(self.algos)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import random
 from decimal import Decimal
+from typing import Any
 
 from aiohttp import web
 
@@ -492,7 +493,7 @@ class Simulator:
 
     # -- ground truth --------------------------------------------------------------------------
 
-    def ground_truth(self, *, stable: bool = False) -> dict[str, object]:
+    def ground_truth(self, *, stable: bool = False) -> dict[str, Any]:
         """Every fill, order and close produced so far (same JSON as ``GET /_sim/ledger``)."""
         return ground_truth(self.states.values(), stable=stable)
 

@@ -24,6 +24,7 @@ byte-identical across runs.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
@@ -61,7 +62,7 @@ def account_truth(acct: AccountState, *, stable: bool = False) -> dict[str, obje
     }
 
 
-def ground_truth(accounts: Iterable[AccountState], *, stable: bool = False) -> dict[str, object]:
+def ground_truth(accounts: Iterable[AccountState], *, stable: bool = False) -> dict[str, Any]:
     return {"accounts": {a.name: account_truth(a, stable=stable) for a in accounts}}
 
 

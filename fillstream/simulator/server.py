@@ -196,7 +196,10 @@ class Simulator:
                 origin = now - produced / per_s
                 due = produced
             if produced <= due:
-                for _ in range(64):
+                batch = 64
+                if config.max_rounds is not None:
+                    batch = min(batch, config.max_rounds - self.generator.rounds)
+                for _ in range(batch):
                     produced += max(self.generator.round(), 0.5)
                     if produced > due:
                         break

@@ -52,8 +52,14 @@ class Subscription:
 class Connection:
     """One accepted WebSocket with its outgoing queue and timers."""
 
-    def __init__(self, ws: web.WebSocketResponse, opened_sim: float) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
+        opened_sim: float,
+    ) -> None:
         self.ws = ws
+        self.transport = transport
         self.subs: list[Subscription] = []
         self.queue: deque[bytes] = deque()
         self.wake = asyncio.Event()
@@ -94,8 +100,8 @@ class Connection:
         """Cut the TCP connection without a close frame (what a network failure looks like)."""
         self.closing = True
         self.wake.set()
-        transport = self.ws.get_extra_info("transport")
-        if transport is not None:
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport):
             transport.abort()
 
     async def close(self, code: int, message: bytes = b"") -> None:

@@ -2,9 +2,9 @@
 
 Weight accumulates per IP in one-minute windows of the sim clock and is reported on every response
 as ``X-MBX-USED-WEIGHT-1M``. A request that would pass the limit gets HTTP 429 with
-``Retry-After`` (real seconds to the next window). A client that sends more requests after three
-429s in one window is banned: HTTP 418 with ``Retry-After``; bans start at 2 sim-minutes and
-double with each repeat, up to 3 sim-days.
+``Retry-After`` (real seconds to the next window), and so does every request until then. A
+client that sends more requests after three 429s in one window is banned: HTTP 418 with
+``Retry-After``; bans start at 2 sim-minutes and double with each repeat, up to 3 sim-days.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ class WeightLimiter:
         state = self._state(ip, now)
         if state.banned_until > now:
             return self._ban_verdict(state, now)
-        if state.used + weight > self.limit:
+        # Once told 429, the IP must wait for the next window: anything sent before is "ignoring
+        # the 429" and is refused too, and the fourth refusal in a window turns into a ban.
+        if state.rejected or state.used + weight > self.limit:
             if state.rejected >= IGNORED_429S_BEFORE_BAN:
                 length = min(FIRST_BAN_S * 2**state.bans, MAX_BAN_S)
                 state.bans += 1

@@ -90,8 +90,9 @@ class WsEndpoint:
                 {"code": -1001, "msg": "Service unavailable (refuse_ws fault)"}, status=503
             )
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0)
+        transport = request.transport
         await ws.prepare(request)
-        conn = Connection(ws, self._clock.sim_s())
+        conn = Connection(ws, transport, self._clock.sim_s())
         for key, events in specs:
             conn.subs.append(self._subscription(conn, key, events, combined))
         self._hub.register(conn)

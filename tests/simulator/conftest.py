@@ -105,11 +105,11 @@ class StreamReader:
         self.ws = ws
         self.frames: list[str] = []
         self.events: list[dict[str, Any]] = []  # the frames that decode to JSON objects
-        self.closed: BaseException | None = None
+        self.closed = False
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
-        try:
+        with contextlib.suppress(websockets.ConnectionClosed):
             async for message in self.ws:
                 text = message if isinstance(message, str) else message.decode()
                 self.frames.append(text)
@@ -117,10 +117,12 @@ class StreamReader:
                     decoded = msgspec.json.decode(text)
                     if isinstance(decoded, dict):
                         self.events.append(decoded)
-        except websockets.ConnectionClosed as exc:
-            self.closed = exc
-        else:
-            self.closed = ConnectionError("closed")
+        self.closed = True
+
+    @property
+    def close_code(self) -> int | None:
+        """1006 when the TCP connection was cut without a close frame."""
+        return self.ws.close_code
 
     def fills(self) -> int:
         return len(fill_events(self.events))

@@ -202,7 +202,25 @@ class EmbeddedPostgres(_Server):
         )
         log.close()
         _wait_for_port(self.host, self.port, self.proc, timeout_s)
+        self._wait_ready(bin_dir, timeout_s)
         return self.dsn()
+
+    def _wait_ready(self, bin_dir: Path, timeout_s: float) -> None:
+        # The port opens before recovery/startup ends ("the database system is starting up"),
+        # which a loaded machine makes long enough for the first connection to fail.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ready = subprocess.run(
+                [str(bin_dir / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)],
+                check=False,
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise EmbeddedServerError(f"postgres exited with {self.proc.returncode}")
+            time.sleep(0.05)
+        raise EmbeddedServerError(f"postgres not ready within {timeout_s}s")
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{PG_SUPERUSER}@{self.host}:{self.port}/{database}"

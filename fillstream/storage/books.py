@@ -38,13 +38,18 @@ _FILLS = (
     + """
 LEFT JOIN positions p ON p.account = f.account AND p.market = f.market
     AND p.symbol = f.symbol AND p.position_side = f.position_side
-WHERE f.account = $1 AND f.market = $2
+WHERE f.account = $1 AND f.market = $2 AND f.trade_time_ms >= $3
   AND (p.sealed_time_ms IS NULL
        OR (f.trade_time_ms, f.trade_id, f.order_id)
           > (p.sealed_time_ms, p.sealed_trade_id, p.sealed_order_id))
 ORDER BY f.trade_time_ms, f.trade_id, f.order_id
 """
 )
+
+_LOWER_BOUND = """
+SELECT CASE WHEN bool_and(sealed_time_ms IS NOT NULL) THEN min(sealed_time_ms) ELSE 0 END
+FROM positions WHERE account = $1 AND market = $2
+"""
 
 _CORRECTIONS = """
 SELECT account, market, symbol, position_side, qty, entry_price, time_ms
@@ -94,8 +99,11 @@ async def load_book(
             for r in await conn.fetch(_ALGO_LINKS, account, market.value)
         }
     )
+    # Every position with fills has a row; the oldest seal bounds the index range to read.
+    lower = await conn.fetchval(_LOWER_BOUND, account, market.value)
     entries: list[Fill | PositionCorrection] = [
-        rows.fill_from_record(r) for r in await conn.fetch(_FILLS, account, market.value)
+        rows.fill_from_record(r)
+        for r in await conn.fetch(_FILLS, account, market.value, lower or 0)
     ]
     for r in await conn.fetch(_CORRECTIONS, account, market.value):
         c = rows.correction_from_record(r)

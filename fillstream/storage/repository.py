@@ -70,24 +70,53 @@ ON CONFLICT DO NOTHING
 RETURNING symbol, position_side, time_ms, qty
 """
 
-_INSERT_CLOSES = """
-INSERT INTO position_closes (
-    msg_id, close_id, account, market, symbol, position_side, reason, revision,
-    close_trade_id, close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
-SELECT u.msg_id, u.close_id, $1, $2, u.symbol, u.position_side, u.reason, u.revision,
-    u.close_trade_id, u.close_order_id, u.realized_pnl::numeric, u.opened_at_ms,
-    u.closed_at_ms, u.source, u.close::jsonb
-FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
-    $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::text[],
-    $15::text[])
-    AS u(msg_id, close_id, symbol, position_side, reason, revision, close_trade_id,
-         close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
-ON CONFLICT (msg_id) DO NOTHING
-"""
-
-_RETRACT_CLOSES = """
-UPDATE position_closes SET retracted_at = now()
-WHERE close_id = ANY($1::text[]) AND retracted_at IS NULL
+# Everything the book changed and every message, in one statement (one round trip): at low
+# rate an ingest is BEGIN, the fills, this, COMMIT. Data-modifying CTEs all run, whatever the
+# outer query reads; empty arrays cost nothing.
+_WRITE_CHANGES = """
+WITH positions_written AS (
+    INSERT INTO positions AS p (
+        account, market, symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
+        updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
+    SELECT $1, $2, u.symbol, u.position_side, u.qty::numeric, u.entry_price::numeric,
+        u.realized_pnl::numeric, u.opened_at_ms, u.updated_at_ms, u.sealed_time_ms,
+        u.sealed_trade_id, u.sealed_order_id
+    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+        $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+        AS u(symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
+             updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
+    ON CONFLICT (account, market, symbol, position_side) DO UPDATE SET
+        qty = EXCLUDED.qty, entry_price = EXCLUDED.entry_price,
+        realized_pnl = EXCLUDED.realized_pnl, opened_at_ms = EXCLUDED.opened_at_ms,
+        updated_at_ms = EXCLUDED.updated_at_ms,
+        -- A book restored after a restart has not sealed yet: keep the stored boundary.
+        sealed_time_ms = coalesce(EXCLUDED.sealed_time_ms, p.sealed_time_ms),
+        sealed_trade_id = coalesce(EXCLUDED.sealed_trade_id, p.sealed_trade_id),
+        sealed_order_id = coalesce(EXCLUDED.sealed_order_id, p.sealed_order_id),
+        updated_at = now()
+), closes_written AS (
+    INSERT INTO position_closes (
+        msg_id, close_id, account, market, symbol, position_side, reason, revision,
+        close_trade_id, close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
+    SELECT u.msg_id, u.close_id, $1, $2, u.symbol, u.position_side, u.reason, u.revision,
+        u.close_trade_id, u.close_order_id, u.realized_pnl::numeric, u.opened_at_ms,
+        u.closed_at_ms, u.source, u.close::jsonb
+    FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int[],
+        $19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::bigint[], $24::text[],
+        $25::text[])
+        AS u(msg_id, close_id, symbol, position_side, reason, revision, close_trade_id,
+             close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
+    ON CONFLICT (msg_id) DO NOTHING
+), closes_retracted AS (
+    UPDATE position_closes SET retracted_at = now()
+    WHERE close_id = ANY($26::text[]) AND retracted_at IS NULL
+)
+INSERT INTO outbox (subject, msg_id, payload)
+SELECT u.subject, u.msg_id, u.payload
+FROM unnest($27::text[], $28::text[], $29::bytea[]) WITH ORDINALITY
+    AS u(subject, msg_id, payload, n)
+ORDER BY u.n
+RETURNING id
 """
 
 
@@ -106,6 +135,30 @@ class IngestOutcome(msgspec.Struct, kw_only=True):
 def close_id(close: PositionClose) -> str:
     """The message id of a close's first revision: what groups its revisions."""
     return subjects.close_msg_id(msgspec.structs.replace(close, revision=0))
+
+
+def _close_columns(closes: list[PositionClose]) -> list[list[Any]]:
+    return [
+        [subjects.close_msg_id(c) for c in closes],
+        [close_id(c) for c in closes],
+        [c.symbol for c in closes],
+        [c.position_side.value for c in closes],
+        [c.reason.value for c in closes],
+        [c.revision for c in closes],
+        [c.close_trade_id for c in closes],
+        [c.close_order_id for c in closes],
+        [str(c.realized_pnl) for c in closes],
+        [c.opened_at_ms for c in closes],
+        [c.closed_at_ms for c in closes],
+        [c.source.value for c in closes],
+        [payloads.encode(payloads.close_body(c)).decode() for c in closes],
+    ]
+
+
+def _assign_ids(messages: list[OutboxMessage], records: list[asyncpg.Record]) -> None:
+    # nextval() runs in the ORDER BY order, so sorted ids line up with the messages.
+    for message, new_id in zip(messages, sorted(r[0] for r in records), strict=True):
+        message.id = new_id
 
 
 class Ledger:
@@ -153,18 +206,6 @@ class Ledger:
         links = await self._upsert_algo_links(conn, batch.algo_links)
         corrections = await self._insert_corrections(conn, batch.corrections)
         change = book.apply(new_fills, corrections, links)
-        if change.positions:
-            sealed = [book.sealed_through(p.symbol, p.position_side) for p in change.positions]
-            await conn.execute(
-                rows.UPSERT_POSITIONS,
-                account,
-                market,
-                *rows.position_columns(change.positions, sealed),
-            )
-        if change.closes:
-            await self._insert_closes(conn, account, market, change.closes)
-        if change.retracted:
-            await conn.execute(_RETRACT_CLOSES, [close_id(c) for c in change.retracted])
         orders = await self._upsert_orders(conn, batch) if batch.orders else []
         p = self.prefix
         messages = [payloads.fill_message(p, f) for f in new_fills]
@@ -172,7 +213,20 @@ class Ledger:
         messages += [payloads.close_message(p, c) for c in change.closes]
         messages += [payloads.retraction_message(p, c, batch.source) for c in change.retracted]
         messages += [payloads.correction_message(p, c) for c in corrections]
-        await self._insert_outbox(conn, messages)
+        if change.positions or messages or change.retracted:
+            sealed = [book.sealed_through(x.symbol, x.position_side) for x in change.positions]
+            ids = await conn.fetch(
+                _WRITE_CHANGES,
+                account,
+                market,
+                *rows.position_columns(change.positions, sealed),
+                *_close_columns(change.closes),
+                [close_id(c) for c in change.retracted],
+                [m.subject for m in messages],
+                [m.msg_id for m in messages],
+                [m.payload for m in messages],
+            )
+            _assign_ids(messages, ids)
         return IngestOutcome(
             new_fills=new_fills,
             duplicate_fills=duplicates,
@@ -203,7 +257,7 @@ class Ledger:
             rows.INSERT_FILLS,
             batch.account,
             batch.market.value,
-            *rows.fill_columns(candidates),
+            rows.fills_json(candidates),
         )
         fresh = {(r[0], r[1], r[2]) for r in inserted}
         new: list[Fill] = []
@@ -258,28 +312,6 @@ class Ledger:
         fresh = {(r["symbol"], r["position_side"], r["time_ms"], r["qty"]) for r in inserted}
         return [c for c in cs if (c.symbol, c.position_side.value, c.time_ms, c.qty) in fresh]
 
-    async def _insert_closes(
-        self, conn: asyncpg.Connection, account: str, market: str, closes: list[PositionClose]
-    ) -> None:
-        await conn.execute(
-            _INSERT_CLOSES,
-            account,
-            market,
-            [subjects.close_msg_id(c) for c in closes],
-            [close_id(c) for c in closes],
-            [c.symbol for c in closes],
-            [c.position_side.value for c in closes],
-            [c.reason.value for c in closes],
-            [c.revision for c in closes],
-            [c.close_trade_id for c in closes],
-            [c.close_order_id for c in closes],
-            [str(c.realized_pnl) for c in closes],
-            [c.opened_at_ms for c in closes],
-            [c.closed_at_ms for c in closes],
-            [c.source.value for c in closes],
-            [payloads.encode(payloads.close_body(c)).decode() for c in closes],
-        )
-
     async def _upsert_orders(
         self, conn: asyncpg.Connection, batch: IngestBatch
     ) -> list[OrderUpdate]:
@@ -321,17 +353,14 @@ class Ledger:
         return forward
 
     async def _insert_outbox(self, conn: asyncpg.Connection, messages: list[OutboxMessage]) -> None:
-        if not messages:
-            return
-        ids = await conn.fetch(
-            _INSERT_OUTBOX,
-            [m.subject for m in messages],
-            [m.msg_id for m in messages],
-            [m.payload for m in messages],
-        )
-        # nextval() runs in the ORDER BY order, so sorted ids line up with the messages.
-        for message, new_id in zip(messages, sorted(r[0] for r in ids), strict=True):
-            message.id = new_id
+        if messages:
+            ids = await conn.fetch(
+                _INSERT_OUTBOX,
+                [m.subject for m in messages],
+                [m.msg_id for m in messages],
+                [m.payload for m in messages],
+            )
+            _assign_ids(messages, ids)
 
     # -- books and positions -------------------------------------------------------------------
 
@@ -437,17 +466,22 @@ class Ledger:
         """
         p = self.prefix
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            fills = conn.cursor(
-                rows.FILL_SELECT + " WHERE f.trade_time_ms >= $1 "
-                "ORDER BY f.trade_time_ms, f.trade_id, f.order_id",
-                since_ms,
-            )
             batch: list[OutboxMessage] = []
-            async for r in fills:
-                batch.append(payloads.fill_message(p, rows.fill_from_record(r)))
-                if len(batch) >= chunk:
-                    yield batch
-                    batch = []
+            accounts = await conn.fetch("SELECT DISTINCT account, market FROM positions")
+            for a in accounts:  # per account: the (account, market, trade time) index
+                fills = conn.cursor(
+                    rows.FILL_SELECT
+                    + " WHERE f.account = $1 AND f.market = $2 AND f.trade_time_ms >= $3"
+                    " ORDER BY f.trade_time_ms, f.trade_id, f.order_id",
+                    a["account"],
+                    a["market"],
+                    since_ms,
+                )
+                async for r in fills:
+                    batch.append(payloads.fill_message(p, rows.fill_from_record(r)))
+                    if len(batch) >= chunk:
+                        yield batch
+                        batch = []
             orders = conn.cursor(
                 "SELECT * FROM orders WHERE update_time_ms >= $1 ORDER BY update_time_ms",
                 since_ms,

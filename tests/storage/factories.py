@@ -135,12 +135,13 @@ async def read_stream(url: str, stream: str, subject: str = ">") -> list[StreamM
             stream=stream,
             config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
         )
+        wanted = (await sub.consumer_info()).num_pending or 0
         out: list[StreamMessage] = []
-        while True:
+        while len(out) < wanted:
             try:
-                msgs = await sub.fetch(batch=1000, timeout=1.0)
-            except nats.errors.TimeoutError:
-                break
+                msgs = await sub.fetch(batch=min(1000, wanted - len(out)), timeout=5.0)
+            except TimeoutError:  # nats raises both its own and the builtin one
+                continue
             for m in msgs:
                 out.append(
                     StreamMessage(

@@ -28,8 +28,8 @@ CREATE TABLE fills (
     inserted_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (account, market, symbol, trade_id, order_id)
 );
-CREATE INDEX fills_by_position ON fills
-    (account, market, symbol, position_side, trade_time_ms, trade_id, order_id);
+-- One secondary index only (every index costs on the hot insert path): restore and republish
+-- both read an account's fills from a trade time on.
 CREATE INDEX fills_by_time ON fills (account, market, trade_time_ms);
 
 -- Latest known state per order; only forward transitions replace a row.

@@ -444,7 +444,7 @@ class Simulator:
                 hub.key_expired(key, account)
             done["listen_key"] = key
         elif kind == "rest_lag":
-            self.states[account].rest_lag_s = float(str(p["seconds"]))
+            self.states[account].set_rest_lag(float(str(p["seconds"])))
         elif kind == "inject_frame":
             done["sockets"] = hub.inject_raw(account, str(p["raw"]))
         elif kind == "cut":
@@ -487,7 +487,7 @@ class Simulator:
             for frame in faults.flush():
                 self.hub.deliver(name, frame)
         for acct in self.states.values():
-            acct.rest_lag_s = 0.0
+            acct.set_rest_lag(0.0)
         for conn in self.hub.connections:
             conn.silent_until = 0.0
         self.rest_errors.clear()

@@ -128,6 +128,21 @@ class AccountState:
 
     # -- REST visibility (the rest_lag fault) ------------------------------------------------
 
+    def set_rest_lag(self, seconds: float) -> None:
+        """Start (or end, with 0) the ``rest_lag`` fault.
+
+        Starting it records every object's current state as the baseline REST falls back to, so
+        a change made after this point stays invisible for ``seconds``.
+        """
+        if seconds > 0 and self.rest_lag_s <= 0:
+            for order in self.orders.values():
+                order.views[:] = [(0.0, order.rest_row())]
+            for algo in self.algos.values():
+                algo.views[:] = [(0.0, algo.rest_row())]
+            for pos in self.positions.values():
+                pos.views[:] = [(0.0, pos.core())]
+        self.rest_lag_s = max(seconds, 0.0)
+
     def cutoff(self, mono: float) -> float | None:
         """Monotonic time REST currently shows, or None when REST is not lagging."""
         return mono - self.rest_lag_s if self.rest_lag_s > 0 else None

@@ -22,6 +22,7 @@ import yaml
 from fillstream.sidecar.config import Config, config_from_dict
 from fillstream.sidecar.embedded import nats_server_binary
 from fillstream.simulator.accounts import make_account
+from fillstream.simulator.cli import parse as parse_sim_args
 from tests.deploy.support import DEPLOY, ROOT, run
 
 BIN = Path(sys.executable).parent
@@ -166,6 +167,9 @@ def test_compose_fillstream_configs_load(service: str, config: str, tmp_path: Pa
 def test_compose_sim_profile_is_keyless_and_consistent() -> None:
     compose = _compose()
     command = compose["services"]["sim"]["command"]
+    assert command[0] == "sim"
+    sim_config, _ = parse_sim_args(command[1:])  # the simulator's own argument parser
+    assert (sim_config.host, sim_config.port) == ("0.0.0.0", 8000)
     seed = int(command[command.index("--seed") + 1])
     accounts = command[command.index("--accounts") + 1].split(",")
     config = tomllib.loads((DEPLOY / "compose" / "fillstream.sim.toml").read_text())

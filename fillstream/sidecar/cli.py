@@ -177,10 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fillstream`` console script; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["sim"]:
-        import importlib  # noqa: PLC0415
+        from fillstream.simulator.cli import main as sim_main  # noqa: PLC0415
 
-        sim_cli = importlib.import_module("fillstream.simulator.cli")
-        return int(sim_cli.main(args_list[1:]) or 0)
+        return sim_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
     setup_logging(args.log_level or "INFO", args.log_format or "auto")

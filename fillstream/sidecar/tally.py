@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -138,7 +137,7 @@ async def _read_all(nc: NatsClient, stream: str, subject: str) -> list[tuple[int
         while True:
             try:
                 msgs = await sub.fetch(batch=1000, timeout=2.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises asyncio.TimeoutError or its subclass
                 break
             out.extend(
                 (m.metadata.sequence.stream, (m.headers or {}).get("Nats-Msg-Id", ""), m.data)

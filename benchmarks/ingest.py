@@ -48,35 +48,40 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT", "A
 T0 = 1_767_225_600_000
 
 
-def make_fills(account: str, n: int, seed: int) -> list[Fill]:
-    """Venue-like fills: random sides and sizes over a few symbols, trade ids ascending."""
+def make_fills(account: str, n: int, seed: int, lifecycle: int = 20) -> list[Fill]:
+    """Venue-like fills over a few symbols: each position opens over ``lifecycle / 2`` fills and
+    closes over as many (so one fill in ``lifecycle`` closes a position), trade ids ascending."""
     rng = random.Random(seed)
+    seen: dict[str, int] = {}
     out = []
     for i in range(1, n + 1):
+        symbol = SYMBOLS[i % len(SYMBOLS)]
+        j = seen[symbol] = seen.get(symbol, -1) + 1
+        opening = (j // (lifecycle // 2)) % 2 == 0
         price = Decimal(rng.randint(9_000_000, 9_500_000)) / 100
-        qty = Decimal(rng.randint(1, 50)) / 1000
+        qty = Decimal("0.010")
         out.append(
             Fill(
                 account=account,
                 market=Market.USDM,
-                symbol=SYMBOLS[i % len(SYMBOLS)],
+                symbol=symbol,
                 trade_id=i,
                 order_id=10_000_000 + i,
-                side=rng.choice([Side.BUY, Side.SELL]),
+                side=Side.BUY if opening else Side.SELL,
                 position_side=PositionSide.BOTH,
                 price=price,
                 qty=qty,
                 quote_qty=price * qty,
                 commission=(price * qty * Decimal("0.0004")).quantize(Decimal("0.00000001")),
                 commission_asset="USDT",
-                realized_pnl=Decimal(rng.randint(-1000, 1000)) / 100,
+                realized_pnl=Decimal(0) if opening else Decimal(rng.randint(-1000, 1000)) / 100,
                 maker=rng.random() < 0.5,
                 trade_time_ms=T0 + i,
                 source=FillSource.STREAM,
                 client_order_id=f"web_{i}",
                 order_type="LIMIT",
                 orig_type="LIMIT",
-                reduce_only=False,
+                reduce_only=not opening,
                 event_time_ms=T0 + i,
             )
         )
@@ -133,7 +138,8 @@ async def generate(fills: list[Fill], rate: float | None, submit: Callable[[Fill
         while sent < due:
             submit(msgspec.structs.replace(fills[sent], received_at_ns=time.time_ns()))
             sent += 1
-        await asyncio.sleep(0.0005)
+        # Sleep until the next fill is due (at least a tick, as a socket read would).
+        await asyncio.sleep(max(0.0002, start + sent / rate - loop.time()))
 
 
 # -- batched: the real pipeline ---------------------------------------------------------------

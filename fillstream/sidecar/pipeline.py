@@ -131,12 +131,14 @@ class _Worker:
                 item.future.set_result(result)
 
     def _count(self, outcome: IngestOutcome) -> None:
-        for f in outcome.new_fills:
-            self.fills[f.source].inc()
-            if f.source is FillSource.RECONCILE:
-                self.missed.inc()
-        for f in outcome.duplicate_fills:
-            self.dups[f.source].inc()
+        # One increment per source and batch, not per fill: this runs at the full fill rate.
+        new = collections.Counter(f.source for f in outcome.new_fills)
+        for source, n in new.items():
+            self.fills[source].inc(n)
+        if new[FillSource.RECONCILE]:
+            self.missed.inc(new[FillSource.RECONCILE])
+        for source, n in collections.Counter(f.source for f in outcome.duplicate_fills).items():
+            self.dups[source].inc(n)
         m = self.market.value
         for c in outcome.closes:
             if c.revision == 0:
@@ -186,6 +188,8 @@ def _results(batches: Sequence[IngestBatch], outcome: IngestOutcome) -> list[Ing
                 orders=len(outcome.orders),
             )
         ]
+    if not outcome.duplicate_fills and not outcome.orders:
+        return _results_all_new(batches, outcome)
     new_keys = {f.key for f in outcome.new_fills}
     closing = {
         FillKey(c.account, c.market, c.symbol, c.close_trade_id, c.close_order_id): n
@@ -221,6 +225,29 @@ def _results(batches: Sequence[IngestBatch], outcome: IngestOutcome) -> list[Ing
     if closing:  # closes not caused by a fill of this call (corrections, late refolds)
         last = results[-1]
         results[-1] = msgspec.structs.replace(last, closes=last.closes + len(closing))
+    return results
+
+
+def _results_all_new(batches: Sequence[IngestBatch], outcome: IngestOutcome) -> list[IngestResult]:
+    """The common case under load (stream fills, no copies): every fill is new."""
+    closing = {(c.symbol, c.close_trade_id, c.close_order_id) for c in outcome.closes}
+    results = []
+    attributed = 0
+    for batch in batches:
+        closes = (
+            sum(1 for f in batch.fills if (f.symbol, f.trade_id, f.order_id) in closing)
+            if closing
+            else 0
+        )
+        attributed += closes
+        results.append(
+            IngestResult(new_fills=len(batch.fills), duplicate_fills=0, closes=closes, orders=0)
+        )
+    if attributed < len(outcome.closes):
+        last = results[-1]
+        results[-1] = msgspec.structs.replace(
+            last, closes=last.closes + len(outcome.closes) - attributed
+        )
     return results
 
 

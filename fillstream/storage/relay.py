@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import asyncpg
+from prometheus_client import Histogram
 
 from fillstream.storage import metrics
 from fillstream.storage.payloads import OutboxMessage
@@ -89,6 +90,7 @@ class OutboxRelay:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._last_prune = 0.0
+        self._latency_children: dict[tuple[str, str], Histogram] = {}
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -218,11 +220,14 @@ class OutboxRelay:
         return len(stored) == len(batch)
 
     def _observe(self, stored: list[OutboxMessage], acked_ns: int) -> None:
+        children = self._latency_children
         for m in stored:
             if m.received_at_ns is not None and m.account is not None and m.market is not None:
-                metrics.EVENT_TO_PUBLISH_SECONDS.labels(m.account, m.market).observe(
-                    max(0, acked_ns - m.received_at_ns) / 1e9
-                )
+                child = children.get((m.account, m.market))
+                if child is None:
+                    child = metrics.EVENT_TO_PUBLISH_SECONDS.labels(m.account, m.market)
+                    children[(m.account, m.market)] = child
+                child.observe(max(0, acked_ns - m.received_at_ns) / 1e9)
         if self.on_published is not None:
             self.on_published(stored, acked_ns)
 

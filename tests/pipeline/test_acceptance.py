@@ -30,6 +30,8 @@ def sample(name: str, **labels: str) -> float:
 
 
 def venue_fills(account: str, n: int, rng: random.Random) -> list[Fill]:
+    """Random buys and sells over many symbols (shuffled arrival makes the book refold each
+    position it touches, so many small positions keep the test fast)."""
     fills = []
     for i in range(1, n + 1):
         side = rng.choice([Side.BUY, Side.SELL])
@@ -37,7 +39,7 @@ def venue_fills(account: str, n: int, rng: random.Random) -> list[Fill]:
             make_fill(
                 i,
                 account=account,
-                symbol=SYMBOLS[i % len(SYMBOLS)],
+                symbol=f"S{i % 500}USDT",
                 side=side,
                 qty=str(Decimal(rng.randint(1, 5)) / 1000),
                 rp=str(Decimal(rng.randint(-500, 500)) / 100),
@@ -264,3 +266,37 @@ async def test_status_changes_are_published_on_the_status_subject(
         return len(await read_stream(nats_target.url, nats_target.stream, subject)) == 1
 
     await eventually(published, what="status message on JetStream")
+
+
+async def test_an_ingest_error_reaches_the_submitter_and_the_account_carries_on(
+    stack: IngestStack,
+) -> None:
+    import msgspec
+    import pytest
+
+    from tests.storage.factories import make_order
+
+    account = f"acc{uuid.uuid4().hex[:8]}"
+    bad = msgspec.structs.replace(
+        make_order(1, "NEW", 1, account=account), client_order_id="nul\x00"
+    )
+    with pytest.raises(asyncpg.PostgresError):
+        await stack.pipeline.submit(batch_of(make_fill(1, account=account), orders=(bad,)))
+    ok = await stack.pipeline.submit(batch_of(make_fill(1, account=account)))
+    assert ok.new_fills == 1  # nothing of the failed batch was stored
+    assert sample("fillstream_ingest_errors_total", account=account, market="usdm") == 1
+
+
+async def test_aclose_commits_what_is_queued_then_refuses(stack: IngestStack) -> None:
+    import pytest
+
+    from fillstream.sidecar.pipeline import PipelineClosedError
+
+    account = f"acc{uuid.uuid4().hex[:8]}"
+    futures = [
+        stack.pipeline.submit_nowait(batch_of(make_fill(i, account=account))) for i in range(1, 51)
+    ]
+    await stack.pipeline.aclose(deadline_s=30)
+    assert sum(f.result().new_fills for f in futures) == 50
+    with pytest.raises(PipelineClosedError):
+        stack.pipeline.submit_nowait(batch_of(make_fill(99, account=account)))

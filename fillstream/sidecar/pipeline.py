@@ -107,19 +107,27 @@ class _Worker:
                     break
                 items.append(self.queue.popleft())
                 size += more
-            await self._ingest(items, size)
+            try:
+                await self._ingest(items, size)
+            except asyncio.CancelledError:
+                # Closed mid-commit: the outcome is unknown to us, so say so (resubmitting is
+                # safe: idempotent) rather than leave the submitters waiting forever.
+                _fail(items, PipelineClosedError("closed during commit; resubmit"))
+                raise
+            except Exception as exc:  # a supervisor: a bug here must not stall the account
+                log.exception("ingest worker %s/%s", self.account, self.market)
+                _fail(items, exc)
 
     async def _ingest(self, items: list[_Item], size: int) -> None:
         batches = [item.batch for item in items if item.batch is not None]
         merged = batches[0] if len(batches) == 1 else _merge(batches)
         try:
             outcome = await self.pipeline.ledger.ingest(merged)
-        except Exception as exc:  # handed to the submitters, who own the retry
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError) as exc:
+            # The store said no (or is gone): the submitters own the retry.
             self.errors.inc()
             log.warning("ingest %s/%s failed: %r", self.account, self.market, exc)
-            for item in items:
-                if item.future is not None and not item.future.done():
-                    item.future.set_exception(exc)
+            _fail(items, exc)
             return
         self.pipeline.relay.offer(outcome.messages)
         committed_ns = time.time_ns()
@@ -159,6 +167,12 @@ class _Worker:
             log.warning("status %s of %s not stored: %r", change.state, change.account, exc)
             return
         self.pipeline.relay.offer([message])
+
+
+def _fail(items: list[_Item], exc: BaseException) -> None:
+    for item in items:
+        if item.future is not None and not item.future.done():
+            item.future.set_exception(exc)
 
 
 def _merge(batches: Sequence[IngestBatch]) -> IngestBatch:
@@ -326,9 +340,7 @@ class Pipeline:
         for worker in self._workers.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await worker.task
-            for item in worker.queue:
-                if item.future is not None and not item.future.done():
-                    item.future.set_exception(PipelineClosedError("closed before commit"))
+            _fail(list(worker.queue), PipelineClosedError("closed before commit"))
             worker.queue.clear()
         self._workers.clear()
 

@@ -67,7 +67,7 @@ class OutboxRelay:
         *,
         chunk: int = 1000,
         backoff_initial_s: float = 0.05,
-        backoff_max_s: float = 5.0,
+        backoff_max_s: float = 2.0,
         retention_s: float = 86400.0,
         on_published: PublishedListener | None = None,
     ) -> None:

@@ -62,7 +62,8 @@ async def run_checks(config: Config, environ: Mapping[str, str] | None = None) -
 
 def _failure(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return scrub(f"{type(exc).__name__}: {text}" if not isinstance(exc, VenueError) else text)
+    text = text if isinstance(exc, VenueError) else f"{type(exc).__name__}: {text}"
+    return scrub(text if len(text) <= 200 else text[:200] + "…")
 
 
 async def _check_postgres(config: Config, environ: Mapping[str, str] | None) -> list[Finding]:
@@ -162,8 +163,16 @@ async def _check_account(
                 found.append(Finding(Level.FAIL, subject, f"listenKey refused: {_failure(exc)}"))
         try:
             perms = await asyncio.wait_for(venue.account_permissions(), _TIMEOUT_S)
-        except (VenueError, TimeoutError) as exc:
-            found.append(Finding(Level.FAIL, subject, f"signed request refused: {_failure(exc)}"))
+        except VenueError as exc:
+            if exc.is_auth:
+                found.append(Finding(Level.FAIL, subject, f"key refused: {_failure(exc)}"))
+            else:  # the venue does not say (e.g. no account endpoint): only a warning
+                found.append(
+                    Finding(Level.WARN, subject, f"key permissions unknown: {_failure(exc)}")
+                )
+            return found
+        except TimeoutError:
+            found.append(Finding(Level.WARN, subject, "key permissions unknown: timed out"))
             return found
         risky = [p for p in ("canTrade", "canWithdraw") if perms.get(p)]
         if risky:

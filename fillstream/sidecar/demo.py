@@ -199,7 +199,10 @@ class _Demo:
         self.say("\nstopping: generator paused, reconciling the last fills, draining the outbox...")
         sim.pause()
         comparison = await self._converge(sim, service, config)
-        self.say(render_summary(comparison, sim.ground_truth()))
+        async with service.parts.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT account, source, count(*) FROM fills GROUP BY 1, 2")
+        by_source = {(r[0], r[1]): int(r[2]) for r in rows}
+        self.say(render_summary(comparison, sim.ground_truth(), by_source))
         return 0 if comparison.equal else 3
 
     def _data_dir(self) -> Path:
@@ -265,8 +268,11 @@ class _Demo:
         return Comparison(truth=truth, postgres=pg, jetstream=js)
 
 
-def render_summary(c: Comparison, ground: dict[str, Any]) -> str:
-    """The end-of-demo table: per account, ground truth vs PostgreSQL vs JetStream."""
+def render_summary(
+    c: Comparison, ground: dict[str, Any], by_source: dict[tuple[str, str], int]
+) -> str:
+    """The end-of-demo table: per account, ground truth vs PostgreSQL vs JetStream, and which
+    path delivered each stored fill first (``by_source``: (account, source) → fills)."""
     lines = [
         "",
         f"{'':<22} {'ground truth':>12} {'PostgreSQL':>12} {'JetStream':>12}",
@@ -282,6 +288,12 @@ def render_summary(c: Comparison, ground: dict[str, Any]) -> str:
         dropped = ground.get("accounts", {}).get(account, {}).get("dropped_fill_events")
         if dropped is not None:
             lines.append(f"{'  fill events dropped':<22} {dropped:>12}")
+        stream, rest = (
+            by_source.get((account, "stream"), 0),
+            by_source.get((account, "reconcile"), 0),
+        )
+        lines.append(f"{'  first seen: stream':<22} {'':>12} {stream:>12}")
+        lines.append(f"{'  first seen: REST':<22} {'':>12} {rest:>12}   (missed by the stream)")
     reasons: dict[str, list[int]] = {}
     for i, tally in enumerate((c.truth, c.postgres, c.jetstream)):
         for reason in tally.closes.values():

@@ -29,7 +29,6 @@ from decimal import Decimal
 from typing import Any
 
 import nats
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 SCHEMA = """
@@ -129,7 +128,7 @@ async def consume(args: argparse.Namespace) -> dict[str, int]:
         while True:
             try:
                 messages = await sub.fetch(args.batch, timeout=1.0)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's: both are this
                 if args.idle_exit_s and time.monotonic() - idle_since >= args.idle_exit_s:
                     break
                 continue

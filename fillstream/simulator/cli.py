@@ -109,10 +109,10 @@ async def serve(config: SimConfig, ready_file: str | None = None) -> None:
     await sim.start()
     try:
         line = msgspec.json.encode(sim.ready_info()) + b"\n"
+        if ready_file:  # before stdout: whoever reads the line may look for the file at once
+            _write_atomically(ready_file, line)
         sys.stdout.buffer.write(line)
         sys.stdout.flush()
-        if ready_file:
-            _write_atomically(ready_file, line)
         if config.duration_s is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), config.duration_s)

@@ -274,27 +274,32 @@ class Engine:
         acct.snapshot(pos, mono, pos.core)
         change = realized - commission
         acct.balance += change
-        info = FillInfo(trade_id, qty, price, commission, realized, maker, now)
-
-        buyer = order.side == "BUY"
-        fmt_qty = spec.fmt_qty(qty)
+        info = FillInfo(
+            trade_id,
+            spec.fmt_qty(qty),
+            spec.fmt_price(price),
+            fmt_amount(commission),
+            fmt_amount(realized),
+            maker,
+            now,
+        )
         row: dict[str, object] = {
-            "buyer": buyer,
-            "commission": fmt_amount(commission),
+            "buyer": order.side == "BUY",
+            "commission": info.commission,
             "commissionAsset": "USDT",
             "id": trade_id,
             "maker": maker,
             "orderId": order.order_id,
-            "price": spec.fmt_price(price),
-            "qty": fmt_qty,
+            "price": info.price,
+            "qty": info.qty,
             "quoteQty": fmt_amount(quote),
-            "realizedPnl": fmt_amount(realized),
+            "realizedPnl": info.realized,
             "side": order.side,
             "positionSide": order.position_side,
             "symbol": spec.symbol,
             "time": now,
             "marginAsset": "USDT",
-            "baseQty": fmt_qty,
+            "baseQty": info.qty,
             "pair": spec.symbol,
         }
         acct.add_trade(spec.symbol, trade_id, now, mono, row)

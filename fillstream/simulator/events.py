@@ -18,13 +18,16 @@ Payload = dict[str, object]
 
 @dataclass(slots=True, frozen=True)
 class FillInfo:
-    """The execution an ORDER_TRADE_UPDATE reports (absent for NEW/CANCELED/EXPIRED events)."""
+    """The execution an ORDER_TRADE_UPDATE reports (absent for NEW/CANCELED/EXPIRED events).
+
+    Amounts are the exact strings of the ``userTrades`` row, formatted once.
+    """
 
     trade_id: int
-    qty: Decimal
-    price: Decimal
-    commission: Decimal
-    realized: Decimal
+    qty: str
+    price: str
+    commission: str
+    realized: str
     maker: bool
     time: int
 
@@ -35,25 +38,24 @@ def order_trade_update(
     """ORDER_TRADE_UPDATE with every ``o.*`` field; ``execution`` is ``x``."""
     spec = order.spec
     fp = spec.fmt_price
-    fq = spec.fmt_qty
     o: Payload = {
         "s": spec.symbol,  # symbol
         "c": order.client_order_id,  # client order id
         "S": order.side,  # side
         "o": order.order_type,  # order type
         "f": order.time_in_force,  # time in force
-        "q": fq(order.orig_qty),  # original qty
-        "p": fp(order.price) if order.price else "0",  # original price
+        "q": order.q_text,  # original qty
+        "p": order.p_text,  # original price
         "ap": order.fmt_avg(),  # average price
         "sp": fp(order.stop_price) if order.stop_price else "0",  # stop price
         "x": execution,  # execution type
         "X": order.status,  # order status
         "i": order.order_id,  # order id
-        "l": fq(fill.qty) if fill else "0",  # last filled qty
-        "z": fq(order.executed_qty),  # cumulative filled qty
-        "L": fp(fill.price) if fill else "0",  # last filled price
+        "l": fill.qty if fill else "0",  # last filled qty
+        "z": spec.fmt_qty(order.executed_qty),  # cumulative filled qty
+        "L": fill.price if fill else "0",  # last filled price
         "N": "USDT",  # commission asset
-        "n": fmt_amount(fill.commission) if fill else "0",  # commission (positive = fee)
+        "n": fill.commission if fill else "0",  # commission (positive = fee)
         "T": fill.time if fill else event_time,  # order trade time
         "t": fill.trade_id if fill else 0,  # trade id
         "b": "0",  # bids notional
@@ -67,7 +69,7 @@ def order_trade_update(
         "pP": order.price_protect,  # price protection
         "si": 0,  # ignore
         "ss": 0,  # ignore
-        "rp": fmt_amount(fill.realized) if fill else "0",  # realized profit of this trade
+        "rp": fill.realized if fill else "0",  # realized profit of this trade
         "V": "EXPIRE_MAKER",  # STP mode
         "pm": "NONE",  # price match
         "gtd": 0,  # good till date
@@ -88,13 +90,13 @@ def trade_lite(order: Order, fill: FillInfo, event_time: int) -> Payload:
         "E": event_time,
         "T": fill.time,
         "s": spec.symbol,
-        "q": spec.fmt_qty(order.orig_qty),
-        "p": spec.fmt_price(order.price) if order.price else "0",
+        "q": order.q_text,
+        "p": order.p_text,
         "m": fill.maker,
         "c": order.client_order_id,
         "S": order.side,
-        "L": spec.fmt_price(fill.price),
-        "l": spec.fmt_qty(fill.qty),
+        "L": fill.price,
+        "l": fill.qty,
         "t": fill.trade_id,
         "i": order.order_id,
     }

@@ -10,7 +10,9 @@ EIGHT = Decimal("0.00000001")
 
 def fmt_fixed(value: Decimal, places: int) -> str:
     """``value`` with exactly ``places`` decimals (rounded half-even), never in exponent form."""
-    return format(value.quantize(Decimal(1).scaleb(-places)), "f")
+    if not value:
+        value = ZERO  # no "-0.000"
+    return format(value, f".{places}f")
 
 
 def fmt_plain(value: Decimal) -> str:
@@ -25,6 +27,6 @@ def fmt_plain(value: Decimal) -> str:
 
 def fmt_amount(value: Decimal) -> str:
     """Money amounts (commission, realized PnL, balances): 8 decimals, ``0`` when exactly zero."""
-    if value == ZERO:
+    if not value:
         return "0"
-    return format(value.quantize(EIGHT), "f")
+    return format(value, ".8f")

@@ -48,6 +48,14 @@ class Order:
     algo_id: int | None = None
     cause: str = "manual"  # the true close reason if this order closes a position
     views: list[tuple[float, dict[str, object]]] = field(default_factory=list)
+    q_text: str = field(init=False)  # orig_qty and price never change: format them once
+    p_text: str = field(init=False)
+    _avg_for: Decimal = field(init=False, default=Decimal(-1))
+    _avg_text: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.q_text = self.spec.fmt_qty(self.orig_qty)
+        self.p_text = self.spec.fmt_price(self.price) if self.price else "0"
 
     @property
     def symbol(self) -> str:
@@ -65,7 +73,11 @@ class Order:
         return self.cum_quote / self.executed_qty if self.executed_qty else ZERO
 
     def fmt_avg(self) -> str:
-        return fmt_fixed(self.avg_price(), self.spec.price_precision + 3)
+        # Formatted once per change of the executed quantity (several events show it).
+        if self._avg_for != self.executed_qty:
+            self._avg_for = self.executed_qty
+            self._avg_text = fmt_fixed(self.avg_price(), self.spec.price_precision + 3)
+        return self._avg_text
 
     def rest_row(self) -> dict[str, object]:
         spec = self.spec
@@ -75,9 +87,9 @@ class Order:
             "cumQuote": fmt_fixed(self.cum_quote, 5),
             "executedQty": spec.fmt_qty(self.executed_qty),
             "orderId": self.order_id,
-            "origQty": spec.fmt_qty(self.orig_qty),
+            "origQty": self.q_text,
             "origType": self.orig_type,
-            "price": spec.fmt_price(self.price) if self.price else "0",
+            "price": self.p_text,
             "reduceOnly": self.reduce_only,
             "side": self.side,
             "positionSide": self.position_side,

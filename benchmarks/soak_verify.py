@@ -1,0 +1,440 @@
+"""The soak's verdict: every check that must hold after a chaos run, with its evidence.
+
+Checks (each one a :class:`Check`; any failure makes the soak exit non-zero):
+
+``fills``
+    ground truth = PostgreSQL = JetStream per account: the same fill ids, no duplicate row, no
+    second message for one fill, every ``Nats-Msg-Id`` matching its payload.
+``fill fields (truth)``
+    every field the venue knows (trade, price, qty, quote qty, commission + asset, realized PnL,
+    side, position side, maker, time, and the order's client id/type/orig type/reduce-only) is
+    equal in PostgreSQL; a stream-sourced fill carries its event time.
+``fill fields (JetStream)``
+    every field of every fill message equals the PostgreSQL row (amounts as decimals).
+``closes``
+    ground truth = PostgreSQL = JetStream: the same close ids (latest revision, retractions
+    removed), and per close the reason, realized PnL, closing order, qty, entry price, fees,
+    open and close times; PostgreSQL's payload equals JetStream's, revision included.
+``attribution``
+    every stored fill names the path that delivered it first (stream + reconcile = total), and
+    the reconcile path delivered at least every fill whose event the venue never put on a live
+    socket: ``reconcile ≥ dropped + undelivered - duplicated`` (a duplicated frame that found no
+    socket is counted twice as undelivered, hence the subtraction).
+``stream misses explained``
+    the stream may miss a fill only inside a *blind window*: from ``before`` seconds ahead of a
+    fault that can blind it (every kind except duplicate, inject_frame, rest_lag, NATS restart)
+    until ``after`` seconds past its end. A reconcile-sourced fill traded outside every window of
+    its account is a fill the stream lost for no reason.
+``calm: missed = dropped``
+    the last part of the run injects only ``drop``/``drop_rate`` into a healthy, converged
+    service, so there the equality is exact: per account, the fills generated in that phase that
+    PostgreSQL attributes to the reconcile path are exactly the fill events the venue dropped
+    (plus undelivered ones, expected 0). Outside it the equality cannot hold and is not claimed:
+    a disconnect, a silent socket, an expired listenKey, a refused handshake, a dead process or a
+    PostgreSQL outage also make the stream miss fills the venue did send (frames in flight in a
+    cut socket or a SIGKILLed process, a reconcile sweep landing first while the stream holds its
+    batch); those are bounded by the two checks above instead.
+``metrics``
+    in the final fillstream process (counters restart with a process; its rows are those
+    received after it was spawned): per account ``fills_total{stream} + fills_total{reconcile}``
+    = its PostgreSQL rows, per source; ``fills_missed_by_stream_total`` =
+    ``fills_total{reconcile}``; the outbox gauge is 0; and over the calm phase the increase of
+    ``fills_missed_by_stream_total`` equals the venue's dropped fill events.
+``service``
+    fillstream never exited by itself, and its final SIGTERM shutdown exited 0.
+``convergence``
+    after the generator stopped, PostgreSQL held the ground truth and the outbox was empty
+    before the deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from benchmarks.soak_facts import (
+    AMOUNTS,
+    FILL_FIELDS,
+    JsFacts,
+    PgFacts,
+    close_view,
+    fill_id,
+    truth_closes,
+    truth_fills,
+)
+from benchmarks.soak_faults import FaultRecord, Windows
+from benchmarks.soak_service import Metrics
+
+EXAMPLES = 8
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    summary: str
+    discrepancies: int = 0
+    details: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "summary": self.summary,
+            "discrepancies": self.discrepancies,
+            "details": self.details,
+        }
+
+
+@dataclass
+class CalmSlice:
+    """One account's calm phase: truth fills [first, last) and the venue's counter increases."""
+
+    first: int
+    last: int = 0
+    dropped: int = 0
+    undelivered: int = 0
+
+
+@dataclass
+class RunRecord:
+    """What the soak observed while it ran (the verifier's inputs besides the three stores)."""
+
+    accounts: list[str]
+    faults: list[FaultRecord]
+    chaos_start_ms: int
+    chaos_end_ms: int = 0
+    calm_start_ms: int = 0
+    calm_end_ms: int = 0
+    calm: dict[str, CalmSlice] = field(default_factory=dict)
+    metrics_calm: Metrics | None = None
+    metrics_final: Metrics | None = None
+    calm_same_process: bool = True
+    final_spawn_wall: float = 0.0
+    unexpected_exits: list[str] = field(default_factory=list)
+    final_exit_code: int | None = None
+    settled_s: float | None = None
+    settle_deadline_s: float = 0.0
+    duplicated: dict[str, int] = field(default_factory=dict)
+    window_before_ms: int = 5_000
+    window_after_ms: int = 15_000
+
+
+def _eq(a: Any, b: Any) -> bool:
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        try:
+            return Decimal(str(a)) == Decimal(str(b))
+        except ArithmeticError:
+            return False
+    return bool(a == b)
+
+
+def _diff(want: dict[str, Any], got: dict[str, Any], fields: tuple[str, ...] | None = None) -> str:
+    names = fields if fields is not None else tuple(want)
+    return ", ".join(
+        f"{n}: {want.get(n)!r} ≠ {got.get(n)!r}" for n in names if not _eq(want.get(n), got.get(n))
+    )
+
+
+def check_fills(
+    truth: dict[str, dict[str, Any]], pg: PgFacts, js: JsFacts, accounts: list[str]
+) -> Check:
+    details: list[str] = []
+    bad = 0
+    tk, pk, jk = set(truth), set(pg.fills), set(js.fills)
+    for name, have in (("PostgreSQL", pk), ("JetStream", jk)):
+        missing, extra = tk - have, have - tk
+        bad += len(missing) + len(extra)
+        if missing:
+            details.append(f"{name}: {len(missing)} missing, e.g. {sorted(missing)[:3]}")
+        if extra:
+            details.append(f"{name}: {len(extra)} not in ground truth, e.g. {sorted(extra)[:3]}")
+    copies = {k: n for k, n in js.copies.items() if n > 1}
+    if copies:
+        bad += sum(n - 1 for n in copies.values())
+        details.append(f"JetStream: {len(copies)} fills published more than once")
+    if js.id_mismatches:
+        bad += len(js.id_mismatches)
+        details.append(f"JetStream: Nats-Msg-Id ≠ payload: {js.id_mismatches[:3]}")
+    per = []
+    for a in accounts:
+        count = [sum(1 for k in keys if k.split(":", 2)[1] == a) for keys in (tk, pk, jk)]
+        per.append(f"{a} {count[0]}/{count[1]}/{count[2]}")
+    summary = (
+        f"truth {len(tk):,} = PostgreSQL {len(pk):,} = JetStream {len(jk):,} "
+        f"(per account truth/pg/js: {', '.join(per)})"
+    )
+    return Check("fills", bad == 0, summary, bad, details)
+
+
+def check_fill_fields(truth: dict[str, dict[str, Any]], pg: PgFacts) -> Check:
+    details: list[str] = []
+    bad = 0
+    compared = 0
+    for key, want in truth.items():
+        got = pg.fills.get(key)
+        if got is None:
+            continue
+        compared += 1
+        problem = _diff(want, got)
+        if got["source"] == "stream" and (
+            got["event_time_ms"] is None or got["event_time_ms"] < got["trade_time_ms"]
+        ):
+            problem += f" event_time_ms {got['event_time_ms']!r} (stream fill)"
+        if problem:
+            bad += 1
+            if len(details) < EXAMPLES:
+                details.append(f"{key} [{got['source']}]: {problem}")
+    n_fields = len(next(iter(truth.values()), {}))
+    summary = f"{compared:,} fills x {n_fields} venue fields: {bad} fill(s) differ"
+    return Check("fill fields (truth = PostgreSQL)", bad == 0, summary, bad, details)
+
+
+def check_js_fields(pg: PgFacts, js: JsFacts) -> Check:
+    details: list[str] = []
+    bad = 0
+    compared = 0
+    expected_keys = {*FILL_FIELDS, "schema"}
+    for key, row in pg.fills.items():
+        msg = js.fills.get(key)
+        if msg is None:
+            continue
+        compared += 1
+        problem = _diff(row, msg, FILL_FIELDS)
+        if set(msg) != expected_keys or msg.get("schema") != "fill/v1":
+            problem += f" keys/schema {sorted(set(msg) ^ expected_keys)} {msg.get('schema')}"
+        for name in AMOUNTS:
+            if not isinstance(msg.get(name), str):
+                problem += f" {name} is not a decimal string"
+        if problem:
+            bad += 1
+            if len(details) < EXAMPLES:
+                details.append(f"{key}: {problem}")
+    summary = f"{compared:,} messages x {len(FILL_FIELDS)} fields: {bad} differ from PostgreSQL"
+    return Check("fill fields (JetStream = PostgreSQL)", bad == 0, summary, bad, details)
+
+
+def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check:
+    truth = truth_closes(truth_doc)
+    details: list[str] = []
+    bad = 0
+    tk, pk, jk = set(truth), set(pg.closes), set(js.closes)
+    for name, have in (("PostgreSQL", pk), ("JetStream", jk)):
+        missing, extra = tk - have, have - tk
+        bad += len(missing) + len(extra)
+        if missing:
+            details.append(f"{name}: {len(missing)} close(s) missing, e.g. {sorted(missing)[:2]}")
+        if extra:
+            sample = sorted(extra)[:2]
+            why = {(pg.closes.get(k) or js.closes.get(k) or {}).get("reason") for k in extra}
+            details.append(f"{name}: {len(extra)} close(s) not in truth {why}, e.g. {sample}")
+    field_bad = 0
+    for key, want in truth.items():
+        for name, store in (("PostgreSQL", pg.closes), ("JetStream", js.closes)):
+            payload = store.get(key)
+            if payload is None:
+                continue
+            problem = _diff(want, close_view(payload))
+            if problem:
+                field_bad += 1
+                if len(details) < EXAMPLES:
+                    details.append(f"{name} {key}: {problem}")
+    pg_js = 0
+    for key in pk & jk:
+        if pg.closes[key] != js.closes[key] or pg.close_revisions[key] != js.close_revisions[key]:
+            pg_js += 1
+            if len(details) < EXAMPLES:
+                details.append(f"{key}: PostgreSQL payload ≠ JetStream payload")
+    bad += field_bad + pg_js
+    reasons: dict[str, int] = {}
+    for want in truth.values():
+        reasons[want["reason"]] = reasons.get(want["reason"], 0) + 1
+    revised = sum(1 for r in pg.close_revisions.values() if r > 0)
+    summary = (
+        f"truth {len(tk):,} = PostgreSQL {len(pk):,} = JetStream {len(jk):,}; "
+        f"{field_bad} field mismatches, {pg_js} pg≠js; revised {revised}, "
+        f"retracted {pg.retracted}; reasons "
+        + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    )
+    return Check("closes", bad == 0, summary, bad, details)
+
+
+def _sources(pg: PgFacts, account: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for row in pg.fills.values():
+        if row["account"] == account:
+            out[row["source"]] = out.get(row["source"], 0) + 1
+    return out
+
+
+def check_attribution(truth_doc: dict[str, Any], pg: PgFacts, run: RunRecord) -> Check:
+    details: list[str] = []
+    bad = 0
+    parts = []
+    for a in run.accounts:
+        facts = truth_doc["accounts"][a]
+        src = _sources(pg, a)
+        odd = {k: v for k, v in src.items() if k not in ("stream", "reconcile")}
+        if odd:
+            bad += sum(odd.values())
+            details.append(f"{a}: fills with unknown source {odd}")
+        stream, rec = src.get("stream", 0), src.get("reconcile", 0)
+        total = sum(1 for row in pg.fills.values() if row["account"] == a)
+        if stream + rec != total:
+            bad += 1
+            details.append(f"{a}: stream {stream} + reconcile {rec} ≠ {total}")
+        unseen = facts["dropped_fill_events"] + facts["undelivered_fill_events"]
+        floor = unseen - run.duplicated.get(a, 0)
+        if rec < floor:
+            bad += floor - rec
+            details.append(
+                f"{a}: reconcile delivered {rec} but the venue never sent {unseen} "
+                f"(dropped {facts['dropped_fill_events']}, undelivered "
+                f"{facts['undelivered_fill_events']}, duplicated {run.duplicated.get(a, 0)})"
+            )
+        parts.append(
+            f"{a}: stream {stream:,} + reconcile {rec:,} = {total:,}; never sent {unseen:,} "
+            f"(dropped {facts['dropped_fill_events']:,}), so {max(0, rec - unseen):,} "
+            "more missed in blind windows"
+        )
+    return Check("attribution", bad == 0, "; ".join(parts), bad, details)
+
+
+def check_misses_explained(truth_doc: dict[str, Any], pg: PgFacts, run: RunRecord) -> Check:
+    windows = Windows.of(run.faults, run.accounts, run.window_before_ms, run.window_after_ms)
+    end = run.calm_start_ms or run.chaos_end_ms
+    details: list[str] = []
+    bad = 0
+    parts = []
+    for a in run.accounts:
+        rec = [
+            row
+            for row in pg.fills.values()
+            if row["account"] == a and row["source"] == "reconcile" and row["trade_time_ms"] < end
+        ]
+        lost = [r for r in rec if not windows.covers(a, r["trade_time_ms"])]
+        bad += len(lost)
+        for r in lost[:3]:
+            key = fill_id(a, r["symbol"], r["trade_id"], r["order_id"])
+            details.append(f"{a}: {key} traded at {r['trade_time_ms']} outside every window")
+        coverage = windows.coverage(a, run.chaos_start_ms, end)
+        parts.append(f"{a} {len(rec) - len(lost)}/{len(rec)} ({coverage:.0%} of time blind)")
+    summary = (
+        f"reconcile-sourced fills inside blind windows (-{run.window_before_ms / 1000:g} s, "
+        f"+{run.window_after_ms / 1000:g} s): " + ", ".join(parts)
+    )
+    return Check("stream misses explained", bad == 0, summary, bad, details)
+
+
+def check_calm(truth_doc: dict[str, Any], pg: PgFacts, run: RunRecord) -> Check:
+    if not run.calm:
+        return Check("calm: missed = dropped", True, "no calm phase in this run")
+    details: list[str] = []
+    bad = 0
+    parts = []
+    for a, s in run.calm.items():
+        rows = truth_doc["accounts"][a]["fills"][s.first : s.last]
+        keys = [fill_id(a, f["symbol"], f["id"], f["orderId"]) for f in rows]
+        missed = sum(1 for k in keys if (pg.fills.get(k) or {}).get("source") == "reconcile")
+        expected = s.dropped + s.undelivered
+        if missed != expected:
+            bad += abs(missed - expected)
+            details.append(
+                f"{a}: {missed} of {len(keys)} calm fills came from reconcile; the venue dropped "
+                f"{s.dropped} and left {s.undelivered} undelivered"
+            )
+        parts.append(f"{a} {missed}={expected}")
+    fills = sum(s.last - s.first for s in run.calm.values())
+    summary = f"{fills:,} fills in the calm phase; missed = dropped per account: " + ", ".join(
+        parts
+    )
+    return Check("calm: missed = dropped", bad == 0, summary, bad, details)
+
+
+def check_metrics(pg: PgFacts, run: RunRecord) -> Check:
+    m = run.metrics_final
+    if m is None:
+        return Check("metrics", False, "no final /metrics scrape", 1)
+    details: list[str] = []
+    bad = 0
+    parts = []
+    for a in run.accounts:
+        mine = [
+            row
+            for key, row in pg.fills.items()
+            if row["account"] == a and pg.received_at[key] >= run.final_spawn_wall
+        ]
+        rows = {s: sum(1 for r in mine if r["source"] == s) for s in ("stream", "reconcile")}
+        got = {
+            s: int(m.value("fillstream_fills_total", account=a, source=s))
+            for s in ("stream", "reconcile")
+        }
+        missed = int(m.value("fillstream_fills_missed_by_stream_total", account=a))
+        if got != rows:
+            bad += abs(got["stream"] - rows["stream"]) + abs(got["reconcile"] - rows["reconcile"])
+            details.append(f"{a}: fills_total {got} ≠ PostgreSQL rows of this process {rows}")
+        if missed != got["reconcile"]:
+            bad += abs(missed - got["reconcile"])
+            details.append(f"{a}: missed_by_stream {missed} ≠ fills_total{{reconcile}}")
+        parts.append(f"{a} {got['stream']:,}+{got['reconcile']:,}={len(mine):,}")
+    pending = m.value("fillstream_outbox_pending")
+    if pending:
+        bad += int(pending)
+        details.append(f"fillstream_outbox_pending = {pending}")
+    summary = "final process, stream+reconcile = rows: " + ", ".join(parts)
+    if run.calm and run.metrics_calm is not None:
+        if not run.calm_same_process:
+            details.append("fillstream restarted during the calm phase: calm delta not checked")
+            bad += 1
+        else:
+            deltas = []
+            for a, s in run.calm.items():
+                name = "fillstream_fills_missed_by_stream_total"
+                before = run.metrics_calm.value(name, account=a)
+                after = m.value(name, account=a)
+                delta = int(after - before)
+                if delta != s.dropped + s.undelivered:
+                    bad += abs(delta - s.dropped - s.undelivered)
+                    details.append(
+                        f"{a}: missed_by_stream rose {delta} in the calm phase; venue dropped "
+                        f"{s.dropped} (+{s.undelivered} undelivered)"
+                    )
+                deltas.append(f"{a} {delta}={s.dropped + s.undelivered}")
+            summary += "; calm missed_by_stream increase = dropped: " + ", ".join(deltas)
+    return Check("metrics", bad == 0, summary, bad, details)
+
+
+def check_service(run: RunRecord) -> Check:
+    bad = len(run.unexpected_exits) + (run.final_exit_code != 0)
+    summary = (
+        f"{len(run.unexpected_exits)} unexpected exit(s); final SIGTERM exit code "
+        f"{run.final_exit_code}"
+    )
+    return Check("service", bad == 0, summary, bad, list(run.unexpected_exits))
+
+
+def check_convergence(run: RunRecord, pg: PgFacts) -> Check:
+    ok = run.settled_s is not None and pg.outbox_pending == 0
+    summary = (
+        f"converged {run.settled_s:.1f} s after the generator stopped"
+        if run.settled_s is not None
+        else f"not converged within {run.settle_deadline_s:g} s"
+    ) + f"; outbox pending {pg.outbox_pending}"
+    return Check("convergence", ok, summary, 0 if ok else 1)
+
+
+def verify(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts, run: RunRecord) -> list[Check]:
+    truth = truth_fills(truth_doc)
+    return [
+        check_fills(truth, pg, js, run.accounts),
+        check_fill_fields(truth, pg),
+        check_js_fields(pg, js),
+        check_closes(truth_doc, pg, js),
+        check_attribution(truth_doc, pg, run),
+        check_misses_explained(truth_doc, pg, run),
+        check_calm(truth_doc, pg, run),
+        check_metrics(pg, run),
+        check_service(run),
+        check_convergence(run, pg),
+    ]

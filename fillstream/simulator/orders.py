@@ -17,7 +17,7 @@ OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
 ALGO_OPEN_STATUSES = frozenset({"NEW", "TRIGGERING"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """A matching-engine order of one account."""
 
@@ -47,7 +47,7 @@ class Order:
     expiry_reason: str = "0"
     algo_id: int | None = None
     cause: str = "manual"  # the true close reason if this order closes a position
-    views: list[tuple[float, dict[str, object]]] = field(default_factory=list)
+    views: list[tuple[float, dict[str, object]]] | None = None  # rest_lag snapshots
     q_text: str = field(init=False)  # orig_qty and price never change: format them once
     p_text: str = field(init=False)
     _avg_for: Decimal = field(init=False, default=Decimal(-1))
@@ -114,7 +114,7 @@ class Order:
         return row
 
 
-@dataclass
+@dataclass(slots=True)
 class Algo:
     """A conditional order in the Algo Service (TP/SL/trailing), in a separate id space."""
 
@@ -141,7 +141,7 @@ class Algo:
     extreme: Decimal = ZERO  # trailing stops: best mark since activation
     reject_reason: str = ""
     child: Order | None = None
-    views: list[tuple[float, dict[str, object]]] = field(default_factory=list)
+    views: list[tuple[float, dict[str, object]]] | None = None  # rest_lag snapshots
 
     @property
     def symbol(self) -> str:

@@ -15,7 +15,7 @@ A close is reported when the quantity reaches zero or flips.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from fillstream.simulator.numbers import EIGHT, ZERO
@@ -32,7 +32,7 @@ class Lifecycle:
     fees: Decimal
 
 
-@dataclass
+@dataclass(slots=True)
 class PositionState:
     """One position's running state. ``qty`` is signed (short < 0)."""
 
@@ -46,7 +46,7 @@ class PositionState:
     life_fees: Decimal = ZERO
     opened_at: int = 0
     update_time: int = 0
-    views: list[tuple[float, dict[str, object]]] = field(default_factory=list)
+    views: list[tuple[float, dict[str, object]]] | None = None  # rest_lag snapshots
 
     def apply(
         self, delta: Decimal, price: Decimal, commission: Decimal, time_ms: int

@@ -22,7 +22,7 @@ START_BALANCE = Decimal(100_000)
 
 
 class _Viewed(Protocol):
-    views: list[tuple[float, dict[str, object]]]
+    views: list[tuple[float, dict[str, object]]] | None
 
 
 class TradeLog:
@@ -136,11 +136,11 @@ class AccountState:
         """
         if seconds > 0 and self.rest_lag_s <= 0:
             for order in self.orders.values():
-                order.views[:] = [(0.0, order.rest_row())]
+                order.views = [(0.0, order.rest_row())]
             for algo in self.algos.values():
-                algo.views[:] = [(0.0, algo.rest_row())]
+                algo.views = [(0.0, algo.rest_row())]
             for pos in self.positions.values():
-                pos.views[:] = [(0.0, pos.core())]
+                pos.views = [(0.0, pos.core())]
         self.rest_lag_s = max(seconds, 0.0)
 
     def cutoff(self, mono: float) -> float | None:
@@ -150,10 +150,11 @@ class AccountState:
     def snapshot(self, obj: _Viewed, mono: float, build: Callable[[], dict[str, object]]) -> None:
         """Remember ``obj``'s state at ``mono`` while REST lags (else forget old snapshots)."""
         if self.rest_lag_s <= 0:
-            if obj.views:
-                obj.views.clear()
+            obj.views = None
             return
         views = obj.views
+        if views is None:
+            views = obj.views = []
         views.append((mono, build()))
         cutoff = mono - self.rest_lag_s
         # Keep the newest snapshot at or before the cutoff and everything after it.
@@ -175,10 +176,11 @@ class AccountState:
             return build()
         if created_mono > cutoff:
             return None
-        if not obj.views:
+        views = obj.views
+        if not views:
             return build()
-        chosen = obj.views[0][1]
-        for t, row in obj.views:
+        chosen = views[0][1]
+        for t, row in views:
             if t > cutoff:
                 break
             chosen = row

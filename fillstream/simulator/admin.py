@@ -111,7 +111,8 @@ class AdminApi:
 
     async def mark(self, body: _Json) -> object:
         self._sim.set_mark(body["symbol"], Decimal(str(body["price"])))
-        return {"symbol": body["symbol"], "mark": str(self._sim.symbols[body["symbol"]].mark)}
+        state = self._sim.symbols[body["symbol"]]
+        return {"symbol": body["symbol"], "mark": state.spec.fmt_price(state.mark)}
 
     async def close(self, body: _Json) -> object:
         closed = self._sim.force_close(

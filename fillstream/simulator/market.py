@@ -33,12 +33,12 @@ class SymbolSpec:
     def price(self, value: Decimal) -> Decimal:
         """Round a price to the tick (down), never below one tick."""
         ticks = (value / self.tick).to_integral_value(rounding=ROUND_DOWN)
-        return max(ticks, Decimal(1)) * self.tick
+        return (max(ticks, Decimal(1)) * self.tick).quantize(self.tick)
 
     def qty(self, value: Decimal) -> Decimal:
         """Round a quantity to the lot step (down), never below one step."""
         steps = (value / self.step).to_integral_value(rounding=ROUND_DOWN)
-        return max(steps, Decimal(1)) * self.step
+        return (max(steps, Decimal(1)) * self.step).quantize(self.step)
 
     def fmt_price(self, value: Decimal) -> str:
         return fmt_fixed(value, self.price_precision)

@@ -48,21 +48,25 @@ class Params:
             raise bad_param("limit")
         return limit
 
-    def window(self, now_ms: int, max_ms: int = WEEK_MS) -> tuple[int, int, bool]:
+    def window(
+        self, now_ms: int, max_ms: int = WEEK_MS, default_ms: int = WEEK_MS
+    ) -> tuple[int, int, bool]:
         """(start, end, newest_first) from ``startTime``/``endTime``, Binance's defaults.
 
-        Neither: the last ``max_ms`` up to now, newest rows first (the caller returns the newest
-        ``limit`` rows, ascending). Only one: a ``max_ms`` window on that side of it.
+        Neither: the last ``default_ms`` up to now, newest rows first (the caller returns the
+        newest ``limit`` rows, ascending). Only ``endTime``: ``default_ms`` before it, newest
+        first. Only ``startTime``: up to ``max_ms`` after it, oldest first. A wider explicit
+        window than ``max_ms`` is ``-1127``.
         """
         start = self.integer("startTime")
         end = self.integer("endTime")
         newest = start is None
         if start is None and end is None:
             end = now_ms
-            start = now_ms - max_ms
+            start = now_ms - default_ms
         elif start is None:
             assert end is not None
-            start = end - max_ms
+            start = end - default_ms
         elif end is None:
             end = start + max_ms
         if start > end:

@@ -13,7 +13,7 @@ from fillstream.simulator.apierror import ApiError, combination, invalid_symbol,
 from fillstream.simulator.engine import LEVERAGE, TAKER_RATE, Engine
 from fillstream.simulator.numbers import ZERO, fmt_amount, fmt_fixed, fmt_plain
 from fillstream.simulator.orders import Algo, Order
-from fillstream.simulator.params import Params
+from fillstream.simulator.params import DAY_MS, Params
 from fillstream.simulator.positions import PositionState
 from fillstream.simulator.state import AccountState, Row
 
@@ -195,7 +195,7 @@ def income(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
     assert page is not None
     if page < 1:
         raise ApiError(400, -1130, "Data sent for parameter 'page' is not valid.")
-    start, end, newest = params.window(engine.clock.wall_ms(), max_ms=90 * 24 * 3600 * 1000)
+    start, end, newest = params.window(engine.clock.wall_ms(), max_ms=90 * DAY_MS)
     cutoff = acct.cutoff(engine.clock.mono())
     rows = [
         row

@@ -237,8 +237,21 @@ async def test_admin_api(sim: Simulator, rest: Rest, http: aiohttp.ClientSession
     async with http.get(f"{sim.admin_url}/_sim/ledger") as resp:
         ledger = await resp.json()
     assert len(ledger["accounts"]["alpha"]["fills"]) == 1
+    body = {"account": "alpha", "symbol": "ETHUSDT", "count": 10, "rate": 0}
+    async with http.post(f"{sim.admin_url}/_sim/burst", json=body) as resp:
+        assert await resp.json() == {"fills": 10}
     async with http.get(f"{sim.admin_url}/_sim/status") as resp:
-        assert (await resp.json())["fills_generated"] == 1
+        status = await resp.json()
+    assert (status["fills_generated"], status["events_emitted"]) == (11, 44)
+    assert not status["accounts"]["alpha"]["listen_key_active"]
+    async with http.post(
+        f"{sim.admin_url}/_sim/mark", json={"symbol": "ETHUSDT", "price": "2500"}
+    ) as resp:
+        assert (await resp.json())["mark"] == "2500.00"
+    async with http.post(f"{sim.admin_url}/_sim/clock", json={"advance_s": 60}) as resp:
+        assert (await resp.json())["sim_s"] >= 60
+    async with http.post(f"{sim.admin_url}/_sim/pause") as resp:
+        assert await resp.json() == {"paused": True}
 
 
 async def test_faults_from_config(make_sim: SimFactory, http: aiohttp.ClientSession) -> None:

@@ -66,6 +66,7 @@ api_secret_env = "{upper}_API_SECRET"
 endpoints = "custom"
 rest_url = "{rest}"
 ws_url = "{ws}"
+symbols = ["BTCUSDT", "ETHUSDT"]
 """
 
 

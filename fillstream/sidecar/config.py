@@ -36,6 +36,8 @@ from fillstream.sidecar.secrets import Secret, read_secret, remember_url_passwor
 from fillstream.sidecar.venue import REST_URLS
 from fillstream.stream.config import StreamSettings
 
+# The markets both paths implement today; coinm and spot are accepted names, not yet served.
+SUPPORTED_MARKETS = (Market.USDM,)
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # A NATS subject token: no whitespace, no wildcards, no separators.
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -338,6 +340,12 @@ def config_from_dict(raw: dict[str, Any], environ: Mapping[str, str] | None = No
     config.database.resolve_dsn(env)
     for account in config.enabled_accounts:
         account.credentials(env)
+    for account in config.enabled_accounts:
+        if account.market not in SUPPORTED_MARKETS:
+            raise ConfigError(
+                f"accounts[{account.name}].market: {account.market} is not supported by this "
+                f"version ({', '.join(SUPPORTED_MARKETS)} only)"
+            )
     _validate_stream(config.stream, "stream")
     for account in config.accounts:
         if account.stream is not None:

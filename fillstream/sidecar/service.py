@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from fillstream.ledger import FillstreamError, StreamState
+from fillstream.ledger import ConfigError, FillstreamError, StreamState
 from fillstream.sidecar.clients import (
     close_all,
     connect_nats,
@@ -80,6 +80,7 @@ class Service:
         self._serving = False
         self._stopping = False
         self._closed = False
+        self._deadline: float | None = None  # time.monotonic() by which shutdown must end
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -96,6 +97,8 @@ class Service:
     async def start(self) -> None:
         """Build the shared parts and serve HTTP. Raises :class:`StartupError` (one line)."""
         config = self.config
+        if not config.enabled_accounts:
+            raise ConfigError("accounts: no enabled account is configured")
         dsn = config.database.resolve_dsn(self._environ)
         opened: list[Any] = []
         try:
@@ -187,16 +190,16 @@ class Service:
                     tg.create_task(supervisor.run(), name=f"account-{name}")
                 await stop.wait()
                 self._stopping = True
-                deadline = time.monotonic() + self.config.service.shutdown_deadline_s
+                self._deadline = time.monotonic() + self.config.service.shutdown_deadline_s
                 log.info(
                     "shutting down", extra={"deadline_s": self.config.service.shutdown_deadline_s}
                 )
                 # 1. stop reading (streams flush their frames and delete their listenKeys).
                 for supervisor in self.supervisors.values():
-                    supervisor.stop(deadline)
+                    supervisor.stop(self._deadline)
         finally:
             self._serving = False
-            await self.aclose(deadline=None)
+            await self.aclose(self._deadline)
 
     async def aclose(self, deadline: float | None = None) -> None:
         """Steps 2 to 4 of the shutdown (idempotent); ``deadline`` is a ``time.monotonic()``."""

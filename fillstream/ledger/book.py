@@ -106,6 +106,9 @@ class _PositionLedger:
         self.emitted: dict[tuple[int, int], PositionClose] = {}
         self.state = _Lifecycle()
         self.sealed_through: SortKey | None = None
+        # Entries after which the position was exactly flat: the only safe seal points (a flip
+        # closes one position but leaves the other side open, which a restart must not lose).
+        self.flat_at: set[SortKey] = set()
 
     def position(self) -> Position:
         s = self.state
@@ -162,6 +165,8 @@ class _PositionLedger:
         self.state = _Lifecycle(updated_at_ms=s.updated_at_ms)
         if remainder != ZERO:  # a flip closes one position and opens the other side
             self.state.open(remainder, fill.price, fill.trade_time_ms)
+        else:
+            self.flat_at.add(sort_key(fill))
         return [close]
 
     def _correct(self, c: PositionCorrection) -> list[PositionClose]:
@@ -178,6 +183,7 @@ class _PositionLedger:
                 source=FillSource.RECONCILE,
             )
             self.state = _Lifecycle(updated_at_ms=s.updated_at_ms)
+            self.flat_at.add(sort_key(c))
             return [close]
         if s.qty == ZERO:
             s.open(c.qty, c.entry_price, c.time_ms)
@@ -214,6 +220,7 @@ class _PositionLedger:
 
     def refold(self, algo_types: Mapping[int, str]) -> list[PositionClose]:
         self.state = _Lifecycle()
+        self.flat_at = set()
         closes: list[PositionClose] = []
         for entry in self.entries:
             closes.extend(self.step(entry, algo_types))
@@ -255,9 +262,9 @@ class _PositionLedger:
         newest = self.sort_keys[-1][0]
         cut: PositionClose | None = None
         for close in self.emitted.values():
-            if close.closed_at_ms < newest - horizon_ms and (
-                cut is None or close.closed_at_ms > cut.closed_at_ms
-            ):
+            if (
+                close.closed_at_ms < newest - horizon_ms and _close_sort_key(close) in self.flat_at
+            ) and (cut is None or close.closed_at_ms > cut.closed_at_ms):
                 cut = close
         if cut is None:
             return
@@ -268,6 +275,7 @@ class _PositionLedger:
                 self.fill_keys.discard(entry.key)
         del self.entries[:index]
         del self.sort_keys[:index]
+        self.flat_at = {k for k in self.flat_at if k > boundary}
         self.sealed_through = boundary
         for cid, close in list(self.emitted.items()):
             if _close_sort_key(close) <= boundary:

@@ -206,22 +206,23 @@ class Ledger:
         links = await self._upsert_algo_links(conn, batch.algo_links)
         corrections = await self._insert_corrections(conn, batch.corrections)
         change = book.apply(new_fills, corrections, links)
+        closes, retracted = await self._number_closes(conn, change.closes, change.retracted)
         orders = await self._upsert_orders(conn, batch) if batch.orders else []
         p = self.prefix
         messages = [payloads.fill_message(p, f) for f in new_fills]
         messages += [payloads.order_message(p, o) for o in orders]
-        messages += [payloads.close_message(p, c) for c in change.closes]
-        messages += [payloads.retraction_message(p, c, batch.source) for c in change.retracted]
+        messages += [payloads.close_message(p, c) for c in closes]
+        messages += [payloads.retraction_message(p, c, batch.source) for c in retracted]
         messages += [payloads.correction_message(p, c) for c in corrections]
-        if change.positions or messages or change.retracted:
+        if change.positions or messages or retracted:
             sealed = [book.sealed_through(x.symbol, x.position_side) for x in change.positions]
             ids = await conn.fetch(
                 _WRITE_CHANGES,
                 account,
                 market,
                 *rows.position_columns(change.positions, sealed),
-                *_close_columns(change.closes),
-                [close_id(c) for c in change.retracted],
+                *_close_columns(closes),
+                [close_id(c) for c in retracted],
                 [m.subject for m in messages],
                 [m.msg_id for m in messages],
                 [m.payload for m in messages],
@@ -230,12 +231,57 @@ class Ledger:
         return IngestOutcome(
             new_fills=new_fills,
             duplicate_fills=duplicates,
-            closes=change.closes,
-            retracted=change.retracted,
+            closes=closes,
+            retracted=retracted,
             orders=orders,
             corrections=corrections,
             messages=messages,
         )
+
+    async def _number_closes(
+        self,
+        conn: asyncpg.Connection,
+        closes: list[PositionClose],
+        retracted: list[PositionClose],
+    ) -> tuple[list[PositionClose], list[PositionClose]]:
+        """Give every stored close revision a message id never used before.
+
+        The book numbers revisions from what it holds; the store may hold more: a close retracted
+        earlier and now back (a second late fill undid the first) is revision 0 to the book again.
+        Each such close is renumbered past the stored revisions, and a retraction names the latest
+        stored revision, so neither is deduplicated away on JetStream. A close emitted and
+        retracted within this one change never happened as far as the world knows: both go.
+        """
+        if not closes and not retracted:
+            return closes, retracted
+        both = {close_id(c) for c in closes} & {close_id(r) for r in retracted}
+        if both:
+            closes = [c for c in closes if close_id(c) not in both]
+            retracted = [r for r in retracted if close_id(r) not in both]
+        ids = [close_id(c) for c in (*closes, *retracted)]
+        if not ids:
+            return closes, retracted
+        stored: dict[str, int] = {
+            r["close_id"]: r["revision"]
+            for r in await conn.fetch(
+                "SELECT close_id, max(revision) AS revision FROM position_closes"
+                " WHERE close_id = ANY($1::text[]) GROUP BY close_id",
+                ids,
+            )
+        }
+        renumbered = []
+        for close in closes:
+            cid = close_id(close)
+            last = stored.get(cid)
+            if last is not None and close.revision <= last:
+                close = msgspec.structs.replace(close, revision=last + 1)  # noqa: PLW2901
+            stored[cid] = close.revision
+            renumbered.append(close)
+        named = [
+            msgspec.structs.replace(r, revision=stored.get(close_id(r), r.revision))
+            for r in retracted
+        ]
+        return renumbered, named
 
     async def _insert_fills(
         self, conn: asyncpg.Connection, batch: IngestBatch

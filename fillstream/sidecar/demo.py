@@ -87,6 +87,8 @@ def demo_config(
                 "endpoints": "custom",
                 "rest_url": sim.rest_url,
                 "ws_url": sim.ws_url,
+                # REST has no all-symbol trade query: list what the account trades.
+                "symbols": list(sim.config.symbols),
             }
         )
     raw = {

@@ -52,7 +52,11 @@ _MARK = (
     "UPDATE outbox SET published_at = now() WHERE id = ANY('{{{ids}}}'::bigint[])"
 )
 _COUNT = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-_PRUNE = "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
+# By id range (the primary key), in bounded chunks: no index on published_at to maintain.
+_PRUNE = """
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE id <= $1 AND published_at IS NOT NULL LIMIT 10000)
+"""
 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -69,6 +73,7 @@ class OutboxRelay:
         backoff_initial_s: float = 0.05,
         backoff_max_s: float = 2.0,
         retention_s: float = 86400.0,
+        prune_interval_s: float = 60.0,
         on_published: PublishedListener | None = None,
     ) -> None:
         self.pool = pool
@@ -77,6 +82,7 @@ class OutboxRelay:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.retention_s = retention_s
+        self.prune_interval_s = prune_interval_s
         self.on_published = on_published
         self._queue: collections.deque[OutboxMessage] = collections.deque()
         self._accepting = False  # False while draining: the table is the source then
@@ -90,6 +96,9 @@ class OutboxRelay:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._last_prune = 0.0
+        # (monotonic time, highest id marked by then): what may be pruned once it is old enough.
+        self._checkpoints: collections.deque[tuple[float, int]] = collections.deque()
+        self._max_marked = 0
         self._latency_children: dict[tuple[str, str], Histogram] = {}
 
     # -- public surface ------------------------------------------------------------------------
@@ -291,15 +300,23 @@ class OutboxRelay:
                     self._to_mark[:0] = ids
                     raise
                 self._set_pending(self._pending - len(ids))
+                self._max_marked = max(self._max_marked, *ids)
 
     async def _prune(self) -> None:
-        """Forget rows published long ago (republish reads the fact tables, not the outbox),
-        and resynchronise the pending count with the table."""
+        """Forget rows published more than ``retention_s`` ago (republish reads the fact
+        tables, not the outbox), and resynchronise the pending count with the table."""
         now = time.monotonic()
-        if now - self._last_prune < 60:
+        if now - self._last_prune < self.prune_interval_s:
             return
         self._last_prune = now
-        await self.pool.execute(_PRUNE, self.retention_s)
+        self._checkpoints.append((now, self._max_marked))
+        prune_to = 0
+        while self._checkpoints and self._checkpoints[0][0] <= now - self.retention_s:
+            prune_to = self._checkpoints.popleft()[1]
+        while prune_to:
+            status = await self.pool.execute(_PRUNE, prune_to)
+            if status == "DELETE 0":
+                break
         self._set_pending(await self.pool.fetchval(_COUNT))
 
     def _drop_queue(self) -> None:

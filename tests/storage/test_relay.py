@@ -112,3 +112,25 @@ async def test_nats_outage_grows_the_outbox_and_it_drains_after(
 
 async def _disconnected(nc: NATS) -> bool:
     return not nc.is_connected
+
+
+async def test_published_rows_are_pruned_after_the_retention(
+    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget
+) -> None:
+    ledger = Ledger(pool, prefix=nats_target.prefix)
+    await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 101))))
+    relay = OutboxRelay(pool, publisher, retention_s=0, prune_interval_s=0)
+    await relay.start()
+    try:
+        assert await relay.wait_idle(30)
+        outcome = await ledger.ingest(batch_of(make_fill(101)))
+        relay.offer(outcome.messages)  # the next marking round prunes what came before
+
+        async def pruned() -> bool:
+            return int(await pool.fetchval("SELECT count(*) FROM outbox")) <= 1
+
+        await eventually(pruned, what="published rows pruned")
+        assert await unpublished(pool) == 0
+        assert await pool.fetchval("SELECT count(*) FROM fills") == 101  # facts stay
+    finally:
+        await relay.aclose()

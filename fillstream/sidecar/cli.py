@@ -192,12 +192,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except Exception as exc:
         log.debug("command failed", exc_info=True)
-        return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+        cause: BaseException = exc
+        while isinstance(cause, BaseExceptionGroup) and cause.exceptions:  # a TaskGroup's
+            cause = cause.exceptions[0]
+        return _fail(f"{type(cause).__name__}: {cause}", EXIT_FAILURE)
 
 
 def _fail(reason: str, code: int) -> int:
     sys.stderr.write(scrub(f"fillstream: {reason}").replace("\n", " ") + "\n")
     return code
+
+
+def _since_ms(text: str) -> int:
+    from fillstream.sidecar.timespec import parse_since_ms  # noqa: PLC0415
+
+    try:
+        return parse_since_ms(text, int(time.time() * 1000))
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -248,23 +260,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_tail(args: argparse.Namespace) -> int:
     from fillstream.sidecar.config import load_config  # noqa: PLC0415
     from fillstream.sidecar.tail import tail  # noqa: PLC0415
-    from fillstream.sidecar.timespec import parse_since_ms  # noqa: PLC0415
 
     servers = ["nats://127.0.0.1:4222"]
     prefix, stream = "fillstream", None
     if args.config:
         config = load_config(args.config)
-        servers, prefix, stream = list(config.nats.servers), config.nats.subject_prefix, None
-        stream = config.nats.stream
+        servers, prefix, stream = (
+            list(config.nats.servers),
+            config.nats.subject_prefix,
+            config.nats.stream,
+        )
     if args.nats:
         servers = [s.strip() for s in args.nats.split(",") if s.strip()]
     prefix = args.prefix or prefix
-    since_ms = None
-    if args.since is not None:
-        try:
-            since_ms = parse_since_ms(args.since, int(time.time() * 1000))
-        except ValueError as exc:
-            raise ConfigError(f"--since: {exc}") from None
+    since_ms = None if args.since is None else _since_ms(args.since)
     asyncio.run(
         tail(
             servers=servers,
@@ -294,13 +303,9 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_republish(args: argparse.Namespace) -> int:
     from fillstream.sidecar.admin import republish  # noqa: PLC0415
-    from fillstream.sidecar.timespec import parse_since_ms  # noqa: PLC0415
 
     config = _load(args)
-    try:
-        since_ms = parse_since_ms(args.since, int(time.time() * 1000))
-    except ValueError as exc:
-        raise ConfigError(f"--since: {exc}") from None
+    since_ms = _since_ms(args.since)
     sent = asyncio.run(republish(config, since_ms))
     sys.stdout.write(f"republished {sent} message(s) to {config.nats.stream}\n")
     return EXIT_OK
@@ -308,14 +313,10 @@ def _cmd_republish(args: argparse.Namespace) -> int:
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     from fillstream.sidecar.admin import reconcile  # noqa: PLC0415
-    from fillstream.sidecar.timespec import parse_since_ms  # noqa: PLC0415
 
     config = _load(args)
     account = config.account(args.account)
-    try:
-        since_ms = parse_since_ms(args.since, int(time.time() * 1000))
-    except ValueError as exc:
-        raise ConfigError(f"--since: {exc}") from None
+    since_ms = _since_ms(args.since)
     return asyncio.run(reconcile(config, account, since_ms, apply=args.apply, out=sys.stdout))
 
 

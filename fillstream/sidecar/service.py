@@ -67,12 +67,9 @@ class Service:
         self,
         config: Config,
         environ: Mapping[str, str] | None = None,
-        *,
-        http_port: int | None = None,
     ) -> None:
         self.config = config
         self._environ = environ
-        self._http_port = http_port
         self._parts: SharedParts | None = None
         self._http: HttpServer | None = None
         self.supervisors: dict[str, AccountSupervisor] = {}
@@ -112,8 +109,11 @@ class Service:
                 raise StartupError(f"PostgreSQL at {mask_url(dsn)}: {exc}") from exc
             opened.append(pool)
             if config.database.migrate_on_start:
-                async with pool.acquire() as conn:
-                    applied = await migrate(conn)
+                try:
+                    async with pool.acquire() as conn:
+                        applied = await migrate(conn)
+                except Exception as exc:
+                    raise StartupError(f"PostgreSQL migrations failed: {exc!r}") from exc
                 if applied:
                     log.info("migrations applied", extra={"versions": ",".join(map(str, applied))})
             servers = ", ".join(mask_url(s) for s in config.nats.servers)
@@ -156,7 +156,7 @@ class Service:
             http = HttpServer(
                 self,
                 host=config.http.host,
-                port=config.http.port if self._http_port is None else self._http_port,
+                port=config.http.port,
                 loop_stall_s=config.http.loop_stall_s,
                 enable_reconcile=config.http.enable_reconcile_endpoint,
             )

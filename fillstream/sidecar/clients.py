@@ -33,42 +33,77 @@ async def create_pool(config: Config, environ: Mapping[str, str] | None = None) 
     )
 
 
-def _nats_logger(kind: str, holder: list[NatsClient]) -> Callable[..., Awaitable[None]]:
-    async def callback(*args: object) -> None:
-        if holder and (holder[0].is_closed or holder[0].is_draining):
-            return  # our own close, not an outage
-        detail = f": {args[0]}" if args else ""
-        level = logging.INFO if kind == "reconnected" else logging.WARNING
-        log.log(level, "nats %s%s", kind, detail)
+class _NatsEvents:
+    """nats-py's callbacks: logged once connected; before that, only the last error is kept
+    (for the one-line reason when the first connection never succeeds)."""
 
-    return callback
+    def __init__(self) -> None:
+        self.nc: NatsClient | None = None
+        self.last_error: object = None
+
+    def callback(self, kind: str) -> Callable[..., Awaitable[None]]:
+        async def on_event(*args: object) -> None:
+            nc = self.nc
+            if nc is None:
+                self.last_error = args[0] if args else kind
+                return
+            if nc.is_closed or nc.is_draining:
+                return  # our own close, not an outage
+            detail = f": {args[0]}" if args else ""
+            level = logging.INFO if kind == "reconnected" else logging.WARNING
+            log.log(level, "nats %s%s", kind, detail)
+
+        return on_event
 
 
-async def connect_nats(config: Config, *, reconnect: bool = True) -> NatsClient:
-    """Connect to ``[nats] servers``. With ``reconnect`` (the service), a lost connection is
-    retried forever (the outbox keeps every message meanwhile); without it (``check``, ``tail``),
-    the first failure is final. Raises on an initial connection failure.
+async def connect_nats_servers(
+    servers: list[str],
+    *,
+    name: str = "fillstream",
+    reconnect: bool = True,
+    connect_timeout_s: float = 5.0,
+    credentials_file: str | None = None,
+) -> NatsClient:
+    """Connect to ``servers``, trying for at most three connect timeouts in all, then raising
+    ``TimeoutError`` (or the connection error): an unreachable NATS fails fast. Once connected,
+    with ``reconnect`` a lost connection is retried forever (the outbox keeps every message
+    meanwhile); without it the first failure is final.
     """
-    n = config.nats
-    holder: list[NatsClient] = []
-    nc = await nats.connect(
-        servers=list(n.servers),
-        name="fillstream",
-        connect_timeout=max(1, round(n.connect_timeout_s)),
+    events = _NatsEvents()
+    connecting = nats.connect(
+        servers=servers,
+        name=name,
+        connect_timeout=max(1, round(connect_timeout_s)),
         allow_reconnect=reconnect,
         max_reconnect_attempts=-1 if reconnect else 0,
         reconnect_time_wait=1,
-        error_cb=_nats_logger("error", holder),
-        disconnected_cb=_nats_logger("disconnected", holder) if reconnect else None,
-        reconnected_cb=_nats_logger("reconnected", holder) if reconnect else None,
-        user_credentials=n.credentials_file,
+        error_cb=events.callback("error"),
+        disconnected_cb=events.callback("disconnected") if reconnect else None,
+        reconnected_cb=events.callback("reconnected") if reconnect else None,
+        user_credentials=credentials_file,
     )
-    holder.append(nc)
-    return nc
+    # nats-py retries the first connection forever when reconnecting is allowed: bound it.
+    limit_s = 3 * connect_timeout_s
+    try:
+        events.nc = await asyncio.wait_for(connecting, limit_s)
+    except TimeoutError:
+        where = ", ".join(mask_url(s) for s in servers)
+        raise ConnectionError(
+            f"no NATS server reachable at {where} within {limit_s:g} s"
+            f" (last error: {events.last_error})"
+        ) from None
+    return events.nc
 
 
-def nats_servers_for_humans(config: Config) -> str:
-    return ", ".join(mask_url(s) for s in config.nats.servers)
+async def connect_nats(config: Config, *, reconnect: bool = True) -> NatsClient:
+    """:func:`connect_nats_servers` with the ``[nats]`` section."""
+    n = config.nats
+    return await connect_nats_servers(
+        list(n.servers),
+        reconnect=reconnect,
+        connect_timeout_s=n.connect_timeout_s,
+        credentials_file=n.credentials_file,
+    )
 
 
 async def create_venue(

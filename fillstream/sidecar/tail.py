@@ -15,9 +15,10 @@ import signal
 from datetime import UTC, datetime
 from typing import IO
 
-import nats
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from fillstream.sidecar.clients import connect_nats_servers
 
 
 async def tail(
@@ -33,7 +34,7 @@ async def tail(
 ) -> int:
     """Print messages until SIGINT/SIGTERM, ``count`` messages, or ``timeout_s``; returns how
     many were printed. Raises when NATS cannot be reached."""
-    nc = await nats.connect(servers=servers, name="fillstream-tail", max_reconnect_attempts=-1)
+    nc = await connect_nats_servers(servers, name="fillstream-tail")
     done = asyncio.Event()
     printed = 0
 

@@ -4,12 +4,19 @@ Two paths, one loop:
 
 * **fast** — the pipeline hands over the rows it has just committed (:meth:`OutboxRelay.offer`),
   so at low rate a fill goes commit → publish → ack with no polling; acknowledged rows are
-  marked published by a background task in coalesced batches.
+  marked published (``retention_s`` > 0, pruned after it) or deleted (``retention_s`` = 0, the
+  default) by a background task in coalesced batches.
 * **drain** — at start-up and after any failed publish, the loop reads
   ``outbox WHERE published_at IS NULL ORDER BY id`` in chunks and publishes it, retrying with
   capped exponential backoff while NATS is down. Offers are ignored meanwhile (the rows are in
   the table); the loop starts accepting offers again *before* its last, empty-confirming read,
   so a row committed around the switch is seen by one path or the other.
+
+Why delete by default (design.md said "mark"): PostgreSQL's facts are the system of record and
+JetStream the delivery log, so a published outbox row is dead weight, and marking it costs an
+UPDATE (a new row version and index entry) plus a later DELETE: measured 25 ms per 1,000 rows
+for the UPDATE against 6 ms for the DELETE, on the hot path's database. Either way,
+``published_at IS NULL`` counts what is pending.
 
 Nothing is ever deleted unpublished. Publication order per subject follows outbox id order
 except around a failure, where a row retried from the table lands after younger rows that had
@@ -51,6 +58,9 @@ _MARK = (
     "SET LOCAL synchronous_commit TO off; "
     "UPDATE outbox SET published_at = now() WHERE id = ANY('{{{ids}}}'::bigint[])"
 )
+_DELETE = (
+    "SET LOCAL synchronous_commit TO off; DELETE FROM outbox WHERE id = ANY('{{{ids}}}'::bigint[])"
+)
 _COUNT = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 # By id range (the primary key), in bounded chunks: no index on published_at to maintain.
 _PRUNE = """
@@ -72,7 +82,7 @@ class OutboxRelay:
         chunk: int = 1000,
         backoff_initial_s: float = 0.05,
         backoff_max_s: float = 2.0,
-        retention_s: float = 86400.0,
+        retention_s: float = 0.0,
         prune_interval_s: float = 60.0,
         on_published: PublishedListener | None = None,
     ) -> None:
@@ -117,6 +127,7 @@ class OutboxRelay:
         if self._tasks:
             return
         self._set_pending(await self.pool.fetchval(_COUNT))
+        self._last_prune = time.monotonic()
         self._closing = False
         self._tasks = [
             asyncio.create_task(self._run(), name="outbox-relay"),
@@ -295,7 +306,8 @@ class OutboxRelay:
             while self._to_mark:
                 ids, self._to_mark = self._to_mark, []
                 try:
-                    await self.pool.execute(_MARK.format(ids=",".join(map(str, ids))))
+                    done = _MARK if self.retention_s > 0 else _DELETE
+                    await self.pool.execute(done.format(ids=",".join(map(str, ids))))
                 except BaseException:
                     self._to_mark[:0] = ids
                     raise
@@ -306,7 +318,7 @@ class OutboxRelay:
         """Forget rows published more than ``retention_s`` ago (republish reads the fact
         tables, not the outbox), and resynchronise the pending count with the table."""
         now = time.monotonic()
-        if now - self._last_prune < self.prune_interval_s:
+        if self.retention_s <= 0 or now - self._last_prune < self.prune_interval_s:
             return
         self._last_prune = now
         self._checkpoints.append((now, self._max_marked))

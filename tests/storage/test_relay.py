@@ -119,18 +119,37 @@ async def test_published_rows_are_pruned_after_the_retention(
 ) -> None:
     ledger = Ledger(pool, prefix=nats_target.prefix)
     await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 101))))
-    relay = OutboxRelay(pool, publisher, retention_s=0, prune_interval_s=0)
+    relay = OutboxRelay(pool, publisher, retention_s=0.001, prune_interval_s=3600)
     await relay.start()
     try:
         assert await relay.wait_idle(30)
-        outcome = await ledger.ingest(batch_of(make_fill(101)))
-        relay.offer(outcome.messages)  # the next marking round prunes what came before
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 100  # kept, marked
+        relay.prune_interval_s = 0
+        for i in (101, 102):  # the marking rounds prune what is older than the retention
+            outcome = await ledger.ingest(batch_of(make_fill(i)))
+            relay.offer(outcome.messages)
+            assert await relay.wait_idle(30)
 
         async def pruned() -> bool:
-            return int(await pool.fetchval("SELECT count(*) FROM outbox")) <= 1
+            return int(await pool.fetchval("SELECT count(*) FROM outbox")) <= 2
 
         await eventually(pruned, what="published rows pruned")
         assert await unpublished(pool) == 0
-        assert await pool.fetchval("SELECT count(*) FROM fills") == 101  # facts stay
+        assert await pool.fetchval("SELECT count(*) FROM fills") == 102  # facts stay
+    finally:
+        await relay.aclose()
+
+
+async def test_by_default_published_rows_are_deleted(
+    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget
+) -> None:
+    ledger = Ledger(pool, prefix=nats_target.prefix)
+    await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 51))))
+    relay = OutboxRelay(pool, publisher)
+    await relay.start()
+    try:
+        assert await relay.wait_idle(30)
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+        assert await stream_count(nats_target.url, nats_target.stream) == 50
     finally:
         await relay.aclose()

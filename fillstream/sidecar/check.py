@@ -25,7 +25,8 @@ from nats.js.errors import NotFoundError
 from fillstream.ledger import Market, VenueError
 from fillstream.sidecar.clients import connect_nats, create_venue, weight_budgets
 from fillstream.sidecar.config import AccountConfig, Config
-from fillstream.sidecar.secrets import mask_url, scrub
+from fillstream.sidecar.errors import describe
+from fillstream.sidecar.secrets import mask_url
 from fillstream.sidecar.venue import WeightBudgets
 from fillstream.storage.migrations import available
 
@@ -60,19 +61,15 @@ async def run_checks(config: Config, environ: Mapping[str, str] | None = None) -
     return findings
 
 
-def _failure(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    text = text if isinstance(exc, VenueError) else f"{type(exc).__name__}: {text}"
-    return scrub(text if len(text) <= 200 else text[:200] + "…")
-
-
 async def _check_postgres(config: Config, environ: Mapping[str, str] | None) -> list[Finding]:
     dsn = config.database.resolve_dsn(environ)
     try:
         conn = await asyncpg.connect(dsn, timeout=_TIMEOUT_S)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         return [
-            Finding(Level.FAIL, "postgres", f"cannot connect to {mask_url(dsn)}: {_failure(exc)}")
+            Finding(
+                Level.FAIL, "postgres", f"cannot connect to {mask_url(dsn)}: {describe(exc, 200)}"
+            )
         ]
     try:
         version = await conn.fetchval("SHOW server_version")
@@ -100,14 +97,16 @@ async def _check_nats(config: Config) -> list[Finding]:
     try:
         nc = await asyncio.wait_for(connect_nats(config, reconnect=False), _TIMEOUT_S)
     except Exception as exc:  # nats-py raises a variety of errors on failed connects
-        return [Finding(Level.FAIL, "nats", f"cannot connect to {servers}: {_failure(exc)}")]
+        return [Finding(Level.FAIL, "nats", f"cannot connect to {servers}: {describe(exc, 200)}")]
     found = [Finding(Level.OK, "nats", f"reachable at {servers}")]
     try:
         js = nc.jetstream()
         try:
             await js.account_info()
         except Exception as exc:
-            found.append(Finding(Level.FAIL, "nats", f"JetStream unavailable: {_failure(exc)}"))
+            found.append(
+                Finding(Level.FAIL, "nats", f"JetStream unavailable: {describe(exc, 200)}")
+            )
             return found
         name = config.nats.stream
         try:
@@ -148,7 +147,9 @@ async def _check_account(
             _TIMEOUT_S,
         )
     except (VenueError, TimeoutError, OSError) as exc:
-        return [Finding(Level.FAIL, subject, f"REST {account.resolved_rest_url}: {_failure(exc)}")]
+        return [
+            Finding(Level.FAIL, subject, f"REST {account.resolved_rest_url}: {describe(exc, 200)}")
+        ]
     try:
         skew = venue.clock_offset_ms
         level = Level.WARN if abs(skew) > _SKEW_WARN_MS else Level.OK
@@ -160,15 +161,17 @@ async def _check_account(
                 await asyncio.wait_for(venue.create_listen_key(), _TIMEOUT_S)
                 found.append(Finding(Level.OK, subject, "listenKey obtained"))
             except (VenueError, TimeoutError) as exc:
-                found.append(Finding(Level.FAIL, subject, f"listenKey refused: {_failure(exc)}"))
+                found.append(
+                    Finding(Level.FAIL, subject, f"listenKey refused: {describe(exc, 200)}")
+                )
         try:
             perms = await asyncio.wait_for(venue.account_permissions(), _TIMEOUT_S)
         except VenueError as exc:
             if exc.is_auth:
-                found.append(Finding(Level.FAIL, subject, f"key refused: {_failure(exc)}"))
+                found.append(Finding(Level.FAIL, subject, f"key refused: {describe(exc, 200)}"))
             else:  # the venue does not say (e.g. no account endpoint): only a warning
                 found.append(
-                    Finding(Level.WARN, subject, f"key permissions unknown: {_failure(exc)}")
+                    Finding(Level.WARN, subject, f"key permissions unknown: {describe(exc, 200)}")
                 )
             return found
         except TimeoutError:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fillstream.ledger.errors import ConfigError
+from fillstream.sidecar.errors import describe
 from fillstream.sidecar.logs import setup_logging
 from fillstream.sidecar.secrets import scrub
 
@@ -192,10 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except Exception as exc:
         log.debug("command failed", exc_info=True)
-        cause: BaseException = exc
-        while isinstance(cause, BaseExceptionGroup) and cause.exceptions:  # a TaskGroup's
-            cause = cause.exceptions[0]
-        return _fail(f"{type(cause).__name__}: {cause}", EXIT_FAILURE)
+        return _fail(describe(exc, limit=2000), EXIT_FAILURE)
 
 
 def _fail(reason: str, code: int) -> int:

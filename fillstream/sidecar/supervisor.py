@@ -29,9 +29,9 @@ from fillstream.ledger import StreamState
 from fillstream.reconcile import Reconciler
 from fillstream.sidecar.clients import create_venue
 from fillstream.sidecar.config import AccountConfig, Config
+from fillstream.sidecar.errors import describe
 from fillstream.sidecar.fillindex import PgFillIndex
 from fillstream.sidecar.pipeline import Pipeline
-from fillstream.sidecar.secrets import scrub
 from fillstream.sidecar.service_metrics import ACCOUNT_RESTARTS, ACCOUNT_RUNNING
 from fillstream.sidecar.venue import WeightBudgets
 from fillstream.storage import JetStreamPublisher, Ledger, OutboxRelay, PgCursorStore, PgOrderView
@@ -101,13 +101,16 @@ class AccountSupervisor:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                await self._incarnation()
+                await self._incarnation()  # returns only once stopped
             except Exception as exc:  # the supervisor's job: log, count, restart
                 if self._stop.is_set():
-                    log.warning("account %s stopped with an error: %s", self.account.name, exc)
+                    log.warning(
+                        "account stopped with an error",
+                        extra={"account": self.account.name, "error": describe(exc)},
+                    )
                     break
                 self.restarts += 1
-                self.last_error = scrub(f"{type(exc).__name__}: {exc}")[:500]
+                self.last_error = describe(exc)
                 self._restarts.inc()
                 if time.monotonic() - started >= settings.restart_max_s:
                     backoff = settings.restart_initial_s

@@ -1,0 +1,14 @@
+"""One-line descriptions of exceptions for operators: the cause, secrets masked."""
+
+from __future__ import annotations
+
+from fillstream.sidecar.secrets import scrub
+
+
+def describe(exc: BaseException, limit: int = 500) -> str:
+    """``Type: message`` of the first leaf of (nested) exception groups — a TaskGroup wraps the
+    real failure — on one line, scrubbed of secrets, at most ``limit`` characters."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = scrub(f"{type(exc).__name__}: {exc}".rstrip(": ")).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -22,7 +22,7 @@ from fillstream.ledger import (
     PositionSide,
 )
 from fillstream.ledger.book import SortKey
-from fillstream.storage import payloads, rows
+from fillstream.storage import payloads, rows, sql
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ FROM positions WHERE account = $1 AND market = $2 AND sealed_time_ms IS NOT NULL
 """
 
 _FILLS = (
-    rows.FILL_SELECT
+    sql.FILL_SELECT
     + """
 LEFT JOIN positions p ON p.account = f.account AND p.market = f.market
     AND p.symbol = f.symbol AND p.position_side = f.position_side

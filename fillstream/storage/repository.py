@@ -11,7 +11,7 @@ the store on the next batch, so the book never holds a change the store does not
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -21,7 +21,6 @@ from fillstream.ledger import (
     AlgoLink,
     Fill,
     FillKey,
-    Gap,
     IngestBatch,
     Market,
     OrderUpdate,
@@ -29,95 +28,16 @@ from fillstream.ledger import (
     PositionBook,
     PositionClose,
     PositionCorrection,
-    StatusChange,
     subjects,
 )
-from fillstream.storage import payloads, rows
+from fillstream.storage import payloads, rows, sql
 from fillstream.storage.books import load_book
 from fillstream.storage.payloads import OutboxMessage
+from fillstream.storage.records import Records, assign_ids
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HORIZON_MS = 6 * 3600 * 1000
-
-_INSERT_OUTBOX = """
-INSERT INTO outbox (subject, msg_id, payload)
-SELECT u.subject, u.msg_id, u.payload
-FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(subject, msg_id, payload, n)
-ORDER BY u.n
-RETURNING id
-"""
-
-_UPSERT_ALGO_LINKS = """
-INSERT INTO algo_links AS a (
-    account, market, symbol, algo_id, client_algo_id, algo_type, status, order_id, update_time_ms)
-SELECT $1, $2, u.* FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
-    $8::bigint[], $9::bigint[]) AS u
-ON CONFLICT (account, market, algo_id) DO UPDATE SET
-    client_algo_id = EXCLUDED.client_algo_id, algo_type = EXCLUDED.algo_type,
-    status = EXCLUDED.status, order_id = coalesce(EXCLUDED.order_id, a.order_id),
-    update_time_ms = EXCLUDED.update_time_ms, updated_at = now()
-WHERE a.update_time_ms <= EXCLUDED.update_time_ms
-"""
-
-_INSERT_CORRECTIONS = """
-INSERT INTO position_corrections (
-    account, market, symbol, position_side, qty, entry_price, time_ms)
-SELECT $1, $2, u.symbol, u.position_side, u.qty::numeric, u.entry_price::numeric, u.time_ms
-FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-    AS u(symbol, position_side, qty, entry_price, time_ms)
-ON CONFLICT DO NOTHING
-RETURNING symbol, position_side, time_ms, qty
-"""
-
-# Everything the book changed and every message, in one statement (one round trip): at low
-# rate an ingest is BEGIN, the fills, this, COMMIT. Data-modifying CTEs all run, whatever the
-# outer query reads; empty arrays cost nothing.
-_WRITE_CHANGES = """
-WITH positions_written AS (
-    INSERT INTO positions AS p (
-        account, market, symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
-        updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
-    SELECT $1, $2, u.symbol, u.position_side, u.qty::numeric, u.entry_price::numeric,
-        u.realized_pnl::numeric, u.opened_at_ms, u.updated_at_ms, u.sealed_time_ms,
-        u.sealed_trade_id, u.sealed_order_id
-    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
-        $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
-        AS u(symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
-             updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
-    ON CONFLICT (account, market, symbol, position_side) DO UPDATE SET
-        qty = EXCLUDED.qty, entry_price = EXCLUDED.entry_price,
-        realized_pnl = EXCLUDED.realized_pnl, opened_at_ms = EXCLUDED.opened_at_ms,
-        updated_at_ms = EXCLUDED.updated_at_ms,
-        -- A book restored after a restart has not sealed yet: keep the stored boundary.
-        sealed_time_ms = coalesce(EXCLUDED.sealed_time_ms, p.sealed_time_ms),
-        sealed_trade_id = coalesce(EXCLUDED.sealed_trade_id, p.sealed_trade_id),
-        sealed_order_id = coalesce(EXCLUDED.sealed_order_id, p.sealed_order_id),
-        updated_at = now()
-), closes_written AS (
-    INSERT INTO position_closes (
-        msg_id, close_id, account, market, symbol, position_side, reason, revision,
-        close_trade_id, close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
-    SELECT u.msg_id, u.close_id, $1, $2, u.symbol, u.position_side, u.reason, u.revision,
-        u.close_trade_id, u.close_order_id, u.realized_pnl::numeric, u.opened_at_ms,
-        u.closed_at_ms, u.source, u.close::jsonb
-    FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int[],
-        $19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::bigint[], $24::text[],
-        $25::text[])
-        AS u(msg_id, close_id, symbol, position_side, reason, revision, close_trade_id,
-             close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
-    ON CONFLICT (msg_id) DO NOTHING
-), closes_retracted AS (
-    UPDATE position_closes SET retracted_at = now()
-    WHERE close_id = ANY($26::text[]) AND retracted_at IS NULL
-)
-INSERT INTO outbox (subject, msg_id, payload)
-SELECT u.subject, u.msg_id, u.payload
-FROM unnest($27::text[], $28::text[], $29::bytea[]) WITH ORDINALITY
-    AS u(subject, msg_id, payload, n)
-ORDER BY u.n
-RETURNING id
-"""
 
 
 class IngestOutcome(msgspec.Struct, kw_only=True):
@@ -155,13 +75,7 @@ def _close_columns(closes: list[PositionClose]) -> list[list[Any]]:
     ]
 
 
-def _assign_ids(messages: list[OutboxMessage], records: list[asyncpg.Record]) -> None:
-    # nextval() runs in the ORDER BY order, so sorted ids line up with the messages.
-    for message, new_id in zip(messages, sorted(r[0] for r in records), strict=True):
-        message.id = new_id
-
-
-class Ledger:
+class Ledger(Records):
     """Fills, orders, positions, closes and the outbox in PostgreSQL.
 
     Calls for one (account, market) must be serialized by the caller (the pipeline does);
@@ -217,7 +131,7 @@ class Ledger:
         if change.positions or messages or retracted:
             sealed = [book.sealed_through(x.symbol, x.position_side) for x in change.positions]
             ids = await conn.fetch(
-                _WRITE_CHANGES,
+                sql.WRITE_CHANGES,
                 account,
                 market,
                 *rows.position_columns(change.positions, sealed),
@@ -227,7 +141,7 @@ class Ledger:
                 [m.msg_id for m in messages],
                 [m.payload for m in messages],
             )
-            _assign_ids(messages, ids)
+            assign_ids(messages, ids)
         return IngestOutcome(
             new_fills=new_fills,
             duplicate_fills=duplicates,
@@ -300,7 +214,7 @@ class Ledger:
                 unique[k] = f
         candidates = list(unique.values())
         inserted = await conn.fetch(
-            rows.INSERT_FILLS,
+            sql.INSERT_FILLS,
             batch.account,
             batch.market.value,
             rows.fills_json(candidates),
@@ -326,7 +240,7 @@ class Ledger:
                 latest[link.algo_id] = link
         ls = list(latest.values())
         await conn.execute(
-            _UPSERT_ALGO_LINKS,
+            sql.UPSERT_ALGO_LINKS,
             ls[0].account,
             ls[0].market.value,
             [x.symbol for x in ls],
@@ -346,7 +260,7 @@ class Ledger:
             return []
         cs = list({(c.symbol, c.position_side, c.time_ms, c.qty): c for c in corrections}.values())
         inserted = await conn.fetch(
-            _INSERT_CORRECTIONS,
+            sql.INSERT_CORRECTIONS,
             cs[0].account,
             cs[0].market.value,
             [c.symbol for c in cs],
@@ -369,7 +283,7 @@ class Ledger:
         stored = {
             (r["symbol"], r["order_id"]): (r["update_time_ms"], r["status_rank"], r["filled_qty"])
             for r in await conn.fetch(
-                rows.SELECT_ORDER_PROGRESS,
+                sql.SELECT_ORDER_PROGRESS,
                 batch.account,
                 batch.market.value,
                 [k[0] for k in keys],
@@ -390,23 +304,13 @@ class Ledger:
                 latest.append(top)
         if latest:
             await conn.execute(
-                rows.UPSERT_ORDERS,
+                sql.UPSERT_ORDERS,
                 batch.account,
                 batch.market.value,
                 *rows.order_columns(latest),
             )
         forward.sort(key=lambda o: o.update_time_ms)
         return forward
-
-    async def _insert_outbox(self, conn: asyncpg.Connection, messages: list[OutboxMessage]) -> None:
-        if messages:
-            ids = await conn.fetch(
-                _INSERT_OUTBOX,
-                [m.subject for m in messages],
-                [m.msg_id for m in messages],
-                [m.payload for m in messages],
-            )
-            _assign_ids(messages, ids)
 
     # -- books and positions -------------------------------------------------------------------
 
@@ -430,122 +334,3 @@ class Ledger:
             market.value,
         )
         return [rows.position_from_record(r) for r in records]
-
-    # -- operators' records --------------------------------------------------------------------
-
-    async def record_status(self, change: StatusChange) -> OutboxMessage:
-        """Store a stream health transition and its ``status.<account>`` outbox row."""
-        message = payloads.status_message(self.prefix, change)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO status_changes (account, market, state, previous, reason, time_ms)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                change.account,
-                change.market.value,
-                change.state.value,
-                change.previous.value if change.previous else None,
-                change.reason,
-                change.time_ms,
-            )
-            await self._insert_outbox(conn, [message])
-        return message
-
-    async def record_session(
-        self,
-        account: str,
-        market: Market,
-        *,
-        connected_at_ms: int,
-        disconnected_at_ms: int | None = None,
-        end_reason: str | None = None,
-        frames: int = 0,
-        session_id: int | None = None,
-    ) -> int:
-        """Open (``session_id`` None) or update one user-stream connection; returns its id."""
-        if session_id is None:
-            new_id: int = await self.pool.fetchval(
-                "INSERT INTO stream_sessions (account, market, connected_at_ms,"
-                " disconnected_at_ms, end_reason, frames) VALUES ($1, $2, $3, $4, $5, $6)"
-                " RETURNING id",
-                account,
-                market.value,
-                connected_at_ms,
-                disconnected_at_ms,
-                end_reason,
-                frames,
-            )
-            return new_id
-        await self.pool.execute(
-            "UPDATE stream_sessions SET disconnected_at_ms = $2, end_reason = $3, frames = $4"
-            " WHERE id = $1",
-            session_id,
-            disconnected_at_ms,
-            end_reason,
-            frames,
-        )
-        return session_id
-
-    async def record_gap(self, gap: Gap) -> None:
-        """Store a gap window (idempotent on account, market, since, reason; closes it later)."""
-        await self.pool.execute(
-            "INSERT INTO gaps (account, market, since_ms, until_ms, reason, symbols)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (account, market, since_ms, reason)"
-            " DO UPDATE SET until_ms = EXCLUDED.until_ms, symbols = EXCLUDED.symbols",
-            gap.account,
-            gap.market.value,
-            gap.since_ms,
-            gap.until_ms,
-            gap.reason,
-            sorted(gap.symbols),
-        )
-
-    # -- republish -----------------------------------------------------------------------------
-
-    async def stored_messages(
-        self, since_ms: int, *, chunk: int = 1000
-    ) -> AsyncIterator[list[OutboxMessage]]:
-        """Messages for the facts since ``since_ms`` (exchange time), rebuilt from the tables.
-
-        Fills by trade time, orders (their latest state) by update time, closes (every revision)
-        by close time; each with the ``Nats-Msg-Id`` it was first published with.
-        """
-        p = self.prefix
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            batch: list[OutboxMessage] = []
-            accounts = await conn.fetch("SELECT DISTINCT account, market FROM positions")
-            for a in accounts:  # per account: the (account, market, trade time) index
-                fills = conn.cursor(
-                    rows.FILL_SELECT
-                    + " WHERE f.account = $1 AND f.market = $2 AND f.trade_time_ms >= $3"
-                    " ORDER BY f.trade_time_ms, f.trade_id, f.order_id",
-                    a["account"],
-                    a["market"],
-                    since_ms,
-                )
-                async for r in fills:
-                    batch.append(payloads.fill_message(p, rows.fill_from_record(r)))
-                    if len(batch) >= chunk:
-                        yield batch
-                        batch = []
-            orders = conn.cursor(
-                "SELECT * FROM orders WHERE update_time_ms >= $1 ORDER BY update_time_ms",
-                since_ms,
-            )
-            async for r in orders:
-                batch.append(payloads.order_message(p, rows.order_from_record(r)))
-                if len(batch) >= chunk:
-                    yield batch
-                    batch = []
-            closes = conn.cursor(
-                "SELECT close FROM position_closes WHERE closed_at_ms >= $1 "
-                "ORDER BY closed_at_ms, revision",
-                since_ms,
-            )
-            async for r in closes:
-                batch.append(payloads.close_message(p, payloads.close_from_json(r["close"])))
-                if len(batch) >= chunk:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch

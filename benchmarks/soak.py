@@ -312,6 +312,8 @@ class Soak:
                 undelivered=st.undelivered_fill_events,
             )
         record.metrics_calm = await service.metrics()
+        if record.metrics_calm is None:
+            self.notes.append("no /metrics answer at the calm start: calm metric delta unchecked")
         incarnation = service.incarnation
         record.calm_start_ms = now_ms()
         chaos = Chaos(

@@ -37,6 +37,16 @@ def report_json(
     fills = sum(v["fills"] for v in accounts.values())
     kinds = Counter(r.kind for r in record.faults)
     discrepancies = sum(c.discrepancies for c in checks)
+    final: dict[str, Any] = {}
+    m = record.metrics_final
+    if m is not None:
+        final = {
+            "reconnects_by_reason": m.by_label("fillstream_stream_reconnects_total", "reason"),
+            "gaps_by_reason": m.by_label("fillstream_stream_gaps_total", "reason"),
+            "decode_errors_by_kind": m.by_label("fillstream_stream_decode_errors_total", "kind"),
+            "account_restarts": m.value("fillstream_account_restarts_total"),
+            "watchdog_by_verdict": m.by_label("fillstream_stream_watchdog_checks_total", "verdict"),
+        }
     return {
         "result": "PASS" if all(c.ok for c in checks) else "FAIL",
         "discrepancies": discrepancies,
@@ -52,6 +62,7 @@ def report_json(
         "faults_by_kind": dict(sorted(kinds.items())),
         "faults_failed": [r.to_json() for r in record.faults if r.error],
         "checks": [c.to_json() for c in checks],
+        "final_process_metrics": final,
         "notes": notes,
         "faults": [r.to_json() for r in record.faults],
     }
@@ -75,6 +86,11 @@ def render(report: dict[str, Any]) -> str:
         f"paths: stream {stream:,}  reconcile {rec:,} ({rec / max(1, stream + rec):.2%}); venue "
         f"dropped {dropped:,} and could not deliver {undelivered:,} fill events",
         "phases: " + ", ".join(f"{k} {v:g}" for k, v in report["phases_s"].items()),
+        "last process: reconnects "
+        + ", ".join(
+            f"{k} {v:g}"
+            for k, v in report["final_process_metrics"].get("reconnects_by_reason", {}).items()
+        ),
         "-" * 100,
     ]
     for c in report["checks"]:

@@ -201,10 +201,19 @@ class ServiceProcess:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
 
-    async def metrics(self) -> Metrics:
+    async def metrics(self, attempts: int = 3) -> Metrics | None:
+        """A /metrics scrape, or None when the service did not answer (a loaded event loop
+        answers late: each attempt may take 30 s)."""
         http = await self._session()
-        async with http.get(self.url + "/metrics") as resp:
-            return Metrics(await resp.text())
+        for _ in range(attempts):
+            try:
+                async with http.get(
+                    self.url + "/metrics", timeout=aiohttp.ClientTimeout(total=30)
+                ) as resp:
+                    return Metrics(await resp.text())
+            except (aiohttp.ClientError, TimeoutError):
+                await asyncio.sleep(1.0)
+        return None
 
     async def aclose(self) -> None:
         if self.running:

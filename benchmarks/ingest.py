@@ -106,10 +106,20 @@ class Run(msgspec.Struct):
     p50_ms: float
     p99_ms: float
     max_ms: float
-    cpu_us_per_fill: float  # this process only (PostgreSQL and NATS run in their own)
+    cpu_us_per_fill: float  # this process
+    pg_cpu_us_per_fill: float  # the PostgreSQL server (postmaster and its backends)
+    nats_cpu_us_per_fill: float  # nats-server
 
 
-def summarize(mode: str, load: str, latencies_ns: list[int], elapsed_s: float, cpu_s: float) -> Run:
+def summarize(
+    mode: str,
+    load: str,
+    latencies_ns: list[int],
+    elapsed_s: float,
+    cpu_s: float,
+    *,
+    servers_s: tuple[float, float] = (0.0, 0.0),
+) -> Run:
     ms = [x / 1e6 for x in latencies_ns]
     return Run(
         mode=mode,
@@ -121,7 +131,57 @@ def summarize(mode: str, load: str, latencies_ns: list[int], elapsed_s: float, c
         p99_ms=round(percentile(ms, 0.99), 3),
         max_ms=round(max(ms), 3),
         cpu_us_per_fill=round(cpu_s / len(ms) * 1e6, 1),
+        pg_cpu_us_per_fill=round(servers_s[0] / len(ms) * 1e6, 1),
+        nats_cpu_us_per_fill=round(servers_s[1] / len(ms) * 1e6, 1),
     )
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(root: int) -> float:
+    """utime + stime of ``root`` and its live children, from /proc (Linux)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        if root in (pid, ppid):
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+class ServerClock:
+    """CPU seconds used by the two servers since the last reading."""
+
+    def __init__(self, pg: EmbeddedPostgres, ns: EmbeddedNats) -> None:
+        self.roots = [
+            pg.proc.pid if pg.proc else 0,
+            ns.proc.pid if ns.proc else 0,
+        ]
+        self.last = self._read()
+
+    def _read(self) -> tuple[float, float]:
+        if not Path("/proc/self/stat").exists():
+            return (0.0, 0.0)
+        return (_tree_cpu_s(self.roots[0]), _tree_cpu_s(self.roots[1]))
+
+    def lap(self) -> tuple[float, float]:
+        now = self._read()
+        used = (now[0] - self.last[0], now[1] - self.last[1])
+        self.last = now
+        return used
+
+
+CLOCK: ServerClock | None = None
+
+
+def server_lap() -> tuple[float, float]:
+    return CLOCK.lap() if CLOCK else (0.0, 0.0)
 
 
 async def generate(fills: list[Fill], rate: float | None, submit: Callable[[Fill], None]) -> None:
@@ -181,12 +241,15 @@ async def run_batched(
                     IngestBatch(account=f.account, market=f.market, source=f.source, fills=(f,))
                 )
 
+            server_lap()
             start_ns, cpu = time.time_ns(), time.process_time()
             await generate(fills, rate, submit)
             await asyncio.wait_for(finished[account].wait(), timeout=600)
             elapsed = (last_ack[account] - start_ns) / 1e9
             cpu = time.process_time() - cpu
-            results.append(summarize("batched", label, done[account], elapsed, cpu))
+            results.append(
+                summarize("batched", label, done[account], elapsed, cpu, servers_s=server_lap())
+            )
             print_run(results[-1])
     finally:
         await stack.aclose()
@@ -251,12 +314,16 @@ async def run_naive(
                     latencies.append(last - (f.received_at_ns or last))
 
             task = asyncio.create_task(worker())
+            server_lap()
             start_ns, cpu = time.time_ns(), time.process_time()
             await generate(fills, rate, queue.put_nowait)
             queue.put_nowait(None)
             await task
             cpu = time.process_time() - cpu
-            results.append(summarize("naive", label, latencies, (last - start_ns) / 1e9, cpu))
+            elapsed = (last - start_ns) / 1e9
+            results.append(
+                summarize("naive", label, latencies, elapsed, cpu, servers_s=server_lap())
+            )
             print_run(results[-1])
     finally:
         await nc.close()
@@ -268,7 +335,8 @@ def print_run(r: Run) -> None:
     print(
         f"{r.mode:8} {r.load:>10} {r.fills:>7} fills {r.seconds:>7.2f} s "
         f"{r.fills_per_s:>9.0f} fills/s  p50 {r.p50_ms:>8.2f} ms  p99 {r.p99_ms:>8.2f} ms"
-        f"  max {r.max_ms:>8.2f} ms  cpu {r.cpu_us_per_fill:>6.1f} us/fill",
+        f"  max {r.max_ms:>8.2f} ms  cpu us/fill: ours {r.cpu_us_per_fill:>5.1f}"
+        f" pg {r.pg_cpu_us_per_fill:>5.1f} nats {r.nats_cpu_us_per_fill:>5.1f}",
         flush=True,
     )
 
@@ -309,6 +377,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await admin.close()
         dsn = pg.dsn("bench")
         await migrate_dsn(dsn)
+        global CLOCK  # noqa: PLW0603 - one benchmark run per process
+        CLOCK = ServerClock(pg, ns)
         print(
             f"nats sync_interval: {args.nats_sync}; cores: {os.cpu_count()}; "
             f"load average before: {load_before[0]:.2f}",

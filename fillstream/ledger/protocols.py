@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import msgspec
 
 from fillstream.ledger.types import (
+    FillSource,
     Gap,
     IngestBatch,
     IngestResult,
@@ -83,6 +84,15 @@ class FillIndex(Protocol):
         self, account: str, market: Market, symbol: str, *, from_trade_id: int, to_trade_id: int
     ) -> Awaitable[set[tuple[int, int]]]:
         """``(trade_id, order_id)`` of the stored fills with ``from ≤ trade_id ≤ to``."""
+        ...
+
+    def newest_fill_ms(
+        self, account: str, market: Market, *, source: FillSource
+    ) -> Awaitable[int | None]:
+        """Trade time of the newest stored fill first delivered by ``source`` (None: none).
+
+        For the stream path, how far it has got: trades after it may still be in its queue.
+        """
         ...
 
 

@@ -30,6 +30,7 @@ from fillstream.ledger import (
     CursorStore,
     FillIndex,
     FillSink,
+    FillSource,
     Gap,
     Market,
     OrderView,
@@ -177,7 +178,7 @@ class Reconciler:
         )
         self.state: StreamState | None = None
         self.last_run: RunReport | None = None
-        self._gaps: list[Gap] = []
+        self._gaps: list[tuple[Gap, bool]] = []  # (window, reported while streaming)
         self._manual = False
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -198,7 +199,11 @@ class Reconciler:
             return
         GAPS.labels(self.account, self.market).inc()
         self.universe.note_streamed(gap.symbols)
-        self._gaps.append(gap)
+        # A gap reported while the stream is up (a rotation overlap, an unmatched TRADE_LITE)
+        # comes from a live socket that may still deliver part of the window: its fresh trades
+        # get the settle delay like any poll. After an outage, nothing before ``until`` can
+        # still arrive, so the whole window is taken at once.
+        self._gaps.append((gap, self.streaming))
         # A gap is urgent: whatever backoff a failed run left, try now (the budget still
         # honours any 429/418 pause, without sending).
         self._retry_at = 0.0
@@ -330,11 +335,24 @@ class Reconciler:
             delay = max(delay, retry_after_s)
         self._retry_at = time.monotonic() + delay
 
-    def _cutoff(self, *, until_ms: int | None = None) -> int | None:
-        """Trades after this are left to the stream (None: take everything)."""
+    async def _cutoff(self, *, until_ms: int | None = None) -> int | None:
+        """Trades after this are left to the stream (None: take everything).
+
+        While streaming: the settle delay, and no further than the stream has itself stored
+        (plus ``stream_lag_grace_s``), so a stream that is merely behind is not robbed of its
+        fills. ``until_ms``: the end of an outage window, taken whole at once.
+        """
         if not self.streaming:
             return None
-        cutoff = int(time.time() * 1000) - int(self.settings.settle_delay_s * 1000)
+        s = self.settings
+        now = int(time.time() * 1000)
+        cutoff = now - int(s.settle_delay_s * 1000)
+        if self.index is not None:
+            newest = await self.index.newest_fill_ms(
+                self.account, self.market, source=FillSource.STREAM
+            )
+            if newest is not None and newest < cutoff:
+                cutoff = max(newest, now - int(s.stream_lag_grace_s * 1000))
         return cutoff if until_ms is None else max(cutoff, until_ms)
 
     def _count(self, report: RunReport, result: SweepResult) -> None:
@@ -352,8 +370,14 @@ class Reconciler:
         gaps, self._gaps = self._gaps, []
         self._in_gap = True
         try:
-            gap = merge_gaps(gaps)
-            cutoff = self._cutoff(until_ms=gap.until_ms) if gap.until_ms is not None else None
+            gap = merge_gaps([g for g, _ in gaps])
+            outage = [g.until_ms for g, live in gaps if not live]
+            if None in outage:
+                cutoff = None  # the stream is still down: take everything
+            elif outage:
+                cutoff = await self._cutoff(until_ms=max(u for u in outage if u is not None))
+            else:
+                cutoff = await self._cutoff()
             # The stream's active symbols first: that is where the missed fills most likely are.
             ordered = sorted(gap.symbols) + sorted(self.universe.current() - gap.symbols)
             report.symbols = len(ordered)
@@ -383,7 +407,7 @@ class Reconciler:
         for symbol in symbols:
             await self._checkpoint()
             result = await self.backfill.from_cursor(
-                symbol, cutoff_ms=self._cutoff(), checkpoint=self._checkpoint
+                symbol, cutoff_ms=await self._cutoff(), checkpoint=self._checkpoint
             )
             self._count(report, result)
         if self.order_sync is not None:
@@ -395,7 +419,7 @@ class Reconciler:
 
     async def _backfill_symbol(self, symbol: str) -> int | None:
         """For position sync: sweep ``symbol``; the time of its newest trade (now if trading)."""
-        result = await self.backfill.from_cursor(symbol, cutoff_ms=self._cutoff())
+        result = await self.backfill.from_cursor(symbol, cutoff_ms=await self._cutoff())
         if not result.complete:
             return int(time.time() * 1000)  # trades left to the stream: it is trading now
         cursor = self.cursors.get(symbol)

@@ -16,6 +16,9 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     - ``interval_s`` / ``degraded_interval_s``: the periodic poll while the stream is healthy /
       while it is not (connecting, recovering, degraded, stopped, auth_failed, or no stream).
     - ``settle_delay_s``: while streaming, trades younger than this are left to the stream.
+    - ``stream_lag_grace_s``: while streaming, trades newer than the stream's own newest stored
+      fill are left to it for up to this long (a stream behind under load is not a stream that
+      missed them); bounds how late the last fill before a quiet spell is recovered.
     - ``horizon_days``: how far back a symbol without a cursor is backfilled (≤ 90).
     - ``order_check_after_s``: an order open locally with no update for this long is checked.
     - ``position_check_interval_s``: how often the book is compared with ``positionRisk``.
@@ -29,6 +32,7 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     interval_s: float = 60.0
     degraded_interval_s: float = 5.0
     settle_delay_s: float = 2.0
+    stream_lag_grace_s: float = 30.0
     horizon_days: float = 7.0
     order_check_after_s: float = 120.0
     max_order_checks_per_run: int = 50
@@ -54,6 +58,7 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
                 raise ValueError(f"reconcile.{name} must be > 0, got {value}")
         for name, value in {
             "settle_delay_s": self.settle_delay_s,
+            "stream_lag_grace_s": self.stream_lag_grace_s,
             "order_check_after_s": self.order_check_after_s,
             "all_symbol_calls_min_interval_s": self.all_symbol_calls_min_interval_s,
             "funding_interval_s": self.funding_interval_s,

@@ -161,9 +161,13 @@ class Hub:
     # -- the event sink ------------------------------------------------------------------------
 
     def emit(self, account: str, payload: Payload, *, fill: bool = False) -> None:
-        frame = Frame(str(payload["e"]), self._encode(payload), fill)
         self.events_emitted += 1
         faults = self.faults[account]
+        if not faults.active and not self._subs[account]:
+            if fill:  # nobody listens: skip the encoding, just count the miss
+                self._accounts[account].undelivered_fill_events += 1
+            return
+        frame = Frame(str(payload["e"]), self._encode(payload), fill)
         if faults.active:
             frames, dropped = faults.apply(frame, self._clock.mono())
             if dropped and fill:

@@ -28,7 +28,8 @@ from fillstream.stream.listener import UserStream
 FAST_RECONCILE = ReconcileSettings(
     interval_s=1.0,
     degraded_interval_s=0.5,
-    settle_delay_s=2.0,
+    settle_delay_s=1.0,
+    stream_lag_grace_s=2.0,
     position_check_interval_s=2.0,
     all_symbol_calls_min_interval_s=5.0,
     order_check_after_s=1.0,

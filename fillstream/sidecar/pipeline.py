@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 
 class PipelineClosedError(RuntimeError):
-    """``submit`` after ``aclose``: the caller's facts were not taken."""
+    """The pipeline closed before this submission was committed (or it was submitted after
+    ``aclose``). Nothing is lost by resubmitting it elsewhere or later: ingest is idempotent."""
 
 
 class _Item(msgspec.Struct):
@@ -58,9 +59,6 @@ class _Item(msgspec.Struct):
     status: StatusChange | None
     future: asyncio.Future[IngestResult] | None
     submitted_ns: int
-
-
-_STATUS_RESULT = IngestResult(new_fills=0, duplicate_fills=0, closes=0, orders=0)
 
 
 class _Worker:

@@ -117,3 +117,65 @@ async def test_orders_only_move_forward_and_every_transition_is_published(
     assert stale.orders == [] and stale.messages == []
     row = await ledger.pool.fetchrow("SELECT status, filled_qty FROM orders WHERE order_id = 9")
     assert (row["status"], row["filled_qty"]) == ("FILLED", Decimal("0.03"))
+
+
+async def test_corrections_are_stored_published_and_close_vanished_positions(
+    ledger: Ledger,
+) -> None:
+    from fillstream.ledger import IngestBatch, PositionCorrection, PositionSide
+
+    await ledger.ingest(batch_of(make_fill(1, qty="0.02")))
+    to_flat = PositionCorrection(
+        account="alpha",
+        market=Market.USDM,
+        symbol="BTCUSDT",
+        position_side=PositionSide.BOTH,
+        qty=Decimal(0),
+        entry_price=Decimal(0),
+        time_ms=1_767_225_700_000,
+    )
+    batch = IngestBatch(
+        account="alpha", market=Market.USDM, source=FillSource.RECONCILE, corrections=(to_flat,)
+    )
+    outcome = await ledger.ingest(batch)
+    assert outcome.corrections == [to_flat]
+    [close] = outcome.closes
+    assert close.reason is CloseReason.RECONCILED_UNKNOWN
+    subjects = sorted(m.subject for m in outcome.messages)
+    assert subjects == [
+        "fst.position.closed.alpha.usdm.BTCUSDT",
+        "fst.position.corrected.alpha.usdm.BTCUSDT",
+    ]
+    again = await ledger.ingest(batch)  # the same correction twice is one correction
+    assert again.corrections == [] and again.messages == []
+    assert await ledger.pool.fetchval("SELECT count(*) FROM position_corrections") == 1
+
+
+async def test_an_algo_link_arriving_after_the_close_revises_its_reason(ledger: Ledger) -> None:
+    from fillstream.ledger import AlgoLink, IngestBatch
+
+    await ledger.ingest(batch_of(make_fill(1, qty="0.02")))
+    closing = make_fill(2, side=Side.SELL, qty="0.02", rp="4", order_type="MARKET")
+    [close] = (await ledger.ingest(batch_of(closing))).closes
+    assert close.reason is CloseReason.MANUAL
+    link = AlgoLink(
+        account="alpha",
+        market=Market.USDM,
+        symbol="BTCUSDT",
+        algo_id=77,
+        client_algo_id="tp_1",
+        algo_type="TAKE_PROFIT_MARKET",
+        status="FINISHED",
+        order_id=closing.order_id,
+        update_time_ms=closing.trade_time_ms,
+    )
+    outcome = await ledger.ingest(
+        IngestBatch(
+            account="alpha", market=Market.USDM, source=FillSource.STREAM, algo_links=(link,)
+        )
+    )
+    [revised] = outcome.closes
+    assert (revised.reason, revised.revision) == (CloseReason.TAKE_PROFIT, 1)
+    assert outcome.messages[0].msg_id.endswith(":r1")
+    ledger.forget_book("alpha", Market.USDM)  # the link and the revision survive a restart
+    assert (await ledger.ingest(batch_of(make_fill(3, qty="0.01")))).closes == []

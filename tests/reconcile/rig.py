@@ -148,6 +148,10 @@ class Rig:
             self.streams[account] = us
         return rec
 
+    async def streaming(self) -> bool:
+        """Every started stream is streaming."""
+        return all(us.state == "streaming" for us in self.streams.values())
+
     async def aclose(self) -> None:
         for us in self.streams.values():
             await us.aclose(5.0)

@@ -100,9 +100,7 @@ async def test_every_close_once_with_reason_and_exact_pnl(rig_factory: RigFactor
     async with rig_factory(config) as rig:
         for account in ("alpha", "hedgy"):
             await rig.run(account)
-        for account in ("alpha", "hedgy"):
-            stream = rig.streams[account]
-            await until(lambda s=stream: _true(s.state == "streaming"), what="stream up")
+        await until(rig.streaming, what="streams up")
         await _scenario(rig)
         truth = rig.truth()
         reasons = {c["reason"] for acct in truth["accounts"].values() for c in acct["closes"]}
@@ -147,7 +145,3 @@ async def test_every_close_once_with_reason_and_exact_pnl(rig_factory: RigFactor
             assert js.closes == {k: v["reason"] for k, v in expected.items()}
         dropped = sum(a["dropped_fill_events"] for a in rig.truth()["accounts"].values())
         assert dropped >= 8
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -31,8 +31,7 @@ async def test_5pct_dropped_events_all_recovered_and_attributed(rig_factory: Rig
     async with rig_factory(SimConfig(accounts=("alpha",), rate=0, seed=7)) as rig:
         missed_before = metric("fillstream_fills_missed_by_stream_total", account="alpha")
         rec = await rig.run("alpha", settings=settings)
-        stream = rig.streams["alpha"]
-        await until(lambda: _true(stream.state == "streaming"), what="stream up")
+        await until(rig.streaming, what="stream up")
         rig.sim.inject("alpha", "drop_rate", p=0.05)
         made = 0
         for symbol in ("BTCUSDT", "ETHUSDT"):
@@ -66,7 +65,3 @@ async def test_5pct_dropped_events_all_recovered_and_attributed(rig_factory: Rig
         )
         assert reconciled == dropped
         assert rec.last_run is not None
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -25,7 +25,7 @@ from fillstream.sidecar.clients import (
     weight_budgets,
 )
 from fillstream.sidecar.config import AccountConfig, Config
-from fillstream.sidecar.fillindex import PgFillIndex
+from fillstream.sidecar.fill_index import PgFillIndex
 from fillstream.sidecar.pipeline import Pipeline
 from fillstream.storage import (
     Ledger,

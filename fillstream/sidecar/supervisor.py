@@ -30,7 +30,7 @@ from fillstream.reconcile import Reconciler
 from fillstream.sidecar.clients import create_venue
 from fillstream.sidecar.config import AccountConfig, Config
 from fillstream.sidecar.errors import describe
-from fillstream.sidecar.fillindex import PgFillIndex
+from fillstream.sidecar.fill_index import PgFillIndex
 from fillstream.sidecar.pipeline import Pipeline
 from fillstream.sidecar.service_metrics import ACCOUNT_RESTARTS, ACCOUNT_RUNNING
 from fillstream.sidecar.venue import WeightBudgets

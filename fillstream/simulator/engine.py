@@ -305,7 +305,7 @@ class Engine:
         acct.add_trade(spec.symbol, trade_id, now, mono, row)
         acct.fills_generated += 1
         if realized != ZERO:
-            self._income(
+            self.record_income(
                 acct,
                 symbol=spec.symbol,
                 income_type="REALIZED_PNL",
@@ -315,7 +315,7 @@ class Engine:
                 trade_id=str(trade_id),
             )
         if commission != ZERO:
-            self._income(
+            self.record_income(
                 acct,
                 symbol=spec.symbol,
                 income_type="COMMISSION",
@@ -346,7 +346,7 @@ class Engine:
                 hook(acct, pos)
         return info
 
-    def _income(
+    def record_income(
         self,
         acct: AccountState,
         *,
@@ -387,7 +387,7 @@ class Engine:
             {
                 "symbol": spec.symbol,
                 "positionSide": pos.position_side,
-                "reason": CAUSE_REASONS.get(order.cause, "manual"),
+                "reason": order.cause,
                 "realizedPnl": fmt_amount(life.realized_pnl),
                 "closeTradeId": trade_id,
                 "closeOrderId": order.order_id,
@@ -399,58 +399,6 @@ class Engine:
             }
         )
 
-    # -- account-wide events ---------------------------------------------------------------------
-
-    def funding(self, acct: AccountState, rates: dict[str, Decimal]) -> int:
-        """Charge (or pay) funding on every open position; one ACCOUNT_UPDATE per symbol."""
-        now = self.clock.wall_ms()
-        mono = self.clock.mono()
-        charged = 0
-        per_symbol: dict[str, Decimal] = {}
-        for pos in list(acct.open_positions()):
-            rate = rates.get(pos.symbol)
-            if rate is None:
-                continue
-            mark = self.symbols[pos.symbol].mark
-            amount = (-pos.qty * mark * rate).quantize(EIGHT)
-            per_symbol[pos.symbol] = per_symbol.get(pos.symbol, ZERO) + amount
-        for symbol, amount in per_symbol.items():
-            if amount == ZERO:
-                continue
-            acct.balance += amount
-            self._income(
-                acct,
-                symbol=symbol,
-                income_type="FUNDING_FEE",
-                amount=amount,
-                time_ms=now,
-                mono=mono,
-                trade_id="",
-            )
-            payload = account_update(
-                "FUNDING_FEE",
-                acct.balance,
-                balance_change=amount,
-                positions=(),
-                event_time=now,
-                transaction_time=now,
-                funding_symbol=symbol,
-            )
-            self.sink.emit(acct.name, payload)
-            charged += 1
-        return charged
-
 
 class _CloseHook(Protocol):
     def __call__(self, acct: AccountState, pos: PositionState) -> None: ...
-
-
-CAUSE_REASONS = {
-    "manual": "manual",
-    "liquidation": "liquidation",
-    "adl": "adl",
-    "settlement": "settlement",
-    "take_profit": "take_profit",
-    "stop_loss": "stop_loss",
-    "trailing_stop": "trailing_stop",
-}

@@ -12,6 +12,8 @@ import contextlib
 import random
 import struct
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -157,6 +159,7 @@ class Hub:
             name: StreamFaults(random.Random(f"{seed}:faults:{name}")) for name in accounts
         }
         self.events_emitted = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the event sink ------------------------------------------------------------------------
 
@@ -264,6 +267,26 @@ class Hub:
         for conn in conns:
             conn.silent_until = until
         return len(conns)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a socket chore (close, ping) in the background; :meth:`aclose` waits for it."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close_sockets(self, account: str, code: int, reason: bytes) -> int:
+        """Close the account's sockets with a close frame (``cut``: code 1001); returns how many."""
+        conns = self.account_connections(account)
+        for conn in conns:
+            self.spawn(conn.close(code, reason))
+        return len(conns)
+
+    async def aclose(self) -> None:
+        """Close every socket (1001) and wait for the chores in flight."""
+        for conn in list(self.connections):
+            self.spawn(conn.close(1001, b"server shutting down"))
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def disconnect(self, account: str) -> int:
         """Cut the account's sockets abruptly (no close frame); returns how many."""

@@ -24,9 +24,10 @@ from fillstream.simulator.accounts import SimAccount, make_account
 from fillstream.simulator.admin import AdminApi
 from fillstream.simulator.algos import AlgoService
 from fillstream.simulator.clock import SimClock
-from fillstream.simulator.config import FaultSpec, SimConfig
+from fillstream.simulator.config import SimConfig
 from fillstream.simulator.engine import Engine
-from fillstream.simulator.faults import GLOBAL_KINDS, RestError, validate
+from fillstream.simulator.faultcontrol import FaultControl
+from fillstream.simulator.funding import Funding
 from fillstream.simulator.generator import Generator
 from fillstream.simulator.hub import Hub
 from fillstream.simulator.listenkeys import ListenKeys
@@ -73,23 +74,24 @@ class Simulator:
         )
         self.keys = ListenKeys(self.clock)
         self.limiter = WeightLimiter(self.clock, config.weight_limit_1m)
-        self.rest_errors: list[RestError] = []
-        self._refuse_until: dict[str | None, float] = {}
-        self._funding_rng = random.Random(f"{seed}:funding")
+        self.funding_service = Funding(self.engine, random.Random(f"{seed}:funding"))
+        self.fault_control = FaultControl(
+            hub=self.hub, keys=self.keys, states=self.states, clock=self.clock
+        )
         self.ws = WsEndpoint(
             self.hub,
             self.keys,
             self.clock,
             ping_interval_s=config.ping_interval_s,
             pong_timeout_s=config.pong_timeout_s,
-            refused=self._ws_refused,
+            refused=self.fault_control.ws_refused,
         )
         self.rest = RestApi(
             RestContext(
                 self.engine,
                 accounts_by_key=self._by_key,
                 limiter=self.limiter,
-                rest_errors=self.rest_errors,
+                rest_errors=self.fault_control.rest_errors,
                 listen_key_created=self._key_created,
                 listen_key_kept=self._key_kept,
                 listen_key_deleted=self._key_deleted,
@@ -128,7 +130,7 @@ class Simulator:
         self.ws_url = f"ws://{host}:{port}"
         self.admin_url = self.rest_url
         for fault in self.config.faults:
-            self._apply_config_fault(fault)
+            self.fault_control.apply_config(fault)
         self._tasks.append(asyncio.ensure_future(self._timers()))
         if self.config.rate > 0:
             self._tasks.append(asyncio.ensure_future(self._generate()))
@@ -145,7 +147,7 @@ class Simulator:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.ws.aclose()
+        await self.hub.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -170,7 +172,8 @@ class Simulator:
         }
 
     def account(self, name: str) -> SimAccount:
-        return self.states[name].account if name in self.states else _unknown(name)
+        """Credentials of ``name``; ``ValueError`` if there is no such account."""
+        return self._state(name).account
 
     # -- background loops --------------------------------------------------------------------
 
@@ -237,12 +240,6 @@ class Simulator:
         key = self.keys.delete(acct.name)
         if key is not None:
             self.hub.key_deleted(key, acct.name)
-
-    def _ws_refused(self, owners: list[str | None]) -> bool:
-        now = self.clock.mono()
-        if self._refuse_until.get(None, 0.0) > now:
-            return True
-        return any(self._refuse_until.get(o, 0.0) > now for o in owners if o is not None)
 
     # -- activity ------------------------------------------------------------------------------
 
@@ -357,10 +354,9 @@ class Simulator:
         return False
 
     def funding(self, account: str | None = None) -> int:
-        """Charge funding now (every ``funding_interval_s`` sim seconds anyway)."""
-        rates = {s: Decimal(self._funding_rng.randint(-30, 60)) / 1_000_000 for s in self.symbols}
+        """Charge funding now (also every ``funding_interval_s`` sim seconds); returns events."""
         targets = [self._state(account)] if account else list(self.states.values())
-        return sum(self.engine.funding(acct, rates) for acct in targets)
+        return self.funding_service.charge(targets)
 
     async def burst(self, account: str, symbol: str, count: int, rate: float = 0.0) -> int:
         """``count`` simple fills (alternating open/close round trips), at most ``rate``/s.
@@ -368,26 +364,7 @@ class Simulator:
         ``rate`` 0 means as fast as possible. Returns the fills made. Each fill is four events
         (ORDER_TRADE_UPDATE NEW, TRADE_LITE, ORDER_TRADE_UPDATE TRADE, ACCOUNT_UPDATE).
         """
-        acct = self._state(account)
-        sym = self.engine.symbol(symbol)
-        qty = sym.spec.qty(Decimal(100) / sym.mark)
-        opening, closing = ("BUY", "SELL")
-        ps_open = "LONG" if acct.hedge else "BOTH"
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        batch = 50 if rate <= 0 else max(1, min(200, int(rate / 200)))
-        made = 0
-        while made < count:
-            for _ in range(min(batch, count - made)):
-                side = opening if made % 2 == 0 else closing
-                self.engine.market(acct, symbol, side, qty, position_side=ps_open)
-                made += 1
-            if rate > 0:
-                ahead = made / rate - (loop.time() - started)
-                await asyncio.sleep(max(ahead, 0))
-            else:
-                await asyncio.sleep(0)
-        return made
+        return await self.trading.burst(self._state(account), symbol, count, rate)
 
     # -- faults --------------------------------------------------------------------------------
 
@@ -397,102 +374,15 @@ class Simulator:
         ``account`` may be None for ``rest_error``, ``refuse_ws`` and ``clock_skew``.
         Returns a short description of what it did. Raises ``ValueError`` for bad requests.
         """
-        p = validate(kind, params)
-        if account is not None:
-            self._state(account)
-        elif kind not in GLOBAL_KINDS and kind not in ("rest_error", "refuse_ws"):
-            raise ValueError(f"fault {kind!r} needs an account")
-        return self._apply(account, kind, p)
-
-    def _apply(self, account: str | None, kind: str, p: dict[str, object]) -> dict[str, object]:
-        hub = self.hub
-        done: dict[str, object] = {"account": account, "kind": kind}
-        if kind == "clock_skew":
-            self.clock.skew_ms = _int(p["ms"])
-            return done
-        if kind == "rest_error":
-            status = _int(p["status"])
-            retry = float(str(p.get("retry_after", 1.0)))
-            code = p.get("code")
-            err = RestError(account, status, _int(p.get("count", 1)), _opt_int(code), retry)
-            self.rest_errors.append(err)
-            return done
-        if kind == "refuse_ws":
-            self._refuse_until[account] = self.clock.mono() + float(str(p["seconds"]))
-            return done
-        assert account is not None
-        faults = hub.faults[account]
-        if kind == "drop":
-            faults.drop += _int(p.get("count", 1))
-        elif kind == "drop_rate":
-            faults.drop_rate = float(str(p["p"]))
-        elif kind == "duplicate":
-            faults.duplicate += _int(p.get("count", 1))
-        elif kind == "reorder":
-            faults.reorder = max(_int(p.get("count", 2)), 2)
-        elif kind == "disconnect":
-            code = _opt_int(p.get("code"))
-            if code is None:
-                done["sockets"] = hub.disconnect(account)
-            else:
-                done["sockets"] = self.ws.cut(account, code, b"disconnect fault")
-        elif kind == "silent":
-            done["sockets"] = hub.silence(account, float(str(p["seconds"])))
-        elif kind == "expire_listen_key":
-            key = self.keys.expire_now(account)
-            if key is not None:
-                hub.key_expired(key, account)
-            done["listen_key"] = key
-        elif kind == "rest_lag":
-            self.states[account].set_rest_lag(float(str(p["seconds"])))
-        elif kind == "inject_frame":
-            done["sockets"] = hub.inject_raw(account, str(p["raw"]))
-        elif kind == "cut":
-            done["sockets"] = self.ws.cut(account, 1001, b"24h connection limit")
-        return done
-
-    def _apply_config_fault(self, fault: FaultSpec) -> None:
-        params = dict(fault.params)
-        if fault.account is None and fault.kind not in ("clock_skew", "rest_error", "refuse_ws"):
-            for name in self.states:
-                self.inject(name, fault.kind, **params)
-        else:
-            self.inject(fault.account, fault.kind, **params)
+        return self.fault_control.inject(account, kind, params)
 
     def faults(self) -> list[dict[str, object]]:
         """Active faults, as ``GET /_sim/faults`` lists them."""
-        out: list[dict[str, object]] = []
-        now = self.clock.mono()
-        for name, faults in self.hub.faults.items():
-            out.extend({"account": name, **f} for f in faults.describe())
-        for name, acct in self.states.items():
-            if acct.rest_lag_s > 0:
-                out.append({"account": name, "kind": "rest_lag", "seconds": acct.rest_lag_s})
-            silent = [c.silent_until - now for c in self.hub.account_connections(name)]
-            if silent and max(silent) > 0:
-                out.append({"account": name, "kind": "silent", "seconds": max(silent)})
-        out.extend(e.describe() for e in self.rest_errors if e.remaining > 0)
-        for account, until in self._refuse_until.items():
-            if until > now:
-                out.append({"account": account, "kind": "refuse_ws", "seconds": until - now})
-        if self.clock.skew_ms:
-            out.append({"account": None, "kind": "clock_skew", "ms": self.clock.skew_ms})
-        return out
+        return self.fault_control.active()
 
     def clear_faults(self) -> None:
         """End every fault (sockets already cut stay cut)."""
-        for name, faults in self.hub.faults.items():
-            faults.drop = faults.duplicate = 0
-            faults.drop_rate = 0.0
-            for frame in faults.flush():
-                self.hub.deliver(name, frame)
-        for acct in self.states.values():
-            acct.set_rest_lag(0.0)
-        for conn in self.hub.connections:
-            conn.silent_until = 0.0
-        self.rest_errors.clear()
-        self._refuse_until.clear()
-        self.clock.skew_ms = 0
+        self.fault_control.clear()
 
     # -- ground truth --------------------------------------------------------------------------
 
@@ -508,15 +398,3 @@ class Simulator:
         if state is None:
             raise ValueError(f"unknown account {account!r}")
         return state
-
-
-def _unknown(name: str) -> SimAccount:
-    raise ValueError(f"unknown account {name!r}")
-
-
-def _int(value: object) -> int:
-    return int(str(value))
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value is None else int(str(value))

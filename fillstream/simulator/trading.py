@@ -9,6 +9,7 @@ TRAILING_STOP_MARKET.
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal, InvalidOperation
 
 from fillstream.simulator.algos import ALGO_CAUSES, AlgoService
@@ -103,6 +104,31 @@ class Trading:
                     self.engine.execute(acct, order, order.remaining, order.price, maker=True)
                 except ValueError:
                     self.engine.end_order(acct, order, "EXPIRED", expiry_reason="4")
+
+    async def burst(self, acct: AccountState, symbol: str, count: int, rate: float) -> int:
+        """``count`` one-fill MARKET orders alternating open/close, at most ``rate`` per second.
+
+        ``rate`` 0 means as fast as possible (yielding to the loop every 50 fills so sockets
+        drain). Returns the number of fills made.
+        """
+        engine = self.engine
+        sym = engine.symbol(symbol)
+        qty = sym.spec.qty(Decimal(100) / sym.mark)
+        position_side = "LONG" if acct.hedge else "BOTH"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        batch = 50 if rate <= 0 else max(1, min(200, int(rate / 200)))
+        made = 0
+        while made < count:
+            for _ in range(min(batch, count - made)):
+                side = "BUY" if made % 2 == 0 else "SELL"
+                engine.market(acct, symbol, side, qty, position_side=position_side)
+                made += 1
+            if rate > 0:
+                await asyncio.sleep(max(made / rate - (loop.time() - started), 0))
+            else:
+                await asyncio.sleep(0)
+        return made
 
     # -- REST handlers -------------------------------------------------------------------------
 

@@ -56,7 +56,6 @@ class WsEndpoint:
         self._pong_timeout_s = pong_timeout_s
         self._refused = refused
         self._control = msgspec.json.Decoder(_Control)
-        self._tasks: set[asyncio.Task[None]] = set()
         self.accepted = 0
 
     def routes(self) -> list[web.RouteDef]:
@@ -180,23 +179,8 @@ class WsEndpoint:
                     conn.awaiting_pong_since = now
                 self._spawn(_ping(conn))
 
-    def cut(self, account: str, code: int, reason: bytes) -> int:
-        """Close the account's sockets with a close frame (the ``cut`` fault: code 1001)."""
-        conns = self._hub.account_connections(account)
-        for conn in conns:
-            self._spawn(conn.close(code, reason))
-        return len(conns)
-
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def aclose(self) -> None:
-        for conn in list(self._hub.connections):
-            self._spawn(conn.close(1001, b"server shutting down"))
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._hub.spawn(coro)
 
 
 async def _ping(conn: Connection) -> None:

@@ -1,0 +1,146 @@
+"""Applying, listing and clearing faults (the kinds are described in :mod:`.faults`)."""
+
+from __future__ import annotations
+
+from fillstream.simulator.clock import SimClock
+from fillstream.simulator.config import FaultSpec
+from fillstream.simulator.faults import MAY_BE_GLOBAL, RestError, validate
+from fillstream.simulator.hub import Hub
+from fillstream.simulator.listenkeys import ListenKeys
+from fillstream.simulator.state import AccountState
+
+
+class FaultControl:
+    """Where every fault lands: the hub (stream faults, sockets), listenKeys, REST, the clock."""
+
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        keys: ListenKeys,
+        states: dict[str, AccountState],
+        clock: SimClock,
+    ) -> None:
+        self._hub = hub
+        self._keys = keys
+        self._states = states
+        self._clock = clock
+        self.rest_errors: list[RestError] = []  # consumed by the REST dispatcher
+        self._refuse_until: dict[str | None, float] = {}  # account (None: all) -> monotonic
+
+    def inject(
+        self, account: str | None, kind: str, params: dict[str, object]
+    ) -> dict[str, object]:
+        """Validate and apply one fault; returns a short description of what it did.
+
+        ``account`` may be None only for ``rest_error``, ``refuse_ws`` and ``clock_skew``.
+        Raises ``ValueError`` for an unknown kind or account, or bad parameters.
+        """
+        p = validate(kind, params)
+        if account is not None and account not in self._states:
+            raise ValueError(f"unknown account {account!r}")
+        if account is None and kind not in MAY_BE_GLOBAL:
+            raise ValueError(f"fault {kind!r} needs an account")
+        done: dict[str, object] = {"account": account, "kind": kind}
+        if kind == "clock_skew":
+            self._clock.skew_ms = int(str(p["ms"]))
+        elif kind == "rest_error":
+            code = p.get("code")
+            self.rest_errors.append(
+                RestError(
+                    account,
+                    int(str(p["status"])),
+                    int(str(p.get("count", 1))),
+                    None if code is None else int(str(code)),
+                    float(str(p.get("retry_after", 1.0))),
+                )
+            )
+        elif kind == "refuse_ws":
+            self._refuse_until[account] = self._clock.mono() + float(str(p["seconds"]))
+        else:
+            assert account is not None
+            done.update(self._stream_fault(account, kind, p))
+        return done
+
+    def _stream_fault(self, account: str, kind: str, p: dict[str, object]) -> dict[str, object]:
+        hub = self._hub
+        faults = hub.faults[account]
+        if kind == "drop":
+            faults.drop += int(str(p.get("count", 1)))
+        elif kind == "drop_rate":
+            faults.drop_rate = float(str(p["p"]))
+        elif kind == "duplicate":
+            faults.duplicate += int(str(p.get("count", 1)))
+        elif kind == "reorder":
+            faults.reorder = max(int(str(p.get("count", 2))), 2)
+        elif kind == "disconnect":
+            code = p.get("code")
+            if code is None:
+                return {"sockets": hub.disconnect(account)}
+            return {"sockets": hub.close_sockets(account, int(str(code)), b"disconnect fault")}
+        elif kind == "silent":
+            return {"sockets": hub.silence(account, float(str(p["seconds"])))}
+        elif kind == "expire_listen_key":
+            key = self._keys.expire_now(account)
+            if key is not None:
+                hub.key_expired(key, account)
+            return {"listen_key": key}
+        elif kind == "rest_lag":
+            self._states[account].set_rest_lag(float(str(p["seconds"])))
+        elif kind == "inject_frame":
+            return {"sockets": hub.inject_raw(account, str(p["raw"]))}
+        elif kind == "cut":
+            return {"sockets": hub.close_sockets(account, 1001, b"24h connection limit")}
+        return {}
+
+    def apply_config(self, fault: FaultSpec) -> None:
+        """A start-up fault; without an account it applies to every account."""
+        params = dict(fault.params)
+        if fault.account is None and fault.kind not in MAY_BE_GLOBAL:
+            for name in self._states:
+                self.inject(name, fault.kind, params)
+        else:
+            self.inject(fault.account, fault.kind, params)
+
+    def ws_refused(self, owners: list[str | None]) -> bool:
+        """Whether a handshake for keys of these accounts is refused now (``refuse_ws``)."""
+        now = self._clock.mono()
+        if self._refuse_until.get(None, 0.0) > now:
+            return True
+        return any(self._refuse_until.get(o, 0.0) > now for o in owners if o is not None)
+
+    def active(self) -> list[dict[str, object]]:
+        """Active faults, as ``GET /_sim/faults`` lists them."""
+        out: list[dict[str, object]] = []
+        now = self._clock.mono()
+        for name, faults in self._hub.faults.items():
+            out.extend({"account": name, **f} for f in faults.describe())
+        for name, acct in self._states.items():
+            if acct.rest_lag_s > 0:
+                out.append({"account": name, "kind": "rest_lag", "seconds": acct.rest_lag_s})
+            silent = [c.silent_until - now for c in self._hub.account_connections(name)]
+            if silent and max(silent) > 0:
+                out.append({"account": name, "kind": "silent", "seconds": max(silent)})
+        out.extend(e.describe() for e in self.rest_errors if e.remaining > 0)
+        for account, until in self._refuse_until.items():
+            if until > now:
+                out.append({"account": account, "kind": "refuse_ws", "seconds": until - now})
+        if self._clock.skew_ms:
+            out.append({"account": None, "kind": "clock_skew", "ms": self._clock.skew_ms})
+        return out
+
+    def clear(self) -> None:
+        """End every fault; held (reordered) events are released; cut sockets stay cut."""
+        hub = self._hub
+        for name, faults in hub.faults.items():
+            faults.drop = faults.duplicate = 0
+            faults.drop_rate = 0.0
+            for frame in faults.flush():
+                hub.deliver(name, frame)
+        for acct in self._states.values():
+            acct.set_rest_lag(0.0)
+        for conn in hub.connections:
+            conn.silent_until = 0.0
+        self.rest_errors.clear()
+        self._refuse_until.clear()
+        self._clock.skew_ms = 0

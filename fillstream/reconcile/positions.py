@@ -121,6 +121,35 @@ class PositionSync:
             POSITIONS_CORRECTED.labels(self.account, self.market).inc(len(corrections))
         return corrections
 
+    async def preview(
+        self, snapshot: Snapshot, adjustments: dict[Key, Decimal]
+    ) -> list[PositionCorrection]:
+        """Dry run, no side effect: the positions the exchange disagrees with that the fills
+        about to be added (``adjustments``: their signed quantities) do not explain.
+
+        Whether the stored positions already include those fills is unknown (rows lost after
+        they were folded, or never stored), so a position is listed only if it disagrees
+        either way; after ``apply`` the book is refolded from the fills and checked for real.
+        """
+        book = await self.book()
+        adjusted = dict(book)
+        for key, delta in adjustments.items():
+            adjusted[key] = adjusted.get(key, ZERO) + delta
+        adjusted = {k: v for k, v in adjusted.items() if v != ZERO}
+        suspects = mismatches(snapshot.qty, book) & mismatches(snapshot.qty, adjusted)
+        now_ms = await self.venue.server_time_ms()
+        return [
+            correction_from_risk(
+                snapshot.rows.get(key),
+                account=self.account,
+                market=self.market,
+                symbol=key[0],
+                position_side=key[1],
+                time_ms=now_ms,
+            )
+            for key in sorted(suspects)
+        ]
+
     async def _settle(
         self, symbol: str, first: Snapshot, backfill: Backfiller, *, dry_run: bool
     ) -> list[PositionCorrection]:

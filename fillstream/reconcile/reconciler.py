@@ -23,6 +23,7 @@ import contextlib
 import enum
 import logging
 import time
+from decimal import Decimal
 
 import msgspec
 
@@ -34,6 +35,7 @@ from fillstream.ledger import (
     Gap,
     Market,
     OrderView,
+    PositionSide,
     RestPriority,
     StreamState,
     Venue,
@@ -481,6 +483,12 @@ class Reconciler:
                         missing=len(result.missing),
                     )
                 )
-        report.corrections = await self.positions.check(
-            self._backfill_symbol, first=snapshot, dry_run=not apply
-        )
+        if apply:
+            report.corrections = await self.positions.check(self._backfill_symbol, first=snapshot)
+        else:
+            adjustments: dict[tuple[str, PositionSide], Decimal] = {}
+            for m in report.missing:
+                key = (m.symbol, PositionSide(m.position_side or "BOTH"))
+                signed = m.qty if m.side == "BUY" else -m.qty
+                adjustments[key] = adjustments.get(key, Decimal(0)) + signed
+            report.corrections = await self.positions.preview(snapshot, adjustments)

@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import nats.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import REGISTRY
 
 from fillstream.ledger import Market
@@ -201,6 +203,33 @@ class Rig:
                 raw = r["close"]
                 out[r["close_id"]] = msgspec.json.decode(raw) if isinstance(raw, str) else raw
         return out
+
+
+async def read_subject(rig: Rig, subject: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(Nats-Msg-Id, payload)`` of every JetStream message on ``subject`` (read-only)."""
+    await rig.stack.relay.wait_idle()
+    js = rig.stack.nc.jetstream()
+    sub = await js.pull_subscribe(
+        subject,
+        stream=rig.nats_stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+    )
+    out: list[tuple[str, dict[str, Any]]] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(batch=1000, timeout=1.0)
+            except nats.errors.TimeoutError:
+                break
+            out.extend(
+                ((m.headers or {}).get("Nats-Msg-Id", ""), msgspec.json.decode(m.data))
+                for m in msgs
+            )
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
 
 
 def truth_closes(truth: dict[str, Any], account: str) -> dict[str, dict[str, Any]]:

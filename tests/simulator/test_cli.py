@@ -41,8 +41,12 @@ async def test_serves_until_sigterm(tmp_path: Path, http: aiohttp.ClientSession)
                 doc: dict[str, Any] = await resp.json()
             return len(doc["accounts"]["b"]["fills"])
 
-        while await fills_of_b() < 5:  # the generator runs in the child
+        for _ in range(600):  # the generator runs in the child: poll until it has made fills
+            if await fills_of_b() >= 5:
+                break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the child simulator made no fills")
         async with http.get(info["admin_url"] + "/_sim/faults") as resp:
             assert (await resp.json())["faults"] in (
                 [],

@@ -136,8 +136,7 @@ class Engine:
             raise ValueError(f"account {acct.name} is in one-way mode: positionSide BOTH")
         qty = spec.qty(qty)
         pos = acct.position(symbol, ps)
-        reducing = (ps == "LONG" and side == "SELL") or (ps == "SHORT" and side == "BUY")
-        if reduce_only or close_position or reducing:
+        if _reduces(side, ps, reduce_only=reduce_only, close_position=close_position):
             held = -pos.qty if side == "BUY" else pos.qty
             if held <= ZERO:
                 raise ValueError(f"nothing to reduce on {symbol} {ps} for {acct.name}")
@@ -256,6 +255,17 @@ class Engine:
         """One fill of ``order``: updates every record and emits the events (see module doc)."""
         sym = self.symbols[order.symbol]
         spec = sym.spec
+        pos = acct.position(order.symbol, order.position_side)
+        if _reduces(
+            order.side,
+            order.position_side,
+            reduce_only=order.reduce_only,
+            close_position=order.close_position,
+        ):
+            # A resting reduce order may outlive part of its position: never cross zero.
+            held = -pos.qty if order.side == "BUY" else pos.qty
+            if qty > held:
+                raise ValueError(f"order {order.order_id} would reduce past zero")
         clock = self.clock
         now = clock.wall_ms()
         mono = clock.mono()
@@ -264,7 +274,6 @@ class Engine:
         rate = MAKER_RATE if maker else TAKER_RATE
         commission = (quote * rate).quantize(EIGHT) if fee else ZERO
         delta = qty if order.side == "BUY" else -qty
-        pos = acct.position(order.symbol, order.position_side)
         realized, closed = pos.apply(delta, price, commission, now)
         order.executed_qty += qty
         order.cum_quote += quote
@@ -398,6 +407,13 @@ class Engine:
                 "closedAt": now,
             }
         )
+
+
+def _reduces(side: str, position_side: str, *, reduce_only: bool, close_position: bool) -> bool:
+    """Reduce-only, close-all, or the closing side of a hedge-mode position."""
+    if reduce_only or close_position:
+        return True
+    return (position_side, side) in (("LONG", "SELL"), ("SHORT", "BUY"))
 
 
 class _CloseHook(Protocol):

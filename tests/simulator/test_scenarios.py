@@ -243,3 +243,19 @@ async def test_partial_fills_of_one_order(sim: Simulator, reader: StreamReader) 
         ("0.003", "0.009", "FILLED"),
     ]
     assert len({f["t"] for f in fills}) == 3
+
+
+async def test_a_resting_close_never_crosses_zero(sim: Simulator, reader: StreamReader) -> None:
+    await sim.trade("beta", "ETHUSDT", "BUY", "1.000", position_side="LONG")
+    resting = await sim.trade(
+        "beta", "ETHUSDT", "SELL", "1.000", order_type="LIMIT", price="2600",
+        position_side="LONG",
+    )  # fmt: skip
+    await sim.trade("beta", "ETHUSDT", "SELL", "0.600", position_side="LONG")  # 0.4 left
+    sim.set_mark("ETHUSDT", "2650")
+    events = await _settle(sim, reader)
+    last = [e["o"] for e in events if e["e"] == "ORDER_TRADE_UPDATE"][-1]
+    assert (last["i"], last["X"], last["er"]) == (resting["orderId"], "EXPIRED", "4")
+    assert [p["positionAmt"] for p in sim.ground_truth()["accounts"]["beta"]["positions"]] == [
+        "0.4"
+    ]

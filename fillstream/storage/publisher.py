@@ -11,6 +11,7 @@ lines of ack bookkeeping live here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import itertools
 import logging
@@ -125,15 +126,36 @@ class JetStreamPublisher:
         )
 
     async def ensure_stream(self) -> None:
-        """Create the stream, or update it to this configuration (idempotent)."""
+        """Create the stream, or bring the settings we own up to date (idempotent).
+
+        On an existing stream only subjects, duplicate window, max age and replicas are changed;
+        whatever else an operator configured (limits, placement, ...) is kept, and the storage
+        type, which JetStream cannot change in place, is left as it is (with a warning).
+        """
         js = self.nc.jetstream()
-        config = self.stream_config()
+        wanted = self.stream_config()
         try:
-            await js.stream_info(self.stream)
+            info = await js.stream_info(self.stream)
         except NotFoundError:
-            await js.add_stream(config)
-        else:
-            await js.update_stream(config)
+            await js.add_stream(wanted)
+            return
+        current = info.config
+        if current.storage is not None and current.storage != wanted.storage:
+            log.warning(
+                "stream %s uses %s storage, not %s: JetStream cannot change it in place",
+                self.stream,
+                current.storage,
+                wanted.storage,
+            )
+        updated = dataclasses.replace(
+            current,
+            subjects=wanted.subjects,
+            duplicate_window=wanted.duplicate_window,
+            max_age=wanted.max_age,
+            num_replicas=wanted.num_replicas,
+        )
+        if updated != current:
+            await js.update_stream(updated)
 
     async def start(self) -> None:
         """Subscribe the ack inbox (also done lazily by the first publish)."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import nats
 import pytest
 
@@ -27,10 +29,15 @@ async def test_ensure_stream_is_idempotent_and_applies_the_config(
         info = await nc.jetstream().stream_info(nats_target.stream)
         assert info.config.subjects == [f"{nats_target.prefix}.>"]
         assert info.config.duplicate_window == 600
-        publisher.duplicate_window_s = 900  # a changed config is applied on the next start
+        # An operator's own limit survives; a changed setting of ours is applied on next start.
+        await nc.jetstream().update_stream(
+            dataclasses.replace(info.config, max_msgs_per_subject=1_000_000)
+        )
+        publisher.duplicate_window_s = 900
         await publisher.ensure_stream()
         info = await nc.jetstream().stream_info(nats_target.stream)
         assert info.config.duplicate_window == 900
+        assert info.config.max_msgs_per_subject == 1_000_000
     finally:
         await nc.close()
 

@@ -25,6 +25,7 @@ from fillstream.ledger.types import (
     Fill,
     FillKey,
     FillSource,
+    FundingFee,
     Market,
     Position,
     PositionClose,
@@ -35,14 +36,17 @@ from fillstream.ledger.types import (
 
 ZERO = Decimal(0)
 _ADJUSTMENT_ORDER = 1 << 62  # an exchange correction sorts after every fill of its millisecond
+_FUNDING_ORDER = 1 << 61  # a funding payment sorts after the fills of its millisecond, too
 
-Entry = Fill | PositionCorrection
+Entry = Fill | PositionCorrection | FundingFee
 SortKey = tuple[int, int, int]
 
 
 def sort_key(entry: Entry) -> SortKey:
     if isinstance(entry, Fill):
         return (entry.trade_time_ms, entry.trade_id, entry.order_id)
+    if isinstance(entry, FundingFee):
+        return (entry.time_ms, _FUNDING_ORDER, entry.tran_id)
     return (entry.time_ms, _ADJUSTMENT_ORDER, 0)
 
 
@@ -87,6 +91,7 @@ class _Lifecycle:
     closing_fills: list[FillKey] = field(default_factory=list)
     opened_at_ms: int | None = None
     updated_at_ms: int = 0
+    funding: Decimal | None = None  # Σ funding paid/received while open, once any is known
 
     def open(self, qty: Decimal, price: Decimal, time_ms: int) -> None:
         self.qty = qty
@@ -103,6 +108,7 @@ class _PositionLedger:
         self.entries: list[Entry] = []
         self.sort_keys: list[SortKey] = []
         self.fill_keys: set[FillKey] = set()
+        self.funding_keys: set[int] = set()  # tranIds of the funding entries held
         self.emitted: dict[tuple[int, int], PositionClose] = {}
         self.state = _Lifecycle()
         self.sealed_through: SortKey | None = None
@@ -129,6 +135,10 @@ class _PositionLedger:
     def step(self, entry: Entry, algo_types: Mapping[int, str]) -> list[PositionClose]:
         if isinstance(entry, PositionCorrection):
             return self._correct(entry)
+        if isinstance(entry, FundingFee):
+            if self.state.qty != ZERO:  # funding on a flat position belongs to no lifecycle
+                self.state.funding = (self.state.funding or ZERO) + entry.amount
+            return []
         return self._apply_fill(entry, algo_types)
 
     def _apply_fill(self, fill: Fill, algo_types: Mapping[int, str]) -> list[PositionClose]:
@@ -211,7 +221,7 @@ class _PositionLedger:
             exit_price=exit_price,
             realized_pnl=s.realized_pnl,
             fees={asset: fee for asset, fee in sorted(s.fees.items())},
-            funding=None,
+            funding=s.funding,
             opened_at_ms=s.opened_at_ms if s.opened_at_ms is not None else time_ms,
             closed_at_ms=time_ms,
             closing_fills=tuple(s.closing_fills),
@@ -236,6 +246,8 @@ class _PositionLedger:
         self.sort_keys.insert(index, key)
         if isinstance(entry, Fill):
             self.fill_keys.add(entry.key)
+        elif isinstance(entry, FundingFee):
+            self.funding_keys.add(entry.tran_id)
         return index == len(self.entries) - 1
 
     def diff(self, closes: Iterable[PositionClose], change: BookChange) -> None:
@@ -273,6 +285,8 @@ class _PositionLedger:
         for entry in self.entries[:index]:
             if isinstance(entry, Fill):
                 self.fill_keys.discard(entry.key)
+            elif isinstance(entry, FundingFee):
+                self.funding_keys.discard(entry.tran_id)
         del self.entries[:index]
         del self.sort_keys[:index]
         self.flat_at = {k for k in self.flat_at if k > boundary}
@@ -310,8 +324,13 @@ class PositionBook:
         fills: Iterable[Fill] = (),
         corrections: Iterable[PositionCorrection] = (),
         algo_links: Iterable[AlgoLink] = (),
+        funding: Iterable[FundingFee] = (),
     ) -> BookChange:
-        """Fold new facts in. Returns the closes, revisions, retractions and touched positions."""
+        """Fold new facts in. Returns the closes, revisions, retractions and touched positions.
+
+        ``funding`` entries are deduplicated by ``tran_id`` within the held range; one that
+        lands inside a closed lifecycle revises that close (its ``funding`` changes).
+        """
         change = BookChange()
         relinked = {
             link.order_id: link.algo_type
@@ -320,12 +339,14 @@ class PositionBook:
         }
         self._algo_types.update(relinked)
         touched: dict[PositionKey, bool] = {}  # key -> needs a full refold
-        entries: list[Entry] = [*fills, *corrections]
+        entries: list[Entry] = [*fills, *corrections, *funding]
         for entry in entries:
             if entry.account != self.account or entry.market is not self.market:
                 raise ValueError(f"entry for {entry.account}/{entry.market} in book {self.account}")
             ledger = self._ledger(entry.symbol, entry.position_side)
             if isinstance(entry, Fill) and entry.key in ledger.fill_keys:
+                continue
+            if isinstance(entry, FundingFee) and entry.tran_id in ledger.funding_keys:
                 continue
             if ledger.sealed_through is not None and sort_key(entry) <= ledger.sealed_through:
                 # Older than anything we still hold: fold it in last rather than lose it.
@@ -335,6 +356,8 @@ class PositionBook:
                 )
                 if isinstance(entry, Fill):
                     ledger.fill_keys.add(entry.key)
+                elif isinstance(entry, FundingFee):
+                    ledger.funding_keys.add(entry.tran_id)
                 youngest = True
             else:
                 youngest = ledger.insert(entry)

@@ -228,6 +228,23 @@ class PositionCorrection(msgspec.Struct, frozen=True, kw_only=True):
     time_ms: int
 
 
+class FundingFee(msgspec.Struct, frozen=True, kw_only=True):
+    """A funding payment on one position (``income`` FUNDING_FEE; negative: paid).
+
+    Folded into the position open at ``time_ms``; its close then carries the lifecycle's sum in
+    :attr:`PositionClose.funding`. Identified by the venue's ``tranId``.
+    """
+
+    account: str
+    market: Market
+    symbol: str
+    position_side: PositionSide
+    amount: Decimal
+    asset: str
+    time_ms: int
+    tran_id: int
+
+
 class Gap(msgspec.Struct, frozen=True, kw_only=True):
     """A window in which the stream may have missed events; the reconciler backfills it at once.
 
@@ -262,6 +279,7 @@ class IngestBatch(msgspec.Struct, frozen=True, kw_only=True):
     orders: tuple[OrderUpdate, ...] = ()
     algo_links: tuple[AlgoLink, ...] = ()
     corrections: tuple[PositionCorrection, ...] = ()
+    funding: tuple[FundingFee, ...] = ()
 
 
 class IngestResult(msgspec.Struct, frozen=True, kw_only=True):

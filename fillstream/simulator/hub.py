@@ -175,12 +175,18 @@ class Hub:
             frames, dropped = faults.apply(frame, self._clock.mono())
             if dropped and fill:
                 self._accounts[account].dropped_fill_events += 1
-            for f in frames:
-                self.deliver(account, f)
+            seen: set[int] = set()
+            for f in frames:  # a duplicated event is one miss at most, not two
+                self.deliver(account, f, count_miss=id(f) not in seen)
+                seen.add(id(f))
             return
         self.deliver(account, frame)
 
-    def deliver(self, account: str, frame: Frame) -> None:
+    def deliver(self, account: str, frame: Frame, *, count_miss: bool = True) -> None:
+        """Push ``frame`` to every live, unfiltered socket of ``account``.
+
+        A fill frame that reaches none is counted in ``undelivered_fill_events``.
+        """
         delivered = False
         subs = self._subs[account]
         if subs:
@@ -198,7 +204,7 @@ class Hub:
                     continue
                 conn.push(sub.wrap(frame.data))
                 delivered = True
-        if frame.fill and not delivered:
+        if frame.fill and not delivered and count_miss:
             self._accounts[account].undelivered_fill_events += 1
 
     def flush_reorders(self, older_than_s: float) -> None:

@@ -114,6 +114,7 @@ class JetStreamPublisher:
         self._sub: Subscription | None = None
         self._tokens = itertools.count()
         self._waiting: dict[str, asyncio.Future[PublishOutcome]] = {}
+        self.stream_missing = False  # JetStream said no stream takes our subjects
 
     def stream_config(self) -> StreamConfig:
         return StreamConfig(
@@ -138,6 +139,7 @@ class JetStreamPublisher:
             info = await js.stream_info(self.stream)
         except NotFoundError:
             await js.add_stream(wanted)
+            self.stream_missing = False
             return
         current = info.config
         if current.storage is not None and current.storage != wanted.storage:
@@ -156,6 +158,7 @@ class JetStreamPublisher:
         )
         if updated != current:
             await js.update_stream(updated)
+        self.stream_missing = False
 
     async def start(self) -> None:
         """Subscribe the ack inbox (also done lazily by the first publish)."""
@@ -181,7 +184,9 @@ class JetStreamPublisher:
         if fut is None or fut.done():
             return
         if msg.headers and msg.headers.get(_STATUS_HEADER) == "503":
-            log.warning("no stream listens on %s", self.prefix)
+            if not self.stream_missing:
+                log.warning("no stream listens on %s.>", self.prefix)
+            self.stream_missing = True
             fut.set_result(PublishOutcome.FAILED)
             return
         try:

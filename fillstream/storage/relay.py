@@ -212,6 +212,7 @@ class OutboxRelay:
                     metrics.RELAY_RETRIES.inc()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.backoff_max_s)
+                    await self._restore_stream()
                     continue
                 if not self._queue:
                     self._queue_empty.set()
@@ -228,6 +229,16 @@ class OutboxRelay:
                 self._drop_queue()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
+
+    async def _restore_stream(self) -> None:
+        # The stream was deleted under us (no responders): recreate it as at start-up, since
+        # the rows cannot go anywhere else.
+        if not self.publisher.stream_missing or not self.publisher.nc.is_connected:
+            return
+        try:
+            await self.publisher.ensure_stream()
+        except Exception as exc:  # nats-py raises several unrelated types; retried next step
+            log.warning("could not recreate stream %s: %r", self.publisher.stream, exc)
 
     async def _publish(self, batch: list[OutboxMessage]) -> bool:
         outcomes = await self.publisher.publish_many(batch)

@@ -153,3 +153,19 @@ async def test_by_default_published_rows_are_deleted(
         assert await stream_count(nats_target.url, nats_target.stream) == 50
     finally:
         await relay.aclose()
+
+
+async def test_a_deleted_stream_is_recreated_and_the_outbox_drains(
+    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget, nc: NATS
+) -> None:
+    await nc.jetstream().delete_stream(nats_target.stream)
+    publisher.ack_timeout_s = 1
+    ledger = Ledger(pool, prefix=nats_target.prefix)
+    await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 21))))
+    relay = OutboxRelay(pool, publisher, backoff_max_s=0.2)
+    await relay.start()
+    try:
+        assert await relay.wait_idle(60)
+        assert await stream_count(nats_target.url, nats_target.stream) == 20
+    finally:
+        await relay.aclose()

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -26,6 +25,7 @@ from fillstream.simulator.hub import Connection, Hub, Subscription
 from fillstream.simulator.listenkeys import ListenKeys
 
 CUT_AFTER_S = 24 * 3600.0
+_ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 
 KeySpec = tuple[str, frozenset[str] | None]
 
@@ -124,15 +124,13 @@ class WsEndpoint:
         while True:
             msg = await ws.receive()
             if msg.type == WSMsgType.PING:
-                await ws.pong(msg.data)
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.pong(msg.data)
             elif msg.type == WSMsgType.PONG:
                 conn.awaiting_pong_since = None
             elif msg.type == WSMsgType.TEXT:
                 await self._on_control(conn, msg.data, combined)
-            elif (
-                msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
-                or msg.type == WSMsgType.ERROR
-            ):
+            elif msg.type in _ENDED:
                 return
 
     async def _on_control(self, conn: Connection, text: str, combined: bool) -> None:
@@ -167,7 +165,7 @@ class WsEndpoint:
             if conn.closing:
                 continue
             if now - conn.opened_sim >= CUT_AFTER_S:
-                self._spawn(conn.close(1001, b"24h connection limit"))
+                self._hub.spawn(conn.close(1001, b"24h connection limit"))
                 continue
             waiting = conn.awaiting_pong_since
             if waiting is not None and now - waiting >= self._pong_timeout_s:
@@ -177,10 +175,7 @@ class WsEndpoint:
                 conn.last_ping_sim = now
                 if waiting is None:
                     conn.awaiting_pong_since = now
-                self._spawn(_ping(conn))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self._hub.spawn(coro)
+                self._hub.spawn(_ping(conn))
 
 
 async def _ping(conn: Connection) -> None:

@@ -46,6 +46,7 @@ from fillstream.ledger.errors import ConfigError
 from fillstream.reconcile.backfill import Backfill, SweepResult
 from fillstream.reconcile.cursors import CursorTable
 from fillstream.reconcile.enrich import Enricher
+from fillstream.reconcile.funding import FundingPoller
 from fillstream.reconcile.metrics import CURSOR_LAG, DURATION, GAPS, RUNS
 from fillstream.reconcile.orders import OrderSync
 from fillstream.reconcile.positions import PositionSync, Snapshot
@@ -88,6 +89,7 @@ class RunReport(msgspec.Struct, kw_only=True):
     new: int = 0
     corrected: int = 0
     orders_updated: int = 0
+    funding: int = 0
     error: str | None = None
 
 
@@ -164,6 +166,13 @@ class Reconciler:
             all_symbol_min_interval_s=s.all_symbol_calls_min_interval_s,
         )
         self.positions = PositionSync(account=account, market=market, venue=venue, sink=sink)
+        self.funding = FundingPoller(
+            account=account,
+            market=market,
+            venue=venue,
+            sink=sink,
+            lookback_ms=int(min(s.horizon_days, 7.0) * 86_400_000),
+        )
         self.order_sync = (
             OrderSync(
                 account=account,
@@ -190,6 +199,7 @@ class Reconciler:
         self._run_task: asyncio.Task[None] | None = None
         self._last_periodic = float("-inf")
         self._last_position_check = float("-inf")
+        self._last_funding = float("-inf")
         self._retry_at = 0.0
         self._failures = 0
 
@@ -412,6 +422,14 @@ class Reconciler:
                 symbol, cutoff_ms=await self._cutoff(), checkpoint=self._checkpoint
             )
             self._count(report, result)
+        interval = self.settings.funding_interval_s
+        if (
+            interval > 0
+            and self.market is not Market.SPOT
+            and (full or now - self._last_funding >= interval)
+        ):
+            report.funding = await self.funding.run()
+            self._last_funding = now
         if self.order_sync is not None:
             report.orders_updated = await self.order_sync.run()
         if snapshot is not None:

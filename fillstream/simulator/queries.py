@@ -283,3 +283,96 @@ def all_algo_orders(acct: AccountState, params: Params, engine: Engine) -> list[
 def _int(value: object) -> int:
     assert isinstance(value, int)
     return value
+
+
+def _totals(acct: AccountState, rows: list[Row]) -> dict[str, Decimal]:
+    def total(name: str) -> Decimal:
+        return sum((Decimal(str(r[name])) for r in rows), ZERO)
+
+    wallet = acct.balance
+    unrealized = total("unRealizedProfit")
+    initial = total("initialMargin")
+    available = wallet + unrealized - initial
+    return {
+        "wallet": wallet,
+        "unrealized": unrealized,
+        "initial": initial,
+        "maint": total("maintMargin"),
+        "available": available,
+    }
+
+
+def account(acct: AccountState, params: Params, engine: Engine) -> Row:
+    """``GET /fapi/v2/account`` and ``/fapi/v3/account`` (single-asset mode, USDT)."""
+    rows = position_risk(acct, Params({}), engine)
+    t = _totals(acct, rows)
+    now = engine.clock.wall_ms()
+    amounts = {
+        "walletBalance": fmt_amount(t["wallet"]),
+        "unrealizedProfit": fmt_amount(t["unrealized"]),
+        "marginBalance": fmt_amount(t["wallet"] + t["unrealized"]),
+        "maintMargin": fmt_amount(t["maint"]),
+        "initialMargin": fmt_amount(t["initial"]),
+        "positionInitialMargin": fmt_amount(t["initial"]),
+        "openOrderInitialMargin": "0",
+        "crossWalletBalance": fmt_amount(t["wallet"]),
+        "crossUnPnl": fmt_amount(t["unrealized"]),
+        "availableBalance": fmt_amount(t["available"]),
+        "maxWithdrawAmount": fmt_amount(t["available"]),
+    }
+    return {
+        "feeTier": 0,
+        "feeBurn": False,
+        "canTrade": True,
+        "canDeposit": True,
+        "canWithdraw": True,
+        "updateTime": 0,
+        "multiAssetsMargin": False,
+        "tradeGroupId": -1,
+        "totalInitialMargin": amounts["initialMargin"],
+        "totalMaintMargin": amounts["maintMargin"],
+        "totalWalletBalance": amounts["walletBalance"],
+        "totalUnrealizedProfit": amounts["unrealizedProfit"],
+        "totalMarginBalance": amounts["marginBalance"],
+        "totalPositionInitialMargin": amounts["initialMargin"],
+        "totalOpenOrderInitialMargin": "0",
+        "totalCrossWalletBalance": amounts["walletBalance"],
+        "totalCrossUnPnl": amounts["unrealizedProfit"],
+        "availableBalance": amounts["availableBalance"],
+        "maxWithdrawAmount": amounts["availableBalance"],
+        "assets": [{"asset": "USDT", **amounts, "marginAvailable": True, "updateTime": now}],
+        "positions": [
+            {
+                "symbol": r["symbol"],
+                "positionSide": r["positionSide"],
+                "positionAmt": r["positionAmt"],
+                "unrealizedProfit": r["unRealizedProfit"],
+                "isolatedMargin": "0",
+                "notional": r["notional"],
+                "isolatedWallet": "0",
+                "initialMargin": r["initialMargin"],
+                "maintMargin": r["maintMargin"],
+                "updateTime": r["updateTime"],
+            }
+            for r in rows
+            if r["positionAmt"] != "0"
+        ],
+    }
+
+
+def balance(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
+    """``GET /fapi/v2/balance`` and ``/fapi/v3/balance``."""
+    t = _totals(acct, position_risk(acct, Params({}), engine))
+    return [
+        {
+            "accountAlias": "SgsR",
+            "asset": "USDT",
+            "balance": fmt_amount(t["wallet"]),
+            "crossWalletBalance": fmt_amount(t["wallet"]),
+            "crossUnPnl": fmt_amount(t["unrealized"]),
+            "availableBalance": fmt_amount(t["available"]),
+            "maxWithdrawAmount": fmt_amount(t["available"]),
+            "marginAvailable": True,
+            "updateTime": engine.clock.wall_ms(),
+        }
+    ]

@@ -106,6 +106,10 @@ class RestApi:
             ("GET", "/fapi/v1/openOrders", _by_symbol(1, 40), Security.SIGNED, q.open_orders),
             ("GET", "/fapi/v3/positionRisk", 5, Security.SIGNED, q.position_risk),
             ("GET", "/fapi/v1/income", 30, Security.SIGNED, q.income),
+            ("GET", "/fapi/v2/account", 5, Security.SIGNED, q.account),
+            ("GET", "/fapi/v3/account", 5, Security.SIGNED, q.account),
+            ("GET", "/fapi/v2/balance", 5, Security.SIGNED, q.balance),
+            ("GET", "/fapi/v3/balance", 5, Security.SIGNED, q.balance),
             ("GET", "/fapi/v1/algoOrder", 1, Security.SIGNED, q.algo_order),
             (
                 "GET",

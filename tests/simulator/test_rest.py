@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 import aiohttp
 import pytest
@@ -174,6 +175,20 @@ async def test_weights_429_retry_after_then_418(
     assert (await rest.call("GET", "/fapi/v1/time", signed=False))[0] == 418  # still banned
     sim.clock.advance(120)
     assert (await rest.call("GET", "/fapi/v1/time", signed=False))[0] == 200
+
+
+async def test_account_and_balance(sim: Simulator, rest: Rest) -> None:
+    await sim.trade("alpha", "ETHUSDT", "BUY", "1.000")
+    for path in ("/fapi/v2/account", "/fapi/v3/account"):
+        body = await rest.ok("GET", path)
+        assert body["canTrade"] is True
+        assert [(p["symbol"], p["positionAmt"]) for p in body["positions"]] == [("ETHUSDT", "1")]
+        assert body["assets"][0]["asset"] == "USDT"
+    wallet = (await rest.ok("GET", "/fapi/v2/account"))["totalWalletBalance"]
+    fee = Decimal(sim.ground_truth()["accounts"]["alpha"]["fills"][0]["commission"])
+    assert Decimal(wallet) == 100_000 - fee  # the opening fee left the wallet
+    [usdt] = await rest.ok("GET", "/fapi/v3/balance")
+    assert (usdt["asset"], usdt["balance"]) == ("USDT", wallet)
 
 
 async def test_exchange_info_symbols(sim: Simulator, rest: Rest) -> None:

@@ -25,9 +25,8 @@ import re
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Final
+from typing import Any
 
 import aiohttp
 
@@ -35,6 +34,13 @@ from fillstream.ledger import ConfigError, Market, RestPriority, VenueError, cur
 from fillstream.ledger.errors import TIMESTAMP_OUTSIDE_WINDOW
 from fillstream.ledger.protocols import Json
 from fillstream.sidecar.venue_budget import Grant, WeightBudget, WeightBudgets, host_of
+from fillstream.sidecar.venue_endpoints import (
+    ENDPOINTS,
+    PREFIX,
+    REST_URLS,
+    Endpoint,
+    default_rest_url,
+)
 from fillstream.sidecar.venue_metrics import REST_CLOCK_OFFSET, REST_REQUESTS
 
 with warnings.catch_warnings():
@@ -54,90 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REST_URLS: Final[Mapping[tuple[Market, str], str]] = {
-    (Market.USDM, "mainnet"): "https://fapi.binance.com",
-    (Market.USDM, "testnet"): "https://demo-fapi.binance.com",
-    (Market.USDM, "demo"): "https://demo-fapi.binance.com",
-    (Market.COINM, "mainnet"): "https://dapi.binance.com",
-    (Market.COINM, "testnet"): "https://testnet.binancefuture.com",
-    (Market.COINM, "demo"): "https://demo-dapi.binance.com",
-    (Market.SPOT, "mainnet"): "https://api.binance.com",
-    (Market.SPOT, "testnet"): "https://testnet.binance.vision",
-    (Market.SPOT, "demo"): "https://demo-api.binance.com",
-}
-
-
-def default_rest_url(market: Market, endpoints: str) -> str:
-    """The REST base URL of ``endpoints`` (mainnet, testnet, demo) for ``market``."""
-    try:
-        return REST_URLS[(market, endpoints)]
-    except KeyError:
-        raise ConfigError(f"no built-in REST URL for {market}/{endpoints}; set rest_url") from None
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    """One REST endpoint: its metric label, HTTP method, path, API version and weight."""
-
-    name: str
-    method: str
-    path: str
-    version: int
-    weight: int
-    signed: bool = True
-    heavy_weight: int | None = None  # the weight without a symbol, when it differs
-
-
-_USDM: Final[Mapping[str, _Endpoint]] = {
-    e.name: e
-    for e in (
-        _Endpoint("time", "get", "time", 1, 1, signed=False),
-        _Endpoint("exchangeInfo", "get", "exchangeInfo", 1, 1, signed=False),
-        _Endpoint("listenKey.create", "post", "listenKey", 1, 1, signed=False),
-        _Endpoint("listenKey.keepalive", "put", "listenKey", 1, 1, signed=False),
-        _Endpoint("listenKey.close", "delete", "listenKey", 1, 1, signed=False),
-        _Endpoint("userTrades", "get", "userTrades", 1, 5),
-        _Endpoint("allOrders", "get", "allOrders", 1, 5),
-        _Endpoint("order", "get", "order", 1, 1),
-        _Endpoint("openOrders", "get", "openOrders", 1, 1, heavy_weight=40),
-        _Endpoint("positionRisk", "get", "positionRisk", 3, 5),
-        _Endpoint("income", "get", "income", 1, 30),
-        _Endpoint("algoOrder", "get", "algoOrder", 1, 1),
-        _Endpoint("openAlgoOrders", "get", "openAlgoOrders", 1, 1, heavy_weight=40),
-        _Endpoint("allAlgoOrders", "get", "allAlgoOrders", 1, 5),
-        _Endpoint("account", "get", "account", 2, 5),
-    )
-}
-_COINM: Final[Mapping[str, _Endpoint]] = {
-    **_USDM,
-    "userTrades": _Endpoint("userTrades", "get", "userTrades", 1, 20),
-    "allOrders": _Endpoint("allOrders", "get", "allOrders", 1, 20),
-    "positionRisk": _Endpoint("positionRisk", "get", "positionRisk", 1, 1),
-    "income": _Endpoint("income", "get", "income", 1, 20),
-    "account": _Endpoint("account", "get", "account", 1, 5),
-}
-_SPOT: Final[Mapping[str, _Endpoint]] = {
-    e.name: e
-    for e in (
-        _Endpoint("time", "get", "time", 3, 1, signed=False),
-        _Endpoint("exchangeInfo", "get", "exchangeInfo", 3, 20, signed=False),
-        _Endpoint("userTrades", "get", "myTrades", 3, 20),
-        _Endpoint("allOrders", "get", "allOrders", 3, 20),
-        _Endpoint("order", "get", "order", 3, 4),
-        _Endpoint("openOrders", "get", "openOrders", 3, 6, heavy_weight=80),
-        _Endpoint("account", "get", "account", 3, 20),
-    )
-}
-_ENDPOINTS: Final[Mapping[Market, Mapping[str, _Endpoint]]] = {
-    Market.USDM: _USDM,
-    Market.COINM: _COINM,
-    Market.SPOT: _SPOT,
-}
-_PREFIX: Final[Mapping[Market, str]] = {
-    Market.USDM: "fapi",
-    Market.COINM: "dapi",
-    Market.SPOT: "api",
-}
 _BANNED_UNTIL = re.compile(r"banned until (\d{12,})")
 
 
@@ -218,8 +140,8 @@ class BinanceVenue:
         self.time_sync_interval_s = time_sync_interval_s
         self.max_wait_s = max_wait_s
         self._client = client
-        self._endpoints = _ENDPOINTS[market]
-        self._prefix = _PREFIX[market]
+        self._endpoints = ENDPOINTS[market]
+        self._prefix = PREFIX[market]
         self._synced_at = 0.0
         self._sync_lock = asyncio.Lock()
         self._closed = False
@@ -265,7 +187,7 @@ class BinanceVenue:
             api_secret,
             session_params={"trace_configs": [trace]},
         )
-        prefix = _PREFIX[market]
+        prefix = PREFIX[market]
         # python-binance builds every URL from these attributes (+ "/v1/path" etc.); overriding
         # all of them, testnet/demo variants included, keeps every call on our base URL.
         for attr in ("FUTURES_URL", "FUTURES_TESTNET_URL", "FUTURES_DEMO_URL"):
@@ -499,7 +421,7 @@ class BinanceVenue:
             return await self._send(endpoint, data, priority)
 
     async def _send(
-        self, endpoint: _Endpoint, data: dict[str, Any], priority: RestPriority | None
+        self, endpoint: Endpoint, data: dict[str, Any], priority: RestPriority | None
     ) -> Any:
         weight = endpoint.weight
         if endpoint.heavy_weight is not None and "symbol" not in data:
@@ -533,7 +455,7 @@ class BinanceVenue:
         self._settle(grant, endpoint, exchange, exchange.status or 200, None)
         return body
 
-    async def _request(self, endpoint: _Endpoint, data: dict[str, Any]) -> Any:
+    async def _request(self, endpoint: Endpoint, data: dict[str, Any]) -> Any:
         client = self._client
         if self.market is Market.USDM:
             send = client._request_futures_api
@@ -548,7 +470,7 @@ class BinanceVenue:
         )
 
     def _error(
-        self, endpoint: _Endpoint, status: int, code: Any, message: str, exchange: _Exchange
+        self, endpoint: Endpoint, status: int, code: Any, message: str, exchange: _Exchange
     ) -> VenueError:
         code_int = code if isinstance(code, int) and code != 0 else None
         return VenueError(
@@ -562,7 +484,7 @@ class BinanceVenue:
     def _settle(
         self,
         grant: Grant,
-        endpoint: _Endpoint,
+        endpoint: Endpoint,
         exchange: _Exchange,
         status: int,
         retry_after_s: float | None,

@@ -249,6 +249,10 @@ class Simulator:
         self.algos.on_mark(symbol, mark)
         self.risk.on_mark(symbol, mark)
 
+    def mark(self, symbol: str) -> Decimal:
+        """The symbol's current mark price."""
+        return self.engine.symbol(symbol).mark
+
     def set_mark(self, symbol: str, price: Decimal | str) -> None:
         """Move a symbol's mark price (tests: trigger a TP/SL or a liquidation on purpose)."""
         state = self.engine.symbol(symbol)

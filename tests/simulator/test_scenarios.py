@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -160,6 +161,7 @@ async def test_adl_and_settlement(sim: Simulator, reader: StreamReader) -> None:
     await sim.trade("alpha", "BTCUSDT", "SELL", "0.010")
     await sim.trade("alpha", "ETHUSDT", "BUY", "1.000")
     sim.set_mark("BTCUSDT", "76000")
+    assert sim.mark("BTCUSDT") == Decimal("76000")
     assert sim.force_close("alpha", "BTCUSDT", "adl")
     assert sim.force_close("alpha", "ETHUSDT", "settlement")
     assert not sim.force_close("alpha", "ETHUSDT", "settlement")  # nothing left

@@ -28,7 +28,7 @@ _ACTIONS = (
     ("increase", 14),
     ("reduce", 14),
     ("close", 9),
-    ("flip", 5),
+    ("flip", 5),  # one-way mode; in hedge mode: open the other side as well
     ("limit", 16),
     ("brackets", 10),
     ("trailing", 5),
@@ -127,6 +127,11 @@ class Generator:
             self._market(acct, rng, sym=sym, side=closing, qty=held, ps=ps)
         elif action == "flip" and not acct.hedge:
             self._market(acct, rng, sym=sym, side=closing, qty=held + self._lot(rng, sym), ps=ps)
+        elif action == "flip":
+            other = "SHORT" if ps == "LONG" else "LONG"
+            if acct.position(pos.symbol, other).qty == ZERO:
+                lot = self._lot(rng, sym)
+                self._market(acct, rng, sym=sym, side=closing, qty=lot, ps=other)
         elif action == "limit":
             side = rng.choice((opening, closing)) if not acct.hedge else opening
             self._limit(acct, rng, sym, side, ps)

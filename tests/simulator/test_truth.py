@@ -116,6 +116,7 @@ async def test_truth_folds_like_the_ledger_one_way_and_hedge(make_sim: SimFactor
         flips += before * after < 0  # crossed zero in one fill
     assert flips > 10
     assert {f["positionSide"] for f in truth["beta"]["fills"]} == {"LONG", "SHORT"}
+    assert _ever_both_sides(truth["beta"]["fills"])
 
 
 async def test_same_seed_gives_byte_identical_truth(
@@ -136,6 +137,18 @@ async def test_same_seed_gives_byte_identical_truth(
     assert first.ground_truth_bytes(stable=True) == docs[0]
     assert first.generator.rounds == second.generator.rounds == 400
     assert len(docs[0]) > 10_000
+
+
+def _ever_both_sides(fills: list[dict[str, Any]]) -> bool:
+    """Whether a symbol ever held a LONG and a SHORT position at once (hedge mode)."""
+    held: dict[tuple[str, str], Decimal] = {}
+    for f in fills:
+        key = (f["symbol"], f["positionSide"])
+        sign = 1 if (f["side"] == "BUY") == (f["positionSide"] == "LONG") else -1
+        held[key] = held.get(key, Decimal(0)) + sign * Decimal(f["qty"])
+        if held.get((f["symbol"], "LONG"), 0) > 0 and held.get((f["symbol"], "SHORT"), 0) > 0:
+            return True
+    return False
 
 
 def test_config_is_validated() -> None:

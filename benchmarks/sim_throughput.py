@@ -55,7 +55,7 @@ def _cpu_s(pid: int) -> float | None:
 
 async def _run(
     http: aiohttp.ClientSession, info: dict[str, Any], fills: int, rate: float, pid: int
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     account = info["accounts"][0]
     async with http.post(
         info["rest_url"] + "/fapi/v1/listenKey", headers={"X-MBX-APIKEY": account["api_key"]}

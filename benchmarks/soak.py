@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -403,7 +404,17 @@ def _machine() -> dict[str, Any]:
 
 
 async def run_soak(opts: SoakOptions) -> tuple[dict[str, Any], int]:
-    report, code = await Soak(opts).run()
+    """Run the soak; SIGINT/SIGTERM cancel it, which still stops every child process."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        report, code = await Soak(opts).run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {opts.output}")
@@ -414,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
         _, code = asyncio.run(run_soak(opts))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("soak interrupted; child processes stopped", file=sys.stderr)
         return 130
     return code
 

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_FRESH_MS = 5_000  # a gap is swept from the cursor when the cursor is this close to it
 SUBMIT_CHUNK = 1000
+GAP_PARALLEL_SYMBOLS = 4
 
 
 class Trigger(enum.StrEnum):
@@ -393,13 +394,31 @@ class Reconciler:
             # The stream's active symbols first: that is where the missed fills most likely are.
             ordered = sorted(gap.symbols) + sorted(self.universe.current() - gap.symbols)
             report.symbols = len(ordered)
-            for symbol in ordered:
-                cursor = self.cursors.get(symbol)
-                if cursor is not None and cursor.trade_time_ms >= gap.since_ms - CURSOR_FRESH_MS:
-                    result = await self.backfill.from_cursor(symbol, cutoff_ms=cutoff)
-                else:
-                    result = await self.backfill.window(symbol, gap.since_ms, cutoff_ms=cutoff)
-                self._count(report, result)
+            # Symbols in parallel (a few at a time): their REST round trips overlap, and the
+            # pipeline still applies one batch at a time; the budget orders the requests.
+            limit = asyncio.Semaphore(GAP_PARALLEL_SYMBOLS)
+
+            async def sweep(symbol: str) -> SweepResult:
+                async with limit:
+                    cursor = self.cursors.get(symbol)
+                    if (
+                        cursor is not None
+                        and cursor.trade_time_ms >= gap.since_ms - CURSOR_FRESH_MS
+                    ):
+                        return await self.backfill.from_cursor(symbol, cutoff_ms=cutoff)
+                    return await self.backfill.window(symbol, gap.since_ms, cutoff_ms=cutoff)
+
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [tg.create_task(sweep(symbol)) for symbol in ordered]
+            except ExceptionGroup as group:
+                # One venue refusal (rate limit, ban) is the run's outcome, as in a serial run.
+                first = next((e for e in group.exceptions if isinstance(e, VenueError)), None)
+                if first is None:
+                    raise
+                raise first from group
+            for task in tasks:
+                self._count(report, task.result())
         except BaseException:
             self._gaps[:0] = gaps  # not served: keep them for the next attempt
             raise

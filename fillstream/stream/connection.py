@@ -133,7 +133,10 @@ class Connection:
             except ConnectionClosed:
                 return
             try:
-                await asyncio.wait_for(waiter, timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that races the inner future's completion.
+                async with asyncio.timeout(timeout):
+                    await waiter
             except ConnectionClosed:
                 return
             except TimeoutError:
@@ -165,7 +168,8 @@ class Connection:
 
     async def _abort(self) -> None:
         try:
-            await asyncio.wait_for(self.ws.close(), self._settings.close_timeout_s + 1)
+            async with asyncio.timeout(self._settings.close_timeout_s + 1):
+                await self.ws.close()
         except (TimeoutError, OSError):
             transport = self.ws.transport
             if transport is not None:

@@ -24,7 +24,6 @@ only this account; stopped after :meth:`UserStream.aclose`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -191,6 +190,9 @@ class UserStream:
                 await self._closing.wait()
                 for task in background:
                     task.cancel()
+                # Let them finish first: a supervisor cancelled just after a handshake has
+                # registered a socket that must be closed below, not left reading forever.
+                await asyncio.wait(background)
                 await self._shutdown()
             await self._release_key()
             self._set_state(StreamState.STOPPED, "shutdown")
@@ -203,6 +205,7 @@ class UserStream:
         if not self._closing.is_set():
             self._deadline_mono = time.monotonic() + deadline_s
             self._closing.set()
+            self._trouble.set()  # wakes the supervisor even if its cancellation were lost
         if self._task is not None:
             await self._task
         elif self._running:
@@ -214,16 +217,19 @@ class UserStream:
         return max(0.0, self._deadline_mono - time.monotonic())
 
     async def _shutdown(self) -> None:
+        self._current = None
         for conn in list(self._conns.values()):
             try:
-                await asyncio.wait_for(conn.close("shutdown"), self._remaining_s())
+                async with asyncio.timeout(self._remaining_s()):
+                    await conn.close("shutdown")
             except TimeoutError:
                 conn.abandon()
         processor = self._processor
         assert processor is not None
         try:
-            await asyncio.wait_for(self._queue.put(None), self._remaining_s())
-            await asyncio.wait_for(asyncio.shield(processor), self._remaining_s())
+            async with asyncio.timeout(self._remaining_s()):
+                await self._queue.put(None)
+                await asyncio.shield(processor)
         except TimeoutError:
             log.warning(
                 "%s: shutdown deadline passed with %d frames unprocessed; the start-up gap of the "
@@ -235,7 +241,8 @@ class UserStream:
 
     async def _release_key(self) -> None:
         try:
-            await asyncio.wait_for(self._keys.release(), max(self._remaining_s(), 1.0))
+            async with asyncio.timeout(max(self._remaining_s(), 1.0)):
+                await self._keys.release()
         except TimeoutError:
             log.warning("%s: listenKey delete timed out", self.account)
 
@@ -248,6 +255,11 @@ class UserStream:
     @property
     def listen_key(self) -> str | None:
         return self._keys.key
+
+    @property
+    def backlog(self) -> int:
+        """Frames received and events decoded that the sink has not been handed yet."""
+        return self._queue.qsize() + len(self._pending)
 
     @property
     def connected(self) -> bool:
@@ -305,12 +317,15 @@ class UserStream:
         self._gaps.on_gap(gap)
 
     def _signal(self, reason: str) -> None:
+        """Report trouble to the supervisor (the first reason wins until it is taken)."""
         if self._trouble_reason is None:
             self._trouble_reason = reason
             self._trouble.set()
 
     async def _next_trouble(self) -> str:
         await self._trouble.wait()
+        if self._closing.is_set():
+            return "shutdown"
         reason = self._trouble_reason or "unknown"
         self._trouble_reason = None
         self._trouble.clear()
@@ -342,6 +357,8 @@ class UserStream:
                     await self._rotate()
                     continue
                 break
+            if reason == "shutdown":
+                return
             if reason == "auth_failed":
                 await self._close_all("auth_failed")
                 return
@@ -460,8 +477,9 @@ class UserStream:
                 )
                 return
             self.metrics.reconnect("rotation")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.settings.rotation_overlap_s)
+            # Shutdown cancels us (never wait_for on _closing here: 3.11's wait_for swallows a
+            # cancellation that races the inner wait's completion).
+            await asyncio.sleep(self.settings.rotation_overlap_s)
             if old is not None:
                 await old.close("rotated")
             self._dedup_until_ns = time.time_ns() + _DEDUP_TAIL_NS

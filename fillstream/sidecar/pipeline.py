@@ -43,6 +43,7 @@ from fillstream.storage import (
     OutboxRelay,
     PublishedListener,
     connect,
+    create_pool,
     migrate,
 )
 
@@ -389,7 +390,7 @@ class IngestStack:
         **publisher_options: Any,
     ) -> IngestStack:
         """Connect, migrate, ensure the stream, start the relay (it drains leftovers first)."""
-        pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
+        pool = await create_pool(dsn, min_size=1, max_size=pool_size)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)

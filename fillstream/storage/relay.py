@@ -84,6 +84,7 @@ class OutboxRelay:
         backoff_max_s: float = 2.0,
         retention_s: float = 0.0,
         prune_interval_s: float = 60.0,
+        mark_delay_s: float = 0.02,
         on_published: PublishedListener | None = None,
     ) -> None:
         self.pool = pool
@@ -93,6 +94,7 @@ class OutboxRelay:
         self.backoff_max_s = backoff_max_s
         self.retention_s = retention_s
         self.prune_interval_s = prune_interval_s
+        self.mark_delay_s = mark_delay_s
         self.on_published = on_published
         self._queue: collections.deque[OutboxMessage] = collections.deque()
         self._accepting = False  # False while draining: the table is the source then
@@ -301,6 +303,10 @@ class OutboxRelay:
         backoff = self.backoff_initial_s
         while True:
             await self._mark_wake.wait()
+            if len(self._to_mark) < self.chunk:
+                # Let a few acks gather: at low rate one statement per ack would cost PostgreSQL
+                # more than the ingest itself, and nothing waits for the marks.
+                await asyncio.sleep(self.mark_delay_s)
             self._mark_wake.clear()
             try:
                 await self._flush_marks()

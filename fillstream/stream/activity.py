@@ -8,11 +8,13 @@ symbols fade out of "active" after a horizon, terminal orders and algos are forg
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from fillstream.ledger import AlgoLink, OrderUpdate, Position, PositionSide
+from fillstream.ledger import AlgoLink, OrderUpdate
 from fillstream.ledger.types import TERMINAL_ORDER_STATUSES
+from fillstream.stream.parse import dec
+from fillstream.stream.wire import AccountPosition, AccountUpdate
 
 K = TypeVar("K", bound=Hashable)
 
@@ -59,7 +61,9 @@ class AccountActivity:
         self.symbol_seen: dict[str, float] = {}
         self.open_orders: dict[tuple[str, int], None] = {}
         self.open_algos: dict[int, str] = {}
-        self.positions: dict[tuple[str, PositionSide], Position] = {}
+        # The latest ACCOUNT_UPDATE position per (symbol, position side), kept as the wire gave
+        # it (and its update time): most are never looked at, so they are converted on demand.
+        self.positions: dict[tuple[str, str], tuple[AccountPosition, int]] = {}
         self.recent_fills: RecentSet[TradeRef] = RecentSet(recent_fills)
         self.pending_lite: dict[TradeRef, tuple[float, int]] = {}
         self._horizon_s = symbol_horizon_s
@@ -113,16 +117,17 @@ class AccountActivity:
             self.open_algos[link.algo_id] = link.symbol
         self.symbol_seen[link.symbol] = now
 
-    def account_positions(self, positions: Iterable[Position], now: float) -> None:
-        for p in positions:
-            self.positions[(p.symbol, p.position_side)] = p
-            self.symbol_seen[p.symbol] = now
+    def account_update(self, event: AccountUpdate, now: float) -> None:
+        updated = event.T or event.E
+        for p in event.a.P:
+            self.positions[(p.s, p.ps)] = (p, updated)
+            self.symbol_seen[p.s] = now
 
     def exposed_symbols(self) -> set[str]:
         """Symbols with open orders, working algo orders or a non-zero position."""
         symbols = {symbol for symbol, _ in self.open_orders}
         symbols.update(self.open_algos.values())
-        symbols.update(s for (s, _), p in self.positions.items() if p.qty != 0)
+        symbols.update(s for (s, _), (p, _) in self.positions.items() if dec(p.pa) != 0)
         return symbols
 
     def active_symbols(self, now: float) -> frozenset[str]:

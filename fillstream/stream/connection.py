@@ -20,6 +20,7 @@ from typing import Final
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings
 from fillstream.stream.metrics import StreamMetrics
 
@@ -60,7 +61,7 @@ class Connection:
         self,
         conn_id: int,
         ws: ClientConnection,
-        queue: asyncio.Queue[Frame | None],
+        queue: FrameBuffer[Frame | None],
         *,
         settings: StreamSettings,
         metrics: StreamMetrics,

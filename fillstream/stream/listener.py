@@ -51,6 +51,7 @@ from fillstream.ledger import (
 )
 from fillstream.stream.activity import AccountActivity, RecentSet
 from fillstream.stream.backoff import Backoff
+from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings, mask_url
 from fillstream.stream.connection import Connection, Frame, open_socket
 from fillstream.stream.decode import FrameDecoder, FrameError, truncate
@@ -60,7 +61,9 @@ from fillstream.stream.parse import (
     algo_link_from,
     fill_from_order_update,
     order_update_from,
-    positions_from_account_update,
+    dec,
+    position_from,
+    position_side,
 )
 from fillstream.stream.watchdog import StalenessWatchdog
 from fillstream.stream.wire import (
@@ -126,7 +129,8 @@ class UserStream:
         self.activity = AccountActivity()
         self._keys = ListenKeyManager(venue, account, self.settings, self.metrics)
         self._watchdog = StalenessWatchdog(venue, self.activity, self.settings)
-        self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(self.settings.queue_max)
+        self._queue: FrameBuffer[Frame | None] = FrameBuffer(self.settings.queue_max)
+        self._counts: dict[str, int] = {}  # events by type in the current processor pass
         self.state = StreamState.CONNECTING
         self.metrics.state(self.state)
         # Connections: the current one, plus the old one during a make-before-break overlap.
@@ -235,7 +239,7 @@ class UserStream:
                 "%s: shutdown deadline passed with %d frames unprocessed; the start-up gap of the "
                 "next run covers them",
                 self.account,
-                self._queue.qsize(),
+                len(self._queue),
             )
             processor.cancel()
 
@@ -250,7 +254,11 @@ class UserStream:
 
     def positions(self) -> dict[tuple[str, PositionSide], Position]:
         """The latest ACCOUNT_UPDATE position per (symbol, position side), for cross-checks."""
-        return dict(self.activity.positions)
+        out: dict[tuple[str, PositionSide], Position] = {}
+        for wire, updated_ms in self.activity.positions.values():
+            p = position_from(wire, self.account, self.market, updated_at_ms=updated_ms)
+            out[(p.symbol, p.position_side)] = p
+        return out
 
     @property
     def listen_key(self) -> str | None:
@@ -259,7 +267,7 @@ class UserStream:
     @property
     def backlog(self) -> int:
         """Frames received and events decoded that the sink has not been handed yet."""
-        return self._queue.qsize() + len(self._pending)
+        return len(self._queue) + len(self._pending)
 
     @property
     def connected(self) -> bool:
@@ -517,7 +525,7 @@ class UserStream:
             self.metrics.last_event_age.set(
                 now - (last if last is not None else self._started_mono)
             )
-            self.metrics.queue_depth.set(self._queue.qsize())
+            self.metrics.queue_depth.set(len(self._queue))
             outage = self._outage_since_mono
             recovering = self.state is StreamState.RECOVERING
             if recovering and outage is not None and now - outage >= settings.degraded_after_s:
@@ -570,16 +578,17 @@ class UserStream:
         submitter = asyncio.create_task(self._submitter(), name="stream-submitter")
         try:
             while True:
-                items = [await queue.get()]
-                while len(items) < max_batch and not queue.empty():
-                    items.append(queue.get_nowait())
+                items = await queue.take(max_batch)
                 stop = items[-1] is None
                 now = time.monotonic()
                 pending = self._pending
                 for item in items:
                     if item is not None:
                         self._handle(item, now, pending)
-                self.metrics.queue_depth.set(queue.qsize())
+                self.metrics.queue_depth.set(len(queue))
+                if self._counts:
+                    self.metrics.events(self._counts)
+                    self._counts = {}
                 if pending:
                     self._pending_ready.set()
                 if stop:
@@ -638,6 +647,9 @@ class UserStream:
             fill = fill_from_order_update(event, account, market, received_at_ns=received_ns)
             update = order_update_from(event, account, market, received_at_ns=received_ns)
             if fill is not None:
+                # Lag of fill events only: they are what is latency-critical, and one
+                # histogram observation per frame would cost more than the decode.
+                self.metrics.event_lag.observe((received_ns // 1_000_000 - event.E) / 1000)
                 if activity.fill((fill.symbol, fill.trade_id, fill.order_id), now):
                     pending.fills.append(fill)
                     self.fills += 1
@@ -657,9 +669,12 @@ class UserStream:
             pending.algos.append(link)
         elif isinstance(event, AccountUpdate):
             self._data(event.e, event.E, received_ns, now)
-            activity.account_positions(positions_from_account_update(event, account, market), now)
+            for p in event.a.P:  # validated now (ValueError: malformed), converted on demand
+                position_side(p.ps)
+                dec(p.pa), dec(p.ep), dec(p.cr)
+            activity.account_update(event, now)
         elif isinstance(event, ListenKeyExpired):
-            self.metrics.event(event.e)
+            self._counts[event.e] = self._counts.get(event.e, 0) + 1
             current = self._current
             stale_key = bool(event.listenKey) and event.listenKey != self._keys.key
             if current is not None and current.id == conn_id and not stale_key:
@@ -672,12 +687,11 @@ class UserStream:
 
     def _data(self, event_type: str, event_ms: int, received_ns: int, now: float) -> None:
         """Book-keeping for every data event (everything but listenKeyExpired)."""
-        self.metrics.event(event_type)
+        counts = self._counts
+        counts[event_type] = counts.get(event_type, 0) + 1
         received_ms = received_ns // 1_000_000
         self._last_event_ms = min(event_ms, received_ms) if event_ms else received_ms
         self._last_data_mono = now
-        if event_ms:
-            self.metrics.event_lag.observe((received_ms - event_ms) / 1000)
 
     def _log_bad_frame(self, kind: str, reason: str, excerpt: str) -> None:
         self._bad_frames += 1

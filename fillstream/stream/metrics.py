@@ -50,7 +50,7 @@ LAST_EVENT_AGE = Gauge(
 )
 EVENT_LAG = Histogram(
     "fillstream_stream_event_lag_seconds",
-    "Frame receipt time minus the event's exchange time E",
+    "Frame receipt time minus the exchange's event time E, of fill events",
     _LABELS,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
@@ -111,11 +111,14 @@ class StreamMetrics:
         self.auth_failed.set(0)
         self.connected.set(0)
 
-    def event(self, event_type: str) -> None:
-        child = self._events.get(event_type)
-        if child is None:
-            child = self._events[event_type] = EVENTS.labels(self.account, self.market, event_type)
-        child.inc()
+    def events(self, counts: dict[str, int]) -> None:
+        """Count events by type (one increment per type per processor pass)."""
+        for event_type, n in counts.items():
+            child = self._events.get(event_type)
+            if child is None:
+                child = EVENTS.labels(self.account, self.market, event_type)
+                self._events[event_type] = child
+            child.inc(n)
 
     def state(self, state: StreamState) -> None:
         for s, child in self._states.items():

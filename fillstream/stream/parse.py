@@ -23,7 +23,7 @@ from fillstream.ledger import (
     PositionSide,
     Side,
 )
-from fillstream.stream.wire import AccountUpdate, AlgoUpdate, OrderTradeUpdate
+from fillstream.stream.wire import AccountPosition, AccountUpdate, AlgoUpdate, OrderTradeUpdate
 
 FILL_EXECUTION_TYPES = frozenset({"TRADE", "CALCULATED"})
 ZERO = Decimal(0)
@@ -167,25 +167,30 @@ def algo_link_from(event: AlgoUpdate, account: str, market: Market) -> AlgoLink:
     )
 
 
+def position_from(
+    p: AccountPosition, account: str, market: Market, *, updated_at_ms: int
+) -> Position:
+    """One position an ACCOUNT_UPDATE reports, for cross-checks only.
+
+    ``realized_pnl`` carries Binance's ``cr`` (accumulated pre-fee realized of the position), not
+    the book's per-lifecycle sum; ``opened_at_ms`` is unknown (None).
+    """
+    return Position(
+        account=account,
+        market=market,
+        symbol=p.s,
+        position_side=position_side(p.ps),
+        qty=dec(p.pa),
+        entry_price=dec(p.ep),
+        realized_pnl=dec(p.cr),
+        opened_at_ms=None,
+        updated_at_ms=updated_at_ms,
+    )
+
+
 def positions_from_account_update(
     event: AccountUpdate, account: str, market: Market
 ) -> list[Position]:
-    """The positions an ACCOUNT_UPDATE reports (only changed ones are in ``P``).
-
-    For cross-checks only: ``realized_pnl`` carries Binance's ``cr`` (accumulated pre-fee realized
-    of the position), not the book's per-lifecycle sum; ``opened_at_ms`` is unknown (None).
-    """
-    return [
-        Position(
-            account=account,
-            market=market,
-            symbol=p.s,
-            position_side=position_side(p.ps),
-            qty=dec(p.pa),
-            entry_price=dec(p.ep),
-            realized_pnl=dec(p.cr),
-            opened_at_ms=None,
-            updated_at_ms=event.T or event.E,
-        )
-        for p in event.a.P
-    ]
+    """The positions an ACCOUNT_UPDATE reports (only changed ones are in ``P``)."""
+    updated = event.T or event.E
+    return [position_from(p, account, market, updated_at_ms=updated) for p in event.a.P]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -99,6 +100,13 @@ async def test_streams_fills_orders_and_keepalives_on_schedule(make_rig: RigFact
     stored = await rig.stored(account)
     assert set(stored.values()) == {"stream"}
     assert stream.fills == len(stored) > 0
+    # ACCOUNT_UPDATE positions, kept for cross-checks, match the venue's open positions.
+    truth_positions = {
+        (p["symbol"], p["positionSide"]): Decimal(p["positionAmt"])
+        for p in rig.sim.ground_truth()["accounts"][account]["positions"]
+    }
+    reported = {(s, ps.value): p.qty for (s, ps), p in stream.positions().items() if p.qty}
+    assert reported == truth_positions
     orders = await rig.stack.pool.fetchval(
         "SELECT count(*) FROM orders WHERE account = $1", account
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from decimal import Decimal
 
@@ -15,13 +16,14 @@ from fillstream.ledger import (
     FillSource,
     Market,
     OrderUpdate,
-    Position,
     PositionSide,
     Side,
 )
 from fillstream.stream.activity import AccountActivity, RecentSet
 from fillstream.stream.backoff import Backoff
+from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings, mask_url
+from fillstream.stream.wire import AccountPosition, AccountUpdate, AccountUpdateData
 
 
 def test_urls_in_every_form() -> None:
@@ -134,20 +136,16 @@ def test_activity_dedup_trade_lite_and_exposure() -> None:
         ),
         now=1.0,
     )
-    activity.account_positions(
-        [
-            Position(
-                account="a",
-                market=Market.USDM,
-                symbol="XRPUSDT",
-                position_side=PositionSide.BOTH,
-                qty=Decimal("-3"),
-                entry_price=Decimal(1),
-                realized_pnl=Decimal(0),
-                opened_at_ms=None,
-                updated_at_ms=1,
-            )
-        ],
+    activity.account_update(
+        AccountUpdate(
+            E=2,
+            a=AccountUpdateData(
+                P=(
+                    AccountPosition(s="XRPUSDT", pa="-3"),
+                    AccountPosition(s="DOGEUSDT", pa="0.000", ps="LONG"),
+                )
+            ),
+        ),
         now=1.0,
     )
     assert activity.exposed_symbols() == {"SOLUSDT", "BNBUSDT", "XRPUSDT"}
@@ -155,3 +153,23 @@ def test_activity_dedup_trade_lite_and_exposure() -> None:
     assert activity.exposed_symbols() == {"BNBUSDT", "XRPUSDT"}
     assert activity.active_symbols(now=30.0) >= {"BTCUSDT", "SOLUSDT", "XRPUSDT"}
     assert "BTCUSDT" not in activity.active_symbols(now=500.0)
+
+
+async def test_frame_buffer_is_fifo_bounded_and_wakes_both_sides() -> None:
+    buffer: FrameBuffer[int] = FrameBuffer(3)
+    for i in range(3):
+        buffer.put_nowait(i)
+    assert buffer.full()
+    blocked = asyncio.create_task(buffer.put(3))
+    await asyncio.sleep(0)
+    assert not blocked.done()  # full: the writer waits (backpressure)
+    assert await buffer.take(2) == [0, 1]
+    await blocked
+    assert await buffer.take(10) == [2, 3]
+    reader = asyncio.create_task(buffer.take(10))
+    await asyncio.sleep(0)
+    assert not reader.done()  # empty: the reader waits
+    buffer.put_nowait(4)
+    assert await reader == [4]
+    with pytest.raises(ValueError, match="maxsize"):
+        FrameBuffer(0)

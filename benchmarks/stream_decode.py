@@ -1,0 +1,379 @@
+"""Stream-path benchmarks (``python -m benchmarks.stream_decode``).
+
+1. **Receive + decode per frame** on loopback, same frames, same run: a replay server in a child
+   process writes N pre-framed ORDER_TRADE_UPDATE frames straight into the socket (so the server
+   is never the bottleneck) and each client receives and decodes all of them:
+   - ``fillstream``: websockets ``recv(decode=False)`` + the two-stage msgspec ``FrameDecoder``
+     (wire struct, amounts as str); and the same plus ``parse`` to ``Fill``/``OrderUpdate``
+     (Decimal), which is what the listener's processor does per frame;
+   - ``stdlib json``: websockets ``recv()`` + ``json.loads`` + dict access of the fill fields;
+   - ``python-binance``: ``BinanceSocketManager(client).futures_user_socket()`` (its own
+     listenKey POST, read loop, queue and ``recv``) pointed at the replay server.
+2. **Receipt → JetStream ack** through ``BinanceVenue`` + ``UserStream`` + the real ``Pipeline``
+   (embedded PostgreSQL with ``synchronous_commit=on``, NATS JetStream with
+   ``sync_interval: always`` as shipped): p50/p99 at 1,000 and 10,000 fills/s offered, and the
+   maximum sustained rate. The frames are the simulator's own (its seeded generator, recorded
+   once), replayed by a child process at the offered rate: an in-process simulator would spend
+   more CPU making 10,000 fills/s than the path under test spends taking them. This reuses
+   :mod:`benchmarks.end_to_end`'s recording, replay venue and instrumented client (receipt =
+   the reader's ``time.time_ns()`` stamp on the frame, ack = the relay's ``on_published``).
+
+Prints a table and writes ``benchmarks/results/stream.json``. ``--quick`` shrinks every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import struct
+import sys
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from fillstream.ledger import Market
+from fillstream.stream.config import StreamSettings
+from fillstream.stream.connection import open_socket
+from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.parse import fill_from_order_update, order_update_from
+from fillstream.stream.wire import OrderTradeUpdate
+
+RESULTS = Path(__file__).parent / "results" / "stream.json"
+LISTEN_KEY = "benchListenKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
+
+_TEMPLATE = (
+    '{{"e":"ORDER_TRADE_UPDATE","E":{E},"T":{T},"o":{{"s":"BTCUSDT","c":"sidecar-7f3a91",'
+    '"S":"SELL","o":"LIMIT","f":"GTC","q":"0.010","p":"76950.00","ap":"76950.00","sp":"0",'
+    '"x":"TRADE","X":"PARTIALLY_FILLED","i":{i},"l":"0.004","z":"0.004","L":"76950.00",'
+    '"N":"USDT","n":"0.12312000","T":{T},"t":{t},"b":"0","a":"461.70000","m":true,"R":false,'
+    '"wt":"CONTRACT_PRICE","ot":"LIMIT","ps":"BOTH","cp":false,"pP":false,"si":0,"ss":0,'
+    '"rp":"1.84000000","V":"EXPIRE_MAKER","pm":"NONE","gtd":0,"er":"0"}}}}'
+)
+
+
+def frame_payload(n: int) -> bytes:
+    """The n-th benchmark ORDER_TRADE_UPDATE (a fill), about 520 bytes like binance-facts §2.1."""
+    now = 1789478401230 + n
+    return _TEMPLATE.format(E=now + 4, T=now, i=812345678901 + n, t=6123456789 + n).encode()
+
+
+def _ws_frame(payload: bytes) -> bytes:
+    """An unmasked server text frame (RFC 6455 §5.2)."""
+    size = len(payload)
+    if size < 126:
+        return bytes([0x81, size]) + payload
+    if size < 1 << 16:
+        return bytes([0x81, 126]) + struct.pack("!H", size) + payload
+    return bytes([0x81, 127]) + struct.pack("!Q", size) + payload
+
+
+# --------------------------------------------------------------------------- replay server
+
+
+async def _replay_server(count: int) -> None:
+    blob = b"".join(_ws_frame(frame_payload(n)) for n in range(count))
+
+    async def listen_key(_: web.Request) -> web.Response:
+        return web.json_response({"listenKey": LISTEN_KEY})
+
+    async def stream(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, autoping=True)
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        # Straight into the socket: the server must not be what is measured.
+        transport.write(blob)
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    for method in ("POST", "PUT", "DELETE"):
+        app.router.add_route(method, "/fapi/v1/listenKey", listen_key)
+    app.router.add_get("/private/ws", stream)
+    app.router.add_get("/private/ws/{key}", stream)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(runner.addresses[0][1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
+
+
+class ReplayServer:
+    """The replay server in a child process (its CPU is not ours)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> ReplayServer:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.stream_decode",
+            "--replay-server",
+            str(self.count),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        self.port = int((await self.proc.stdout.readline()).decode())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# --------------------------------------------------------------------------- clients
+
+
+async def _time_frames(count: int, receive: Callable[[], Awaitable[None]]) -> float:
+    """Seconds per frame over frames 2..count (the first one carries the connection setup)."""
+    await receive()
+    start = time.perf_counter()
+    for _ in range(count - 1):
+        await receive()
+    return (time.perf_counter() - start) / (count - 1)
+
+
+async def client_fillstream(server: ReplayServer, *, parse: bool) -> float:
+    settings = StreamSettings(ws_url=server.ws_url, url_form="path")
+    ws = await open_socket(settings.url(LISTEN_KEY), settings)
+    decoder = FrameDecoder()
+    sink: list[object] = []
+
+    async def receive() -> None:
+        payload = await ws.recv(decode=False)
+        received = time.time_ns()
+        event = decoder.decode(payload)
+        if parse:
+            assert isinstance(event, OrderTradeUpdate)
+            sink.append(
+                fill_from_order_update(event, "bench", Market.USDM, received_at_ns=received)
+            )
+            sink.append(order_update_from(event, "bench", Market.USDM, received_at_ns=received))
+            if len(sink) > 1000:
+                sink.clear()
+
+    try:
+        return await _time_frames(server.count, receive)
+    finally:
+        await ws.close()
+
+
+async def client_stdlib_json(server: ReplayServer) -> float:
+    settings = StreamSettings(ws_url=server.ws_url, url_form="path")
+    ws = await open_socket(settings.url(LISTEN_KEY), settings)
+    sink: list[object] = []
+
+    async def receive() -> None:
+        event = json.loads(await ws.recv())
+        o = event["o"]
+        sink.append((o["s"], o["t"], o["i"], o["L"], o["l"], o["n"], o["N"], o["rp"], event["E"]))
+        if len(sink) > 1000:
+            sink.clear()
+
+    try:
+        return await _time_frames(server.count, receive)
+    finally:
+        await ws.close()
+
+
+async def client_python_binance(server: ReplayServer) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from binance import AsyncClient, BinanceSocketManager
+
+    client = AsyncClient("bench-key", "bench-secret")
+    client.FUTURES_URL = f"{server.rest_url}/fapi"
+    manager = BinanceSocketManager(client, max_queue_size=server.count + 10)
+    manager.FSTREAM_URL = f"{server.ws_url}/"
+    socket = manager.futures_user_socket()
+    sink: list[object] = []
+    try:
+        async with socket as stream:
+
+            async def receive() -> None:
+                event = await stream.recv()
+                o = event["o"]
+                sink.append((o["s"], o["t"], o["i"], o["L"], o["l"], o["n"], o["N"], o["rp"]))
+                if len(sink) > 1000:
+                    sink.clear()
+
+            return await _time_frames(server.count, receive)
+    finally:
+        await client.close_connection()
+
+
+async def bench_receive_decode(count: int, repeats: int) -> dict[str, Any]:
+    """Median µs per frame for each client, each on a fresh replay of ``count`` frames."""
+    clients: dict[str, Callable[[ReplayServer], Awaitable[float]]] = {
+        "fillstream (msgspec wire struct)": lambda s: client_fillstream(s, parse=False),
+        "fillstream (+ parse to Fill/OrderUpdate)": lambda s: client_fillstream(s, parse=True),
+        "stdlib json + dict access": client_stdlib_json,
+        "python-binance futures_user_socket": client_python_binance,
+    }
+    results: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(repeats):
+        for name, client in clients.items():
+            async with ReplayServer(count) as server:
+                results[name].append(await client(server) * 1e6)
+    medians = {name: sorted(v)[len(v) // 2] for name, v in results.items()}
+    baseline = medians["python-binance futures_user_socket"]
+    return {
+        "frames": count,
+        "repeats": repeats,
+        "frame_bytes": len(frame_payload(0)),
+        "us_per_frame": medians,
+        "runs_us_per_frame": results,
+        "speedup_vs_python_binance": {name: baseline / us for name, us in medians.items()},
+    }
+
+
+def _print_receive_decode(result: dict[str, Any]) -> None:
+    print(
+        f"\nReceive + decode per frame, loopback, {result['frames']:,} frames of "
+        f"{result['frame_bytes']} B, median of {result['repeats']}"
+    )
+    print(f"  {'client':44} {'µs/frame':>9} {'x vs python-binance':>20}")
+    for name, us in result["us_per_frame"].items():
+        ratio = result["speedup_vs_python_binance"][name]
+        print(f"  {name:44} {us:9.2f} {ratio:20.1f}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        **{lib: metadata.version(lib) for lib in ("msgspec", "websockets", "python-binance")},
+    }
+
+
+# --------------------------------------------------------------------------- end to end
+
+E2E_TARGETS = {
+    "receipt_p99_ms_at_1k": 1.5,
+    "receipt_p99_ms_at_10k": 10.0,
+    "max_fills_per_s": 20_000,
+}
+
+
+async def bench_end_to_end(*, quick: bool, seed: int = 42) -> dict[str, Any]:
+    """Receipt → JetStream ack at 1k/s and 10k/s offered, and the max sustained rate."""
+    import asyncpg
+
+    from benchmarks import end_to_end as e2e
+    from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
+    from fillstream.storage import migrate_dsn
+
+    scale = 0.2 if quick else 1.0
+    plan = [
+        ("1k/s", int(10_000 * scale), 1_000.0),
+        ("10k/s", int(20_000 * scale), 10_000.0),
+        ("max", int(30_000 * scale), None),
+    ]
+    need = max(n for _, n, _ in plan)
+    recording = await e2e.record(need, seed=seed)
+    path = e2e.recording_path(need, seed)
+    pg, ns = EmbeddedPostgres(), EmbeddedNats(sync_always=True)
+    runs: list[dict[str, Any]] = []
+    try:
+        admin = await asyncpg.connect(await asyncio.to_thread(pg.start))
+        await admin.execute("CREATE DATABASE stream_bench")
+        await admin.close()
+        dsn = pg.dsn("stream_bench")
+        await migrate_dsn(dsn)
+        nats_url = await asyncio.to_thread(ns.start)
+        async with (
+            e2e.ReplayVenue(path) as venue,
+            e2e.FillstreamClient(dsn, nats_url, venue, recording.index()) as client,
+        ):
+            for label, fills, rate in plan:
+                run = await client.run(label, fills, rate)
+                runs.append(msgspec.to_builtins(run))
+    finally:
+        await asyncio.to_thread(ns.close)
+        await asyncio.to_thread(pg.close)
+    return {
+        "events_per_fill": round(len(recording.frames) / len(recording.fills), 2),
+        "nats_sync_interval": "always",
+        "runs": runs,
+        "targets": E2E_TARGETS,
+    }
+
+
+def print_end_to_end(result: dict[str, Any]) -> None:
+    print(
+        f"\nReceipt → JetStream ack (UserStream + Pipeline, PostgreSQL synchronous_commit=on, "
+        f"JetStream sync always; {result['events_per_fill']} events per fill)"
+    )
+    print(f"  {'load':>6} {'fills':>7} {'fills/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}")
+    for r in result["runs"]:
+        print(
+            f"  {r['load']:>6} {r['fills']:>7,} {r['fills_per_s']:>9,.0f} "
+            f"{r['receipt_p50_ms']:>8.2f} {r['receipt_p99_ms']:>8.2f} {r['receipt_p999_ms']:>9.2f}"
+        )
+
+
+async def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stream_decode")
+    parser.add_argument("--quick", action="store_true", help="small runs (a smoke test)")
+    parser.add_argument("--frames", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-e2e", action="store_true", help="only the receive+decode part")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    frames = 5_000 if args.quick else args.frames
+    repeats = 1 if args.quick else args.repeats
+    logging.basicConfig(level=logging.WARNING)
+    report: dict[str, Any] = {"environment": _environment(), "command": " ".join(sys.argv)}
+    report["receive_decode"] = await bench_receive_decode(frames, repeats)
+    _print_receive_decode(report["receive_decode"])
+    if not args.skip_e2e:
+        report["end_to_end"] = await bench_end_to_end(quick=args.quick)
+        print_end_to_end(report["end_to_end"])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwritten: {args.output}")
+    return report
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--replay-server":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_replay_server(int(sys.argv[2])))
+    else:
+        asyncio.run(main())

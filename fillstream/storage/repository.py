@@ -20,7 +20,6 @@ import msgspec
 from fillstream.ledger import (
     AlgoLink,
     Fill,
-    FillKey,
     IngestBatch,
     Market,
     OrderUpdate,
@@ -202,12 +201,13 @@ class Ledger(Records):
     ) -> tuple[list[Fill], list[Fill]]:
         if not batch.fills:
             return [], []
-        unique: dict[FillKey, Fill] = {}
+        # (symbol, trade id, order id): the rest of the FillKey is the batch's, checked here.
+        unique: dict[tuple[str, int, int], Fill] = {}
         duplicates: list[Fill] = []
         for f in batch.fills:
             if f.account != batch.account or f.market is not batch.market:
                 raise ValueError(f"fill of {f.account}/{f.market} in a batch of {batch.account}")
-            k = f.key
+            k = (f.symbol, f.trade_id, f.order_id)
             if k in unique:
                 duplicates.append(f)
             else:

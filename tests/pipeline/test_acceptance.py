@@ -6,12 +6,14 @@ import asyncio
 import random
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
+import pytest
 from prometheus_client import REGISTRY
 
 from fillstream.ledger import Fill, FillSource, IngestBatch, Market, Side
-from fillstream.sidecar.embedded import EmbeddedNats
+from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
 from fillstream.sidecar.pipeline import IngestStack
 from tests.conftest import NatsTarget
 from tests.storage.factories import (
@@ -272,7 +274,6 @@ async def test_an_ingest_error_reaches_the_submitter_and_the_account_carries_on(
     stack: IngestStack,
 ) -> None:
     import msgspec
-    import pytest
 
     from tests.storage.factories import make_order
 
@@ -288,8 +289,6 @@ async def test_an_ingest_error_reaches_the_submitter_and_the_account_carries_on(
 
 
 async def test_aclose_commits_what_is_queued_then_refuses(stack: IngestStack) -> None:
-    import pytest
-
     from fillstream.sidecar.pipeline import PipelineClosedError
 
     account = f"acc{uuid.uuid4().hex[:8]}"
@@ -300,3 +299,44 @@ async def test_aclose_commits_what_is_queued_then_refuses(stack: IngestStack) ->
     assert sum(f.result().new_fills for f in futures) == 50
     with pytest.raises(PipelineClosedError):
         stack.pipeline.submit_nowait(batch_of(make_fill(99, account=account)))
+
+
+async def test_postgres_restart_fails_submissions_then_ingest_resumes_losing_nothing(
+    nats_target: NatsTarget, tmp_path: Path
+) -> None:
+    (tmp_path / "pg").mkdir()
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    admin_dsn = await asyncio.to_thread(pg.start)
+    try:
+        admin = await asyncpg.connect(admin_dsn)
+        await admin.execute("CREATE DATABASE ledger")
+        await admin.close()
+        stack = await IngestStack.open(
+            pg.dsn("ledger"), nats_target.url, stream=nats_target.stream, prefix=nats_target.prefix
+        )
+        account = f"acc{uuid.uuid4().hex[:8]}"
+        try:
+            await stack.pipeline.submit(batch_of(*(make_fill(i, account=account) for i in (1, 2))))
+            await asyncio.to_thread(pg.kill)
+            later = batch_of(*(make_fill(i, account=account) for i in (3, 4)))
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await stack.pipeline.submit(later)
+            await asyncio.to_thread(pg.start)
+
+            async def resubmitted() -> bool:  # what a path does: retry, idempotently
+                try:
+                    await stack.pipeline.submit(later)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    return False
+                return True
+
+            await eventually(resubmitted, what="ingest after PostgreSQL came back")
+            assert await stack.relay.wait_idle(60)
+            messages = await read_stream(
+                nats_target.url, nats_target.stream, f"{nats_target.prefix}.fill.>"
+            )
+            assert sorted(int(m.msg_id.split(":")[4]) for m in messages) == [1, 2, 3, 4]
+        finally:
+            await stack.aclose()
+    finally:
+        await asyncio.to_thread(pg.close)

@@ -59,9 +59,9 @@ from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, List
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.parse import (
     algo_link_from,
+    dec,
     fill_from_order_update,
     order_update_from,
-    dec,
     position_from,
     position_side,
 )
@@ -294,7 +294,13 @@ class UserStream:
                 )
             )
 
-    def _emit_gap(self, reason: str, until_ms: int, since_ms: int | None = None) -> None:
+    def _emit_gap(
+        self,
+        reason: str,
+        until_ms: int,
+        since_ms: int | None = None,
+        symbols: frozenset[str] | None = None,
+    ) -> None:
         """Hand the reconciler the window ``[since - margin, until]``.
 
         By default ``since`` is the later of the last data event and the moment the previous
@@ -310,7 +316,7 @@ class UserStream:
             since_ms=since_ms,
             until_ms=until_ms,
             reason=reason,
-            symbols=self.activity.active_symbols(time.monotonic()),
+            symbols=self.activity.active_symbols(time.monotonic()) if symbols is None else symbols,
         )
         self.metrics.gap(reason)
         log.info(
@@ -562,7 +568,8 @@ class UserStream:
             self.market,
             len(expired),
         )
-        self._emit_gap("trade_lite_unmatched", _now_ms(), since_ms=since)
+        symbols = frozenset(ref[0] for ref, _ in expired)
+        self._emit_gap("trade_lite_unmatched", _now_ms(), since_ms=since, symbols=symbols)
 
     # ------------------------------------------------------------------ processor
 

@@ -371,3 +371,79 @@ async def test_aclose_flushes_and_deletes_the_key_unless_shared(
     assert set((await rig.stored(account)).values()) == {"stream"}
     assert len(await rig.stored(account)) == 200  # what was queued at close was flushed
     assert rig.sim.keys.active(account) == (None if delete else key)
+
+
+@pytest.mark.parametrize("url_form", ["path", "query", "stream"])
+async def test_every_url_form_streams_everything(make_rig: RigFactory, url_form: str) -> None:
+    """``/private/ws/<key>``, ``/private/ws?listenKey=…&events=…`` and the combined
+    ``/private/stream`` (envelopes) all deliver every fill."""
+    rig = await make_rig(rate=0.0)
+    account = account_of(rig)
+    stream = await rig.add(account, fast_settings(url_form=url_form), backfill=False)
+    await rig.streaming(account)
+    await rig.sim.burst(account, "ETHUSDT", 100, rate=500)
+    await rig.settle(account)
+    assert len(await rig.stored(account)) == 100
+    assert stream.fills == 100
+    labels = {"account": account, "market": "usdm"}
+    assert sample("fillstream_stream_decode_errors_total", **labels, kind="malformed") == 0
+    assert sample("fillstream_stream_events_total", **labels, type="TRADE_LITE") == 100
+
+
+async def test_trade_lite_without_its_order_update_opens_a_gap(make_rig: RigFactory) -> None:
+    """The venue drops events at random: a TRADE_LITE whose ORDER_TRADE_UPDATE never comes is
+    the early signal of a missed fill, and its gap gets it backfilled at once."""
+    rig = await make_rig(rate=0.0)
+    account = account_of(rig)
+    stream = await rig.add(account, fast_settings(trade_lite_grace_s=0.3))
+    await rig.streaming(account)
+    rig.sim.inject(account, "drop_rate", p=0.25)
+    await rig.sim.burst(account, "BTCUSDT", 200, rate=400)
+    listener = rig.listeners[account]
+    await eventually(
+        lambda: any(g.reason == "trade_lite_unmatched" for g in listener.gaps),
+        what="a trade_lite_unmatched gap",
+    )
+    await eventually(lambda: listener.idle and listener.backfilled > 0, what="a backfill")
+    rig.sim.inject(account, "drop_rate", p=0)
+    await rig.settle(account)  # the final sweep stands for the reconciler's periodic poll
+    assert stream.state is StreamState.STREAMING
+    gap = next(g for g in listener.gaps if g.reason == "trade_lite_unmatched")
+    assert gap.symbols == {"BTCUSDT"}
+
+
+async def test_closes_from_the_stream_are_classified_like_the_venue(make_rig: RigFactory) -> None:
+    """The generator's TP/SL/trailing stops (ALGO_UPDATE linked to child fills that may arrive
+    first), liquidations, ADL and settlements flow through the stream alone; the closes the
+    ledger derives match the venue's, reason for reason."""
+    rig = await make_rig(rate=60.0, seed=11)
+    account = account_of(rig)
+    stream = await rig.add(account, backfill=False)
+    await rig.streaming(account)
+
+    def reasons() -> set[str]:
+        closes = rig.sim.ground_truth()["accounts"][account]["closes"]
+        return {c["reason"] for c in closes}
+
+    await eventually(
+        lambda: {"take_profit", "stop_loss"} <= reasons() and len(reasons()) >= 4,
+        timeout_s=90,
+        what="closes of several kinds",
+    )
+    await rig.settle(account)
+    truth = {
+        (c["symbol"], c["positionSide"], int(c["closeTradeId"])): c["reason"]
+        for c in rig.sim.ground_truth()["accounts"][account]["closes"]
+    }
+    rows = await rig.stack.pool.fetch(
+        """SELECT DISTINCT ON (close_id) symbol, position_side, close_trade_id, reason, retracted_at
+           FROM position_closes WHERE account = $1 ORDER BY close_id, revision DESC""",
+        account,
+    )
+    ours = {
+        (r["symbol"], r["position_side"], r["close_trade_id"]): r["reason"]
+        for r in rows
+        if r["retracted_at"] is None
+    }
+    assert ours == truth
+    assert stream.state is StreamState.STREAMING

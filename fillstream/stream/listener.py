@@ -141,6 +141,7 @@ class UserStream:
         self._live_since_mono = time.monotonic()
         self._rotating = False
         self._rotation_retry_at = 0.0
+        self._verifying: asyncio.Task[None] | None = None
         # Data watermark, for gap windows and staleness.
         self._started_ms = _now_ms()
         self._started_mono = time.monotonic()
@@ -192,6 +193,8 @@ class UserStream:
                     tg.create_task(self._tick(), name="stream-ticker"),
                 ]
                 await self._closing.wait()
+                if self._verifying is not None:
+                    background.append(self._verifying)
                 for task in background:
                     task.cancel()
                 # Let them finish first: a supervisor cancelled just after a handshake has
@@ -548,14 +551,21 @@ class UserStream:
                 self._signal("rotation")
                 continue
             fresh = max(last or 0.0, self._live_since_mono)
-            if self._watchdog.due(now, fresh):
-                check = await self._watchdog.verify(now, self._live_since_ms)
-                self.metrics.watchdog(check.verdict)
-                if check.verdict == "mismatch" and self._current is current:
-                    log.warning(
-                        "%s/%s stream is stale: %s", self.account, self.market, check.detail
-                    )
-                    self._signal("stale")
+            verifying = self._verifying is not None and not self._verifying.done()
+            if not verifying and self._watchdog.due(now, fresh):
+                # In a task of its own: REST may wait on the shared weight budget, and the
+                # ticker's other duties (gauges, degradation, rotation) must not wait with it.
+                assert self._tg is not None
+                self._verifying = self._tg.create_task(
+                    self._verify(now, current), name="stream-watchdog"
+                )
+
+    async def _verify(self, now: float, current: Connection) -> None:
+        check = await self._watchdog.verify(now, self._live_since_ms)
+        self.metrics.watchdog(check.verdict)
+        if check.verdict == "mismatch" and self._current is current and not current.done:
+            log.warning("%s/%s stream is stale: %s", self.account, self.market, check.detail)
+            self._signal("stale")
 
     def _check_trade_lite(self, now: float) -> None:
         expired = self.activity.unmatched_lite(now, self.settings.trade_lite_grace_s)

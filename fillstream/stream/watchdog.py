@@ -82,7 +82,8 @@ class StalenessWatchdog:
         try:
             with rest_priority(RestPriority.URGENT):
                 check = await self._verify(now, live_since_ms)
-        except VenueError as exc:
+        except (VenueError, msgspec.ValidationError) as exc:
+            # The venue said no, or answered with rows we cannot read: no verdict this time.
             log.warning("staleness check failed: %s", exc)
             check = Check(verdict="error", detail=str(exc))
         self._schedule_next(now, check.verdict)

@@ -37,6 +37,7 @@ from fillstream.ledger import (
 )
 from fillstream.sidecar import metrics
 from fillstream.storage import (
+    DB_ERRORS,
     IngestOutcome,
     JetStreamPublisher,
     Ledger,
@@ -48,6 +49,9 @@ from fillstream.storage import (
 )
 
 log = logging.getLogger(__name__)
+
+# The store is unavailable or refused the batch (ValueError: a fill of another account).
+_INGEST_ERRORS: tuple[type[Exception], ...] = (*DB_ERRORS, ValueError)
 
 
 class PipelineClosedError(RuntimeError):
@@ -122,7 +126,7 @@ class _Worker:
         merged = batches[0] if len(batches) == 1 else _merge(batches)
         try:
             outcome = await self.pipeline.ledger.ingest(merged)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError) as exc:
+        except _INGEST_ERRORS as exc:
             # The store said no (or is gone): the submitters own the retry.
             self.errors.inc()
             log.warning("ingest %s/%s failed: %r", self.account, self.market, exc)
@@ -160,7 +164,7 @@ class _Worker:
     async def _status(self, change: StatusChange) -> None:
         try:
             message = await self.pipeline.ledger.record_status(change)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except DB_ERRORS as exc:
             # Health information only: the stream's own metrics still show the state.
             self.errors.inc()
             log.warning("status %s of %s not stored: %r", change.state, change.account, exc)

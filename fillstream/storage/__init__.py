@@ -5,12 +5,13 @@ from fillstream.storage.cursors import PgCursorStore
 from fillstream.storage.migrations import migrate, migrate_dsn
 from fillstream.storage.orders import PgOrderView
 from fillstream.storage.payloads import OutboxMessage, json_schemas
-from fillstream.storage.pool import create_pool
+from fillstream.storage.pool import DB_ERRORS, create_pool
 from fillstream.storage.publisher import JetStreamPublisher, PublishOutcome, connect
 from fillstream.storage.relay import OutboxRelay, PublishedListener
 from fillstream.storage.repository import IngestOutcome, Ledger
 
 __all__ = [
+    "DB_ERRORS",
     "IngestOutcome",
     "JetStreamPublisher",
     "Ledger",

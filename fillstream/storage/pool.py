@@ -1,10 +1,20 @@
-"""The asyncpg pool the ledger runs on."""
+"""The asyncpg pool the ledger runs on, and what its failures look like."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import asyncpg
+
+DB_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,  # the server said no (or is shutting down, starting up, ...)
+    asyncpg.InterfaceError,  # the connection is gone
+    # asyncpg files some abrupt disconnects under "internal client error" ("cannot switch to
+    # state ...; another operation is in progress"): for the caller it is a lost connection.
+    asyncpg.InternalClientError,
+    OSError,  # refused, reset, timed out
+)
+"""Exceptions that mean "PostgreSQL is unavailable or refused": retry later, idempotently."""
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

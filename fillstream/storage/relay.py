@@ -39,6 +39,7 @@ from prometheus_client import Histogram
 
 from fillstream.storage import metrics
 from fillstream.storage.payloads import OutboxMessage
+from fillstream.storage.pool import DB_ERRORS
 from fillstream.storage.publisher import JetStreamPublisher
 from fillstream.storage.repository import Ledger
 
@@ -67,8 +68,6 @@ _PRUNE = """
 DELETE FROM outbox WHERE id IN (
     SELECT id FROM outbox WHERE id <= $1 AND published_at IS NOT NULL LIMIT 10000)
 """
-
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class OutboxRelay:
@@ -292,7 +291,7 @@ class OutboxRelay:
                 if not ok:
                     self._drop_queue()
                     return False
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             log.warning("outbox drain: PostgreSQL unavailable: %s", exc)
             self._drop_queue()
             return False
@@ -312,7 +311,7 @@ class OutboxRelay:
                 await self._flush_marks()
                 await self._prune()
                 backoff = self.backoff_initial_s
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
                 log.warning("outbox marking: PostgreSQL unavailable: %s", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from fillstream.ledger import Fill, FillSource, IngestBatch, Market, Side
 from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
 from fillstream.sidecar.pipeline import IngestStack
+from fillstream.storage import DB_ERRORS
 from tests.conftest import NatsTarget
 from tests.storage.factories import (
     batch_of,
@@ -319,14 +320,14 @@ async def test_postgres_restart_fails_submissions_then_ingest_resumes_losing_not
             await stack.pipeline.submit(batch_of(*(make_fill(i, account=account) for i in (1, 2))))
             await asyncio.to_thread(pg.kill)
             later = batch_of(*(make_fill(i, account=account) for i in (3, 4)))
-            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            with pytest.raises(DB_ERRORS):
                 await stack.pipeline.submit(later)
             await asyncio.to_thread(pg.start)
 
             async def resubmitted() -> bool:  # what a path does: retry, idempotently
                 try:
                     await stack.pipeline.submit(later)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                except DB_ERRORS:
                     return False
                 return True
 

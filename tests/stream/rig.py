@@ -324,6 +324,17 @@ class Rig:
         finally:
             await nc.close()
 
+    async def published_count(self, subject: str) -> int:
+        """Messages in JetStream on ``<prefix>.<subject>``."""
+        assert await self.stack.relay.wait_idle(60)
+        nc = await nats.connect(self.nats.url)
+        try:
+            full = f"{self.nats.prefix}.{subject}"
+            info = await nc.jetstream().stream_info(self.nats.stream, subjects_filter=full)
+            return sum((info.state.subjects or {}).values())
+        finally:
+            await nc.close()
+
     async def settle(self, account: str) -> None:
         """Stop the generator, let the stream drain, backfill once more, and wait for
         PostgreSQL to equal the ground truth."""

@@ -213,6 +213,10 @@ async def test_refused_reconnects_for_30s(rig: Rig) -> None:
     await assert_recovered(rig, account, gaps_before=gaps_before, reason="reconnect")
     gap = next(g for g in rig.listeners[account].gaps[gaps_before:] if g.reason == "reconnect")
     assert gap.until_ms is not None and gap.until_ms - gap.since_ms >= 30_000
+    states = rig.listeners[account].states
+    assert states[-3:] == [StreamState.RECOVERING, StreamState.DEGRADED, StreamState.STREAMING]
+    # ...and each transition is a fillstream.status.<account> event (published by the sink).
+    assert await rig.published_count(f"status.{account}") == len(states)
     assert sample("fillstream_stream_connect_failures_total", account=account, market="usdm") > 3
 
 

@@ -50,7 +50,7 @@ PublishedListener = Callable[[Sequence[OutboxMessage], int], None]
 
 _UNPUBLISHED = """
 SELECT id, subject, msg_id, payload FROM outbox
-WHERE published_at IS NULL ORDER BY id LIMIT $1
+WHERE published_at IS NULL AND id > $2 ORDER BY id LIMIT $1
 """
 # Without waiting for the WAL flush: a mark lost in a crash only means a republish, which
 # JetStream deduplicates; the commit that matters (the facts) was synchronous. One simple-query
@@ -267,8 +267,9 @@ class OutboxRelay:
         """Publish the table's unpublished rows in id order; True when none is left."""
         try:
             await self._flush_marks()
+            after = 0  # skip rows already queued on the fast path (they go that way)
             while True:
-                records = await self.pool.fetch(_UNPUBLISHED, self.chunk)
+                records = await self.pool.fetch(_UNPUBLISHED, self.chunk, after)
                 if not records and not self._accepting:
                     if self._closing:
                         return True
@@ -285,7 +286,10 @@ class OutboxRelay:
                     if r["id"] not in queued
                 ]
                 if not batch:
-                    return True
+                    if len(records) < self.chunk:
+                        return True
+                    after = records[-1]["id"]
+                    continue
                 ok = await self._publish(batch)
                 await self._flush_marks()
                 if not ok:

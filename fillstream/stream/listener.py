@@ -8,17 +8,16 @@ Tasks (one TaskGroup per stream, so a bug anywhere brings the stream down loudly
   reconnects with exponential backoff and full jitter (no attempt limit), or rotates
   make-before-break. Every new socket opens a :class:`~fillstream.ledger.Gap` from the last data
   event (minus ``gap_margin_ms``) until the moment it is live;
-- one **reader** per socket (:mod:`.connection`) feeding a bounded frame queue;
-- the **processor** drains whatever is queued (never waiting for more), decodes, parses, dedups
-  and hands one :class:`~fillstream.ledger.IngestBatch` at a time to the sink (one submit in
-  flight keeps the account's order);
+- one **reader** per socket (:mod:`.connection`) feeding a bounded frame buffer;
+- the **processor** (:mod:`.processor`) decodes, dedups and parses what is queued and hands the
+  sink one :class:`~fillstream.ledger.IngestBatch` at a time;
 - the **keepalive** loop PUTs the key on a jittered schedule;
 - the **ticker** updates gauges, runs the staleness watchdog, turns unmatched TRADE_LITE
   signals into gaps, and triggers rotation before the 24 h cut.
 
-States (metric ``fillstream_stream_state`` and ``StatusSink``/``GapListener``): connecting →
-streaming → recovering (→ degraded after ``degraded_after_s``) → streaming …; auth_failed stops
-only this account; stopped after :meth:`UserStream.aclose`.
+States (reported by :mod:`.health`): connecting → streaming → recovering (→ degraded after
+``degraded_after_s``) → streaming …; auth_failed stops only this account; stopped after
+:meth:`UserStream.aclose`.
 """
 
 from __future__ import annotations
@@ -26,61 +25,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Final
 
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from fillstream.ledger import (
-    AlgoLink,
-    Fill,
     FillSink,
-    FillSource,
-    Gap,
     GapListener,
-    IngestBatch,
     Market,
-    OrderUpdate,
     Position,
     PositionSide,
-    StatusChange,
     StatusSink,
     StreamState,
     Venue,
     VenueError,
 )
-from fillstream.stream.activity import AccountActivity, RecentSet
+from fillstream.stream.activity import AccountActivity
 from fillstream.stream.backoff import Backoff
-from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings, mask_url
-from fillstream.stream.connection import Connection, Frame, open_socket
-from fillstream.stream.decode import FrameDecoder, FrameError, truncate
+from fillstream.stream.connection import Connection, open_socket
+from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.parse import (
-    algo_link_from,
-    dec,
-    fill_from_order_update,
-    order_update_from,
     position_from,
-    position_side,
 )
+from fillstream.stream.processor import Processor
 from fillstream.stream.watchdog import StalenessWatchdog
-from fillstream.stream.wire import (
-    AccountUpdate,
-    AlgoUpdate,
-    Event,
-    ListenKeyExpired,
-    MarginCall,
-    OrderTradeUpdate,
-    TradeLite,
-)
 
 log = logging.getLogger("fillstream.stream")
 
 _CONNECT_ERRORS: Final = (OSError, TimeoutError, InvalidHandshake, InvalidURI)
 _DEDUP_TAIL_NS: Final = 5_000_000_000  # a lagging new socket may repeat the old one's last events
-_LOG_EVERY: Final = 1000  # after the first few, log one bad frame in this many
 
 _GAP_REASONS: Final = {
     "disconnect": "reconnect",
@@ -91,10 +68,6 @@ _GAP_REASONS: Final = {
     "key_changed": "key_changed",
     "stale": "stale",
 }
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class UserStream:
@@ -120,19 +93,21 @@ class UserStream:
         self.account = account
         self.market = market or venue.market
         self.settings = (settings or StreamSettings()).validate()
-        self._venue = venue
-        self._sink = sink
-        self._gaps = gaps
-        self._status = status
-        self._decoder = decoder or FrameDecoder()
         self.metrics = StreamMetrics(account, self.market.value)
         self.activity = AccountActivity()
         self._keys = ListenKeyManager(venue, account, self.settings, self.metrics)
         self._watchdog = StalenessWatchdog(venue, self.activity, self.settings)
-        self._queue: FrameBuffer[Frame | None] = FrameBuffer(self.settings.queue_max)
-        self._counts: dict[str, int] = {}  # events by type in the current processor pass
-        self.state = StreamState.CONNECTING
-        self.metrics.state(self.state)
+        self.processor = Processor(
+            account,
+            self.market,
+            sink,
+            settings=self.settings,
+            metrics=self.metrics,
+            activity=self.activity,
+            decoder=decoder or FrameDecoder(),
+            on_key_expired=self._key_expired,
+        )
+        self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
         # Connections: the current one, plus the old one during a make-before-break overlap.
         self._conns: dict[int, Connection] = {}
         self._current: Connection | None = None
@@ -143,14 +118,9 @@ class UserStream:
         self._rotation_retry_at = 0.0
         self._verifying: asyncio.Task[None] | None = None
         # Data watermark, for gap windows and staleness.
-        self._started_ms = _now_ms()
+        self._started_ms = now_ms()
         self._started_mono = time.monotonic()
-        self._last_event_ms: int | None = None  # min(E, receipt) of the last data event
-        self._last_data_mono: float | None = None
         self._outage_since_mono: float | None = None
-        # Raw-frame dedup, active during a rotation overlap (frames received before the limit).
-        self._dedup_until_ns = 0
-        self._recent_frames: RecentSet[bytes] = RecentSet(4 * self.settings.max_batch)
         # Trouble: the first reason wins until the supervisor takes it.
         self._trouble = asyncio.Event()
         self._trouble_reason: str | None = None
@@ -159,17 +129,8 @@ class UserStream:
         self._deadline_mono = 0.0
         self._running = False
         self._task: asyncio.Task[None] | None = None
-        self._processor: asyncio.Task[None] | None = None
-        self._pending = _Pending()
-        self._pending_ready = asyncio.Event()
-        self._room = asyncio.Event()
-        self._draining = False
+        self._processor_task: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._bad_frames = 0
-        # Public counters (tests and the status endpoint read them).
-        self.frames = 0
-        self.fills = 0
-        self.duplicates = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -186,7 +147,7 @@ class UserStream:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                self._processor = tg.create_task(self._process(), name="stream-processor")
+                self._processor_task = tg.create_task(self.processor.run(), name="stream-processor")
                 background = [
                     tg.create_task(self._supervise(), name="stream-supervisor"),
                     tg.create_task(self._keepalive(), name="stream-keepalive"),
@@ -231,18 +192,18 @@ class UserStream:
                     await conn.close("shutdown")
             except TimeoutError:
                 conn.abandon()
-        processor = self._processor
+        processor = self._processor_task
         assert processor is not None
         try:
             async with asyncio.timeout(self._remaining_s()):
-                await self._queue.put(None)
+                await self.processor.finish()
                 await asyncio.shield(processor)
         except TimeoutError:
             log.warning(
                 "%s: shutdown deadline passed with %d frames unprocessed; the start-up gap of the "
                 "next run covers them",
                 self.account,
-                len(self._queue),
+                self.processor.backlog,
             )
             processor.cancel()
 
@@ -270,7 +231,22 @@ class UserStream:
     @property
     def backlog(self) -> int:
         """Frames received and events decoded that the sink has not been handed yet."""
-        return len(self._queue) + len(self._pending)
+        return self.processor.backlog
+
+    @property
+    def frames(self) -> int:
+        """Frames received (every kind)."""
+        return self.processor.frames
+
+    @property
+    def fills(self) -> int:
+        """Fills handed to the sink (after dedup)."""
+        return self.processor.fills
+
+    @property
+    def duplicates(self) -> int:
+        """Events dropped as duplicates."""
+        return self.processor.duplicates
 
     @property
     def connected(self) -> bool:
@@ -278,24 +254,12 @@ class UserStream:
 
     # ------------------------------------------------------------------ state and gaps
 
+    @property
+    def state(self) -> StreamState:
+        return self.health.state
+
     def _set_state(self, state: StreamState, reason: str) -> None:
-        if state is self.state:
-            return
-        previous, self.state = self.state, state
-        self.metrics.state(state)
-        log.info("%s/%s stream: %s → %s (%s)", self.account, self.market, previous, state, reason)
-        self._gaps.on_stream_state(self.account, self.market, state)
-        if self._status is not None:
-            self._status.on_status(
-                StatusChange(
-                    account=self.account,
-                    market=self.market,
-                    state=state,
-                    previous=previous,
-                    reason=reason,
-                    time_ms=_now_ms(),
-                )
-            )
+        self.health.set_state(state, reason)
 
     def _emit_gap(
         self,
@@ -311,27 +275,20 @@ class UserStream:
         gap; what came after may be lost.
         """
         if since_ms is None:
-            since_ms = max(self._last_event_ms or 0, self._live_since_ms or self._started_ms)
+            last_event_ms = self.processor.last_event_ms or 0
+            since_ms = max(last_event_ms, self._live_since_ms or self._started_ms)
         since_ms -= self.settings.gap_margin_ms
-        gap = Gap(
-            account=self.account,
-            market=self.market,
-            since_ms=since_ms,
-            until_ms=until_ms,
-            reason=reason,
-            symbols=self.activity.active_symbols(time.monotonic()) if symbols is None else symbols,
-        )
-        self.metrics.gap(reason)
-        log.info(
-            "%s/%s gap %s: %d → %d (%.1fs)",
-            self.account,
-            self.market,
-            reason,
-            since_ms,
-            until_ms,
-            (until_ms - since_ms) / 1000,
-        )
-        self._gaps.on_gap(gap)
+        if symbols is None:
+            symbols = self.activity.active_symbols(time.monotonic())
+        self.health.gap(reason, since_ms, until_ms, symbols)
+
+    def _key_expired(self, conn_id: int, listen_key: str) -> None:
+        """``listenKeyExpired`` on a socket: reconnect with a new key if it is about ours."""
+        current = self._current
+        stale_key = bool(listen_key) and listen_key != self._keys.key
+        if current is not None and current.id == conn_id and not stale_key:
+            log.warning("%s/%s: listenKeyExpired", self.account, self.market)
+            self._signal("listen_key_expired")
 
     def _signal(self, reason: str) -> None:
         """Report trouble to the supervisor (the first reason wins until it is taken)."""
@@ -408,7 +365,7 @@ class UserStream:
                 self._update_outage_state(reason)
                 await asyncio.sleep(delay)
                 continue
-            live_ms = _now_ms()
+            live_ms = now_ms()
             self._emit_gap(_GAP_REASONS.get(reason, reason), live_ms)
             self._live_since_ms = live_ms
             self._live_since_mono = time.monotonic()
@@ -437,7 +394,7 @@ class UserStream:
         conn = Connection(
             self._next_conn_id,
             ws,
-            self._queue,
+            self.processor.buffer,
             settings=self.settings,
             metrics=self.metrics,
             on_closed=self._on_closed,
@@ -475,7 +432,7 @@ class UserStream:
         old = self._current
         self._rotating = True
         # Dedup raw frames from now until the old socket is closed plus a tail (see below).
-        self._dedup_until_ns = 1 << 62
+        self.processor.dedup_frames(1 << 62)
         try:
             try:
                 new = await self._open()
@@ -485,7 +442,7 @@ class UserStream:
             except (VenueError, *_CONNECT_ERRORS) as exc:
                 # The old socket still works; try again later (the 24 h cut is an hour away).
                 self._rotation_retry_at = time.monotonic() + self.settings.backoff_max_s
-                self._dedup_until_ns = 0
+                self.processor.dedup_frames(0)
                 log.warning(
                     "%s/%s rotation failed, keeping the old socket: %s",
                     self.account,
@@ -499,8 +456,8 @@ class UserStream:
             await asyncio.sleep(self.settings.rotation_overlap_s)
             if old is not None:
                 await old.close("rotated")
-            self._dedup_until_ns = time.time_ns() + _DEDUP_TAIL_NS
-            live_ms = _now_ms()
+            self.processor.dedup_frames(time.time_ns() + _DEDUP_TAIL_NS)
+            live_ms = now_ms()
             self._emit_gap("rotation", live_ms)
             self._live_since_ms = live_ms
             self._live_since_mono = time.monotonic()
@@ -530,11 +487,11 @@ class UserStream:
         while True:
             await asyncio.sleep(settings.tick_s)
             now = time.monotonic()
-            last = self._last_data_mono
+            last = self.processor.last_data_mono
             self.metrics.last_event_age.set(
                 now - (last if last is not None else self._started_mono)
             )
-            self.metrics.queue_depth.set(len(self._queue))
+            self.metrics.queue_depth.set(len(self.processor.buffer))
             outage = self._outage_since_mono
             recovering = self.state is StreamState.RECOVERING
             if recovering and outage is not None and now - outage >= settings.degraded_after_s:
@@ -579,182 +536,4 @@ class UserStream:
             len(expired),
         )
         symbols = frozenset(ref[0] for ref, _ in expired)
-        self._emit_gap("trade_lite_unmatched", _now_ms(), since_ms=since, symbols=symbols)
-
-    # ------------------------------------------------------------------ processor
-
-    async def _process(self) -> None:
-        """Decode what is queued into the pending batch; the submitter hands it to the sink.
-
-        Decoding the next frames overlaps the sink's commit of the previous batch, while the
-        sink still sees one submission at a time, in order. When the pending batch is full the
-        processor waits, the frame queue fills, and the reader pauses: backpressure.
-        """
-        queue = self._queue
-        max_batch = self.settings.max_batch
-        submitter = asyncio.create_task(self._submitter(), name="stream-submitter")
-        try:
-            while True:
-                items = await queue.take(max_batch)
-                stop = items[-1] is None
-                now = time.monotonic()
-                pending = self._pending
-                for item in items:
-                    if item is not None:
-                        self._handle(item, now, pending)
-                self.metrics.queue_depth.set(len(queue))
-                if self._counts:
-                    self.metrics.events(self._counts)
-                    self._counts = {}
-                if pending:
-                    self._pending_ready.set()
-                if stop:
-                    break
-                while len(self._pending) >= 2 * max_batch:  # a fill frame is a fill + an order
-                    self._room.clear()
-                    await self._room.wait()
-            self._draining = True
-            self._pending_ready.set()
-            await submitter
-        finally:
-            submitter.cancel()
-
-    async def _submitter(self) -> None:
-        while True:
-            if not self._pending and not self._draining:
-                await self._pending_ready.wait()
-            self._pending_ready.clear()
-            pending, self._pending = self._pending, _Pending()
-            self._room.set()
-            if pending:
-                await self._submit(pending)
-            elif self._draining:
-                return
-
-    def _handle(self, item: Frame, now: float, pending: _Pending) -> None:
-        received_ns, conn_id, payload = item
-        self.frames += 1
-        if self._dedup_until_ns:
-            if received_ns <= self._dedup_until_ns:
-                if not self._recent_frames.add(payload):
-                    self.duplicates += 1
-                    self.metrics.duplicates.inc()
-                    return
-            else:
-                self._dedup_until_ns = 0
-                self._recent_frames.clear()
-        try:
-            event = self._decoder.decode(payload)
-        except FrameError as exc:
-            (self.metrics.malformed if exc.kind == "malformed" else self.metrics.unknown).inc()
-            self._log_bad_frame(exc.kind, exc.reason, exc.excerpt)
-            return
-        try:
-            self._dispatch(event, received_ns, conn_id, now, pending)
-        except ValueError as exc:  # parse: an enum or amount outside the documented set
-            self.metrics.malformed.inc()
-            self._log_bad_frame("malformed", str(exc), truncate(payload))
-
-    def _dispatch(
-        self, event: Event, received_ns: int, conn_id: int, now: float, pending: _Pending
-    ) -> None:
-        account, market, activity = self.account, self.market, self.activity
-        if isinstance(event, OrderTradeUpdate):
-            self._data(event.e, event.E, received_ns, now)
-            fill = fill_from_order_update(event, account, market, received_at_ns=received_ns)
-            update = order_update_from(event, account, market, received_at_ns=received_ns)
-            if fill is not None:
-                # Lag of fill events only: they are what is latency-critical, and one
-                # histogram observation per frame would cost more than the decode.
-                self.metrics.event_lag.observe((received_ns // 1_000_000 - event.E) / 1000)
-                if activity.fill((fill.symbol, fill.trade_id, fill.order_id), now):
-                    pending.fills.append(fill)
-                    self.fills += 1
-                else:
-                    self.duplicates += 1
-                    self.metrics.duplicates.inc()
-            activity.order(update, now)
-            pending.orders.append(update)
-        elif isinstance(event, TradeLite):
-            self._data(event.e, event.E, received_ns, now)
-            if not activity.trade_lite((event.s, event.t, event.i), event.T or event.E, now):
-                self.metrics.duplicates.inc()
-        elif isinstance(event, AlgoUpdate):
-            self._data(event.e, event.E, received_ns, now)
-            link = algo_link_from(event, account, market)
-            activity.algo(link, now)
-            pending.algos.append(link)
-        elif isinstance(event, AccountUpdate):
-            self._data(event.e, event.E, received_ns, now)
-            for p in event.a.P:  # validated now (ValueError: malformed), converted on demand
-                position_side(p.ps)
-                dec(p.pa), dec(p.ep), dec(p.cr)
-            activity.account_update(event, now)
-        elif isinstance(event, ListenKeyExpired):
-            self._counts[event.e] = self._counts.get(event.e, 0) + 1
-            current = self._current
-            stale_key = bool(event.listenKey) and event.listenKey != self._keys.key
-            if current is not None and current.id == conn_id and not stale_key:
-                log.warning("%s/%s: listenKeyExpired", account, market)
-                self._signal("listen_key_expired")
-        else:
-            self._data(event.e, event.E, received_ns, now)
-            if isinstance(event, MarginCall):
-                log.warning("%s/%s: MARGIN_CALL %s", account, market, event.p)
-
-    def _data(self, event_type: str, event_ms: int, received_ns: int, now: float) -> None:
-        """Book-keeping for every data event (everything but listenKeyExpired)."""
-        counts = self._counts
-        counts[event_type] = counts.get(event_type, 0) + 1
-        received_ms = received_ns // 1_000_000
-        self._last_event_ms = min(event_ms, received_ms) if event_ms else received_ms
-        self._last_data_mono = now
-
-    def _log_bad_frame(self, kind: str, reason: str, excerpt: str) -> None:
-        self._bad_frames += 1
-        if self._bad_frames <= 10 or self._bad_frames % _LOG_EVERY == 0:
-            log.warning(
-                "%s/%s %s frame #%d (%s): %s",
-                self.account,
-                self.market,
-                kind,
-                self._bad_frames,
-                reason,
-                excerpt,
-            )
-
-    async def _submit(self, pending: _Pending) -> None:
-        batch = IngestBatch(
-            account=self.account,
-            market=self.market,
-            source=FillSource.STREAM,
-            fills=tuple(pending.fills),
-            orders=tuple(pending.orders),
-            algo_links=tuple(pending.algos),
-        )
-        backoff = Backoff(0.05, self.settings.submit_retry_max_s)
-        while True:
-            try:
-                await self._sink.submit(batch)
-                return
-            except Exception:
-                # The sink is another component (PostgreSQL behind it may be down): keep the
-                # batch, back off and retry; the queue behind us turns into backpressure.
-                self.metrics.submit_errors.inc()
-                log.exception("%s/%s: sink rejected a batch; retrying", self.account, self.market)
-                await asyncio.sleep(backoff.next_delay())
-
-
-@dataclass(slots=True)
-class _Pending:
-    """What one processor pass hands the sink."""
-
-    fills: list[Fill] = field(default_factory=list)
-    orders: list[OrderUpdate] = field(default_factory=list)
-    algos: list[AlgoLink] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.fills or self.orders or self.algos)
-
-    def __len__(self) -> int:
-        return len(self.fills) + len(self.orders) + len(self.algos)
+        self._emit_gap("trade_lite_unmatched", now_ms(), since_ms=since, symbols=symbols)

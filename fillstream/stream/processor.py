@@ -1,0 +1,284 @@
+"""The processor: queued frames → ledger facts → the sink, in order.
+
+It decodes whatever the readers have queued (never waiting for more), dedups, parses, and hands
+the sink one :class:`~fillstream.ledger.IngestBatch` at a time: one submission in flight keeps
+the account's order, and decoding the next frames overlaps the sink's commit of the previous
+batch. When the pending batch is full the processor stops taking frames, the frame buffer fills,
+and the readers pause: backpressure, never a dropped socket or a dropped frame.
+
+Bad frames (malformed, unknown, or with a value ``parse`` rejects) are counted, logged truncated
+(the first ten, then one in a thousand) and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from fillstream.ledger import AlgoLink, Fill, FillSink, FillSource, IngestBatch, Market, OrderUpdate
+from fillstream.stream.activity import AccountActivity, RecentSet
+from fillstream.stream.backoff import Backoff
+from fillstream.stream.buffer import FrameBuffer
+from fillstream.stream.config import StreamSettings
+from fillstream.stream.connection import Frame
+from fillstream.stream.decode import FrameDecoder, FrameError, truncate
+from fillstream.stream.metrics import StreamMetrics
+from fillstream.stream.parse import (
+    algo_link_from,
+    dec,
+    fill_from_order_update,
+    order_update_from,
+    position_side,
+)
+from fillstream.stream.wire import (
+    AccountUpdate,
+    AlgoUpdate,
+    Event,
+    ListenKeyExpired,
+    MarginCall,
+    OrderTradeUpdate,
+    TradeLite,
+)
+
+log = logging.getLogger("fillstream.stream")
+
+_LOG_EVERY: Final = 1000  # after the first few, log one bad frame in this many
+
+KeyExpiredHook = Callable[[int, str], None]
+"""Called with (connection id, listenKey of the event) on ``listenKeyExpired``."""
+
+
+class Processor:
+    """One account's frame processor (see module docstring).
+
+    ``buffer`` is what the readers feed; :meth:`run` processes until :meth:`finish` (which
+    queues the end marker behind everything received) and returns once all is submitted.
+    """
+
+    def __init__(
+        self,
+        account: str,
+        market: Market,
+        sink: FillSink,
+        *,
+        settings: StreamSettings,
+        metrics: StreamMetrics,
+        activity: AccountActivity,
+        decoder: FrameDecoder,
+        on_key_expired: KeyExpiredHook,
+    ) -> None:
+        self.account = account
+        self.market = market
+        self.settings = settings
+        self.metrics = metrics
+        self.activity = activity
+        self.buffer: FrameBuffer[Frame | None] = FrameBuffer(settings.queue_max)
+        self._sink = sink
+        self._decoder = decoder
+        self._on_key_expired = on_key_expired
+        self._counts: dict[str, int] = {}  # events by type in the current pass
+        self._pending = _Pending()
+        self._pending_ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._draining = False
+        # Raw-frame dedup, active during a rotation overlap (frames received before the limit).
+        self._dedup_until_ns = 0
+        self._recent_frames: RecentSet[bytes] = RecentSet(4 * settings.max_batch)
+        self._bad_frames = 0
+        self.last_event_ms: int | None = None  # min(E, receipt) of the last data event
+        self.last_data_mono: float | None = None
+        self.frames = 0
+        self.fills = 0
+        self.duplicates = 0
+
+    @property
+    def backlog(self) -> int:
+        """Frames received and events decoded that the sink has not been handed yet."""
+        return len(self.buffer) + len(self._pending)
+
+    def dedup_frames(self, until_ns: int) -> None:
+        """Drop byte-identical frames received up to ``until_ns`` (a rotation overlap: both
+        sockets deliver the same events); 0 ends it now."""
+        self._dedup_until_ns = until_ns
+        if not until_ns:
+            self._recent_frames.clear()
+
+    async def finish(self) -> None:
+        """Queue the end marker behind every frame received so far."""
+        await self.buffer.put(None)
+
+    async def run(self) -> None:
+        """Decode what is queued into the pending batch; the submitter hands it to the sink.
+
+        Decoding the next frames overlaps the sink's commit of the previous batch, while the
+        sink still sees one submission at a time, in order. When the pending batch is full the
+        processor waits, the frame queue fills, and the reader pauses: backpressure.
+        """
+        queue = self.buffer
+        max_batch = self.settings.max_batch
+        submitter = asyncio.create_task(self._submitter(), name="stream-submitter")
+        try:
+            while True:
+                items = await queue.take(max_batch)
+                stop = items[-1] is None
+                now = time.monotonic()
+                pending = self._pending
+                for item in items:
+                    if item is not None:
+                        self._handle(item, now, pending)
+                self.metrics.queue_depth.set(len(queue))
+                if self._counts:
+                    self.metrics.events(self._counts)
+                    self._counts = {}
+                if pending:
+                    self._pending_ready.set()
+                if stop:
+                    break
+                while len(self._pending) >= 2 * max_batch:  # a fill frame is a fill + an order
+                    self._room.clear()
+                    await self._room.wait()
+            self._draining = True
+            self._pending_ready.set()
+            await submitter
+        finally:
+            submitter.cancel()
+
+    async def _submitter(self) -> None:
+        while True:
+            if not self._pending and not self._draining:
+                await self._pending_ready.wait()
+            self._pending_ready.clear()
+            pending, self._pending = self._pending, _Pending()
+            self._room.set()
+            if pending:
+                await self._submit(pending)
+            elif self._draining:
+                return
+
+    def _handle(self, item: Frame, now: float, pending: _Pending) -> None:
+        received_ns, conn_id, payload = item
+        self.frames += 1
+        if self._dedup_until_ns:
+            if received_ns <= self._dedup_until_ns:
+                if not self._recent_frames.add(payload):
+                    self.duplicates += 1
+                    self.metrics.duplicates.inc()
+                    return
+            else:
+                self._dedup_until_ns = 0
+                self._recent_frames.clear()
+        try:
+            event = self._decoder.decode(payload)
+        except FrameError as exc:
+            (self.metrics.malformed if exc.kind == "malformed" else self.metrics.unknown).inc()
+            self._log_bad_frame(exc.kind, exc.reason, exc.excerpt)
+            return
+        try:
+            self._dispatch(event, received_ns, conn_id, now, pending)
+        except ValueError as exc:  # parse: an enum or amount outside the documented set
+            self.metrics.malformed.inc()
+            self._log_bad_frame("malformed", str(exc), truncate(payload))
+
+    def _dispatch(
+        self, event: Event, received_ns: int, conn_id: int, now: float, pending: _Pending
+    ) -> None:
+        account, market, activity = self.account, self.market, self.activity
+        if isinstance(event, OrderTradeUpdate):
+            self._data(event.e, event.E, received_ns, now)
+            fill = fill_from_order_update(event, account, market, received_at_ns=received_ns)
+            update = order_update_from(event, account, market, received_at_ns=received_ns)
+            if fill is not None:
+                # Lag of fill events only: they are what is latency-critical, and one
+                # histogram observation per frame would cost more than the decode.
+                self.metrics.event_lag.observe((received_ns // 1_000_000 - event.E) / 1000)
+                if activity.fill((fill.symbol, fill.trade_id, fill.order_id), now):
+                    pending.fills.append(fill)
+                    self.fills += 1
+                else:
+                    self.duplicates += 1
+                    self.metrics.duplicates.inc()
+            activity.order(update, now)
+            pending.orders.append(update)
+        elif isinstance(event, TradeLite):
+            self._data(event.e, event.E, received_ns, now)
+            if not activity.trade_lite((event.s, event.t, event.i), event.T or event.E, now):
+                self.metrics.duplicates.inc()
+        elif isinstance(event, AlgoUpdate):
+            self._data(event.e, event.E, received_ns, now)
+            link = algo_link_from(event, account, market)
+            activity.algo(link, now)
+            pending.algos.append(link)
+        elif isinstance(event, AccountUpdate):
+            self._data(event.e, event.E, received_ns, now)
+            for p in event.a.P:  # validated now (ValueError: malformed), converted on demand
+                position_side(p.ps)
+                dec(p.pa), dec(p.ep), dec(p.cr)
+            activity.account_update(event, now)
+        elif isinstance(event, ListenKeyExpired):
+            self._counts[event.e] = self._counts.get(event.e, 0) + 1
+            self._on_key_expired(conn_id, event.listenKey)
+        else:
+            self._data(event.e, event.E, received_ns, now)
+            if isinstance(event, MarginCall):
+                log.warning("%s/%s: MARGIN_CALL %s", account, market, event.p)
+
+    def _data(self, event_type: str, event_ms: int, received_ns: int, now: float) -> None:
+        """Book-keeping for every data event (everything but listenKeyExpired)."""
+        counts = self._counts
+        counts[event_type] = counts.get(event_type, 0) + 1
+        received_ms = received_ns // 1_000_000
+        self.last_event_ms = min(event_ms, received_ms) if event_ms else received_ms
+        self.last_data_mono = now
+
+    def _log_bad_frame(self, kind: str, reason: str, excerpt: str) -> None:
+        self._bad_frames += 1
+        if self._bad_frames <= 10 or self._bad_frames % _LOG_EVERY == 0:
+            log.warning(
+                "%s/%s %s frame #%d (%s): %s",
+                self.account,
+                self.market,
+                kind,
+                self._bad_frames,
+                reason,
+                excerpt,
+            )
+
+    async def _submit(self, pending: _Pending) -> None:
+        batch = IngestBatch(
+            account=self.account,
+            market=self.market,
+            source=FillSource.STREAM,
+            fills=tuple(pending.fills),
+            orders=tuple(pending.orders),
+            algo_links=tuple(pending.algos),
+        )
+        backoff = Backoff(0.05, self.settings.submit_retry_max_s)
+        while True:
+            try:
+                await self._sink.submit(batch)
+                return
+            except Exception:
+                # The sink is another component (PostgreSQL behind it may be down): keep the
+                # batch, back off and retry; the queue behind us turns into backpressure.
+                self.metrics.submit_errors.inc()
+                log.exception("%s/%s: sink rejected a batch; retrying", self.account, self.market)
+                await asyncio.sleep(backoff.next_delay())
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What one processor pass hands the sink."""
+
+    fills: list[Fill] = field(default_factory=list)
+    orders: list[OrderUpdate] = field(default_factory=list)
+    algos: list[AlgoLink] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.fills or self.orders or self.algos)
+
+    def __len__(self) -> int:
+        return len(self.fills) + len(self.orders) + len(self.algos)

@@ -4,7 +4,8 @@ Imports only :mod:`fillstream.ledger` and third-party libraries; ``sidecar`` wir
 venue wrapper, the pipeline and the stores.
 """
 
-from fillstream.reconcile.reconciler import Reconciler, RunReport, Trigger, merge_gaps
+from fillstream.reconcile.jobs import RunReport, Trigger, merge_gaps
+from fillstream.reconcile.reconciler import Reconciler
 from fillstream.reconcile.repair import MissingFill, RepairProgress, RepairReport
 from fillstream.reconcile.settings import ReconcileSettings
 

@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
-from decimal import Decimal
-
-import msgspec
 
 from fillstream.ledger import (
     CursorStore,
@@ -35,7 +31,6 @@ from fillstream.ledger import (
     Gap,
     Market,
     OrderView,
-    PositionSide,
     RestPriority,
     StreamState,
     Venue,
@@ -47,71 +42,18 @@ from fillstream.reconcile.backfill import Backfill, SweepResult
 from fillstream.reconcile.cursors import CursorTable
 from fillstream.reconcile.enrich import Enricher
 from fillstream.reconcile.funding import FundingPoller
+from fillstream.reconcile.jobs import PRIORITY, RunReport, Trigger, merge_gaps
 from fillstream.reconcile.metrics import CURSOR_LAG, DURATION, GAPS, RUNS
 from fillstream.reconcile.orders import OrderSync
 from fillstream.reconcile.positions import PositionSync, Snapshot
-from fillstream.reconcile.repair import MissingFill, ProgressFn, RepairProgress, RepairReport
+from fillstream.reconcile.repair import ProgressFn, RepairReport, repair_account
 from fillstream.reconcile.settings import ReconcileSettings
 from fillstream.reconcile.symbols import SymbolUniverse
 
 log = logging.getLogger(__name__)
 
 CURSOR_FRESH_MS = 5_000  # a gap is swept from the cursor when the cursor is this close to it
-SUBMIT_CHUNK = 1000
 GAP_PARALLEL_SYMBOLS = 4
-
-
-class Trigger(enum.StrEnum):
-    STARTUP = "startup"
-    GAP = "gap"
-    PERIODIC = "periodic"
-    MANUAL = "manual"
-    REPAIR = "repair"
-
-
-_PRIORITY = {
-    Trigger.GAP: RestPriority.URGENT,
-    Trigger.STARTUP: RestPriority.NORMAL,
-    Trigger.MANUAL: RestPriority.NORMAL,
-    Trigger.REPAIR: RestPriority.NORMAL,
-    Trigger.PERIODIC: RestPriority.BACKGROUND,
-}
-
-
-class RunReport(msgspec.Struct, kw_only=True):
-    """What one run did (also kept as :attr:`Reconciler.last_run` for ``/status``)."""
-
-    trigger: str
-    outcome: str = "ok"  # ok, error, rate_limited, auth_failed
-    started_at_ms: int = 0
-    duration_s: float = 0.0
-    symbols: int = 0
-    found: int = 0
-    new: int = 0
-    corrected: int = 0
-    orders_updated: int = 0
-    funding: int = 0
-    error: str | None = None
-
-
-def merge_gaps(gaps: list[Gap]) -> Gap:
-    """One window covering them all; symbols united (empty — "all" — wins)."""
-    first = gaps[0]
-    until: int | None = 0
-    symbols: set[str] = set()
-    everything = False
-    for gap in gaps:
-        until = None if until is None or gap.until_ms is None else max(until, gap.until_ms)
-        everything = everything or not gap.symbols
-        symbols |= gap.symbols
-    return Gap(
-        account=first.account,
-        market=first.market,
-        since_ms=min(g.since_ms for g in gaps),
-        until_ms=until,
-        reason="+".join(sorted({g.reason for g in gaps})),
-        symbols=frozenset() if everything else frozenset(symbols),
-    )
 
 
 class Reconciler:
@@ -201,6 +143,7 @@ class Reconciler:
         self._last_periodic = float("-inf")
         self._last_position_check = float("-inf")
         self._last_funding = float("-inf")
+        self._stream_mark: tuple[int | None, float] = (None, 0.0)  # (newest stream fill, seen)
         self._retry_at = 0.0
         self._failures = 0
 
@@ -310,7 +253,7 @@ class Reconciler:
         if trigger is not Trigger.GAP:
             self._last_periodic = started
         try:
-            with rest_priority(_PRIORITY[trigger]):
+            with rest_priority(PRIORITY[trigger]):
                 if trigger is Trigger.GAP:
                     await self._serve_gaps(report)
                 else:
@@ -351,9 +294,11 @@ class Reconciler:
     async def _cutoff(self, *, until_ms: int | None = None) -> int | None:
         """Trades after this are left to the stream (None: take everything).
 
-        While streaming: the settle delay, and no further than the stream has itself stored
-        (plus ``stream_lag_grace_s``), so a stream that is merely behind is not robbed of its
-        fills. ``until_ms``: the end of an outage window, taken whole at once.
+        While streaming: the settle delay, and, while the stream is still working through a
+        backlog (its newest stored fill keeps moving), no further than that fill: a stream that
+        is merely behind is not robbed of its fills. Once its watermark has stood still for
+        ``stream_lag_grace_s`` the stream is idle, and whatever it has not stored is a miss.
+        ``until_ms``: the end of an outage window, taken whole at once.
         """
         if not self.streaming:
             return None
@@ -364,8 +309,12 @@ class Reconciler:
             newest = await self.index.newest_fill_ms(
                 self.account, self.market, source=FillSource.STREAM
             )
-            if newest is not None and newest < cutoff:
-                cutoff = max(newest, now - int(s.stream_lag_grace_s * 1000))
+            mono = time.monotonic()
+            if newest != self._stream_mark[0]:
+                self._stream_mark = (newest, mono)
+            moving = mono - self._stream_mark[1] < s.stream_lag_grace_s
+            if newest is not None and moving and newest < cutoff:
+                cutoff = newest
         return cutoff if until_ms is None else max(cutoff, until_ms)
 
     def _count(self, report: RunReport, result: SweepResult) -> None:
@@ -483,7 +432,16 @@ class Reconciler:
         async with self._lock:
             try:
                 with rest_priority(RestPriority.NORMAL):
-                    await self._repair(report, since_ms, apply=apply, progress=progress)
+                    await repair_account(
+                        report,
+                        backfill=self.backfill,
+                        universe=self.universe,
+                        positions=self.positions,
+                        backfill_symbol=self._backfill_symbol,
+                        settle_delay_s=self.settings.settle_delay_s,
+                        apply=apply,
+                        progress=progress,
+                    )
                 outcome = "ok"
             finally:
                 RUNS.labels(self.account, self.market, Trigger.REPAIR, outcome).inc()
@@ -491,41 +449,3 @@ class Reconciler:
                     time.monotonic() - started
                 )
         return report
-
-    async def _repair(
-        self, report: RepairReport, since_ms: int, *, apply: bool, progress: ProgressFn | None
-    ) -> None:
-        await self.universe.refresh(force=True)
-        snapshot = await self.positions.snapshot()
-        self.universe.note_exchange(snapshot.symbols)
-        symbols = sorted(self.universe.current())
-        report.symbols = symbols
-        # Whether or not a stream runs elsewhere, the freshest trades are left to it.
-        cutoff = int(time.time() * 1000) - int(self.settings.settle_delay_s * 1000)
-        for done, symbol in enumerate(symbols, 1):
-            result = await self.backfill.window(symbol, since_ms, cutoff_ms=cutoff, dry_run=True)
-            report.found += result.found
-            report.missing.extend(MissingFill.from_trade(t) for t in result.missing)
-            if apply:
-                for i in range(0, len(result.missing), SUBMIT_CHUNK):
-                    chunk = result.missing[i : i + SUBMIT_CHUNK]
-                    report.added += await self.backfill.submit(symbol, chunk)
-            if progress is not None:
-                progress(
-                    RepairProgress(
-                        symbol=symbol,
-                        done=done,
-                        total=len(symbols),
-                        found=result.found,
-                        missing=len(result.missing),
-                    )
-                )
-        if apply:
-            report.corrections = await self.positions.check(self._backfill_symbol, first=snapshot)
-        else:
-            adjustments: dict[tuple[str, PositionSide], Decimal] = {}
-            for m in report.missing:
-                key = (m.symbol, PositionSide(m.position_side or "BOTH"))
-                signed = m.qty if m.side == "BUY" else -m.qty
-                adjustments[key] = adjustments.get(key, Decimal(0)) + signed
-            report.corrections = await self.positions.preview(snapshot, adjustments)

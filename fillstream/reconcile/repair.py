@@ -10,14 +10,20 @@ settle delay are left to the running stream.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
 
-from fillstream.ledger import PositionCorrection
+from fillstream.ledger import PositionCorrection, PositionSide
+from fillstream.reconcile.backfill import Backfill
 from fillstream.reconcile.parse import dec
+from fillstream.reconcile.positions import Backfiller, PositionSync
+from fillstream.reconcile.symbols import SymbolUniverse
 from fillstream.reconcile.wire import UserTrade
+
+SUBMIT_CHUNK = 1000
 
 
 class MissingFill(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,3 +110,49 @@ class RepairReport(msgspec.Struct, kw_only=True):
 
 
 ProgressFn = Callable[[RepairProgress], None]
+
+
+async def repair_account(
+    report: RepairReport,
+    *,
+    backfill: Backfill,
+    universe: SymbolUniverse,
+    positions: PositionSync,
+    backfill_symbol: Backfiller,
+    settle_delay_s: float,
+    apply: bool,
+    progress: ProgressFn | None,
+) -> None:
+    """Fill ``report`` (and with ``apply``, repair): every symbol since ``report.since_ms``."""
+    await universe.refresh(force=True)
+    snapshot = await positions.snapshot()
+    universe.note_exchange(snapshot.symbols)
+    symbols = sorted(universe.current())
+    report.symbols = symbols
+    # Whether or not a stream runs elsewhere, the freshest trades are left to it.
+    cutoff = int(time.time() * 1000) - int(settle_delay_s * 1000)
+    for done, symbol in enumerate(symbols, 1):
+        result = await backfill.window(symbol, report.since_ms, cutoff_ms=cutoff, dry_run=True)
+        report.found += result.found
+        report.missing.extend(MissingFill.from_trade(t) for t in result.missing)
+        if apply:
+            for i in range(0, len(result.missing), SUBMIT_CHUNK):
+                report.added += await backfill.submit(symbol, result.missing[i : i + SUBMIT_CHUNK])
+        if progress is not None:
+            progress(
+                RepairProgress(
+                    symbol=symbol,
+                    done=done,
+                    total=len(symbols),
+                    found=result.found,
+                    missing=len(result.missing),
+                )
+            )
+    if apply:
+        report.corrections = await positions.check(backfill_symbol, first=snapshot)
+        return
+    adjustments: dict[tuple[str, PositionSide], Decimal] = {}
+    for m in report.missing:
+        key = (m.symbol, PositionSide(m.position_side or "BOTH"))
+        adjustments[key] = adjustments.get(key, Decimal(0)) + (m.qty if m.side == "BUY" else -m.qty)
+    report.corrections = await positions.preview(snapshot, adjustments)

@@ -16,9 +16,9 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     - ``interval_s`` / ``degraded_interval_s``: the periodic poll while the stream is healthy /
       while it is not (connecting, recovering, degraded, stopped, auth_failed, or no stream).
     - ``settle_delay_s``: while streaming, trades younger than this are left to the stream.
-    - ``stream_lag_grace_s``: while streaming, trades newer than the stream's own newest stored
-      fill are left to it for up to this long (a stream behind under load is not a stream that
-      missed them); bounds how late the last fill before a quiet spell is recovered.
+    - ``stream_lag_grace_s``: while streaming and the stream's newest stored fill keeps moving
+      (it is working through a backlog), trades after that fill are left to it; once it has
+      stood still this long the stream counts as idle and anything it lacks as missed.
     - ``horizon_days``: how far back a symbol without a cursor is backfilled (≤ 90).
     - ``order_check_after_s``: an order open locally with no update for this long is checked.
     - ``position_check_interval_s``: how often the book is compared with ``positionRisk``.
@@ -32,7 +32,7 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     interval_s: float = 60.0
     degraded_interval_s: float = 5.0
     settle_delay_s: float = 2.0
-    stream_lag_grace_s: float = 30.0
+    stream_lag_grace_s: float = 10.0
     horizon_days: float = 7.0
     order_check_after_s: float = 120.0
     max_order_checks_per_run: int = 50

@@ -31,7 +31,15 @@ import asyncpg
 import nats
 from nats.js.api import StreamConfig
 
-from benchmarks.end_to_end import ReplayVenue, Run, Sample, print_run, summarize
+from benchmarks.end_to_end import (
+    ReplayVenue,
+    Run,
+    Sample,
+    cpu_per_fill,
+    cpu_snapshot,
+    print_run,
+    summarize,
+)
 
 INSERT = """
 INSERT INTO fills (account, market, symbol, trade_id, order_id, side, position_side, price, qty,
@@ -46,7 +54,15 @@ ON CONFLICT DO NOTHING
 class NaiveClient:
     """One fresh account per run; connections opened per run, as a small script would."""
 
-    def __init__(self, dsn: str, nats_url: str, venue: ReplayVenue, index: dict[Any, int]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        nats_url: str,
+        venue: ReplayVenue,
+        index: dict[Any, int],
+        servers: dict[str, int] | None = None,
+    ) -> None:
+        self.servers = servers or {}
         self.dsn = dsn
         self.nats_url = nats_url
         self.venue = venue
@@ -70,6 +86,7 @@ class NaiveClient:
         try:
             async with manager.futures_user_socket() as socket:
                 cpu = time.process_time()
+                snap = cpu_snapshot(self.servers)
                 t0_ns = await self.venue.start(fills, rate or 0)
                 while len(samples) < fills:
                     msg = await socket.recv()
@@ -111,13 +128,16 @@ class NaiveClient:
                         Sample(self.index[(o["s"], o["t"], o["i"])], received, time.time_ns())
                     )
                 cpu = time.process_time() - cpu
+                by_process = cpu_per_fill(snap, cpu_snapshot(self.servers), fills)
         finally:
             await client.close_connection()
             await nc.close()
             await conn.close()
-        return summarize(
+        run = summarize(
             consumer="naive", load=label, rate=rate, samples=samples, t0_ns=t0_ns, cpu_s=cpu
         )
+        run.cpu_us_per_fill_by_process = by_process
+        return run
 
 
 async def _main(quick: bool) -> None:

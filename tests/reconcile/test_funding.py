@@ -4,6 +4,7 @@ the close rather than being lost."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -19,7 +20,16 @@ from fillstream.ledger import (
 )
 from fillstream.simulator import SimConfig
 from tests.reconcile.conftest import RigFactory
-from tests.reconcile.rig import FAST_RECONCILE, dec
+from tests.reconcile.rig import FAST_RECONCILE, dec, until
+
+
+async def _next_ms() -> None:
+    start = time.time_ns() // 1_000_000
+
+    async def moved() -> bool:
+        return time.time_ns() // 1_000_000 > start + 1
+
+    await until(moved)
 
 
 def _fill(trade_id: int, side: Side, time_ms: int, rp: str = "0") -> Fill:
@@ -83,9 +93,14 @@ def test_book_folds_funding_into_the_lifecycle_and_revises_on_late_payments() ->
 async def test_close_carries_the_funding_paid_while_it_was_open(rig_factory: RigFactory) -> None:
     async with rig_factory(SimConfig(accounts=("alpha",), rate=0, seed=31)) as rig:
         rec = await rig.reconciler("alpha", FAST_RECONCILE)
+        # Distinct milliseconds: a payment stamped with the closing fill's millisecond sorts
+        # after it (the position was already flat).
         await rig.sim.trade("alpha", "BTCUSDT", "BUY", "0.010")
+        await _next_ms()
         assert rig.sim.funding("alpha") >= 1
+        await _next_ms()
         assert rig.sim.funding("alpha") >= 1
+        await _next_ms()
         await rig.sim.trade("alpha", "BTCUSDT", "SELL", "0.010")
         report = await rec.run_once("manual")
         assert report.funding == 2

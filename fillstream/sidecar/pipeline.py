@@ -190,6 +190,7 @@ def _merge(batches: Sequence[IngestBatch]) -> IngestBatch:
         orders=tuple(o for b in batches for o in b.orders),
         algo_links=tuple(a for b in batches for a in b.algo_links),
         corrections=tuple(c for b in batches for c in b.corrections),
+        funding=tuple(f for b in batches for f in b.funding),
     )
 
 
@@ -300,7 +301,9 @@ class Pipeline:
         if self._closed:
             raise PipelineClosedError("the pipeline is closed")
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        if not (batch.fills or batch.orders or batch.algo_links or batch.corrections):
+        if not (
+            batch.fills or batch.orders or batch.algo_links or batch.corrections or batch.funding
+        ):
             future.set_result(IngestResult(new_fills=0, duplicate_fills=0, closes=0, orders=0))
             return future
         self._worker(batch.account, batch.market).put(

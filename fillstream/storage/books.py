@@ -3,7 +3,7 @@
 The book keeps, per position, only what it may still need to refold (entries after
 ``sealed_through``); the ``positions`` table stores that boundary. So a restore loads, per
 position, the fills and corrections after the stored boundary, the closes recorded after it
-(latest revision, not retracted), and every algo-order link.
+(latest revision, not retracted), the funding payments after it, and every algo-order link.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import asyncpg
 from fillstream.ledger import (
     CloseReason,
     Fill,
+    FundingFee,
     Market,
     PositionBook,
     PositionClose,
     PositionCorrection,
     PositionSide,
 )
-from fillstream.ledger.book import SortKey
+from fillstream.ledger.book import SortKey, sort_key
 from fillstream.storage import payloads, rows, sql
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,11 @@ FROM positions WHERE account = $1 AND market = $2
 _CORRECTIONS = """
 SELECT account, market, symbol, position_side, qty, entry_price, time_ms
 FROM position_corrections WHERE account = $1 AND market = $2 ORDER BY time_ms, id
+"""
+
+_FUNDING = """
+SELECT account, market, symbol, position_side, amount, asset, time_ms, tran_id
+FROM funding WHERE account = $1 AND market = $2 AND time_ms >= $3 ORDER BY time_ms, tran_id
 """
 
 _CLOSES = """
@@ -101,14 +107,18 @@ async def load_book(
     )
     # Every position with fills has a row; the oldest seal bounds the index range to read.
     lower = await conn.fetchval(_LOWER_BOUND, account, market.value)
-    entries: list[Fill | PositionCorrection] = [
+    entries: list[Fill | PositionCorrection | FundingFee] = [
         rows.fill_from_record(r)
         for r in await conn.fetch(_FILLS, account, market.value, lower or 0)
     ]
     for r in await conn.fetch(_CORRECTIONS, account, market.value):
         c = rows.correction_from_record(r)
-        if after_seal(c.symbol, c.position_side, (c.time_ms, _ADJUSTMENT_ORDER, 0)):
+        if after_seal(c.symbol, c.position_side, sort_key(c)):
             entries.append(c)
+    for r in await conn.fetch(_FUNDING, account, market.value, lower or 0):
+        fee = rows.funding_from_record(r)
+        if after_seal(fee.symbol, fee.position_side, sort_key(fee)):
+            entries.append(fee)
     closes = [
         close
         for close in (

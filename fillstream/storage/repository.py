@@ -20,6 +20,7 @@ import msgspec
 from fillstream.ledger import (
     AlgoLink,
     Fill,
+    FundingFee,
     IngestBatch,
     Market,
     OrderUpdate,
@@ -48,6 +49,7 @@ class IngestOutcome(msgspec.Struct, kw_only=True):
     retracted: list[PositionClose]
     orders: list[OrderUpdate]  # forward transitions, in the order they happened
     corrections: list[PositionCorrection]  # new ones
+    funding: list[FundingFee]  # new ones (by tranId)
     messages: list[OutboxMessage]
 
 
@@ -118,7 +120,8 @@ class Ledger(Records):
         new_fills, duplicates = await self._insert_fills(conn, batch)
         links = await self._upsert_algo_links(conn, batch.algo_links)
         corrections = await self._insert_corrections(conn, batch.corrections)
-        change = book.apply(new_fills, corrections, links)
+        funding = await self._insert_funding(conn, batch.funding)
+        change = book.apply(new_fills, corrections, links, funding)
         closes, retracted = await self._number_closes(conn, change.closes, change.retracted)
         orders = await self._upsert_orders(conn, batch) if batch.orders else []
         p = self.prefix
@@ -148,8 +151,29 @@ class Ledger(Records):
             retracted=retracted,
             orders=orders,
             corrections=corrections,
+            funding=funding,
             messages=messages,
         )
+
+    async def _insert_funding(
+        self, conn: asyncpg.Connection, funding: Sequence[FundingFee]
+    ) -> list[FundingFee]:
+        if not funding:
+            return []
+        fs = list({f.tran_id: f for f in funding}.values())
+        inserted = await conn.fetch(
+            sql.INSERT_FUNDING,
+            fs[0].account,
+            fs[0].market.value,
+            [f.symbol for f in fs],
+            [f.position_side.value for f in fs],
+            [str(f.amount) for f in fs],
+            [f.asset for f in fs],
+            [f.time_ms for f in fs],
+            [f.tran_id for f in fs],
+        )
+        fresh = {r["tran_id"] for r in inserted}
+        return [f for f in fs if f.tran_id in fresh]
 
     async def _number_closes(
         self,

@@ -14,6 +14,7 @@ import msgspec
 from fillstream.ledger import (
     Fill,
     FillSource,
+    FundingFee,
     Market,
     OrderUpdate,
     Position,
@@ -168,4 +169,17 @@ def correction_from_record(r: Record) -> PositionCorrection:
         qty=r["qty"],
         entry_price=r["entry_price"],
         time_ms=r["time_ms"],
+    )
+
+
+def funding_from_record(r: Record) -> FundingFee:
+    return FundingFee(
+        account=r["account"],
+        market=Market(r["market"]),
+        symbol=r["symbol"],
+        position_side=PositionSide(r["position_side"]),
+        amount=r["amount"],
+        asset=r["asset"],
+        time_ms=r["time_ms"],
+        tran_id=r["tran_id"],
     )

@@ -151,3 +151,12 @@ FROM unnest($27::text[], $28::text[], $29::bytea[]) WITH ORDINALITY
 ORDER BY u.n
 RETURNING id
 """
+
+INSERT_FUNDING = """
+INSERT INTO funding (account, market, symbol, position_side, amount, asset, time_ms, tran_id)
+SELECT $1, $2, u.symbol, u.position_side, u.amount::numeric, u.asset, u.time_ms, u.tran_id
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+    AS u(symbol, position_side, amount, asset, time_ms, tran_id)
+ON CONFLICT DO NOTHING
+RETURNING tran_id
+"""

@@ -179,3 +179,38 @@ async def test_an_algo_link_arriving_after_the_close_revises_its_reason(ledger: 
     assert outcome.messages[0].msg_id.endswith(":r1")
     ledger.forget_book("alpha", Market.USDM)  # the link and the revision survive a restart
     assert (await ledger.ingest(batch_of(make_fill(3, qty="0.01")))).closes == []
+
+
+async def test_funding_is_stored_once_and_carried_by_the_close_across_restarts(
+    ledger: Ledger,
+) -> None:
+    from fillstream.ledger import FundingFee, IngestBatch, PositionSide
+
+    def fee(tran_id: int, time_offset: int, amount: str) -> FundingFee:
+        return FundingFee(
+            account="alpha",
+            market=Market.USDM,
+            symbol="BTCUSDT",
+            position_side=PositionSide.BOTH,
+            amount=Decimal(amount),
+            asset="USDT",
+            time_ms=1_767_225_600_000 + time_offset,
+            tran_id=tran_id,
+        )
+
+    def funding_batch(*fees: FundingFee) -> IngestBatch:
+        return IngestBatch(
+            account="alpha", market=Market.USDM, source=FillSource.RECONCILE, funding=fees
+        )
+
+    await ledger.ingest(batch_of(make_fill(1, qty="0.02")))
+    first = await ledger.ingest(funding_batch(fee(501, 5, "-0.25")))
+    assert [f.tran_id for f in first.funding] == [501]
+    assert (await ledger.ingest(funding_batch(fee(501, 5, "-0.25")))).funding == []
+    ledger.forget_book("alpha", Market.USDM)  # the payment must survive a restart
+    [close] = (await ledger.ingest(batch_of(make_fill(10, side=Side.SELL, qty="0.02")))).closes
+    assert close.funding == Decimal("-0.25")
+    # A payment found late, inside the closed lifecycle, revises the close.
+    [revised] = (await ledger.ingest(funding_batch(fee(502, 8, "0.05")))).closes
+    assert (revised.funding, revised.revision) == (Decimal("-0.20"), 1)
+    assert await ledger.pool.fetchval("SELECT count(*) FROM funding") == 2

@@ -18,6 +18,8 @@ TABLES = {
     "cursors",
     "stream_sessions",
     "gaps",
+    "funding",
+    "status_changes",
     "schema_migrations",
 }
 

@@ -451,3 +451,52 @@ async def test_closes_from_the_stream_are_classified_like_the_venue(make_rig: Ri
     }
     assert ours == truth
     assert stream.state is StreamState.STREAMING
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome", "trouble"),
+    [
+        ({"status": 400, "code": -1125}, "gone", "listen_key_gone"),
+        ({"status": 503, "count": 3}, "server_error", "keepalive_failed"),
+        ({"status": 400, "code": -1100}, "error", "keepalive_failed"),
+    ],
+)
+async def test_keepalive_failures_get_a_new_key_and_a_gap(
+    make_rig: RigFactory, fault: dict[str, int], outcome: str, trouble: str
+) -> None:
+    """``-1125`` at once, retryable 5xx after its retries, anything else at once: a new key,
+    a reconnect, and a gap."""
+    rig = await make_rig(rate=0.0, clock_speed=1800.0)
+    account = account_of(rig)
+    stream = await rig.add(account, fast_settings(keepalive_interval_s=0.2), backfill=False)
+    await rig.streaming(account)
+    labels = {"account": account, "market": "usdm"}
+    rig.sim.inject(account, "rest_error", **fault)
+    await eventually(
+        lambda: sample("fillstream_stream_reconnects_total", **labels, reason=trouble) >= 1,
+        what=f"a reconnect for {trouble}",
+    )
+    await rig.streaming(account)
+    assert "key_changed" in [g.reason for g in rig.listeners[account].gaps]
+    op = {**labels, "op": "keepalive", "outcome": outcome}
+    assert sample("fillstream_listen_key_operations_total", **op) >= 1
+    await rig.sim.burst(account, "BTCUSDT", 20)
+    await rig.settle(account)
+    assert stream.state is StreamState.STREAMING
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(429, "rate_limited"), (503, "server_error")])
+async def test_listen_key_create_refused_backs_off_and_recovers(
+    make_rig: RigFactory, status: int, outcome: str
+) -> None:
+    rig = await make_rig(rate=0.0)
+    account = account_of(rig)
+    stream = await rig.add(account, start=False)
+    rig.sim.inject(account, "rest_error", status=status, count=2, retry_after=0.5)
+    stream.start()
+    await rig.streaming(account)
+    labels = {"account": account, "market": "usdm"}
+    op = {**labels, "op": "create", "outcome": outcome}
+    assert sample("fillstream_listen_key_operations_total", **op) >= 1
+    assert sample("fillstream_stream_connect_failures_total", **labels) >= 1
+    assert sample("fillstream_stream_auth_failed", **labels) == 0

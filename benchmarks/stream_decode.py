@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from fillstream.ledger import Market
+from fillstream.ledger import Gap, IngestBatch, IngestResult, Market, Position, StreamState
 from fillstream.stream.config import StreamSettings
 from fillstream.stream.connection import open_socket
 from fillstream.stream.decode import FrameDecoder
@@ -317,13 +317,17 @@ async def bench_end_to_end(*, quick: bool, seed: int = 42) -> dict[str, Any]:
         dsn = pg.dsn("stream_bench")
         await migrate_dsn(dsn)
         nats_url = await asyncio.to_thread(ns.start)
-        async with (
-            e2e.ReplayVenue(path) as venue,
-            e2e.FillstreamClient(dsn, nats_url, venue, recording.index()) as client,
-        ):
-            for label, fills, rate in plan:
-                run = await client.run(label, fills, rate)
-                runs.append(msgspec.to_builtins(run))
+        assert pg.proc is not None and ns.proc is not None
+        servers = {"postgres": pg.proc.pid, "nats": ns.proc.pid}
+        async with e2e.ReplayVenue(path) as venue:
+            assert venue.proc is not None
+            servers["venue"] = venue.proc.pid
+            async with e2e.FillstreamClient(
+                dsn, nats_url, venue, recording.index(), servers
+            ) as client:
+                for label, fills, rate in plan:
+                    run = await client.run(label, fills, rate)
+                    runs.append(msgspec.to_builtins(run))
     finally:
         await asyncio.to_thread(ns.close)
         await asyncio.to_thread(pg.close)
@@ -333,6 +337,86 @@ async def bench_end_to_end(*, quick: bool, seed: int = 42) -> dict[str, Any]:
         "runs": runs,
         "targets": E2E_TARGETS,
     }
+
+
+class _NullSink:
+    """Takes batches and forgets them: the stream path measured alone (no PostgreSQL, no NATS)."""
+
+    def __init__(self) -> None:
+        self.fills = 0
+        self.last_ns = 0
+
+    async def submit(self, batch: IngestBatch) -> IngestResult:
+        self.fills += len(batch.fills)
+        self.last_ns = time.perf_counter_ns()
+        return IngestResult(new_fills=len(batch.fills), duplicate_fills=0, closes=0, orders=0)
+
+    async def positions(self, account: str, market: Market) -> list[Position]:
+        return []
+
+
+class _NoGaps:
+    def on_gap(self, gap: Gap) -> None:
+        return None
+
+    def on_stream_state(self, account: str, market: Market, state: StreamState) -> None:
+        return None
+
+
+async def bench_stream_alone(*, quick: bool, seed: int = 42) -> dict[str, Any]:
+    """Max rate of BinanceVenue + UserStream (reader, decode, dedup, parse, batching) into a sink
+    that does nothing, on the same replayed simulator frames."""
+    import secrets
+
+    from benchmarks import end_to_end as e2e
+    from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
+    from fillstream.stream import UserStream
+
+    fills = 6_000 if quick else 30_000
+    recording = await e2e.record(fills, seed=seed)
+    path = e2e.recording_path(fills, seed)
+    async with e2e.ReplayVenue(path) as replay:
+        venue = await BinanceVenue.create(
+            account="alone",
+            api_key=secrets.token_hex(32),
+            api_secret=secrets.token_hex(32),
+            rest_url=replay.rest_url,
+            budget=WeightBudgets(),
+            fetch_limits=False,
+        )
+        sink = _NullSink()
+        settings = StreamSettings(ws_url=replay.ws_url, stale_after_s=3600)
+        stream = UserStream("alone", venue, sink, _NoGaps(), settings, market=Market.USDM)
+        stream.start()
+        try:
+            await e2e.poll_until(lambda: stream.connected, 0.01)
+            start_ns, cpu = time.perf_counter_ns(), time.process_time()
+            await replay.start(fills, 0)
+            await e2e.poll_until(lambda: sink.fills >= fills, 0.005)
+            cpu = time.process_time() - cpu
+            seconds = (sink.last_ns - start_ns) / 1e9
+            frames = stream.frames
+        finally:
+            await stream.aclose(5)
+            await venue.aclose()
+    return {
+        "fills": fills,
+        "frames": frames,
+        "events_per_fill": round(len(recording.frames) / len(recording.fills), 2),
+        "fills_per_s": round(fills / seconds),
+        "frames_per_s": round(frames / seconds),
+        "cpu_us_per_frame": round(cpu / frames * 1e6, 2),
+        "cpu_us_per_fill": round(cpu / fills * 1e6, 1),
+    }
+
+
+def print_stream_alone(result: dict[str, Any]) -> None:
+    print(
+        f"\nStream path alone (BinanceVenue + UserStream into a no-op sink), max rate: "
+        f"{result['fills_per_s']:,} fills/s = {result['frames_per_s']:,} frames/s "
+        f"({result['events_per_fill']} events per fill); "
+        f"CPU {result['cpu_us_per_frame']} µs/frame, {result['cpu_us_per_fill']} µs/fill"
+    )
 
 
 def print_end_to_end(result: dict[str, Any]) -> None:
@@ -363,6 +447,8 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["receive_decode"] = await bench_receive_decode(frames, repeats)
     _print_receive_decode(report["receive_decode"])
     if not args.skip_e2e:
+        report["stream_alone"] = await bench_stream_alone(quick=args.quick)
+        print_stream_alone(report["stream_alone"])
         report["end_to_end"] = await bench_end_to_end(quick=args.quick)
         print_end_to_end(report["end_to_end"])
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-import pytest
 
 from fillstream.ledger import (
     Fill,
@@ -85,11 +84,6 @@ def test_book_folds_funding_into_the_lifecycle_and_revises_on_late_payments() ->
     assert plain.funding is None  # unknown, not zero
 
 
-@pytest.mark.xfail(
-    reason="storage does not yet hand IngestBatch.funding to PositionBook.apply nor persist it "
-    "for restore (the pipeline's batch merge drops it too)",
-    strict=False,
-)
 async def test_close_carries_the_funding_paid_while_it_was_open(rig_factory: RigFactory) -> None:
     async with rig_factory(SimConfig(accounts=("alpha",), rate=0, seed=31)) as rig:
         rec = await rig.reconciler("alpha", FAST_RECONCILE)

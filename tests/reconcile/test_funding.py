@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-
 from fillstream.ledger import (
     Fill,
     FillSource,

@@ -437,6 +437,7 @@ class UserStream:
             try:
                 new = await self._open()
             except AuthFailedError as exc:
+                self.processor.dedup_frames(0)
                 self._auth_failed(exc)
                 return
             except (VenueError, *_CONNECT_ERRORS) as exc:

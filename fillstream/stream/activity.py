@@ -56,7 +56,7 @@ class RecentSet(Generic[K]):
 class AccountActivity:
     """The stream's view of one account (see module docstring). Times are monotonic seconds."""
 
-    def __init__(self, *, recent_fills: int = 4096, symbol_horizon_s: float = 3600.0) -> None:
+    def __init__(self, *, recent_fills: int = 2048, symbol_horizon_s: float = 3600.0) -> None:
         self.newest_trade_id: dict[str, int] = {}
         self.symbol_seen: dict[str, float] = {}
         self.open_orders: dict[tuple[str, int], None] = {}

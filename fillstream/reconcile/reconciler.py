@@ -107,6 +107,7 @@ class Reconciler:
             configured=s.symbols,
             recent_cursor_ms=int(s.recent_cursor_days * 86_400_000),
             all_symbol_min_interval_s=s.all_symbol_calls_min_interval_s,
+            discovery_lookback_ms=int(min(s.horizon_days, 90.0) * 86_400_000),
         )
         self.positions = PositionSync(account=account, market=market, venue=venue, sink=sink)
         self.funding = FundingPoller(

@@ -4,7 +4,10 @@ The union of: configured symbols; symbols the stream reported active (gap window
 symbols with an exchange position or open orders (``positionRisk``, cheap, read with every
 position check; ``openOrders`` without a symbol costs 40, so at most every
 ``all_symbol_calls_min_interval_s``); symbols whose cursor moved recently; symbols the book
-holds a position in; symbols with orders open locally.
+holds a position in; symbols with orders open locally; and symbols the account traded, found in
+``income`` (COMMISSION / REALIZED_PNL rows, no symbol filter, weight 30, on the same schedule as
+``openOrders``). The last one is what finds a symbol traded and closed flat while the service
+was down: nothing else names it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from fillstream.ledger import FillSink, Market, OrderView, Venue
 from fillstream.reconcile.cursors import CursorTable
 from fillstream.reconcile.metrics import BAD_ROWS
 from fillstream.reconcile.parse import decode_rows
-from fillstream.reconcile.wire import OpenOrder
+from fillstream.reconcile.wire import Income, OpenOrder
 
 log = logging.getLogger(__name__)
+
+_TRADE_INCOME = frozenset({"COMMISSION", "REALIZED_PNL"})
+_INCOME_PAGES_MAX = 20
 
 
 class SymbolUniverse:
@@ -37,6 +43,7 @@ class SymbolUniverse:
         configured: Iterable[str],
         recent_cursor_ms: int,
         all_symbol_min_interval_s: float,
+        discovery_lookback_ms: int = 7 * 86_400_000,
     ) -> None:
         self.account = account
         self.market = market
@@ -52,6 +59,8 @@ class SymbolUniverse:
         self.open_orders: set[str] = set()
         self.book: set[str] = set()
         self._open_orders_at = 0.0
+        self.traded: set[str] = set()  # from income rows
+        self._income_since_ms = int(time.time() * 1000) - discovery_lookback_ms
 
     def note_streamed(self, symbols: Iterable[str]) -> None:
         self.streamed.update(symbols)
@@ -76,7 +85,25 @@ class SymbolUniverse:
             if bad:
                 BAD_ROWS.labels(self.account, self.market, "openOrders").inc(len(bad))
             self.open_orders = {r.symbol for r in rows}
+            await self._discover_traded()
             self._open_orders_at = time.monotonic()
+
+    async def _discover_traded(self) -> None:
+        """Symbols with trade income since the last look (paged forward by time)."""
+        since = self._income_since_ms
+        for _ in range(_INCOME_PAGES_MAX):
+            raw = await self.venue.income(start_ms=since, limit=1000)
+            rows, bad = decode_rows(raw, Income)
+            if bad:
+                BAD_ROWS.labels(self.account, self.market, "income").inc(len(bad))
+            self.traded |= {r.symbol for r in rows if r.symbol and r.incomeType in _TRADE_INCOME}
+            newest = max((r.time for r in rows), default=since)
+            if len(raw) < 1000 or newest <= since:
+                since = max(since, newest)
+                break
+            since = newest
+        # Overlap by a minute: income rows may become visible a little late.
+        self._income_since_ms = max(self._income_since_ms, since - 60_000)
 
     def current(self) -> set[str]:
         recent = self.cursors.symbols(
@@ -88,5 +115,6 @@ class SymbolUniverse:
             | self.exchange
             | self.open_orders
             | self.book
+            | self.traded
             | recent
         )

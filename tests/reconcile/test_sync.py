@@ -162,3 +162,20 @@ async def test_position_older_than_the_horizon_seeds_the_book(rig_factory: RigFa
         assert report.corrected == 1
         (btc,) = [p for p in await rig.stack.pipeline.positions("alpha", Market.USDM) if p.qty]
         assert (btc.symbol, btc.qty, btc.entry_price) == ("BTCUSDT", Decimal("-0.01"), truth_entry)
+
+
+async def test_symbol_traded_flat_while_down_is_found_through_income(
+    rig_factory: RigFactory,
+) -> None:
+    # Nothing names ETHUSDT: not configured, never streamed, no position, no open order, no
+    # cursor. Only the account's income (commission, realized PnL) shows it was traded.
+    async with rig_factory(SimConfig(accounts=("alpha",), rate=0, seed=22)) as rig:
+        await rig.sim.trade("alpha", "ETHUSDT", "BUY", QTY)
+        await rig.sim.trade("alpha", "ETHUSDT", "SELL", QTY)
+        settings = msgspec.structs.replace(FAST_RECONCILE, symbols=(), settle_delay_s=0.0)
+        rec = await rig.reconciler("alpha", settings)
+        await rec.run_once("startup")
+        assert await rig.pg_fill_count("alpha") == len(rig.truth()["accounts"]["alpha"]["fills"])
+        assert await rig.pg_fill_count("alpha") >= 2
+        closes = await rig.pg_closes("alpha")
+        assert len(closes) == 1

@@ -70,6 +70,19 @@ class Recording(msgspec.Struct):
     def index(self) -> dict[tuple[str, int, int], int]:
         return {key: i for i, key in enumerate(self.fills)}
 
+    def fill_frames_only(self) -> Recording:
+        """Only the ORDER_TRADE_UPDATE executions: no order NEW, TRADE_LITE, ACCOUNT_UPDATE,
+        ALGO_UPDATE (a diagnostic: what the other events cost)."""
+        # A fill frame is the last one of its ``need`` group (its NEW/TRADE_LITE come first).
+        last = len(self.need) - 1
+        keep = [
+            i
+            for i, n in enumerate(self.need)
+            if (i == last or self.need[i + 1] != n) and n <= len(self.fills)
+        ]
+        frames = [self.frames[i] for i in keep]
+        return Recording(frames=frames, need=list(range(1, len(frames) + 1)), fills=self.fills)
+
     def upto(self, n: int) -> int:
         """Frames to send for the first ``n`` fills."""
         lo, hi = 0, len(self.need)
@@ -342,6 +355,22 @@ def cpu_snapshot(servers: dict[str, int]) -> dict[str, float]:
 def cpu_per_fill(before: dict[str, float], after: dict[str, float], fills: int) -> dict[str, float]:
     """µs of CPU per fill, per process (a backend that exited meanwhile is not counted)."""
     return {k: round((after[k] - before.get(k, after[k])) / fills * 1e6, 1) for k in after}
+
+
+def fsync_ms(directory: Path, count: int = 200) -> float:
+    """Mean latency of a 512-byte write + fsync here: with ``sync_interval: always`` JetStream
+    pays about one per message, PostgreSQL one per commit."""
+    path = directory / f".fsync-probe-{os.getpid()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            os.write(fd, b"x" * 512)
+            os.fsync(fd)
+        return (time.perf_counter() - start) / count * 1000
+    finally:
+        os.close(fd)
+        path.unlink()
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -637,17 +666,31 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     need = max(n for spec in runs.values() for _, n, _ in spec)
     recording = await record(need, seed=args.seed)
     path = recording_path(need, args.seed)
+    if args.events == "fills":
+        recording = recording.fill_frames_only()
+        path = path.with_suffix(".fills.bin")
+        path.write_bytes(msgspec.msgpack.encode(recording))
     index = recording.index()
     events_per_fill = len(recording.frames) / len(recording.fills)
     pg = EmbeddedPostgres()
     ns = EmbeddedNats(sync_always=args.nats_sync == "always")
     results: list[Run] = []
+    statements: list[dict[str, Any]] = []
     try:
         admin = await asyncpg.connect(await asyncio.to_thread(pg.start))
         await admin.execute("CREATE DATABASE bench")
+        if args.pg_statements:
+            await admin.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            await admin.close()
+            await asyncio.to_thread(pg.stop)
+            admin = await asyncpg.connect(await asyncio.to_thread(pg.start))
         await admin.close()
         dsn = pg.dsn("bench")
         await migrate_dsn(dsn)
+        if args.pg_statements:
+            conn = await asyncpg.connect(dsn)
+            await conn.execute("CREATE EXTENSION pg_stat_statements")
+            await conn.close()
         nats_url = await asyncio.to_thread(ns.start)
         print(
             f"frames: {len(recording.frames):,} for {len(recording.fills):,} fills "
@@ -664,6 +707,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 for label, fills, rate in runs["fillstream"]:
                     results.append(await ours.run(label, fills, rate))
                     print_run(results[-1])
+            if args.pg_statements:
+                statements = await top_statements(dsn, sum(n for _, n, _ in runs["fillstream"]))
             if not args.skip_baseline:
                 naive = NaiveClient(dsn, nats_url, venue, index, servers)
                 for label, fills, rate in runs["naive"]:
@@ -672,7 +717,38 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await asyncio.to_thread(ns.close)
         await asyncio.to_thread(pg.close)
-    return build_report(args, results, events_per_fill)
+    report = build_report(args, results, events_per_fill)
+    if args.pg_statements:
+        report["postgres_statements_fillstream"] = statements
+    return report
+
+
+async def top_statements(dsn: str, fills: int) -> list[dict[str, Any]]:
+    """PostgreSQL's own account of the fillstream runs (``pg_stat_statements``): per statement,
+    calls and execution time per fill, heaviest first."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements"
+            " ORDER BY total_exec_time DESC LIMIT 12"
+        )
+    finally:
+        await conn.close()
+    out = []
+    print(f"PostgreSQL statements over the fillstream runs ({fills:,} fills):")
+    for r in rows:
+        text = " ".join(r["query"].split())[:110]
+        per_fill = r["total_exec_time"] * 1000 / fills
+        print(f"  {per_fill:8.1f} µs/fill {r['calls']:>8,} calls  {text}")
+        out.append(
+            {
+                "query": text,
+                "calls": r["calls"],
+                "exec_us_per_fill": round(per_fill, 1),
+                "rows": r["rows"],
+            }
+        )
+    return out
 
 
 def build_report(
@@ -692,11 +768,15 @@ def build_report(
     command = "python -m benchmarks.end_to_end" + (" --quick" if args.quick else "")
     if args.nats_sync != "always":
         command += f" --nats-sync {args.nats_sync}"
+    if args.events != "all":
+        command += f" --events {args.events}"
     report = {
         "benchmark": "end_to_end",
         "command": command,
         "nats_sync_interval": args.nats_sync,
+        "events": args.events,
         "events_per_fill": round(events_per_fill, 2),
+        "fsync_ms": round(fsync_ms(Path(tempfile.gettempdir())), 3),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -722,6 +802,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a fifth of the fills (smoke run)")
     parser.add_argument("--nats-sync", choices=["always", "default"], default="always")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--pg-statements",
+        action="store_true",
+        help="load pg_stat_statements and report where PostgreSQL spent its time",
+    )
+    parser.add_argument(
+        "--events",
+        choices=["all", "fills"],
+        default="all",
+        help="fills: replay only the execution frames (a diagnostic of the other events' cost)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

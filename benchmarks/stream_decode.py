@@ -3,10 +3,12 @@
 1. **Receive + decode per frame** on loopback, same frames, same run: a replay server in a child
    process writes N pre-framed ORDER_TRADE_UPDATE frames straight into the socket (so the server
    is never the bottleneck) and each client receives and decodes all of them:
-   - ``fillstream``: websockets ``recv(decode=False)`` + the two-stage msgspec ``FrameDecoder``
-     (wire struct, amounts as str); and the same plus ``parse`` to ``Fill``/``OrderUpdate``
-     (Decimal), which is what the listener's processor does per frame;
-   - ``stdlib json``: websockets ``recv()`` + ``json.loads`` + dict access of the fill fields;
+   - ``fillstream``: our socket (aiohttp, text frames kept as bytes) + the two-stage msgspec
+     ``FrameDecoder`` (wire struct, amounts as str); and the same plus ``parse`` to
+     ``Fill``/``OrderUpdate`` (Decimal), which is what the listener's processor does per frame;
+   - ``websockets client + msgspec``: the same decoder on the ``websockets`` client (the
+     transport design.md §3 named; why the stream uses aiohttp instead);
+   - ``stdlib json``: the same socket + ``json.loads`` + dict access of the fill fields;
    - ``python-binance``: ``BinanceSocketManager(client).futures_user_socket()`` (its own
      listenKey POST, read loop, queue and ``recv``) pointed at the replay server.
 2. **Receipt → JetStream ack** through ``BinanceVenue`` + ``UserStream`` + the real ``Pipeline``
@@ -165,15 +167,17 @@ async def _time_frames(count: int, receive: Callable[[], Awaitable[None]]) -> fl
 
 
 async def client_fillstream(server: ReplayServer, *, parse: bool) -> float:
+    """Our socket (aiohttp, text frames as bytes) + the two-stage decoder (+ parse)."""
     settings = StreamSettings(ws_url=server.ws_url, url_form="path")
-    ws = await open_socket(settings.url(LISTEN_KEY), settings)
+    socket = await open_socket(settings.url(LISTEN_KEY), settings)
+    ws = socket.ws
     decoder = FrameDecoder()
     sink: list[object] = []
 
     async def receive() -> None:
-        payload = await ws.recv(decode=False)
+        msg = await ws.receive()
         received = time.time_ns()
-        event = decoder.decode(payload)
+        event = decoder.decode(msg.data)
         if parse:
             assert isinstance(event, OrderTradeUpdate)
             sink.append(
@@ -186,16 +190,32 @@ async def client_fillstream(server: ReplayServer, *, parse: bool) -> float:
     try:
         return await _time_frames(server.count, receive)
     finally:
-        await ws.close()
+        await socket.aclose(2.0)
+
+
+async def client_websockets_msgspec(server: ReplayServer) -> float:
+    """The transport design.md §3 named (websockets) + the same decoder: why we use aiohttp."""
+    import websockets
+
+    url = f"{server.ws_url}/private/ws/{LISTEN_KEY}"
+    decoder = FrameDecoder()
+    async with websockets.connect(url, compression=None, proxy=None, max_size=None) as ws:
+
+        async def receive() -> None:
+            decoder.decode(await ws.recv(decode=False))
+
+        return await _time_frames(server.count, receive)
 
 
 async def client_stdlib_json(server: ReplayServer) -> float:
+    """aiohttp + stdlib json + dict access of the fill fields."""
     settings = StreamSettings(ws_url=server.ws_url, url_form="path")
-    ws = await open_socket(settings.url(LISTEN_KEY), settings)
+    socket = await open_socket(settings.url(LISTEN_KEY), settings)
+    ws = socket.ws
     sink: list[object] = []
 
     async def receive() -> None:
-        event = json.loads(await ws.recv())
+        event = json.loads((await ws.receive()).data)
         o = event["o"]
         sink.append((o["s"], o["t"], o["i"], o["L"], o["l"], o["n"], o["N"], o["rp"], event["E"]))
         if len(sink) > 1000:
@@ -204,7 +224,7 @@ async def client_stdlib_json(server: ReplayServer) -> float:
     try:
         return await _time_frames(server.count, receive)
     finally:
-        await ws.close()
+        await socket.aclose(2.0)
 
 
 async def client_python_binance(server: ReplayServer) -> float:
@@ -238,6 +258,7 @@ async def bench_receive_decode(count: int, repeats: int) -> dict[str, Any]:
     clients: dict[str, Callable[[ReplayServer], Awaitable[float]]] = {
         "fillstream (msgspec wire struct)": lambda s: client_fillstream(s, parse=False),
         "fillstream (+ parse to Fill/OrderUpdate)": lambda s: client_fillstream(s, parse=True),
+        "websockets client + msgspec": client_websockets_msgspec,
         "stdlib json + dict access": client_stdlib_json,
         "python-binance futures_user_socket": client_python_binance,
     }

@@ -27,8 +27,6 @@ import logging
 import time
 from typing import Final
 
-from websockets.exceptions import InvalidHandshake, InvalidURI
-
 from fillstream.ledger import (
     FillSink,
     GapListener,
@@ -43,7 +41,7 @@ from fillstream.ledger import (
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.backoff import Backoff
 from fillstream.stream.config import StreamSettings, mask_url
-from fillstream.stream.connection import Connection, open_socket
+from fillstream.stream.connection import CONNECT_ERRORS, Connection, open_socket
 from fillstream.stream.decode import FrameDecoder
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
@@ -56,7 +54,6 @@ from fillstream.stream.watchdog import StalenessWatchdog
 
 log = logging.getLogger("fillstream.stream")
 
-_CONNECT_ERRORS: Final = (OSError, TimeoutError, InvalidHandshake, InvalidURI)
 _DEDUP_TAIL_NS: Final = 5_000_000_000  # a lagging new socket may repeat the old one's last events
 
 _GAP_REASONS: Final = {
@@ -350,7 +347,7 @@ class UserStream:
             except AuthFailedError as exc:
                 self._auth_failed(exc)
                 return None
-            except (VenueError, *_CONNECT_ERRORS) as exc:
+            except (VenueError, *CONNECT_ERRORS) as exc:
                 retry_after = exc.retry_after_s if isinstance(exc, VenueError) else None
                 delay = backoff.next_delay(retry_after)
                 self.metrics.connect_failures.inc()
@@ -390,10 +387,10 @@ class UserStream:
         """POST the key (idempotent: the active key, extended, or a new one) and connect."""
         key = await self._keys.acquire()
         url = self.settings.url(key)
-        ws = await open_socket(url, self.settings)
+        socket = await open_socket(url, self.settings)
         conn = Connection(
             self._next_conn_id,
-            ws,
+            socket,
             self.processor.buffer,
             settings=self.settings,
             metrics=self.metrics,
@@ -440,7 +437,7 @@ class UserStream:
                 self.processor.dedup_frames(0)
                 self._auth_failed(exc)
                 return
-            except (VenueError, *_CONNECT_ERRORS) as exc:
+            except (VenueError, *CONNECT_ERRORS) as exc:
                 # The old socket still works; try again later (the 24 h cut is an hour away).
                 self._rotation_retry_at = time.monotonic() + self.settings.backoff_max_s
                 self.processor.dedup_frames(0)

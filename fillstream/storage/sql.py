@@ -41,6 +41,10 @@ FROM unnest($3::text[], $4::bigint[]) AS k(symbol, order_id)
 CROSS JOIN LATERAL (
     SELECT symbol, order_id, update_time_ms, status_rank, filled_qty FROM orders
     WHERE account = $1 AND market = $2 AND symbol = k.symbol AND order_id = k.order_id
+    -- LIMIT 1 (the primary key allows one row anyway) keeps the planner from pulling the
+    -- subquery up into a hash join over a sequential scan of the whole table: one index
+    -- lookup per key, so the cost follows the batch, not the table.
+    LIMIT 1
 ) o
 """
 

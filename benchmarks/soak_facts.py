@@ -141,6 +141,8 @@ class PgFacts:
     close_revisions: dict[str, int] = field(default_factory=dict)
     retracted: int = 0
     outbox_pending: int = 0
+    # account → [(time_ms, state, reason)] from ``status_changes``: the stream's own account.
+    states: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
 
 
 async def load_postgres(dsn: str, accounts: Iterable[str]) -> PgFacts:
@@ -173,6 +175,12 @@ async def load_postgres(dsn: str, accounts: Iterable[str]) -> PgFacts:
         facts.outbox_pending = int(
             await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         )
+        for account, state, reason, time_ms in await conn.fetch(
+            "SELECT account, state, reason, time_ms FROM status_changes WHERE account = ANY($1)"
+            " ORDER BY time_ms, id",
+            names,
+        ):
+            facts.states.setdefault(account, []).append((int(time_ms), str(state), str(reason)))
     finally:
         await conn.close()
     return facts

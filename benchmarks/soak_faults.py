@@ -87,16 +87,24 @@ class Windows:
 
     @classmethod
     def of(
-        cls, records: list[FaultRecord], accounts: list[str], before_ms: int, after_ms: int
+        cls,
+        records: list[FaultRecord],
+        accounts: list[str],
+        before_ms: int,
+        after_ms: int,
+        states: dict[str, list[tuple[int, str, str]]] | None = None,
     ) -> Windows:
+        """``states`` (account → [(time_ms, stream state, reason)]) stretches a fault's window until
+        the account's stream said ``streaming`` again: recovering from a fault can take longer
+        than the fixed margin (a reconnect waiting for the REST budget, a refused handshake)."""
         w = cls(before_ms, after_ms, {a: [] for a in accounts})
         for r in records:
             if not r.blind:
                 continue
             end = r.end_ms if r.end_ms is not None else now_ms()
-            span = (r.start_ms - before_ms, end + after_ms)
             for account in accounts if r.account is None else [r.account]:
-                w.spans[account].append(span)
+                back = _back_streaming((states or {}).get(account, []), r.start_ms, end + after_ms)
+                w.spans[account].append((r.start_ms - before_ms, max(end, back) + after_ms))
         return w
 
     def covers(self, account: str, time_ms: int) -> bool:
@@ -115,6 +123,16 @@ class Windows:
                 merged.append([a, b])
         total = max(1, end_ms - start_ms)
         return sum(b - a for a, b in merged) / total
+
+
+def _back_streaming(states: list[tuple[int, str, str]], start_ms: int, until_ms: int) -> int:
+    """When the stream was ``streaming`` again after its last non-streaming state in
+    [start, until]; ``start`` when it never left ``streaming`` then."""
+    down = [t for t, s, _ in states if s != "streaming" and start_ms <= t <= until_ms]
+    if not down:
+        return start_ms
+    last = max(down)
+    return next((t for t, s, _ in states if s == "streaming" and t >= last), now_ms())
 
 
 class Chaos:

@@ -360,7 +360,20 @@ class Soak:
 
         record.settled_s = await poll(settled, self.opts.settle_timeout_s)
         async with self.lock:
-            record.metrics_final = await service.metrics()
+            # The outbox gauge is the relay's own count, resynchronised with the table on its
+            # prune cycle (60 s): give it one cycle to agree with the now empty outbox.
+            start = time.monotonic()
+            while True:
+                record.metrics_final = await service.metrics()
+                gauge = (
+                    None
+                    if record.metrics_final is None
+                    else record.metrics_final.value("fillstream_outbox_pending")
+                )
+                if gauge == 0 or time.monotonic() - start > 90:
+                    break
+                await asyncio.sleep(2.0)
+            record.gauge_lag_s = time.monotonic() - start
             record.final_spawn_wall = service.started_wall
             record.final_exit_code = await service.terminate(60)
         self.say(

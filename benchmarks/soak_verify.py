@@ -42,7 +42,8 @@ Checks (each one a :class:`Check`; any failure makes the soak exit non-zero):
     in the final fillstream process (counters restart with a process; its rows are those
     received after it was spawned): per account ``fills_total{stream} + fills_total{reconcile}``
     = its PostgreSQL rows, per source; ``fills_missed_by_stream_total`` =
-    ``fills_total{reconcile}``; the outbox gauge is 0; and over the calm phase the increase of
+    ``fills_total{reconcile}``; the outbox gauge reads 0 within 90 s of the outbox table emptying
+    (the relay resynchronises its count on a 60 s cycle); and over the calm phase the increase of
     ``fills_missed_by_stream_total`` equals the venue's dropped fill events.
 ``service``
     fillstream never exited by itself, and its final SIGTERM shutdown exited 0.
@@ -119,6 +120,7 @@ class RunRecord:
     unexpected_exits: list[str] = field(default_factory=list)
     final_exit_code: int | None = None
     settled_s: float | None = None
+    gauge_lag_s: float = 0.0  # until fillstream_outbox_pending read 0 after the table emptied
     settle_deadline_s: float = 0.0
     duplicated: dict[str, int] = field(default_factory=dict)
     window_before_ms: int = 5_000
@@ -425,8 +427,12 @@ def check_metrics(pg: PgFacts, run: RunRecord) -> Check:
     pending = m.value("fillstream_outbox_pending")
     if pending:
         bad += int(pending)
-        details.append(f"fillstream_outbox_pending = {pending}")
+        details.append(
+            f"fillstream_outbox_pending = {pending:g} {run.gauge_lag_s:.0f} s after the outbox "
+            "table was empty"
+        )
     summary = "final process, stream+reconcile = rows: " + ", ".join(parts)
+    summary += f"; outbox gauge 0 after {run.gauge_lag_s:.0f} s" if not pending else ""
     if run.calm and run.metrics_calm is not None:
         if not run.calm_same_process:
             details.append("fillstream restarted during the calm phase: calm delta not checked")

@@ -427,10 +427,12 @@ def check_metrics(pg: PgFacts, run: RunRecord) -> Check:
     pending = m.value("fillstream_outbox_pending")
     if pending:
         bad += int(pending)
-        details.append(
-            f"fillstream_outbox_pending = {pending:g} {run.gauge_lag_s:.0f} s after the outbox "
-            "table was empty"
+        when = (
+            f"{run.gauge_lag_s:.0f} s after the outbox table was empty"
+            if run.settled_s is not None
+            else "at the end (the outbox never emptied)"
         )
+        details.append(f"fillstream_outbox_pending = {pending:g} {when}")
     summary = "final process, stream+reconcile = rows: " + ", ".join(parts)
     summary += f"; outbox gauge 0 after {run.gauge_lag_s:.0f} s" if not pending else ""
     if run.calm and run.metrics_calm is not None:

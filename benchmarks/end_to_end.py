@@ -354,7 +354,8 @@ def cpu_snapshot(servers: dict[str, int]) -> dict[str, float]:
 
 def cpu_per_fill(before: dict[str, float], after: dict[str, float], fills: int) -> dict[str, float]:
     """µs of CPU per fill, per process (a backend that exited meanwhile is not counted)."""
-    return {k: round((after[k] - before.get(k, after[k])) / fills * 1e6, 1) for k in after}
+    per = {k: round((after[k] - before.get(k, after[k])) / fills * 1e6, 1) for k in after}
+    return {k: v for k, v in per.items() if v >= 0}  # < 0: a backend exited meanwhile
 
 
 def fsync_ms(directory: Path, count: int = 200) -> float:

@@ -3,13 +3,24 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint types layering test check bench
+.PHONY: install lock lint types layering test check bench
 
+# Exactly the lock: every package pinned with its hashes, pip and setuptools included; the
+# project itself goes in editable, built with the locked setuptools.
 install:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	scripts/install-system-tools.sh
+
+# Re-resolve every dependency to the newest release pyproject.toml allows (then `make install`).
+# Pin one package: make lock UPGRADE='--upgrade-package msgspec'.
+UPGRADE ?= --upgrade
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes $(UPGRADE)
+lock:
+	$(LOCK) pyproject.toml requirements/tools.in --extra dev -o requirements/dev.lock
+	$(LOCK) pyproject.toml -o requirements/runtime.lock
 
 lint:
 	$(BIN)/ruff check fillstream tests benchmarks

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -30,10 +31,29 @@ def file_name(schema_id: str) -> str:
     return schema_id.replace("/", ".") + ".json"
 
 
+def normalise(node: Any) -> Any:
+    """The schema with every ``description`` cleaned like ``inspect.cleandoc``.
+
+    msgspec copies docstrings into descriptions, indented as written up to 0.22 and dedented
+    from 0.23 on; cleaning them here keeps the committed files independent of that quirk.
+    """
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else normalise(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [normalise(item) for item in node]
+    return node
+
+
 def render() -> dict[str, str]:
     """File name -> file text for every payload schema, deterministic."""
     files: dict[str, str] = {}
-    for schema_id, schema in sorted(json_schemas().items()):
+    for schema_id, raw in sorted(json_schemas().items()):
+        schema = normalise(raw)
         document: dict[str, Any] = {
             "$schema": DIALECT,
             "$id": f"fillstream:schemas/{file_name(schema_id)}",

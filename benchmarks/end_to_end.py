@@ -201,7 +201,7 @@ class _Start(msgspec.Struct):
     rate: float
 
 
-async def _serve_replay(path: str) -> None:
+async def _serve_replay(path: str) -> None:  # noqa: C901 - to split (issue 11)
     data = await asyncio.to_thread(Path(path).read_bytes)
     recording = msgspec.msgpack.decode(data, type=Recording)
     sockets: list[asyncio.Transport] = []

@@ -223,7 +223,7 @@ class JsFacts:
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-async def load_jetstream(url: str, stream: str, prefix: str, accounts: Iterable[str]) -> JsFacts:
+async def load_jetstream(url: str, stream: str, prefix: str, accounts: Iterable[str]) -> JsFacts:  # noqa: C901 - to split (issue 11)
     wanted = set(accounts)
     facts = JsFacts()
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)

@@ -221,7 +221,7 @@ def check_js_fields(pg: PgFacts, js: JsFacts) -> Check:
     return Check("fill fields (JetStream = PostgreSQL)", bad == 0, summary, bad, details)
 
 
-def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check:
+def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check:  # noqa: C901 - to split (issue 11)
     truth = truth_closes(truth_doc)
     details: list[str] = []
     bad = 0

@@ -48,7 +48,7 @@ class FundingPoller:
         self._since_ms: int | None = None
         self._seen: OrderedDict[int, None] = OrderedDict()
 
-    async def run(self) -> int:
+    async def run(self) -> int:  # noqa: C901 - to split (issue 11)
         """One read from the watermark; returns how many payments were submitted."""
         now = int(time.time() * 1000)
         start = self._since_ms if self._since_ms is not None else now - self.lookback_ms

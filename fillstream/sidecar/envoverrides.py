@@ -61,7 +61,7 @@ def apply_env_overrides(
     return out, sources
 
 
-def _apply(node: dict[str, Any], info: mi.Type, parts: list[str], value: str, var: str) -> str:
+def _apply(node: dict[str, Any], info: mi.Type, parts: list[str], value: str, var: str) -> str:  # noqa: C901 - to split (issue 11)
     path = ""
     t = info
     for i, part in enumerate(parts):

@@ -46,7 +46,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     funding_interval_s: float = 8 * 3600.0
     faults: tuple[FaultSpec, ...] = ()
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901 - to split (issue 11)
         if not self.accounts:
             raise ValueError("at least one account is needed")
         for name in self.accounts:

@@ -140,7 +140,7 @@ class RestApi:
 
     # -- dispatch ------------------------------------------------------------------------------
 
-    async def _dispatch(
+    async def _dispatch(  # noqa: C901 - to split (issue 11)
         self, request: web.Request, weight: Weight, security: Security, handler: Handler
     ) -> web.Response:
         ctx = self.ctx

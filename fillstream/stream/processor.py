@@ -183,7 +183,7 @@ class Processor:
             self.metrics.malformed.inc()
             self._log_bad_frame("malformed", str(exc), truncate(payload))
 
-    def _dispatch(
+    def _dispatch(  # noqa: C901 - to split (issue 11)
         self, event: Event, received_ns: int, conn_id: int, now: float, pending: _Pending
     ) -> None:
         account, market, activity = self.account, self.market, self.activity

@@ -22,7 +22,7 @@ from fillstream.ledger import (
     PositionCorrection,
     PositionSide,
 )
-from fillstream.ledger.book import SortKey, sort_key
+from fillstream.ledger.book import DEFAULT_MAX_ENTRIES, SortKey, sort_key
 from fillstream.storage import payloads, rows, sql
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,12 @@ def close_sort_key(close: PositionClose) -> SortKey:
 
 
 async def load_book(
-    conn: asyncpg.Connection, account: str, market: Market, *, horizon_ms: int
+    conn: asyncpg.Connection,
+    account: str,
+    market: Market,
+    *,
+    horizon_ms: int,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> PositionBook:
     """The account's book as it was after the last committed ingest."""
     sealed: dict[tuple[str, PositionSide], SortKey] = {
@@ -98,7 +103,7 @@ async def load_book(
         boundary = sealed.get((symbol, side))
         return boundary is None or key > boundary
 
-    book = PositionBook(account, market, horizon_ms=horizon_ms)
+    book = PositionBook(account, market, horizon_ms=horizon_ms, max_entries=max_entries)
     book.link_algo_types(
         {
             r["order_id"]: r["algo_type"]

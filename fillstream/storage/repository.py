@@ -30,6 +30,7 @@ from fillstream.ledger import (
     PositionCorrection,
     subjects,
 )
+from fillstream.ledger.book import DEFAULT_MAX_ENTRIES
 from fillstream.storage import payloads, rows, sql
 from fillstream.storage.books import load_book
 from fillstream.storage.payloads import OutboxMessage
@@ -90,10 +91,12 @@ class Ledger(Records):
         *,
         prefix: str = "fillstream",
         horizon_ms: int = DEFAULT_HORIZON_MS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.pool = pool
         self.prefix = prefix
         self.horizon_ms = horizon_ms
+        self.max_entries = max_entries
         self._books: dict[tuple[str, Market], PositionBook] = {}
 
     # -- ingest -------------------------------------------------------------------------------
@@ -341,7 +344,9 @@ class Ledger(Records):
     async def _book(self, conn: asyncpg.Connection, account: str, market: Market) -> PositionBook:
         book = self._books.get((account, market))
         if book is None:
-            book = await load_book(conn, account, market, horizon_ms=self.horizon_ms)
+            book = await load_book(
+                conn, account, market, horizon_ms=self.horizon_ms, max_entries=self.max_entries
+            )
             self._books[(account, market)] = book
         return book
 

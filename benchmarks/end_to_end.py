@@ -688,6 +688,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await admin.close()
         dsn = pg.dsn("bench")
         await migrate_dsn(dsn)
+        if args.preload:
+            from benchmarks.preload_ledger import preload
+
+            n = args.preload
+            await preload(dsn, fills=int(1e7 * n), closes=int(1e6 * n), orders=int(2e6 * n))
         if args.pg_statements:
             conn = await asyncpg.connect(dsn)
             await conn.execute("CREATE EXTENSION pg_stat_statements")
@@ -771,12 +776,15 @@ def build_report(
         command += f" --nats-sync {args.nats_sync}"
     if args.events != "all":
         command += f" --events {args.events}"
+    if args.preload:
+        command += f" --preload {args.preload:g}"
     report = {
         "benchmark": "end_to_end",
         "command": command,
         "nats_sync_interval": args.nats_sync,
         "events": args.events,
         "events_per_fill": round(events_per_fill, 2),
+        "preloaded_fills": int(1e7 * args.preload),
         "fsync_ms": round(fsync_ms(Path(tempfile.gettempdir())), 3),
         "machine": {
             "cpus": os.cpu_count(),
@@ -813,6 +821,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=["all", "fills"],
         default="all",
         help="fills: replay only the execution frames (a diagnostic of the other events' cost)",
+    )
+    parser.add_argument(
+        "--preload",
+        type=float,
+        default=0.0,
+        help="first load a ledger of this many times 10^7 fills, 10^6 closes, 2x10^6 orders",
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)

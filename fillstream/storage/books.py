@@ -64,7 +64,7 @@ FROM funding WHERE account = $1 AND market = $2 AND time_ms >= $3 ORDER BY time_
 
 _CLOSES = """
 SELECT DISTINCT ON (close_id) close FROM position_closes
-WHERE account = $1 AND market = $2 AND retracted_at IS NULL
+WHERE account = $1 AND market = $2 AND closed_at_ms >= $3 AND retracted_at IS NULL
 ORDER BY close_id, revision DESC
 """
 
@@ -128,7 +128,7 @@ async def load_book(
         close
         for close in (
             payloads.close_from_json(r["close"])
-            for r in await conn.fetch(_CLOSES, account, market.value)
+            for r in await conn.fetch(_CLOSES, account, market.value, lower or 0)
         )
         if after_seal(close.symbol, close.position_side, close_sort_key(close))
     ]

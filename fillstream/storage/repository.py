@@ -202,12 +202,7 @@ class Ledger(Records):
         if not ids:
             return closes, retracted
         stored: dict[str, int] = {
-            r["close_id"]: r["revision"]
-            for r in await conn.fetch(
-                "SELECT close_id, max(revision) AS revision FROM position_closes"
-                " WHERE close_id = ANY($1::text[]) GROUP BY close_id",
-                ids,
-            )
+            r["close_id"]: r["revision"] for r in await conn.fetch(sql.SELECT_CLOSE_REVISIONS, ids)
         }
         renumbered = []
         for close in closes:

@@ -24,7 +24,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -119,6 +119,9 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     credentials_file: str | None = None
     connect_timeout_s: Positive = 5.0
     publish_window: PositiveInt = 100  # in-flight publishes awaiting their ack
+    # What `<prefix>.order.>` carries: "all" (each batch's latest state of every order it moved
+    # forward), "terminal" (final states only) or "none" (storage.OrderPublishing).
+    publish_orders: Literal["all", "terminal", "none"] = "all"
 
     def __post_init__(self) -> None:
         if not self.servers:

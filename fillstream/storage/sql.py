@@ -32,22 +32,8 @@ SELECT f.account, f.market, f.symbol, f.trade_id, f.order_id, f.side, f.position
 FROM fills f
 """
 
-# One primary-key probe per order (a LATERAL join): an IN (unnest) lets the planner hash every
-# order of the account, which it did with stale statistics (10 ms at 24k orders, per batch).
-# No FOR UPDATE: the pipeline serializes an account's ingest.
-SELECT_ORDER_PROGRESS = """
-SELECT o.symbol, o.order_id, o.update_time_ms, o.status_rank, o.filled_qty
-FROM unnest($3::text[], $4::bigint[]) AS k(symbol, order_id)
-CROSS JOIN LATERAL (
-    SELECT symbol, order_id, update_time_ms, status_rank, filled_qty FROM orders
-    WHERE account = $1 AND market = $2 AND symbol = k.symbol AND order_id = k.order_id
-    -- LIMIT 1 (the primary key allows one row anyway) keeps the planner from pulling the
-    -- subquery up into a hash join over a sequential scan of the whole table: one index
-    -- lookup per key, so the cost follows the batch, not the table.
-    LIMIT 1
-) o
-"""
-
+# One state per order (the batch's latest): RETURNING names the orders that moved forward,
+# inserted or updated, so no read of the stored progress is needed first.
 UPSERT_ORDERS = """
 INSERT INTO orders AS o (
     account, market, symbol, order_id, client_order_id, side, position_side, order_type,
@@ -75,6 +61,7 @@ ON CONFLICT (account, market, symbol, order_id) DO UPDATE SET
     updated_at = now()
 WHERE (o.update_time_ms, o.status_rank, o.filled_qty)
     < (EXCLUDED.update_time_ms, EXCLUDED.status_rank, EXCLUDED.filled_qty)
+RETURNING symbol, order_id
 """
 
 INSERT_OUTBOX = """
@@ -181,7 +168,6 @@ PER_BATCH: dict[str, str] = {
     "insert_corrections": INSERT_CORRECTIONS,
     "insert_funding": INSERT_FUNDING,
     "select_close_revisions": SELECT_CLOSE_REVISIONS,
-    "select_order_progress": SELECT_ORDER_PROGRESS,
     "upsert_orders": UPSERT_ORDERS,
     "write_changes": WRITE_CHANGES,
 }

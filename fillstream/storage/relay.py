@@ -111,6 +111,8 @@ class OutboxRelay:
         self._checkpoints: collections.deque[tuple[float, int]] = collections.deque()
         self._max_marked = 0
         self._latency_children: dict[tuple[str, str], Histogram] = {}
+        self._changes = 0  # offers and marks so far: a count read meanwhile is stale
+        self._last_resync = 0.0
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class OutboxRelay:
         relay is draining they stay in the table and the drain publishes them."""
         if not messages:
             return
+        self._changes += 1
         self._set_pending(self._pending + len(messages))
         if self._accepting and not self._closing:
             self._queue.extend(messages)
@@ -287,6 +290,7 @@ class OutboxRelay:
                 ]
                 if not batch:
                     if len(records) < self.chunk:
+                        await self._resync_pending()
                         return True
                     after = records[-1]["id"]
                     continue
@@ -314,6 +318,8 @@ class OutboxRelay:
             try:
                 await self._flush_marks()
                 await self._prune()
+                if not self._queue and time.monotonic() - self._last_resync >= 1.0:
+                    await self._resync_pending()
                 backoff = self.backoff_initial_s
             except DB_ERRORS as exc:
                 log.warning("outbox marking: PostgreSQL unavailable: %s", exc)
@@ -331,6 +337,7 @@ class OutboxRelay:
                 except BaseException:
                     self._to_mark[:0] = ids
                     raise
+                self._changes += 1
                 self._set_pending(self._pending - len(ids))
                 self._max_marked = max(self._max_marked, *ids)
 
@@ -350,6 +357,16 @@ class OutboxRelay:
             if status == "DELETE 0":
                 break
         self._set_pending(await self.pool.fetchval(_COUNT))
+
+    async def _resync_pending(self) -> None:
+        """The gauge from the table, when no offer or mark happened while counting (then the
+        count may already be stale, and the next quiet moment resynchronises instead). Drift
+        otherwise comes from rows published twice around a failure (marked twice)."""
+        self._last_resync = time.monotonic()
+        before = self._changes
+        count = await self.pool.fetchval(_COUNT)
+        if self._changes == before and not self._to_mark:
+            self._set_pending(count)
 
     def _drop_queue(self) -> None:
         # Only ever done to rows that are committed: the drain will read them again.

@@ -169,3 +169,27 @@ async def test_a_deleted_stream_is_recreated_and_the_outbox_drains(
         assert await stream_count(nats_target.url, nats_target.stream) == 20
     finally:
         await relay.aclose()
+
+
+async def test_the_pending_gauge_comes_back_to_the_table_when_the_relay_is_quiet(
+    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget
+) -> None:
+    ledger = Ledger(pool, prefix=nats_target.prefix)
+    relay = OutboxRelay(pool, publisher)
+    await relay.start()
+    try:
+        # Rows the relay was never told about (another writer; a count gone wrong).
+        await pool.execute(
+            "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, 'elsewhere', 'x')",
+            f"{nats_target.prefix}.elsewhere",
+        )
+        assert relay.pending == 0
+        outcome = await ledger.ingest(batch_of(make_fill(1)))
+        relay.offer(outcome.messages)
+
+        async def gauge_is_the_table() -> bool:
+            return relay.pending == await unpublished(pool) == 1
+
+        await eventually(gauge_is_the_table, what="the gauge resynchronised with the table")
+    finally:
+        await relay.aclose()

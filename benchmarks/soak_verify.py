@@ -222,37 +222,13 @@ def check_js_fields(pg: PgFacts, js: JsFacts) -> Check:
     return Check("fill fields (JetStream = PostgreSQL)", bad == 0, summary, bad, details)
 
 
-def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check:  # noqa: C901 - to split (issue 11)
+def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check:
     truth = truth_closes(truth_doc)
     details: list[str] = []
-    bad = 0
     tk, pk, jk = set(truth), set(pg.closes), set(js.closes)
-    for name, have in (("PostgreSQL", pk), ("JetStream", jk)):
-        missing, extra = tk - have, have - tk
-        bad += len(missing) + len(extra)
-        if missing:
-            details.append(f"{name}: {len(missing)} close(s) missing, e.g. {sorted(missing)[:2]}")
-        if extra:
-            sample = sorted(extra)[:2]
-            why = {(pg.closes.get(k) or js.closes.get(k) or {}).get("reason") for k in extra}
-            details.append(f"{name}: {len(extra)} close(s) not in truth {why}, e.g. {sample}")
-    field_bad = 0
-    for key, want in truth.items():
-        for name, store in (("PostgreSQL", pg.closes), ("JetStream", js.closes)):
-            payload = store.get(key)
-            if payload is None:
-                continue
-            problem = _diff(want, close_view(payload))
-            if problem:
-                field_bad += 1
-                if len(details) < EXAMPLES:
-                    details.append(f"{name} {key}: {problem}")
-    pg_js = 0
-    for key in pk & jk:
-        if pg.closes[key] != js.closes[key] or pg.close_revisions[key] != js.close_revisions[key]:
-            pg_js += 1
-            if len(details) < EXAMPLES:
-                details.append(f"{key}: PostgreSQL payload ≠ JetStream payload")
+    bad = _close_ids(tk, pg, js, details)
+    field_bad = _close_fields(truth, pg, js, details)
+    pg_js = _closes_pg_vs_js(pk & jk, pg, js, details)
     bad += field_bad + pg_js
     reasons: dict[str, int] = {}
     for want in truth.values():
@@ -265,6 +241,50 @@ def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check: 
         + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     )
     return Check("closes", bad == 0, summary, bad, details)
+
+
+def _close_ids(truth: set[str], pg: PgFacts, js: JsFacts, details: list[str]) -> int:
+    """Closes missing from, or extra in, PostgreSQL and JetStream."""
+    bad = 0
+    for name, have in (("PostgreSQL", set(pg.closes)), ("JetStream", set(js.closes))):
+        missing, extra = truth - have, have - truth
+        bad += len(missing) + len(extra)
+        if missing:
+            details.append(f"{name}: {len(missing)} close(s) missing, e.g. {sorted(missing)[:2]}")
+        if extra:
+            sample = sorted(extra)[:2]
+            why = {(pg.closes.get(k) or js.closes.get(k) or {}).get("reason") for k in extra}
+            details.append(f"{name}: {len(extra)} close(s) not in truth {why}, e.g. {sample}")
+    return bad
+
+
+def _close_fields(
+    truth: dict[str, dict[str, Any]], pg: PgFacts, js: JsFacts, details: list[str]
+) -> int:
+    """Stored closes whose fields differ from the truth."""
+    field_bad = 0
+    for key, want in truth.items():
+        for name, store in (("PostgreSQL", pg.closes), ("JetStream", js.closes)):
+            payload = store.get(key)
+            if payload is None:
+                continue
+            problem = _diff(want, close_view(payload))
+            if problem:
+                field_bad += 1
+                if len(details) < EXAMPLES:
+                    details.append(f"{name} {key}: {problem}")
+    return field_bad
+
+
+def _closes_pg_vs_js(keys: set[str], pg: PgFacts, js: JsFacts, details: list[str]) -> int:
+    """Closes in both whose payload or revision differ."""
+    pg_js = 0
+    for key in keys:
+        if pg.closes[key] != js.closes[key] or pg.close_revisions[key] != js.close_revisions[key]:
+            pg_js += 1
+            if len(details) < EXAMPLES:
+                details.append(f"{key}: PostgreSQL payload ≠ JetStream payload")
+    return pg_js
 
 
 def _sources(pg: PgFacts, account: str) -> dict[str, int]:

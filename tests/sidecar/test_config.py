@@ -202,12 +202,18 @@ def test_bad_environment_overrides_name_the_variable_or_field(
         ),
         (('api_secret_env = "ALPHA_API_SECRET"', ""), "accounts[alpha].api_secret: set exactly"),
         (("ALPHA_API_SECRET", "MISSING_VAR"), "accounts[alpha].api_secret_env: environment"),
-        (("[database]", "[database]\npool_max_size = 0"), "database.pool_max_size: must be an integer between 1"),
+        (
+            ("[database]", "[database]\npool_max_size = 0"),
+            "database.pool_max_size: must be an integer between 1",
+        ),
         (("[database]", '[nats]\nstream = "a.b"\n[database]'), "nats.stream: only letters"),
         (("[database]", '[nats]\nservers = ["http://x"]\n[database]'), "nats.servers: 'http://"),
         (("[database]", '[logging]\nlevel = "LOUD"\n[database]'), "logging.level: one of"),
         (("[database]", "[reconcile]\ninterval_s = -1\n[database]"), "reconcile.interval_s: must"),
-        (("[database]", "[stream]\ntick_s = 0\n[database]"), "stream.tick_s: must be a finite number between 0.01"),
+        (
+            ("[database]", "[stream]\ntick_s = 0\n[database]"),
+            "stream.tick_s: must be a finite number between 0.01",
+        ),
         (("[database]", "[stream]\nws_url = 'ws://x'\n[database]"), "stream.ws_url: set ws_url"),
         (
             ("[[accounts]]", "[[accounts]]\nreconcile = {horizon_days = 100}"),

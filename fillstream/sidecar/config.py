@@ -590,6 +590,8 @@ def _describe(exc: msgspec.ValidationError, raw: dict[str, Any], sources: dict[s
     elif section_field and path.endswith(section_field.group(1)):
         path = f"{path}.{section_field.group(2)}"
         message = section_field.group(3)
+    elif message == "Number out of range":  # a string such as "1e400" from the environment
+        message = "must be a finite number, got a value out of range"
     elif message[:1].isupper():
         message = message[0].lower() + message[1:]
     source = sources.get(path)

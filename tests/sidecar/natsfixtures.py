@@ -1,15 +1,25 @@
 """Test certificates (a CA, a server certificate for 127.0.0.1/localhost, a client certificate)
-made with ``cryptography``, and a nats-server of its own with TLS (optionally mutual TLS)."""
+made with ``cryptography``, and nats-servers of their own: with TLS (optionally mutual TLS), with
+a user and password, or in operator mode (JWT + nkey ``.creds`` files)."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
+import hashlib
 import ipaddress
+import json
+import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import nkeys
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,7 +27,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fillstream.sidecar.embedded import free_port, nats_server_binary
-from fillstream.sidecar.embedded import _wait_for_port as wait_for_port
 
 
 class Pki(msgspec.Struct, frozen=True):
@@ -70,9 +79,7 @@ def _ca(directory: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurveP
             ),
             critical=True,
         )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     path = directory / f"{name}.pem"
@@ -129,23 +136,32 @@ def make_pki(directory: Path) -> Pki:
     return Pki(ca_path, server_cert, server_key, client_cert, client_key, other)
 
 
-class TlsNats:
-    """A nats-server (JetStream on) that requires TLS; with ``verify`` also a client
-    certificate signed by the test CA."""
+def tls_block(pki: Pki, *, verify: bool = False) -> str:
+    """A nats-server ``tls {}`` block with the test server certificate."""
+    return (
+        "tls {\n"
+        f'  cert_file: "{pki.server_cert}"\n'
+        f'  key_file: "{pki.server_key}"\n'
+        f'  ca_file: "{pki.ca}"\n'
+        f"  verify: {'true' if verify else 'false'}\n"
+        "}\n"
+    )
 
-    def __init__(self, directory: Path, pki: Pki, *, verify: bool = False) -> None:
+
+class ConfNats:
+    """A nats-server of its own (JetStream on) with ``extra`` configuration (TLS, auth...)."""
+
+    def __init__(
+        self, directory: Path, extra: str, *, scheme: str = "nats", jetstream: bool = True
+    ) -> None:
         self.port = free_port()
+        self.scheme = scheme
         directory.mkdir(parents=True, exist_ok=True)
         conf = directory / "nats.conf"
         conf.write_text(
             f'listen: "127.0.0.1:{self.port}"\n'
-            f'jetstream {{\n  store_dir: "{directory / "js"}"\n}}\n'
-            "tls {\n"
-            f'  cert_file: "{pki.server_cert}"\n'
-            f'  key_file: "{pki.server_key}"\n'
-            f'  ca_file: "{pki.ca}"\n'
-            f"  verify: {'true' if verify else 'false'}\n"
-            "}\n"
+            + (f'jetstream {{\n  store_dir: "{directory / "js"}"\n}}\n' if jetstream else "")
+            + extra
         )
         log = (directory / "nats.log").open("ab")
         self.proc = subprocess.Popen(
@@ -155,11 +171,19 @@ class TlsNats:
             start_new_session=True,
         )
         log.close()
-        wait_for_port("127.0.0.1", self.port, self.proc, 30.0)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited: {(directory / 'nats.log').read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("nats-server did not listen")
+            time.sleep(0.05)
 
     @property
     def url(self) -> str:
-        return f"tls://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def close(self) -> None:
         self.proc.terminate()
@@ -176,8 +200,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def tls_nats(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsNats]:
-    server = TlsNats(tmp_path_factory.mktemp("tls-nats"), pki)
+def tls_nats(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[ConfNats]:
+    server = ConfNats(tmp_path_factory.mktemp("tls-nats"), tls_block(pki), scheme="tls")
     try:
         yield server
     finally:
@@ -185,9 +209,90 @@ def tls_nats(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Tls
 
 
 @pytest.fixture(scope="module")
-def mtls_nats(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsNats]:
-    server = TlsNats(tmp_path_factory.mktemp("mtls-nats"), pki, verify=True)
+def mtls_nats(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[ConfNats]:
+    directory = tmp_path_factory.mktemp("mtls-nats")
+    server = ConfNats(directory, tls_block(pki, verify=True), scheme="tls")
     try:
         yield server
     finally:
         server.close()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _keypair(prefix: int) -> nkeys.KeyPair:
+    return nkeys.from_seed(nkeys.encode_seed(os.urandom(32), prefix))
+
+
+def _jwt(issuer: nkeys.KeyPair, subject: str, name: str, nats_claims: dict[str, Any]) -> str:
+    """A NATS JWT (``ed25519-nkey``) signed by ``issuer``, the way nsc writes one."""
+    claims: dict[str, Any] = {
+        "iat": int(time.time()),
+        "iss": issuer.public_key.decode(),
+        "name": name,
+        "sub": subject,
+        "nats": {**nats_claims, "version": 2},
+    }
+    digest = hashlib.new("sha512_256", json.dumps(claims, sort_keys=True).encode()).digest()
+    claims["jti"] = base64.b32encode(digest).rstrip(b"=").decode()
+    header = _b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    body = _b64(json.dumps(claims).encode())
+    signature = _b64(issuer.sign(f"{header}.{body}".encode()))
+    return f"{header}.{body}.{signature}"
+
+
+class OperatorNats(ConfNats):
+    """A nats-server in operator mode (JWT auth, memory resolver) and a valid ``.creds`` file
+    for one user of its one account; ``wrong_creds`` is signed by an account it does not know."""
+
+    def __init__(self, directory: Path) -> None:
+        operator = _keypair(nkeys.PREFIX_BYTE_OPERATOR)
+        account = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+        operator_jwt = _jwt(
+            operator, operator.public_key.decode(), "test-operator", {"type": "operator"}
+        )
+        unlimited = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1}
+        account_jwt = _jwt(
+            operator,
+            account.public_key.decode(),
+            "test-account",
+            {
+                "type": "account",
+                "limits": {**unlimited, "wildcards": True, "conn": -1, "leaf": -1},
+                "default_permissions": {"pub": {}, "sub": {}},
+            },
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        self.creds = self._creds(directory / "user.creds", account)
+        self.wrong_creds = self._creds(
+            directory / "wrong.creds", _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+        )
+        super().__init__(
+            directory,
+            f"operator: {operator_jwt}\n"
+            "resolver: MEMORY\n"
+            f"resolver_preload: {{\n  {account.public_key.decode()}: {account_jwt}\n}}\n",
+            jetstream=False,  # JetStream in operator mode needs a system account
+        )
+
+    @staticmethod
+    def _creds(path: Path, account: nkeys.KeyPair) -> Path:
+        user = _keypair(nkeys.PREFIX_BYTE_USER)
+        user_jwt = _jwt(
+            account,
+            user.public_key.decode(),
+            "test-user",
+            {"type": "user", "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1},
+        )
+        path.write_text(
+            "-----BEGIN NATS USER JWT-----\n"
+            f"{user_jwt}\n"
+            "------END NATS USER JWT------\n\n"
+            "-----BEGIN USER NKEY SEED-----\n"
+            f"{user.seed.decode()}\n"
+            "------END USER NKEY SEED------\n"
+        )
+        path.chmod(0o600)
+        return path

@@ -30,7 +30,7 @@ def test_since() -> None:
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e400", "infinity"])
 def test_non_finite_durations_are_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="finite|duration"):
+    with pytest.raises(ValueError, match=r"finite|duration"):
         parse_duration_s(text)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from fillstream.ledger import ConfigError, Market
@@ -330,7 +331,7 @@ def test_every_number_of_every_section_has_a_range() -> None:
     from fillstream.sidecar import config as sidecar_config
     from fillstream.stream import config as stream_config
 
-    tables: list[tuple[type, typing.Mapping[str, object]]] = [
+    tables: list[tuple[type[msgspec.Struct], typing.Mapping[str, object]]] = [
         (stream_config.StreamSettings, stream_config._RANGES),
         (reconcile_settings.ReconcileSettings, reconcile_settings._RANGES),
     ]
@@ -343,7 +344,7 @@ def test_every_number_of_every_section_has_a_range() -> None:
     missing = []
     for cls, ranges in tables:
         hints = typing.get_type_hints(cls)
-        for field in cls.__struct_fields__:
+        for field in (f.name for f in msgspec.structs.fields(cls)):
             if hints[field] in (int, float) and field not in ranges:
                 missing.append(f"{cls.__name__}.{field}")
     assert missing == []

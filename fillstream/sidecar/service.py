@@ -159,6 +159,7 @@ class Service:
                 port=config.http.port,
                 loop_stall_s=config.http.loop_stall_s,
                 enable_reconcile=config.http.enable_reconcile_endpoint,
+                reconcile_token=config.http.reconcile_token(self._environ),
             )
             try:
                 await http.start()

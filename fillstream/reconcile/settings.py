@@ -27,6 +27,9 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     - ``funding_interval_s``: how often ``income`` FUNDING_FEE rows are read (0 = never).
     - ``symbols``: always polled, whatever else is known.
     - ``recent_cursor_days``: symbols whose cursor moved within this many days are polled.
+    - ``refused_symbol_retry_s`` / ``refused_symbol_retry_max_s``: a symbol the venue refuses
+      (``-1121`` invalid symbol, as for a delisted contract) is set aside and tried again after
+      this long, doubling per refusal up to the maximum; the other symbols carry on.
     """
 
     interval_s: float = 60.0
@@ -44,6 +47,8 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     page_limit: int = 1000
     order_cache_size: int = 20000
     retry_backoff_max_s: float = 60.0
+    refused_symbol_retry_s: float = 1800.0
+    refused_symbol_retry_max_s: float = 6 * 3600.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -52,6 +57,8 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             "horizon_days": self.horizon_days,
             "position_check_interval_s": self.position_check_interval_s,
             "retry_backoff_max_s": self.retry_backoff_max_s,
+            "refused_symbol_retry_s": self.refused_symbol_retry_s,
+            "refused_symbol_retry_max_s": self.refused_symbol_retry_max_s,
         }
         for name, value in positive.items():
             if not value > 0:

@@ -165,8 +165,6 @@ class _Worker:
         batches = [item.batch for item in items if item.batch is not None]
         merged = batches[0] if len(batches) == 1 else _merge(batches)
         skipped: set[FillKey] = set()
-        if self.poisoned:
-            merged = self._without_poisoned(merged, skipped)
         try:
             try:
                 outcome = await self.pipeline.ledger.ingest(merged)
@@ -197,6 +195,20 @@ class _Worker:
         self, batch: IngestBatch, error: BaseException, skipped: set[FillKey]
     ) -> IngestOutcome:
         self.errors.inc()
+        if self.poisoned:
+            # Facts quarantined before, delivered again (a resubmission, the other path): leave
+            # them out rather than split again. Only here, so the hot path pays nothing.
+            known = self._without_poisoned(batch, skipped)
+            if len(facts(known)) < len(facts(batch)):
+                try:
+                    outcome = await self.pipeline.ledger.ingest(known)
+                except _INGEST_ERRORS as exc:
+                    if not is_data_error(exc):
+                        raise
+                    batch, error = known, exc
+                else:
+                    self.pipeline.relay.offer(outcome.messages)
+                    return outcome
         log.warning(
             "ingest %s/%s: batch of %d fact(s) refused for its data (%r); isolating",
             self.account,

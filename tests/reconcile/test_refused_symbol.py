@@ -105,3 +105,9 @@ async def test_refused_symbol_set_aside_others_fully_reconciled(rig_factory: Rig
         # Retried rarely: the default is half an hour away, not the next run.
         assert entry["next_retry_ms"] - entry["since_ms"] >= 1800 * 1000 - 1000
         assert rec.last_run is not None and rec.last_run.outcome == "ok"
+
+        # A repair (the CLI's) skips the refused symbol too, and never corrects it blind.
+        repair = await rec.repair(int(time.time() * 1000) - 3_600_000)
+        assert repair.refused == [REFUSED]
+        assert repair.missing == []
+        assert all(c.symbol != REFUSED for c in repair.corrections)

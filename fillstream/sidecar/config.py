@@ -161,6 +161,7 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_batch: PositiveInt = 1000  # fills per transaction; only what is already queued
     outbox_chunk: PositiveInt = 1000  # rows per read when the relay drains the table
     outbox_retention_s: Positive = 86400.0  # published rows are pruned after this long
+    stuck_after_s: Positive = 30.0  # /readyz: an account whose oldest submission waits longer
 
 
 class RestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -156,7 +156,12 @@ class Service:
         await relay.start()
         opened.append(relay)
         ledger = Ledger(pool, prefix=config.nats.subject_prefix)
-        pipeline = Pipeline(ledger, relay, max_batch=config.pipeline.max_batch)
+        pipeline = Pipeline(
+            ledger,
+            relay,
+            max_batch=config.pipeline.max_batch,
+            stuck_after_s=config.pipeline.stuck_after_s,
+        )
         await pipeline.start()
         return SharedParts(
             config=config,

@@ -287,11 +287,13 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_batch: int = 1000  # fills per transaction; only what is already queued
     outbox_chunk: int = 1000  # rows per read when the relay drains the table
     outbox_retention_s: float = 86400.0  # published rows are pruned after this long
+    stuck_after_s: float = 30.0  # /readyz: an account whose oldest submission waits longer
 
     _ranges: ClassVar[Mapping[str, Range]] = {
         "max_batch": (1, 1_000_000),
         "outbox_chunk": (1, 1_000_000),
         "outbox_retention_s": (1.0, 365 * _DAY_S),
+        "stuck_after_s": (0.1, _DAY_S),
     }
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import msgspec
@@ -185,6 +185,9 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     tls_key_file: str | None = None
     tls_verify: bool = True  # false: no certificate or host name check (tests only)
     tls_hostname: str | None = None  # name to verify when the URLs carry IP addresses
+    # What `<prefix>.order.>` carries: "all" (each batch's latest state of every order it moved
+    # forward), "terminal" (final states only) or "none" (storage.OrderPublishing).
+    publish_orders: Literal["all", "terminal", "none"] = "all"
 
     _ranges: ClassVar[Mapping[str, Range]] = {
         "duplicate_window_s": (1.0, 30 * _DAY_S),

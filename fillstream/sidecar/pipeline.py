@@ -55,6 +55,7 @@ from fillstream.storage import (
     IngestOutcome,
     JetStreamPublisher,
     Ledger,
+    OrderPublishing,
     OutboxRelay,
     PublishedListener,
     Quarantine,
@@ -595,6 +596,7 @@ class IngestStack:
         replicas: int = 1,
         max_batch: int = 1000,
         pool_size: int = 10,
+        publish_orders: OrderPublishing = OrderPublishing.ALL,
         on_published: PublishedListener | None = None,
         **publisher_options: Any,
     ) -> IngestStack:
@@ -618,7 +620,7 @@ class IngestStack:
                 **publisher_options,
             )
             await publisher.ensure_stream()
-            ledger = Ledger(pool, prefix=prefix)
+            ledger = Ledger(pool, prefix=prefix, publish_orders=publish_orders)
             relay = OutboxRelay(pool, publisher, on_published=on_published)
             await relay.start()
             pipeline = Pipeline(ledger, relay, max_batch=max_batch)

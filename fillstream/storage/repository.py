@@ -6,6 +6,12 @@ the book's changes (positions, closes, revisions, retractions), the forward orde
 the algo links, the corrections and one outbox row per message are written in the same
 transaction. If the transaction fails, the account's in-memory book is dropped and reloaded from
 the store on the next batch, so the book never holds a change the store does not.
+
+A stream batch is usually all new, so it first takes a one-statement path (``_ingest_bet``): the
+book folds its fills before the store has said they are new, and one autocommit statement
+writes everything, checking in the same statement that every fill and close was indeed new
+(migration 004). If not, nothing of it is stored, the book is reloaded and the batch takes the
+transactional path above. Either way the commit precedes every publish of its messages.
 """
 
 from __future__ import annotations

@@ -369,13 +369,15 @@ class OutboxRelay:
         self._set_pending(await self.pool.fetchval(_COUNT))
 
     async def _resync_pending(self) -> None:
-        """The gauge from the table, when no offer or mark happened while counting (then the
-        count may already be stale, and the next quiet moment resynchronises instead). Drift
-        otherwise comes from rows published twice around a failure (marked twice)."""
+        """Bring the gauge down to the table when it counts rows the table no longer has.
+
+        Only ever down: a row committed but not yet offered is in the count and not (yet) in
+        the gauge, and raising the gauge to it would count that row twice once it is offered.
+        Skipped when an offer or mark happened while counting (the count is stale then)."""
         self._last_resync = time.monotonic()
         before = self._changes
         count = await self.pool.fetchval(_COUNT)
-        if self._changes == before and not self._to_mark:
+        if self._changes == before and not self._to_mark and count < self._pending:
             self._set_pending(count)
 
     def _drop_queue(self) -> None:

@@ -171,28 +171,36 @@ async def test_a_deleted_stream_is_recreated_and_the_outbox_drains(
         await relay.aclose()
 
 
-async def test_the_pending_gauge_comes_back_to_the_table_when_the_relay_is_quiet(
-    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget
+async def test_the_pending_gauge_comes_down_to_the_table_after_a_drain(
+    pool: asyncpg.Pool, private_nats: EmbeddedNats
 ) -> None:
-    ledger = Ledger(pool, prefix=nats_target.prefix)
-    relay = OutboxRelay(pool, publisher)
+    nc = await connect(private_nats.url, reconnect_time_wait_s=0.1)
+    publisher = JetStreamPublisher(nc, stream="GAUGE", prefix="ga", ack_timeout_s=1)
+    await publisher.ensure_stream()
+    relay = OutboxRelay(pool, publisher, backoff_max_s=0.5)
     await relay.start()
+    ledger = Ledger(pool, prefix="ga")
     try:
-        # Rows the relay was never told about (another writer; a count gone wrong).
-        await pool.execute(
-            "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, 'elsewhere', 'x')",
-            f"{nats_target.prefix}.elsewhere",
-        )
-        assert relay.pending == 0
-        outcome = await ledger.ingest(batch_of(make_fill(1)))
+        private_nats.kill()
+        await eventually(lambda: _disconnected(nc), what="client noticed the outage")
+        outcome = await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 21))))
         relay.offer(outcome.messages)
+        assert relay.pending == 20
+        # Rows the gauge counts leave the table by another hand (an operator's cleanup).
+        await pool.execute("DELETE FROM outbox WHERE msg_id LIKE 'fill:%:1_:%'")
+        left = await unpublished(pool)
+        assert left < 20
+        private_nats.start()
 
         async def gauge_is_the_table() -> bool:
-            return relay.pending == await unpublished(pool) == 1
+            return relay.pending == await unpublished(pool) == 0
 
         await eventually(gauge_is_the_table, what="the gauge resynchronised with the table")
+        assert await stream_count(private_nats.url, "GAUGE") == left
     finally:
         await relay.aclose()
+        await publisher.aclose()
+        await nc.close()
 
 
 async def test_a_relay_falling_behind_drains_from_the_table_instead_of_queueing(

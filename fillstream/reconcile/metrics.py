@@ -24,7 +24,8 @@ FILLS_FOUND = Counter(
 )
 FILLS_NEW = Counter(
     "fillstream_reconcile_fills_new_total",
-    "Fills the reconcile path stored first: fills the stream missed.",
+    "Fills the reconcile path stored first (missed by the stream, or from before its first "
+    "session).",
     ["account", "market"],
 )
 CURSOR_LAG = Gauge(

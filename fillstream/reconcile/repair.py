@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import msgspec
@@ -92,7 +93,7 @@ class RepairReport(msgspec.Struct, kw_only=True):
         """A human-readable listing (the CLI prints it)."""
         verb = "added" if self.applied else "would add"
         out = [
-            f"account {self.account} ({self.market}) since {self.since_ms}: "
+            f"account {self.account} ({self.market}) since {iso_utc(self.since_ms)}: "
             f"{len(self.symbols)} symbol(s), {self.found} trade(s) read, "
             f"{len(self.missing)} missing, {len(self.corrections)} position(s) to correct"
         ]
@@ -102,15 +103,21 @@ class RepairReport(msgspec.Struct, kw_only=True):
             out.append(
                 f"  {verb} fill {m.symbol} trade {m.trade_id} order {m.order_id} {m.side} "
                 f"{m.position_side} {m.qty} @ {m.price} rp {m.realized_pnl} fee {m.commission} "
-                f"{m.commission_asset} at {m.time_ms}"
+                f"{m.commission_asset} at {iso_utc(m.time_ms)}"
             )
         verb = "corrected" if self.applied else "would correct"
         for c in self.corrections:
             out.append(
                 f"  {verb} position {c.symbol} {c.position_side} to {c.qty} @ {c.entry_price} "
-                f"(exchange, at {c.time_ms})"
+                f"(exchange, at {iso_utc(c.time_ms)})"
             )
         return out
+
+
+def iso_utc(ms: int) -> str:
+    """Epoch milliseconds as ``2026-12-01T18:52:28.123Z`` (what operators read)."""
+    when = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 ProgressFn = Callable[[RepairProgress], None]

@@ -5,9 +5,34 @@ The service builds it from the ``[reconcile]`` TOML section (and per-account ove
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
+from fillstream.ledger.bounds import Range, out_of_range
+
 MAX_HORIZON_DAYS = 90.0  # userTrades keeps about three months
+_DAY_S = 86400.0
+# Sane range of every number (issue 11), both ends inclusive; nan and inf never pass.
+_RANGES: Final[dict[str, Range]] = {
+    "interval_s": (0.05, _DAY_S),
+    "degraded_interval_s": (0.05, _DAY_S),
+    "settle_delay_s": (0.0, 3600.0),
+    "stream_lag_grace_s": (0.0, 3600.0),
+    # the venue keeps about three months of trades
+    "horizon_days": (0.001, MAX_HORIZON_DAYS),
+    "order_check_after_s": (0.0, 7 * _DAY_S),
+    "max_order_checks_per_run": (0, 10_000),
+    "position_check_interval_s": (0.05, _DAY_S),
+    "all_symbol_calls_min_interval_s": (0.0, _DAY_S),
+    "funding_interval_s": (0.0, _DAY_S),  # 0: never
+    "recent_cursor_days": (0.0, MAX_HORIZON_DAYS),
+    "page_limit": (1, 1000),
+    "order_cache_size": (1, 10_000_000),
+    "retry_backoff_max_s": (0.01, _DAY_S),
+    "refused_symbol_retry_s": (1.0, 7 * _DAY_S),
+    "refused_symbol_retry_max_s": (1.0, 7 * _DAY_S),
+}
 
 
 class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -51,34 +76,6 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     refused_symbol_retry_max_s: float = 6 * 3600.0
 
     def __post_init__(self) -> None:
-        positive = {
-            "interval_s": self.interval_s,
-            "degraded_interval_s": self.degraded_interval_s,
-            "horizon_days": self.horizon_days,
-            "position_check_interval_s": self.position_check_interval_s,
-            "retry_backoff_max_s": self.retry_backoff_max_s,
-            "refused_symbol_retry_s": self.refused_symbol_retry_s,
-            "refused_symbol_retry_max_s": self.refused_symbol_retry_max_s,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"reconcile.{name} must be > 0, got {value}")
-        for name, value in {
-            "settle_delay_s": self.settle_delay_s,
-            "stream_lag_grace_s": self.stream_lag_grace_s,
-            "order_check_after_s": self.order_check_after_s,
-            "all_symbol_calls_min_interval_s": self.all_symbol_calls_min_interval_s,
-            "funding_interval_s": self.funding_interval_s,
-            "recent_cursor_days": self.recent_cursor_days,
-        }.items():
-            if value < 0:
-                raise ValueError(f"reconcile.{name} must be ≥ 0, got {value}")
-        if self.horizon_days > MAX_HORIZON_DAYS:
-            raise ValueError(
-                f"reconcile.horizon_days must be ≤ {MAX_HORIZON_DAYS:g} (the venue keeps about "
-                f"three months of trades), got {self.horizon_days}"
-            )
-        if not 1 <= self.page_limit <= 1000:
-            raise ValueError(f"reconcile.page_limit must be in [1, 1000], got {self.page_limit}")
-        if self.max_order_checks_per_run < 0 or self.order_cache_size < 1:
-            raise ValueError("reconcile.max_order_checks_per_run/order_cache_size out of range")
+        problem = out_of_range(self, _RANGES)
+        if problem is not None:
+            raise ValueError(f"reconcile.{problem}")

@@ -1,7 +1,8 @@
 """Operator commands that run once and exit: ``republish`` and ``reconcile``.
 
 Both build their own pool and connections from the config (never the running service's) and
-close them before returning.
+close them before returning. A dependency that cannot be reached ends the command with
+:class:`~fillstream.sidecar.clients.Unreachable`, naming it and its (masked) address.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from fillstream.reconcile import Reconciler, RepairProgress
 from fillstream.sidecar.clients import (
     close_all,
     connect_nats,
-    create_pool,
     create_venue,
     publisher_for,
+    reach,
+    reach_pool,
     weight_budgets,
 )
 from fillstream.sidecar.config import AccountConfig, Config
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def _connections(config: Config) -> AsyncIterator[tuple[asyncpg.Pool, NatsClient]]:
-    pool = await create_pool(config)
+    pool = await reach_pool(config)
     try:
         nc = await connect_nats(config)
         try:
@@ -93,7 +95,7 @@ async def reconcile(
     service for this account first (or use its ``POST /reconcile``): the position book of a
     running service does not see fills another process stores.
     """
-    pool = await create_pool(config)
+    pool = await reach_pool(config)
     opened: list[Any] = []
     try:
         async with pool.acquire() as conn:
@@ -113,7 +115,12 @@ async def reconcile(
             await relay.start()
             pipeline = Pipeline(ledger, relay, max_batch=config.pipeline.max_batch)
             sink = pipeline
-        venue = await create_venue(config, account, weight_budgets(config))
+        venue = await reach(
+            f"the venue's REST API of account {account.name}",
+            account.resolved_rest_url,
+            create_venue(config, account, weight_budgets(config)),
+            config.rest.request_timeout_s * 3,
+        )
         opened.append(venue)
         reconciler = Reconciler(
             account=account.name,

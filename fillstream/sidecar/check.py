@@ -18,15 +18,21 @@ import enum
 from collections.abc import Mapping
 from typing import IO
 
-import asyncpg
 import msgspec
+from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
-from fillstream.ledger import Market, VenueError
-from fillstream.sidecar.clients import connect_nats, create_venue, weight_budgets
+from fillstream.ledger import ConfigError, Market, VenueError
+from fillstream.sidecar.clients import (
+    connect_nats,
+    create_venue,
+    reach_postgres,
+    transport_tls_version,
+    weight_budgets,
+)
 from fillstream.sidecar.config import AccountConfig, Config
-from fillstream.sidecar.errors import describe
-from fillstream.sidecar.secrets import mask_url
+from fillstream.sidecar.errors import Unreachable, describe
+from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.sidecar.venue import WeightBudgets
 from fillstream.storage.migrations import available
 
@@ -47,10 +53,12 @@ class Finding(msgspec.Struct, frozen=True):
 
 
 async def run_checks(config: Config, environ: Mapping[str, str] | None = None) -> list[Finding]:
-    """Every check, in order; never raises for an unreachable dependency (that is a finding)."""
+    """Every check, in order; never raises for an unreachable or misconfigured dependency (that
+    is a finding), so one failing check never hides the others."""
     findings: list[Finding] = []
-    for check in (_check_postgres(config, environ), _check_nats(config)):
-        findings.extend(await check)
+    findings.extend(await _check_postgres(config, environ))
+    findings.extend(await _check_nats(config))
+    findings.extend(_check_http(config))
     accounts = config.enabled_accounts
     if not accounts:
         findings.append(Finding(Level.FAIL, "accounts", "no enabled account is configured"))
@@ -61,18 +69,19 @@ async def run_checks(config: Config, environ: Mapping[str, str] | None = None) -
     return findings
 
 
+_SSL_QUERY = "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl"
+
+
 async def _check_postgres(config: Config, environ: Mapping[str, str] | None) -> list[Finding]:
     dsn = config.database.resolve_dsn(environ)
+    where = mask_url(dsn)
     try:
-        conn = await asyncpg.connect(dsn, timeout=_TIMEOUT_S)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        return [
-            Finding(
-                Level.FAIL, "postgres", f"cannot connect to {mask_url(dsn)}: {describe(exc, 200)}"
-            )
-        ]
+        conn = await reach_postgres(dsn, min(_TIMEOUT_S, config.database.connect_timeout_s))
+    except Unreachable as exc:
+        return [Finding(Level.FAIL, "postgres", _clip(str(exc)))]
     try:
         version = await conn.fetchval("SHOW server_version")
+        tls = await conn.fetchval(_SSL_QUERY)
         applied: set[int] = set()
         if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
             applied = {
@@ -81,7 +90,10 @@ async def _check_postgres(config: Config, environ: Mapping[str, str] | None) -> 
     finally:
         await conn.close()
     pending = [m.version for m in available() if m.version not in applied]
-    found = [Finding(Level.OK, "postgres", f"reachable at {mask_url(dsn)} (PostgreSQL {version})")]
+    found = [
+        Finding(Level.OK, "postgres", f"reachable at {where} (PostgreSQL {version})"),
+        _transport_finding("postgres", tls, _dsn_host(dsn), config.database.sslmode or "dsn"),
+    ]
     if pending:
         how = "at start-up" if config.database.migrate_on_start else "by `fillstream migrate`"
         found.append(
@@ -92,45 +104,103 @@ async def _check_postgres(config: Config, environ: Mapping[str, str] | None) -> 
     return found
 
 
+def _dsn_host(dsn: str) -> str:
+    netloc = dsn.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    return netloc.rpartition("@")[2]
+
+
+def _loopback(hosts: str) -> bool:
+    """Every host in ``hosts`` (``h1:5432,h2``, ``[::1]:4222``) is this machine."""
+    names = [h.rsplit(":", 1)[0] if h.count(":") == 1 else h for h in hosts.split(",")]
+    return all(n.strip("[]") in {"127.0.0.1", "::1", "localhost", ""} for n in names)
+
+
+def _transport_finding(subject: str, tls: str | None, hosts: str, how: str) -> Finding:
+    """The connection's encryption: TLS (version), or a warning for clear text off-machine."""
+    if tls:
+        return Finding(Level.OK, subject, f"connection encrypted ({tls})")
+    if _loopback(hosts):
+        return Finding(Level.OK, subject, "connection not encrypted (loopback)")
+    hint = (
+        "set database.sslmode = verify-full and sslrootcert"
+        if subject == "postgres"
+        else "use tls:// URLs (or nats.tls_required) and nats.tls_ca_file"
+    )
+    return Finding(Level.WARN, subject, f"connection NOT encrypted ({how}): {hint}")
+
+
 async def _check_nats(config: Config) -> list[Finding]:
-    servers = ", ".join(mask_url(s) for s in config.nats.servers)
+    n = config.nats
+    servers = ", ".join(mask_url(s) for s in n.servers)
     try:
         nc = await asyncio.wait_for(connect_nats(config, reconnect=False), _TIMEOUT_S)
-    except Exception as exc:  # nats-py raises a variety of errors on failed connects
-        return [Finding(Level.FAIL, "nats", f"cannot connect to {servers}: {describe(exc, 200)}")]
-    found = [Finding(Level.OK, "nats", f"reachable at {servers}")]
+    except (Unreachable, ConfigError) as exc:
+        return [Finding(Level.FAIL, "nats", _clip(str(exc)))]
+    except TimeoutError:
+        return [Finding(Level.FAIL, "nats", f"cannot reach NATS at {servers}: timed out")]
+    tls = transport_tls_version(nc)
+    hosts = ",".join(s.partition("://")[2].rpartition("@")[2] for s in n.servers)
+    transport = _transport_finding("nats", tls, hosts, "nats://")
+    if tls and not n.tls_verify:
+        transport = Finding(
+            Level.WARN,
+            "nats",
+            f"connection encrypted ({tls}), but the server certificate is NOT verified"
+            " (nats.tls_verify = false)",
+        )
+    found = [Finding(Level.OK, "nats", f"reachable at {servers}"), transport]
     try:
-        js = nc.jetstream()
-        try:
-            await js.account_info()
-        except Exception as exc:
-            found.append(
-                Finding(Level.FAIL, "nats", f"JetStream unavailable: {describe(exc, 200)}")
-            )
-            return found
-        name = config.nats.stream
-        try:
-            info = await js.stream_info(name)
-        except NotFoundError:
-            found.append(Finding(Level.OK, "nats", f"stream {name} absent; created at start-up"))
-            return found
-        window_s = float(info.config.duplicate_window or 0)  # nats-py gives seconds
-        wanted = config.nats.duplicate_window_s
-        if window_s + 1e-9 < wanted:
-            found.append(
-                Finding(
-                    Level.WARN,
-                    "nats",
-                    f"stream {name} duplicate window is {window_s:g} s, config wants {wanted:g} s"
-                    " (updated at start-up)",
-                )
-            )
-        else:
-            found.append(Finding(Level.OK, "nats", f"stream {name} exists"))
-        return found
+        found.extend(await _check_stream(config, nc))
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
+    return found
+
+
+async def _check_stream(config: Config, nc: NatsClient) -> list[Finding]:
+    js = nc.jetstream()
+    try:
+        await js.account_info()
+    except Exception as exc:  # nats-py's errors share no base class worth naming
+        return [Finding(Level.FAIL, "nats", f"JetStream unavailable: {describe(exc, 200)}")]
+    name = config.nats.stream
+    try:
+        info = await js.stream_info(name)
+    except NotFoundError:
+        return [Finding(Level.OK, "nats", f"stream {name} absent; created at start-up")]
+    window_s = float(info.config.duplicate_window or 0)  # nats-py gives seconds
+    wanted = config.nats.duplicate_window_s
+    if window_s + 1e-9 < wanted:
+        return [
+            Finding(
+                Level.WARN,
+                "nats",
+                f"stream {name} duplicate window is {window_s:g} s, config wants {wanted:g} s"
+                " (updated at start-up)",
+            )
+        ]
+    return [Finding(Level.OK, "nats", f"stream {name} exists")]
+
+
+def _check_http(config: Config) -> list[Finding]:
+    h = config.http
+    if not h.enable_reconcile_endpoint:
+        return []
+    if h.reconcile_token_env is None and h.reconcile_token_file is None:
+        return [
+            Finding(
+                Level.WARN,
+                "http",
+                "POST /reconcile is enabled without a token: anything that reaches "
+                f"{h.listen} can trigger reconciles (set http.reconcile_token_env or _file)",
+            )
+        ]
+    return [Finding(Level.OK, "http", "POST /reconcile requires a bearer token")]
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    text = scrub(text).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def _check_account(

@@ -10,7 +10,11 @@ Exit codes (also in ``fillstream --help``):
   and JetStream disagree; ``reconcile`` dry run found missing fills).
 
 Errors end as one line on stderr, ``fillstream: <reason>``, with secrets masked; the traceback
-goes to the log at DEBUG. Commands import their heavy modules lazily so ``--help`` is instant.
+goes to the log at DEBUG. A dependency that cannot be reached is named with its (masked) address
+(``cannot reach PostgreSQL at postgresql://fill:****@db/fills: …``), within a bounded connect
+timeout. Arguments are checked before anything connects: ``--since`` must be a finite duration or
+a time that is neither in the future nor older than the command can use, ``--count`` at least 1.
+Commands import their heavy modules lazily so ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fillstream.ledger.errors import ConfigError
-from fillstream.sidecar.errors import describe
+from fillstream.ledger.errors import ConfigError, FillstreamError
+from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.logs import setup_logging
 from fillstream.sidecar.secrets import scrub
 
@@ -39,6 +43,11 @@ EXIT_USAGE = 2
 EXIT_PROBLEMS = 3
 
 log = logging.getLogger("fillstream.cli")
+
+
+class UsageError(FillstreamError):
+    """A command-line argument is out of range; the message names it (exit 2)."""
+
 
 _EPILOG = """\
 exit codes: 0 success; 1 runtime failure; 2 usage or configuration error;
@@ -123,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec = command("reconcile", "backfill/repair one account from REST (dry run unless --apply)")
     _add_config(rec)
     rec.add_argument("--account", required=True, help="account name from the config")
-    rec.add_argument("--since", required=True, help="how far back: 2d, 6h, or a timestamp/epoch ms")
+    rec.add_argument(
+        "--since",
+        required=True,
+        help="how far back (at most 90 days, the venue's history): 2d, 6h, an ISO timestamp "
+        "(2026-10-01T00:00:00Z) or epoch milliseconds",
+    )
     rec.add_argument(
         "--apply",
         action="store_true",
@@ -134,14 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
         "republish", "re-send stored facts from PostgreSQL to JetStream (same Nats-Msg-Id)"
     )
     _add_config(rep)
-    rep.add_argument("--since", required=True, help="2h, 1d, or a timestamp/epoch ms")
+    rep.add_argument(
+        "--since", required=True, help="2h, 1d, an ISO timestamp or epoch milliseconds"
+    )
 
     tail = command("tail", "print published messages live: '<subject> <payload>' per line")
     tail.add_argument(
         "--nats",
         default=None,
         metavar="URL",
-        help="NATS URL (default: from --config, else nats://127.0.0.1:4222)",
+        help="NATS URL(s), comma separated (default: from --config, else "
+        "nats://127.0.0.1:4222); a user:password in it is visible to other local users in `ps`: "
+        "prefer --config, whose [nats] section also gives TLS and credentials_file",
     )
     tail.add_argument(
         "--config", "-c", default=None, metavar="PATH", help="read NATS servers/prefix from here"
@@ -154,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay from the JetStream stream since 10m, 2h, a timestamp... then follow",
     )
     tail.add_argument("--stream", default=None, help="JetStream stream for --since")
-    tail.add_argument("--count", type=int, default=None, help="exit after N messages")
-    tail.add_argument("--timeout", type=float, default=None, metavar="S", help="exit after S s")
+    tail.add_argument("--count", type=int, default=None, help="exit after N (≥ 1) messages")
+    tail.add_argument("--timeout", default=None, metavar="S", help="exit after S (90, 5m...)")
     tail.add_argument("--ids", action="store_true", help="print the Nats-Msg-Id of each message")
 
     check = command(
@@ -167,9 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     mig = command("migrate", "apply pending PostgreSQL migrations")
     target = mig.add_mutually_exclusive_group()
-    target.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: from --config)")
+    target.add_argument(
+        "--dsn-env",
+        default=None,
+        metavar="NAME",
+        help="read the PostgreSQL DSN from the environment variable NAME",
+    )
     target.add_argument(
         "--config", "-c", default=None, metavar="PATH", help="take [database] from this config"
+    )
+    target.add_argument(
+        "--dsn",
+        default=None,
+        help="PostgreSQL DSN; a password in it is visible to other local users (`ps`, shell "
+        "history): prefer --dsn-env or --config (default: from --config)",
     )
     return parser
 
@@ -189,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", EXIT_USAGE)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except Unreachable as exc:
+        log.debug("command failed", exc_info=True)
+        return _fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as exc:
@@ -201,13 +235,29 @@ def _fail(reason: str, code: int) -> int:
     return code
 
 
-def _since_ms(text: str) -> int:
-    from fillstream.sidecar.timespec import parse_since_ms  # noqa: PLC0415
+def _since_ms(text: str, max_age_s: float | None = None) -> int:
+    from fillstream.sidecar.timespec import DEFAULT_MAX_AGE_S, parse_since_ms  # noqa: PLC0415
 
     try:
-        return parse_since_ms(text, int(time.time() * 1000))
+        return parse_since_ms(
+            text, int(time.time() * 1000), max_age_s=max_age_s or DEFAULT_MAX_AGE_S
+        )
     except ValueError as exc:
-        raise ConfigError(f"--since: {exc}") from None
+        raise UsageError(f"--since: {exc}") from None
+
+
+def _timeout_s(text: str | None) -> float | None:
+    from fillstream.sidecar.timespec import parse_duration_s  # noqa: PLC0415
+
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration_s(text)
+    except ValueError as exc:
+        raise UsageError(f"--timeout: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"--timeout: must be more than 0, got {text!r}")
+    return seconds
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -231,9 +281,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fillstream.sidecar.demo import DemoOptions, run_demo  # noqa: PLC0415
 
-    if args.log_level is None:
-        # The live view owns the terminal; only warnings interrupt it.
-        setup_logging("WARNING", args.log_format or "auto")
+    # Logging is the demo's: into a file while the live view owns the terminal.
     return run_demo(
         DemoOptions(
             duration_s=args.duration,
@@ -242,6 +290,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             rate_per_s=args.rate,
             http_port=args.http_port,
             live_view=not args.no_view and sys.stdout.isatty(),
+            log_level=args.log_level,
+            log_format=args.log_format,
         )
     )
 
@@ -256,43 +306,91 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from fillstream.sidecar.config import load_config  # noqa: PLC0415
+    import msgspec  # noqa: PLC0415
+
+    from fillstream.sidecar.config import NatsConfig, load_config  # noqa: PLC0415
+    from fillstream.sidecar.secrets import remember_url_password  # noqa: PLC0415
     from fillstream.sidecar.tail import tail  # noqa: PLC0415
 
-    servers = ["nats://127.0.0.1:4222"]
-    prefix, stream = "fillstream", None
+    if args.count is not None and args.count < 1:
+        raise UsageError(f"--count: must be at least 1, got {args.count}")
+    timeout_s = _timeout_s(args.timeout)
+    since_ms = None if args.since is None else _since_ms(args.since)
+    nats, stream = NatsConfig(), None
     if args.config:
         config = load_config(args.config)
-        servers, prefix, stream = (
-            list(config.nats.servers),
-            config.nats.subject_prefix,
-            config.nats.stream,
-        )
+        nats, stream = config.nats, config.nats.stream
     if args.nats:
-        servers = [s.strip() for s in args.nats.split(",") if s.strip()]
-    prefix = args.prefix or prefix
-    since_ms = None if args.since is None else _since_ms(args.since)
+        servers = tuple(s.strip() for s in args.nats.split(",") if s.strip())
+        for url in servers:
+            remember_url_password(url)
+        try:
+            nats = msgspec.convert(
+                {**msgspec.to_builtins(nats), "servers": servers}, NatsConfig, strict=False
+            )
+        except msgspec.ValidationError as exc:
+            raise UsageError(f"--nats: {exc}") from None
+    prefix = args.prefix or nats.subject_prefix
     asyncio.run(
         tail(
-            servers=servers,
+            nats=nats,
             subject=args.subject or f"{prefix}.>",
             out=sys.stdout,
             stream=args.stream or stream,
             since_ms=since_ms,
             count=args.count,
             show_ids=args.ids,
-            timeout_s=args.timeout,
+            timeout_s=timeout_s,
         )
     )
     return EXIT_OK
 
 
-def _cmd_migrate(args: argparse.Namespace) -> int:
-    from fillstream.sidecar.config import load_config  # noqa: PLC0415
-    from fillstream.storage.migrations import migrate_dsn  # noqa: PLC0415
+def _migrate_dsn(args: argparse.Namespace) -> tuple[str, float]:
+    """The DSN ``migrate`` uses and its connect timeout, from --dsn-env, --dsn or the config."""
+    from fillstream.sidecar.config import DatabaseConfig, load_config  # noqa: PLC0415
 
-    dsn = args.dsn or load_config(args.config or _default_config()).database.resolve_dsn()
-    applied = asyncio.run(migrate_dsn(dsn))
+    if args.dsn is not None:
+        if _has_secret(args.dsn):
+            sys.stderr.write(
+                "fillstream: warning: a password on the command line is visible to other local "
+                "users (ps, shell history); use --dsn-env NAME or --config\n"
+            )
+        database = DatabaseConfig(dsn=args.dsn)
+    elif args.dsn_env is not None:
+        database = DatabaseConfig(dsn_env=args.dsn_env)
+    else:
+        database = load_config(args.config or _default_config()).database
+    try:
+        return database.resolve_dsn(), database.connect_timeout_s
+    except ConfigError as exc:
+        if args.dsn_env is not None:
+            raise UsageError(f"--dsn-env: environment variable {args.dsn_env} is not set") from None
+        raise UsageError(f"--dsn: {str(exc).removeprefix('database.dsn: ')}") from None
+
+
+def _has_secret(url: str) -> bool:
+    """Whether ``url`` carries a secret that :func:`~fillstream.sidecar.secrets.mask_url` hides."""
+    from fillstream.sidecar.secrets import remember_url_password, url_secrets  # noqa: PLC0415
+
+    remember_url_password(url)
+    return bool(url_secrets(url))
+
+
+async def _migrate(dsn: str, timeout_s: float) -> list[int]:
+    from fillstream.sidecar.clients import reach_postgres  # noqa: PLC0415
+    from fillstream.storage import migrate  # noqa: PLC0415
+
+    conn = await reach_postgres(dsn, timeout_s)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    dsn, timeout_s = _migrate_dsn(args)
+    applied = asyncio.run(_migrate(dsn, timeout_s))
     sys.stdout.write(
         f"applied migrations {', '.join(map(str, applied))}\n" if applied else "schema up to date\n"
     )
@@ -302,19 +400,20 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_republish(args: argparse.Namespace) -> int:
     from fillstream.sidecar.admin import republish  # noqa: PLC0415
 
-    config = _load(args)
     since_ms = _since_ms(args.since)
+    config = _load(args)
     sent = asyncio.run(republish(config, since_ms))
     sys.stdout.write(f"republished {sent} message(s) to {config.nats.stream}\n")
     return EXIT_OK
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from fillstream.reconcile.settings import MAX_HORIZON_DAYS  # noqa: PLC0415
     from fillstream.sidecar.admin import reconcile  # noqa: PLC0415
 
+    since_ms = _since_ms(args.since, max_age_s=MAX_HORIZON_DAYS * 86400)
     config = _load(args)
     account = config.account(args.account)
-    since_ms = _since_ms(args.since)
     return asyncio.run(reconcile(config, account, since_ms, apply=args.apply, out=sys.stdout))
 
 

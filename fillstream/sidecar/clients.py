@@ -5,47 +5,156 @@ account's REST venue. Built once per process (``run``, ``check``, ``reconcile``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
-import nats
+import nats.errors
 from nats.aio.client import Client as NatsClient
 
-from fillstream.sidecar.config import AccountConfig, Config
+from fillstream.ledger.errors import ConfigError
+from fillstream.sidecar.config import AccountConfig, Config, NatsConfig
+from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
 from fillstream.storage import JetStreamPublisher
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def reach(what: str, where: str, connecting: Awaitable[T], timeout_s: float) -> T:
+    """Await ``connecting`` for at most ``timeout_s``; any failure becomes :class:`Unreachable`
+    naming ``what`` (PostgreSQL, NATS, the venue) and ``where`` (already masked)."""
+    try:
+        return await asyncio.wait_for(connecting, timeout_s)
+    except TimeoutError:
+        raise Unreachable(
+            f"cannot reach {what} at {where}: no answer within {timeout_s:g} s"
+        ) from None
+    except (ConfigError, Unreachable):
+        raise
+    # The clients raise many unrelated types on a failed connect (OSError, ssl.SSLError,
+    # asyncpg's and nats-py's own, ValueError for a malformed address): all mean "not reached".
+    except Exception as exc:
+        raise Unreachable(f"cannot reach {what} at {where}: {describe(exc, 300)}") from exc
 
 
 async def create_pool(config: Config, environ: Mapping[str, str] | None = None) -> asyncpg.Pool:
-    """The asyncpg pool of ``[database]``; raises what asyncpg raises when it cannot connect."""
+    """The asyncpg pool of ``[database]``; raises what asyncpg raises when it cannot connect.
+    Each connection attempt is bounded by ``database.connect_timeout_s``."""
     db = config.database
     return await asyncpg.create_pool(
         db.resolve_dsn(environ),
         min_size=db.pool_min_size,
         max_size=db.pool_max_size,
         command_timeout=db.command_timeout_s,
-        timeout=db.command_timeout_s,
+        timeout=db.connect_timeout_s,
+    )
+
+
+async def reach_pool(config: Config, environ: Mapping[str, str] | None = None) -> asyncpg.Pool:
+    """:func:`create_pool` for the one-shot commands: :class:`Unreachable` on failure."""
+    db = config.database
+    where = mask_url(db.resolve_dsn(environ))
+    # create_pool opens pool_min_size connections one after the other.
+    limit_s = db.connect_timeout_s * (db.pool_min_size + 1)
+    return await reach("PostgreSQL", where, create_pool(config, environ), limit_s)
+
+
+async def reach_postgres(dsn: str, timeout_s: float = 10.0) -> asyncpg.Connection:
+    """One connection to ``dsn``; :class:`Unreachable` naming the (masked) DSN on failure."""
+    connecting = asyncpg.connect(dsn, timeout=timeout_s)
+    return await reach("PostgreSQL", mask_url(dsn), connecting, timeout_s + 1)
+
+
+class NatsTlsRefused(nats.errors.Error):
+    """TLS is required (tls://, ``tls_required``, a CA or client certificate) and the server did
+    not offer it: nothing was sent, credentials included."""
+
+
+class _FailClosedClient(NatsClient):
+    """nats-py upgrades a connection to TLS only when the server's INFO says ``tls_required``,
+    so a ``tls://`` URL against a plaintext server would connect, and send its credentials, in
+    clear. This client checks the transport just before the CONNECT command (the one that
+    carries user, password, token or signed nonce) and refuses it over plain TCP."""
+
+    require_tls = False
+
+    def _connect_command(self) -> bytes:
+        if self.require_tls and not transport_tls_version(self):
+            server = self._current_server
+            where = mask_url(f"{server.uri.scheme}://{server.uri.netloc}") if server else "?"
+            raise NatsTlsRefused(
+                f"nats: {where} does not offer TLS; refusing to connect in clear (TLS is"
+                " required by the tls:// URL or the [nats] tls settings)"
+            )
+        return super()._connect_command()
+
+
+def transport_tls_version(nc: NatsClient) -> str | None:
+    """``"TLSv1.3"`` when ``nc``'s current connection is TLS, else ``None``."""
+    transport = getattr(nc, "_transport", None)
+    writer = getattr(transport, "_io_writer", None)
+    ssl_object = writer.get_extra_info("ssl_object") if writer is not None else None
+    if ssl_object is not None:
+        return str(ssl_object.version())
+    server = getattr(nc, "_current_server", None)
+    if server is not None and server.uri.scheme == "wss":  # aiohttp's TLS, not a stream writer
+        return "TLS (wss)"
+    return None
+
+
+def nats_tls_context(n: NatsConfig) -> ssl.SSLContext | None:
+    """The client TLS context of ``[nats]`` (``None`` when TLS is not wanted); a CA or key file
+    that is not valid PEM is a :class:`ConfigError` naming the field."""
+    if not n.tls_wanted:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=n.tls_ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"nats.tls_ca_file: not a usable CA bundle: {exc}") from None
+    if n.tls_cert_file is not None:
+        try:
+            context.load_cert_chain(n.tls_cert_file, n.tls_key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"nats.tls_cert_file: the certificate and tls_key_file do not load: {exc}"
+            ) from None
+    if not n.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _permanent(error: object) -> bool:
+    """Errors that another attempt will not cure: fail now rather than after the timeout."""
+    return (
+        isinstance(error, NatsTlsRefused | nats.errors.AuthorizationError | ssl.SSLError)
+        or "authorization violation" in str(error).lower()
     )
 
 
 class _NatsEvents:
     """nats-py's callbacks: logged once connected; before that, only the last error is kept
-    (for the one-line reason when the first connection never succeeds)."""
+    (for the one-line reason when the first connection never succeeds), and a permanent one
+    (TLS refused or failed, credentials refused) ends the first connect at once."""
 
     def __init__(self) -> None:
         self.nc: NatsClient | None = None
         self.last_error: object = None
+        self.fatal = asyncio.Event()
 
     def callback(self, kind: str) -> Callable[..., Awaitable[None]]:
         async def on_event(*args: object) -> None:
             nc = self.nc
             if nc is None:
                 self.last_error = args[0] if args else kind
+                if _permanent(self.last_error):
+                    self.fatal.set()
                 return
             if nc.is_closed or nc.is_draining:
                 return  # our own close, not an outage
@@ -63,46 +172,69 @@ async def connect_nats_servers(
     reconnect: bool = True,
     connect_timeout_s: float = 5.0,
     credentials_file: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    tls_hostname: str | None = None,
 ) -> NatsClient:
     """Connect to ``servers``, trying for at most three connect timeouts in all, then raising
-    ``TimeoutError`` (or the connection error): an unreachable NATS fails fast. Once connected,
-    with ``reconnect`` a lost connection is retried forever (the outbox keeps every message
-    meanwhile); without it the first failure is final.
+    :class:`Unreachable` naming the (masked) servers and the last error: an unreachable NATS
+    fails fast, and refused credentials or TLS fail at once. With ``tls`` every connection must
+    be TLS (fail closed, see :class:`_FailClosedClient`). Once connected, with ``reconnect`` a
+    lost connection is retried forever (the outbox keeps every message meanwhile); without it
+    the first failure is final.
     """
     events = _NatsEvents()
-    connecting = nats.connect(
-        servers=servers,
-        name=name,
-        connect_timeout=max(1, round(connect_timeout_s)),
-        allow_reconnect=reconnect,
-        max_reconnect_attempts=-1 if reconnect else 0,
-        reconnect_time_wait=1,
-        error_cb=events.callback("error"),
-        disconnected_cb=events.callback("disconnected") if reconnect else None,
-        reconnected_cb=events.callback("reconnected") if reconnect else None,
-        user_credentials=credentials_file,
+    nc = _FailClosedClient()
+    nc.require_tls = tls is not None
+    options: dict[str, Any] = {"tls": tls, "tls_hostname": tls_hostname} if tls else {}
+    connecting = asyncio.ensure_future(
+        nc.connect(
+            servers=servers,
+            name=name,
+            connect_timeout=max(1, round(connect_timeout_s)),
+            allow_reconnect=reconnect,
+            max_reconnect_attempts=-1 if reconnect else 0,
+            reconnect_time_wait=1,
+            error_cb=events.callback("error"),
+            disconnected_cb=events.callback("disconnected") if reconnect else None,
+            reconnected_cb=events.callback("reconnected") if reconnect else None,
+            user_credentials=credentials_file,
+            **options,
+        )
     )
+    fatal = asyncio.ensure_future(events.fatal.wait())
     # nats-py retries the first connection forever when reconnecting is allowed: bound it.
     limit_s = 3 * connect_timeout_s
+    where = ", ".join(mask_url(s) for s in servers)
     try:
-        events.nc = await asyncio.wait_for(connecting, limit_s)
-    except TimeoutError:
-        where = ", ".join(mask_url(s) for s in servers)
-        raise ConnectionError(
-            f"no NATS server reachable at {where} within {limit_s:g} s"
-            f" (last error: {events.last_error})"
-        ) from None
-    return events.nc
+        await asyncio.wait({connecting, fatal}, timeout=limit_s, return_when="FIRST_COMPLETED")
+    finally:
+        fatal.cancel()
+    if connecting.done() and connecting.exception() is None:
+        events.nc = nc
+        return nc
+    error = connecting.exception() if connecting.done() else events.last_error
+    if not connecting.done():
+        connecting.cancel()
+        await asyncio.wait({connecting})  # never raises; the attempt's end is not our error
+    # After a failed TLS handshake nats-py's close() can wait forever on its reader: bound it.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.close(), 1.0)
+    if error is None:
+        raise Unreachable(f"cannot reach NATS at {where}: no answer within {limit_s:g} s")
+    reason = describe(error) if isinstance(error, BaseException) else str(error)
+    raise Unreachable(f"cannot reach NATS at {where}: {reason}")
 
 
 async def connect_nats(config: Config, *, reconnect: bool = True) -> NatsClient:
-    """:func:`connect_nats_servers` with the ``[nats]`` section."""
+    """:func:`connect_nats_servers` with the ``[nats]`` section (TLS and credentials)."""
     n = config.nats
     return await connect_nats_servers(
         list(n.servers),
         reconnect=reconnect,
         connect_timeout_s=n.connect_timeout_s,
         credentials_file=n.credentials_file,
+        tls=nats_tls_context(n),
+        tls_hostname=n.tls_hostname,
     )
 
 

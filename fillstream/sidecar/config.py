@@ -24,15 +24,17 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 import msgspec
 
+from fillstream.ledger.bounds import Range, out_of_range
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
 from fillstream.reconcile.settings import ReconcileSettings
 from fillstream.sidecar.envoverrides import apply_env_overrides
-from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password
+from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password, url_query_names
 from fillstream.sidecar.venue import REST_URLS
 from fillstream.stream.config import StreamSettings
 
@@ -43,9 +45,21 @@ ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
-Positive = Annotated[float, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+_DAY_S = 86400.0
+# libpq's sslmode values (asyncpg implements them): disable and allow may end in clear text,
+# prefer tries TLS first, require fails without TLS, verify-ca/verify-full also check the server.
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# The [database] TLS fields and the DSN query parameters they become.
+_PG_TLS_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+# A shorter bearer token can be guessed; `openssl rand -hex 32` gives 64 characters.
+MIN_TOKEN_CHARS = 16
+
+
+def _check_ranges(settings: msgspec.Struct, ranges: Mapping[str, Range]) -> None:
+    """Every number finite and in its sane range (issue 11); the message names the field."""
+    problem = out_of_range(settings, ranges)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 class Endpoints(enum.StrEnum):
@@ -75,16 +89,40 @@ class DatabaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     dsn: str | None = None
     dsn_env: str | None = None
-    pool_min_size: PositiveInt = 2
-    pool_max_size: PositiveInt = 10
-    command_timeout_s: Positive = 30.0
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    command_timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0  # one connection attempt, at start-up and in every command
     migrate_on_start: bool = True
+    # TLS (libpq's names; also accepted in the DSN's query string, but not in both places).
+    sslmode: str | None = None  # None: the DSN's, else $PGSSLMODE, else "prefer"
+    sslrootcert: str | None = None  # CA file that signed the server's certificate
+    sslcert: str | None = None  # client certificate (with sslkey)
+    sslkey: str | None = None
+
+    _ranges: ClassVar[Mapping[str, Range]] = {
+        "pool_min_size": (1, 1000),
+        "pool_max_size": (1, 1000),
+        "command_timeout_s": (0.1, 3600.0),
+        "connect_timeout_s": (0.1, 600.0),
+    }
 
     def __post_init__(self) -> None:
         if (self.dsn is None) == (self.dsn_env is None):
             raise ValueError("dsn: set exactly one of dsn or dsn_env")
+        _check_ranges(self, self._ranges)
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("pool_min_size: must not exceed pool_max_size")
+        if self.sslmode is not None and self.sslmode not in SSLMODES:
+            raise ValueError(f"sslmode: one of {', '.join(SSLMODES)}")
+        if self.sslkey is not None and self.sslcert is None:
+            raise ValueError("sslkey: set sslcert (the client certificate) with it")
+
+    @property
+    def tls_files(self) -> dict[str, str]:
+        """``{field: path}`` of the TLS files set (checked readable by :func:`load_config`)."""
+        files = {"sslrootcert": self.sslrootcert, "sslcert": self.sslcert, "sslkey": self.sslkey}
+        return {k: v for k, v in files.items() if v is not None}
 
     def resolve_dsn(self, environ: Mapping[str, str] | None = None) -> str:
         """The DSN, read from ``dsn_env`` if so configured; its password joins the scrub list."""
@@ -102,7 +140,27 @@ class DatabaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         if not dsn.startswith(("postgresql://", "postgres://")):
             raise ConfigError("database.dsn: must start with postgresql://")
         remember_url_password(dsn)
-        return dsn
+        return self._with_tls(dsn)
+
+    def _with_tls(self, dsn: str) -> str:
+        """``dsn`` with the TLS fields appended as query parameters (asyncpg reads them there)."""
+        in_dsn = url_query_names(dsn)
+        extra: list[str] = []
+        for name in _PG_TLS_PARAMS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in in_dsn:
+                raise ConfigError(
+                    f"database.{name}: also given in the DSN (?{name}=...); set it in one place"
+                )
+            shown = value if name == "sslmode" else quote(str(Path(value).expanduser()), safe="/")
+            extra.append(f"{name}={shown}")
+        if not extra:
+            return dsn
+        base, hash_, fragment = dsn.partition("#")
+        joiner = "&" if "?" in base else "?"
+        return f"{base}{joiner}{'&'.join(extra)}{hash_}{fragment}"
 
 
 class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -113,12 +171,31 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     subject_prefix: str = "fillstream"
     # Nats-Msg-Id dedup window: must cover the outbox retries and `republish` re-sends that can
     # re-deliver a message (design.md §5).
-    duplicate_window_s: Positive = 7200.0
-    max_age_s: NonNegative = 30 * 86400.0  # 0: keep forever (bounded by the server's limits)
-    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
-    credentials_file: str | None = None
-    connect_timeout_s: Positive = 5.0
-    publish_window: PositiveInt = 100  # in-flight publishes awaiting their ack
+    duplicate_window_s: float = 7200.0
+    max_age_s: float = 30 * 86400.0  # 0: keep forever (bounded by the server's limits)
+    replicas: int = 1
+    credentials_file: str | None = None  # a .creds file (user JWT + nkey seed)
+    connect_timeout_s: float = 5.0
+    publish_window: int = 100  # in-flight publishes awaiting their ack
+    # TLS. A tls:// or wss:// server, tls_required, or any tls_*_file means TLS is required: a
+    # server that does not offer it is refused before anything (credentials included) is sent.
+    tls_required: bool = False
+    tls_ca_file: str | None = None  # CA bundle the server's certificate must chain to
+    tls_cert_file: str | None = None  # client certificate (mutual TLS), with tls_key_file
+    tls_key_file: str | None = None
+    tls_verify: bool = True  # false: no certificate or host name check (tests only)
+    tls_hostname: str | None = None  # name to verify when the URLs carry IP addresses
+    # What `<prefix>.order.>` carries: "all" (each batch's latest state of every order it moved
+    # forward), "terminal" (final states only) or "none" (storage.OrderPublishing).
+    publish_orders: Literal["all", "terminal", "none"] = "all"
+
+    _ranges: ClassVar[Mapping[str, Range]] = {
+        "duplicate_window_s": (1.0, 30 * _DAY_S),
+        "max_age_s": (0.0, 3650 * _DAY_S),
+        "replicas": (1, 5),
+        "connect_timeout_s": (0.1, 600.0),
+        "publish_window": (1, 100_000),
+    }
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -126,6 +203,11 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         for url in self.servers:
             if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise ValueError(f"servers: {url!r} is not a nats:// or tls:// URL")
+        _check_ranges(self, self._ranges)
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file: set both tls_cert_file and tls_key_file, or neither")
+        if self.tls_wanted and any(u.startswith("ws://") for u in self.servers):
+            raise ValueError("servers: TLS is required here; use wss:// instead of ws://")
         if self.max_age_s and self.max_age_s < self.duplicate_window_s:
             raise ValueError("max_age_s: must be 0 (unlimited) or cover duplicate_window_s")
         if not _STREAM_NAME.match(self.stream):
@@ -133,18 +215,65 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         if not all(_SUBJECT_TOKEN.match(t) for t in self.subject_prefix.split(".")):
             raise ValueError("subject_prefix: dot-separated tokens of letters, digits, '-' and '_'")
 
+    @property
+    def tls_wanted(self) -> bool:
+        """Whether every connection must be TLS (fail closed)."""
+        return (
+            self.tls_required
+            or any(u.startswith(("tls://", "wss://")) for u in self.servers)
+            or any(f is not None for f in (self.tls_ca_file, self.tls_cert_file))
+        )
+
+    @property
+    def files(self) -> dict[str, str]:
+        """``{field: path}`` of the files set (checked readable by :func:`load_config`)."""
+        files = {
+            "credentials_file": self.credentials_file,
+            "tls_ca_file": self.tls_ca_file,
+            "tls_cert_file": self.tls_cert_file,
+            "tls_key_file": self.tls_key_file,
+        }
+        return {k: v for k, v in files.items() if v is not None}
+
 
 class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[http]``: /metrics /healthz /readyz /status (and POST /reconcile when enabled)."""
 
     listen: str = "127.0.0.1:9464"
     enable_reconcile_endpoint: bool = False
-    loop_stall_s: Positive = 5.0  # /healthz fails when the event loop lagged longer than this
+    # POST /reconcile then needs "Authorization: Bearer <token>" (every container of a pod shares
+    # the loopback): the token's environment variable or file, never the token itself.
+    reconcile_token_env: str | None = None
+    reconcile_token_file: str | None = None
+    loop_stall_s: float = 5.0  # /healthz fails when the event loop lagged longer than this
+
+    _ranges: ClassVar[Mapping[str, Range]] = {"loop_stall_s": (0.01, 3600.0)}
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("listen: expected host:port, e.g. 127.0.0.1:9464")
+        _check_ranges(self, self._ranges)
+        if self.reconcile_token_env is not None and self.reconcile_token_file is not None:
+            raise ValueError("reconcile_token: set reconcile_token_env or _file, not both")
+
+    def reconcile_token(self, environ: Mapping[str, str] | None = None) -> Secret | None:
+        """The bearer token of ``POST /reconcile`` (``None``: not configured)."""
+        if self.reconcile_token_env is None and self.reconcile_token_file is None:
+            return None
+        token = read_secret(
+            "http.reconcile_token",
+            env_name=self.reconcile_token_env,
+            file_path=self.reconcile_token_file,
+            environ=environ,
+        )
+        if len(token.reveal()) < MIN_TOKEN_CHARS:
+            kind = "env" if self.reconcile_token_env is not None else "file"
+            raise ConfigError(
+                f"http.reconcile_token_{kind}: the token must be at least {MIN_TOKEN_CHARS}"
+                " characters (e.g. `openssl rand -hex 32`)"
+            )
+        return token
 
     @property
     def host(self) -> str:
@@ -158,20 +287,43 @@ class HttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[pipeline]``: ingest batching and the outbox relay."""
 
-    max_batch: PositiveInt = 1000  # fills per transaction; only what is already queued
-    outbox_chunk: PositiveInt = 1000  # rows per read when the relay drains the table
-    outbox_retention_s: Positive = 86400.0  # published rows are pruned after this long
-    stuck_after_s: Positive = 30.0  # /readyz: an account whose oldest submission waits longer
+    max_batch: int = 1000  # fills per transaction; only what is already queued
+    outbox_chunk: int = 1000  # rows per read when the relay drains the table
+    outbox_retention_s: float = 86400.0  # published rows are pruned after this long
+    stuck_after_s: float = 30.0  # /readyz: an account whose oldest submission waits longer
+
+    _ranges: ClassVar[Mapping[str, Range]] = {
+        "max_batch": (1, 1_000_000),
+        "outbox_chunk": (1, 1_000_000),
+        "outbox_retention_s": (1.0, 365 * _DAY_S),
+        "stuck_after_s": (0.1, _DAY_S),
+    }
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, self._ranges)
 
 
 class RestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[rest]``: the signed REST client shared by both paths (one weight budget per host)."""
 
-    recv_window_ms: Annotated[int, msgspec.Meta(ge=1, le=60000)] = 5000
-    request_timeout_s: Positive = 10.0
-    time_sync_interval_s: Positive = 300.0
-    max_wait_s: Positive = 90.0  # longest wait for the weight budget before a call gives up
-    weight_limits: dict[str, PositiveInt] = {}  # host[:port] → weight/min; else exchangeInfo
+    recv_window_ms: int = 5000
+    request_timeout_s: float = 10.0
+    time_sync_interval_s: float = 300.0
+    max_wait_s: float = 90.0  # longest wait for the weight budget before a call gives up
+    weight_limits: dict[str, int] = {}  # host[:port] → weight/min; else exchangeInfo
+
+    _ranges: ClassVar[Mapping[str, Range]] = {
+        "recv_window_ms": (1, 60000),  # Binance's limit
+        "request_timeout_s": (0.1, 600.0),
+        "time_sync_interval_s": (1.0, _DAY_S),
+        "max_wait_s": (0.0, 3600.0),
+    }
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, self._ranges)
+        for host, limit in self.weight_limits.items():
+            if not 1 <= limit <= 1_000_000:
+                raise ValueError(f"weight_limits: {host}: must be an integer between 1 and 1000000")
 
 
 class LogFormat(enum.StrEnum):
@@ -192,9 +344,18 @@ class LoggingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[service]``: lifecycle knobs."""
 
-    shutdown_deadline_s: Positive = 15.0
-    restart_initial_s: Positive = 1.0  # an account's supervisor backoff after a crash
-    restart_max_s: Positive = 60.0
+    shutdown_deadline_s: float = 15.0
+    restart_initial_s: float = 1.0  # an account's supervisor backoff after a crash
+    restart_max_s: float = 60.0
+
+    _ranges: ClassVar[Mapping[str, Range]] = {
+        "shutdown_deadline_s": (0.1, 3600.0),
+        "restart_initial_s": (0.01, 3600.0),
+        "restart_max_s": (0.01, _DAY_S),
+    }
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, self._ranges)
 
 
 class Credentials(msgspec.Struct, frozen=True):
@@ -338,7 +499,11 @@ def config_from_dict(raw: dict[str, Any], environ: Mapping[str, str] | None = No
         config = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_describe(exc, raw, sources)) from None
+    _check_files(config)
     config.database.resolve_dsn(env)
+    for url in config.nats.servers:
+        remember_url_password(url)
+    config.http.reconcile_token(env)
     for account in config.enabled_accounts:
         account.credentials(env)
     for account in config.enabled_accounts:
@@ -352,6 +517,22 @@ def config_from_dict(raw: dict[str, Any], environ: Mapping[str, str] | None = No
         if account.stream is not None:
             _validate_stream(account.stream, f"accounts[{account.name}].stream")
     return config
+
+
+def _check_files(config: Config) -> None:
+    """Every file the config names (credentials, CA, certificates, keys) is readable now, so a
+    typo fails at start-up with the field named instead of deep inside a TLS handshake."""
+    named = [
+        *((f"nats.{k}", v) for k, v in config.nats.files.items()),
+        *((f"database.{k}", v) for k, v in config.database.tls_files.items()),
+    ]
+    for field, value in named:
+        path = Path(value).expanduser()
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{field}: cannot read {path}: {exc.strerror}") from None
 
 
 def _validate_stream(settings: StreamSettings, where: str) -> None:
@@ -387,7 +568,7 @@ _PATH_PART = re.compile(r"\.([A-Za-z_]+)|\[(\d+)\]")
 # with a capital letter ("Expected `int`, got `str`") and already point at the field.
 _RELATIVE = re.compile(r"^([a-z_]+): (.*)$", re.DOTALL)
 # The paths' settings say "reconcile.interval_s must be > 0, got -1".
-_SECTION_FIELD = re.compile(r"^([a-z_]+)\.([a-z_]+) (.*)$", re.DOTALL)
+_SECTION_FIELD = re.compile(r"^([a-z_]+)\.([a-z_]+):? (.*)$", re.DOTALL)
 
 
 def _describe(exc: msgspec.ValidationError, raw: dict[str, Any], sources: dict[str, str]) -> str:
@@ -414,6 +595,8 @@ def _describe(exc: msgspec.ValidationError, raw: dict[str, Any], sources: dict[s
     elif section_field and path.endswith(section_field.group(1)):
         path = f"{path}.{section_field.group(2)}"
         message = section_field.group(3)
+    elif message == "Number out of range":  # a string such as "1e400" from the environment
+        message = "must be a finite number, got a value out of range"
     elif message[:1].isupper():
         message = message[0].lower() + message[1:]
     source = sources.get(path)

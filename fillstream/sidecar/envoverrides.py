@@ -61,54 +61,78 @@ def apply_env_overrides(
     return out, sources
 
 
-def _apply(node: dict[str, Any], info: mi.Type, parts: list[str], value: str, var: str) -> str:  # noqa: C901 - to split (issue 11)
+def _apply(node: dict[str, Any], info: mi.Type, parts: list[str], value: str, var: str) -> str:
+    """Set ``value`` at ``parts`` below ``node`` (of type ``info``); returns the field path."""
     path = ""
     t = info
     for i, part in enumerate(parts):
-        t = _unwrap(t)
-        if not isinstance(t, mi.StructType):
-            raise ConfigError(f"{var}: {path or 'config'} has no sub-field {part.lower()!r}")
-        field = next((f for f in t.fields if f.encode_name == part.lower()), None)
-        if field is None:
-            raise ConfigError(f"{var}: {path or 'config'} has no field {part.lower()!r}")
+        field = _field(t, part, path, var)
         path = f"{path}.{field.encode_name}" if path else field.encode_name
         ftype = _unwrap(field.type)
-        last = i == len(parts) - 1
-        if last:
-            if isinstance(ftype, mi.StructType):
-                raise ConfigError(f"{var}: {path} is a section; name one of its fields")
-            if isinstance(ftype, _SEQUENCES) and not _is_struct_seq(ftype):
-                node[field.encode_name] = [v.strip() for v in value.split(",") if v.strip()]
-            else:
-                node[field.encode_name] = value
+        if i == len(parts) - 1:
+            _set_leaf(node, field.encode_name, ftype, value, path=path, var=var)
             return path
-        if isinstance(ftype, _SEQUENCES) and _is_struct_seq(ftype):
-            # accounts: the next part is the account's name.
-            items = node.get(field.encode_name)
-            wanted = parts[i + 1]
-            match = [
-                item
-                for item in (items if isinstance(items, list) else [])
-                if isinstance(item, dict) and _norm(str(item.get("name", ""))) == _norm(wanted)
-            ]
-            if len(match) != 1:
-                why = "no" if not match else "more than one"
-                raise ConfigError(
-                    f"{var}: {why} [[{field.encode_name}]] entry named {wanted.lower()!r} "
-                    "in the config file"
-                )
-            rest = parts[i + 2 :]
-            if not rest:
-                raise ConfigError(f"{var}: name a field of {field.encode_name}[{wanted.lower()}]")
-            label = match[0].get("name")
-            sub = _apply(match[0], ftype.item_type, rest, value, var)
-            return f"{path}[{label}].{sub}"
+        if _is_struct_seq(ftype):
+            assert isinstance(ftype, _SEQUENCES)
+            return _apply_to_entry(node, field.encode_name, ftype, parts[i + 1 :], value, var=var)
         child = node.setdefault(field.encode_name, {})
         if not isinstance(child, dict):
             raise ConfigError(f"{var}: {path} in the config file is not a table")
         node = child
         t = ftype
     raise ConfigError(f"{var}: names no field")  # pragma: no cover - parts is never empty
+
+
+def _field(t: mi.Type, part: str, path: str, var: str) -> mi.Field:
+    """The field of the struct type ``t`` that ``part`` names (case-insensitively)."""
+    t = _unwrap(t)
+    if not isinstance(t, mi.StructType):
+        raise ConfigError(f"{var}: {path or 'config'} has no sub-field {part.lower()!r}")
+    field = next((f for f in t.fields if f.encode_name == part.lower()), None)
+    if field is None:
+        raise ConfigError(f"{var}: {path or 'config'} has no field {part.lower()!r}")
+    return field
+
+
+def _set_leaf(
+    node: dict[str, Any], name: str, ftype: mi.Type, value: str, *, path: str, var: str
+) -> None:
+    if isinstance(ftype, mi.StructType):
+        raise ConfigError(f"{var}: {path} is a section; name one of its fields")
+    if isinstance(ftype, _SEQUENCES) and not _is_struct_seq(ftype):
+        node[name] = [v.strip() for v in value.split(",") if v.strip()]
+    else:
+        node[name] = value
+
+
+def _apply_to_entry(
+    node: dict[str, Any],
+    name: str,
+    ftype: mi.ListType | mi.VarTupleType | mi.SetType | mi.FrozenSetType,
+    parts: list[str],
+    value: str,
+    *,
+    var: str,
+) -> str:
+    """``accounts``: ``parts[0]`` is the account's name, the rest a field of that entry."""
+    items = node.get(name)
+    wanted = parts[0]
+    match = [
+        item
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and _norm(str(item.get("name", ""))) == _norm(wanted)
+    ]
+    if len(match) != 1:
+        why = "no" if not match else "more than one"
+        raise ConfigError(
+            f"{var}: {why} [[{name}]] entry named {wanted.lower()!r} in the config file"
+        )
+    rest = parts[1:]
+    if not rest:
+        raise ConfigError(f"{var}: name a field of {name}[{wanted.lower()}]")
+    label = match[0].get("name")
+    sub = _apply(match[0], ftype.item_type, rest, value, var)
+    return f"{name}[{label}].{sub}"
 
 
 def _is_struct_seq(t: mi.Type) -> bool:

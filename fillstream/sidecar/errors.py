@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from fillstream.ledger.errors import FillstreamError
 from fillstream.sidecar.secrets import scrub
+
+
+class Unreachable(FillstreamError):
+    """A dependency could not be reached; the message names it and its (masked) address:
+    ``cannot reach PostgreSQL at postgresql://fill:****@db/fills: ConnectionRefusedError: …``."""
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:

@@ -9,13 +9,17 @@
 * ``GET /status``: JSON per account (state, last-event age, cursor lag, outbox pending, last
   reconcile, ingest health, the symbols the venue refuses and when each is retried). Never
   contains a secret: the view builds it from names and numbers only.
-* ``POST /reconcile?account=NAME``: trigger a reconcile now; 404 unless enabled in config.
+* ``POST /reconcile?account=NAME``: trigger a reconcile now; 404 unless enabled in config. With
+  a token configured (``http.reconcile_token_env`` / ``_file``) the request must carry
+  ``Authorization: Bearer <token>`` (compared in constant time), else 401; the token is never
+  logged, and neither is what a refused request sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Mapping
@@ -24,6 +28,8 @@ from typing import Any, Protocol
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from fillstream.sidecar.secrets import Secret
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -97,12 +103,16 @@ class HttpServer:
         port: int,
         loop_stall_s: float = 5.0,
         enable_reconcile: bool = False,
+        reconcile_token: Secret | None = None,
     ) -> None:
         self._view = view
         self._host = host
         self._port = port
         self._loop_stall_s = loop_stall_s
         self._enable_reconcile = enable_reconcile
+        self._reconcile_token = (
+            reconcile_token.reveal().encode() if reconcile_token is not None else None
+        )
         self.lag = LoopLagMonitor()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -155,6 +165,17 @@ class HttpServer:
                 {"error": "the reconcile endpoint is disabled (http.enable_reconcile_endpoint)"},
                 404,
             )
+        if not self._authorized(request):
+            log.warning(
+                "POST /reconcile refused: missing or wrong bearer token",
+                extra={"remote": request.remote or ""},
+            )
+            return web.Response(
+                body=_json.encode({"error": "a valid 'Authorization: Bearer <token>' is required"}),
+                status=401,
+                content_type="application/json",
+                headers={"WWW-Authenticate": 'Bearer realm="fillstream"'},
+            )
         account = request.query.get("account", "")
         if not account:
             return _json_response({"error": "missing ?account=NAME"}, 400)
@@ -164,6 +185,14 @@ class HttpServer:
             return _json_response({"error": f"no enabled account named {account!r}"}, 404)
         log.info("manual reconcile requested", extra={"account": account})
         return _json_response(result, 202)
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self._reconcile_token is None:
+            return True
+        scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(supplied.strip().encode(), self._reconcile_token)
 
 
 def _json_response(body: object, status: int) -> web.Response:

@@ -9,7 +9,10 @@ a single fill, never held back waiting for company.
 
 After the commit the worker hands the new outbox rows straight to the relay (the fast path to
 JetStream) and resolves the submitters' futures. The PostgreSQL unique key decides what is new;
-a new fill whose source is ``reconcile`` is one the stream missed, and is counted as such.
+a new fill whose source is ``reconcile`` is one the stream missed, and is counted as such, unless
+it was made before the account's stream first streamed in this process (see
+:meth:`Pipeline.expect_stream`): such a fill (history, found by the start-up backfill) counts as
+``before_stream``.
 
 A batch PostgreSQL refuses for its *data* is never handed back to be retried forever: it is split
 until the refused facts are alone (:mod:`fillstream.sidecar.isolate`), those go to the quarantine
@@ -43,6 +46,7 @@ from fillstream.ledger import (
     Market,
     Position,
     StatusChange,
+    StreamState,
 )
 from fillstream.sidecar import metrics
 from fillstream.sidecar.isolate import batch_of, facts, ingest_isolating, merge_outcomes
@@ -51,6 +55,7 @@ from fillstream.storage import (
     IngestOutcome,
     JetStreamPublisher,
     Ledger,
+    OrderPublishing,
     OutboxRelay,
     PublishedListener,
     Quarantine,
@@ -111,6 +116,11 @@ class _Worker:
         self.fills = {s: metrics.FILLS_TOTAL.labels(account, m, s.value) for s in FillSource}
         self.dups = {s: metrics.FILLS_DUPLICATE.labels(account, m, s.value) for s in FillSource}
         self.missed = metrics.FILLS_MISSED_BY_STREAM.labels(account, m)
+        self.before_stream = metrics.FILLS_BEFORE_STREAM.labels(account, m)
+        # A stream is expected for this account and this is the trade time (ms) from which it
+        # could deliver fills: the start of its first session (None: not streamed yet).
+        self.stream_expected = False
+        self.stream_since_ms: int | None = None
         self.errors = metrics.INGEST_ERRORS.labels(account, m)
         self.orders = metrics.ORDER_TRANSITIONS.labels(account, m)
         declare_metrics(account, m)
@@ -270,7 +280,7 @@ class _Worker:
         for source, n in new.items():
             self.fills[source].inc(n)
         if new[FillSource.RECONCILE]:
-            self.missed.inc(new[FillSource.RECONCILE])
+            self._attribute([f for f in outcome.new_fills if f.source is FillSource.RECONCILE])
         for source, n in collections.Counter(f.source for f in outcome.duplicate_fills).items():
             self.dups[source].inc(n)
         m = self.market.value
@@ -284,7 +294,27 @@ class _Worker:
         if outcome.orders:
             self.orders.inc(len(outcome.orders))
 
+    def _attribute(self, recovered: Sequence[Fill]) -> None:
+        """REST-first fills: missed by the stream, or made before its first session began."""
+        before = 0
+        if self.stream_expected:
+            since = self.stream_since_ms
+            before = sum(1 for f in recovered if since is None or f.trade_time_ms < since)
+        missed = len(recovered) - before
+        if missed:
+            self.missed.inc(missed)
+        if before:
+            self.before_stream.inc(before)
+            log.info(
+                "%s/%s: %d fill(s) from before the stream's first session stored from REST",
+                self.account,
+                self.market,
+                before,
+            )
+
     async def _status(self, change: StatusChange) -> None:
+        if change.state is StreamState.STREAMING and self.stream_since_ms is None:
+            self.stream_since_ms = change.time_ms
         try:
             message = await self.pipeline.ledger.record_status(change)
         except DB_ERRORS as exc:
@@ -463,6 +493,13 @@ class Pipeline:
         )
         return future
 
+    def expect_stream(self, account: str, market: Market) -> None:
+        """A stream runs for ``account`` in this process. Until its first session starts
+        streaming, and for trades made before that, fills first stored by the reconcile path are
+        counted as ``before_stream`` (history), not as missed by the stream. Idempotent: a
+        restarted account keeps the start of its first session."""
+        self._worker(account, market).stream_expected = True
+
     async def submit(self, batch: IngestBatch) -> IngestResult:
         """Store one batch; returns once committed. Idempotent on every fact's key."""
         return await self.submit_nowait(batch)
@@ -559,6 +596,7 @@ class IngestStack:
         replicas: int = 1,
         max_batch: int = 1000,
         pool_size: int = 10,
+        publish_orders: OrderPublishing = OrderPublishing.ALL,
         on_published: PublishedListener | None = None,
         **publisher_options: Any,
     ) -> IngestStack:
@@ -582,7 +620,7 @@ class IngestStack:
                 **publisher_options,
             )
             await publisher.ensure_stream()
-            ledger = Ledger(pool, prefix=prefix)
+            ledger = Ledger(pool, prefix=prefix, publish_orders=publish_orders)
             relay = OutboxRelay(pool, publisher, on_published=on_published)
             await relay.start()
             pipeline = Pipeline(ledger, relay, max_batch=max_batch)

@@ -5,6 +5,11 @@ refused. Every value wrapped in a ``Secret`` is also remembered in a process-wid
 log formatter (:mod:`fillstream.sidecar.logs`) and the CLI's last-resort error printer can scrub it
 from any text, including tracebacks and third-party messages that quote it.
 
+URLs (DSNs, NATS servers) are masked by ONE function, :func:`mask_url`: the userinfo password,
+a NATS token, and every query parameter that can carry a secret (``password``, ``sslpassword``,
+``token``...). :func:`scrub` applies it to every URL found in free text, so every output channel
+that goes through ``scrub`` (logs, CLI errors, ``check``, start-up errors) masks the same parts.
+
 Secrets come only from environment variables or files (design.md §5); the config holds their
 *names*, never their values.
 """
@@ -16,7 +21,7 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus
 
 from fillstream.ledger.errors import ConfigError
 
@@ -71,36 +76,100 @@ def remember(value: str) -> None:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every remembered secret and every URL password replaced by ``****``."""
+    """``text`` with every remembered secret replaced by ``****`` and every URL in it passed
+    through :func:`mask_url` (passwords, tokens and secret query parameters)."""
     with _registry_lock:
         values = sorted(_registry, key=len, reverse=True)
     for value in values:
         if value in text:
             text = text.replace(value, MASK)
-    return _URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    return _URL.sub(lambda m: mask_url(m.group(0)), text)
 
 
-# scheme://user:password@ — the password part of any URL-like string (DSNs, NATS URLs).
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
+# Anything URL-shaped inside free text (log lines, exception messages, tracebacks).
+# Trailing punctuation is left out: "cannot connect to <url>: refused" keeps its colon.
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"<>`]*[^\s\"<>`:;,.)'\]]")
+# Query parameters whose value is a secret, by name (lower case, after percent-decoding): libpq's
+# password/sslpassword, tokens, nkey seeds, JWTs, API keys, Binance listenKeys and signatures. A
+# name containing one of these words counts too (``auth_token``, ``db_password``, ``sslkey``: a
+# path is not a secret, but hiding one costs less than a rule that misses a real key).
+_SECRET_PARAM_WORDS = ("pass", "pwd", "token", "secret", "seed", "jwt", "key", "signature")
+# NATS reads ``nats://TOKEN@host`` (a userinfo without ``:``) as a token, not a user name.
+_TOKEN_USERINFO_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+
+
+def _secret_param(name: str) -> bool:
+    key = unquote_plus(name).strip().lower()
+    return any(word in key for word in _SECRET_PARAM_WORDS)
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password (if any) masked; the rest is kept for diagnostics."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` fit to print: the userinfo password (and a NATS token userinfo) and the value of
+    every secret-bearing query parameter replaced by ``****``; scheme, user, hosts, path and the
+    other parameters kept for diagnostics.
+
+    The one masking function for DSNs and server URLs: the CLI, ``check``, the start-up errors
+    and the log formatter (through :func:`scrub`) all use it. Works on text only, so it never
+    raises, even on a malformed URL (``postgresql://[::1``, ``postgresql://h:notaport/db``).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:{MASK}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            userinfo = f"{user}:{MASK}"
+        elif scheme.lower() in _TOKEN_USERINFO_SCHEMES:
+            userinfo = MASK
+        netloc = f"{userinfo}@{hosts}"
+    before, q, query = tail.partition("?")
+    if q:
+        query, hash_, fragment = query.partition("#")
+        params = [_mask_param(p) for p in query.split("&")]
+        tail = f"{before}?{'&'.join(params)}{hash_}{fragment}"
+    return f"{scheme}://{netloc}{tail}"
+
+
+def _mask_param(param: str) -> str:
+    name, eq, _value = param.partition("=")
+    return f"{name}={MASK}" if eq and _secret_param(name) else param
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of ``url`` that :func:`mask_url` hides (percent-decoded as well)."""
+    masked = mask_url(url)
+    found: list[str] = []
+    for raw, shown in zip(_url_parts(url), _url_parts(masked), strict=True):
+        if raw != shown and raw:
+            found.extend({raw, unquote_plus(raw)})
+    return found
+
+
+def _url_parts(url: str) -> list[str]:
+    _, _, rest = url.partition("://")
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, _, _ = rest[:cut].rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    parts = [password if colon else user]
+    query = rest[cut:].partition("?")[2].partition("#")[0]
+    parts.extend(p.partition("=")[2] for p in query.split("&"))
+    return parts
+
+
+def url_query_names(url: str) -> set[str]:
+    """The (lower-case, percent-decoded) names of ``url``'s query parameters."""
+    query = url.partition("?")[2].partition("#")[0]
+    return {unquote_plus(p.partition("=")[0]).lower() for p in query.split("&") if p}
 
 
 def remember_url_password(url: str) -> None:
-    """Register the password embedded in ``url`` (e.g. a DSN) as a secret."""
-    password = urlsplit(url).password
-    if password:
-        remember(password)
+    """Register every secret embedded in ``url`` (a DSN's password or ``?password=``, a NATS
+    token) so that :func:`scrub` hides it even where it appears outside a URL."""
+    for value in url_secrets(url):
+        remember(value)
 
 
 def read_secret(

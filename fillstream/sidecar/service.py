@@ -45,7 +45,7 @@ from fillstream.sidecar.pipeline import IngestState, Pipeline
 from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.sidecar.service_metrics import SHUTDOWN_OUTBOX_LEFT
 from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts
-from fillstream.storage import Ledger, OutboxRelay, migrate
+from fillstream.storage import Ledger, OrderPublishing, OutboxRelay, migrate
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,11 @@ class Service:
         )
         await relay.start()
         opened.append(relay)
-        ledger = Ledger(pool, prefix=config.nats.subject_prefix)
+        ledger = Ledger(
+            pool,
+            prefix=config.nats.subject_prefix,
+            publish_orders=OrderPublishing(config.nats.publish_orders),
+        )
         pipeline = Pipeline(
             ledger,
             relay,
@@ -192,6 +196,7 @@ class Service:
             port=config.http.port,
             loop_stall_s=config.http.loop_stall_s,
             enable_reconcile=config.http.enable_reconcile_endpoint,
+            reconcile_token=config.http.reconcile_token(self._environ),
         )
         try:
             await http.start()

@@ -18,12 +18,13 @@ from typing import IO
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from fillstream.sidecar.clients import connect_nats_servers
+from fillstream.sidecar.clients import connect_nats_servers, nats_tls_context
+from fillstream.sidecar.config import NatsConfig
 
 
 async def tail(
     *,
-    servers: list[str],
+    nats: NatsConfig,
     subject: str,
     out: IO[str],
     stream: str | None = None,
@@ -33,8 +34,18 @@ async def tail(
     timeout_s: float | None = None,
 ) -> int:
     """Print messages until SIGINT/SIGTERM, ``count`` messages, or ``timeout_s``; returns how
-    many were printed. Raises when NATS cannot be reached."""
-    nc = await connect_nats_servers(servers, name="fillstream-tail")
+    many were printed. Connects with ``nats``' TLS and credentials settings and no retry loop:
+    raises :class:`~fillstream.sidecar.clients.Unreachable` (naming the servers) within the
+    connect timeout, at once when the credentials or TLS are refused."""
+    nc = await connect_nats_servers(
+        list(nats.servers),
+        name="fillstream-tail",
+        reconnect=False,
+        connect_timeout_s=nats.connect_timeout_s,
+        credentials_file=nats.credentials_file,
+        tls=nats_tls_context(nats),
+        tls_hostname=nats.tls_hostname,
+    )
     done = asyncio.Event()
     printed = 0
 

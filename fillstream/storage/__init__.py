@@ -3,7 +3,7 @@ JetStream publisher and outbox relay. Imports only ``fillstream.ledger`` of ours
 
 from fillstream.storage.cursors import PgCursorStore
 from fillstream.storage.migrations import migrate, migrate_dsn
-from fillstream.storage.orders import PgOrderView
+from fillstream.storage.orders import OrderPublishing, PgOrderView
 from fillstream.storage.payloads import OutboxMessage, json_schemas
 from fillstream.storage.pool import DB_ERRORS, create_pool
 from fillstream.storage.publisher import JetStreamPublisher, PublishOutcome, connect
@@ -17,6 +17,7 @@ __all__ = [
     "IngestOutcome",
     "JetStreamPublisher",
     "Ledger",
+    "OrderPublishing",
     "OutboxMessage",
     "OutboxRelay",
     "PgCursorStore",

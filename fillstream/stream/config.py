@@ -12,6 +12,7 @@ from urllib.parse import quote
 import msgspec
 
 from fillstream.ledger import ConfigError
+from fillstream.ledger.bounds import Range, out_of_range
 
 UrlForm = Literal["path", "query", "stream"]
 
@@ -37,6 +38,35 @@ USDM_WS_URLS: Final[dict[str, str]] = {
     "demo": "wss://fstream.binancefuture.com",
 }
 """Base WebSocket URLs of the USDⓈ-M user stream per endpoint set (``custom`` gives its own)."""
+
+
+_DAY_S = 86400.0
+# Sane range of every number (issue 11): low enough for the tests' fast settings, high enough for
+# any deployment, and never nan/inf. Both ends inclusive.
+_RANGES: Final[dict[str, Range]] = {
+    "open_timeout_s": (0.1, 600.0),
+    "close_timeout_s": (0.0, 600.0),
+    "ping_interval_s": (0.05, 600.0),
+    "ping_timeout_s": (0.05, 600.0),
+    "keepalive_interval_s": (0.05, 3600.0),
+    "keepalive_jitter_s": (0.0, 3600.0),
+    "keepalive_attempts": (1, 100),
+    "keepalive_retry_s": (0.01, 600.0),
+    "stale_after_s": (0.1, _DAY_S),
+    "stale_recheck_max_s": (0.0, _DAY_S),
+    "watchdog_symbols_max": (1, 1000),
+    "tick_s": (0.01, 60.0),
+    "trade_lite_grace_s": (0.0, 3600.0),
+    "rotate_after_s": (0.1, _DAY_S),
+    "rotation_overlap_s": (0.0, 600.0),
+    "backoff_initial_s": (0.01, 600.0),
+    "backoff_max_s": (0.01, 3600.0),
+    "degraded_after_s": (0.0, _DAY_S),
+    "queue_max": (1, 10_000_000),
+    "max_batch": (1, 1_000_000),
+    "submit_retry_max_s": (0.01, 3600.0),
+    "gap_margin_ms": (0, 3_600_000),
+}
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -88,31 +118,15 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         """Return self, or raise :class:`ConfigError` naming the bad field."""
         if not self.ws_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"stream.ws_url must start with ws:// or wss://: {self.ws_url!r}")
-        positive = (
-            "open_timeout_s",
-            "ping_interval_s",
-            "ping_timeout_s",
-            "keepalive_interval_s",
-            "stale_after_s",
-            "tick_s",
-            "rotate_after_s",
-            "backoff_initial_s",
-            "backoff_max_s",
-            "submit_retry_max_s",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"stream.{name} must be > 0")
+        problem = out_of_range(self, _RANGES)
+        if problem is not None:
+            raise ConfigError(f"stream.{problem}")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ConfigError("stream.backoff_max_s must be >= stream.backoff_initial_s")
         if self.keepalive_interval_s + self.keepalive_jitter_s >= 3600:
             raise ConfigError("stream.keepalive_interval_s + jitter must stay under the 60 min key")
-        if self.queue_max < 1 or self.max_batch < 1 or self.keepalive_attempts < 1:
-            raise ConfigError("stream.queue_max, max_batch and keepalive_attempts must be >= 1")
         if self.url_form != "path" and "ORDER_TRADE_UPDATE" not in self.events:
             raise ConfigError("stream.events must include ORDER_TRADE_UPDATE (the fills)")
-        if self.gap_margin_ms < 0 or self.keepalive_jitter_s < 0 or self.rotation_overlap_s < 0:
-            raise ConfigError("stream margins, jitter and overlap must be >= 0")
         return self
 
     def url(self, listen_key: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from fillstream.ledger import ConfigError, Market
@@ -202,16 +203,22 @@ def test_bad_environment_overrides_name_the_variable_or_field(
         ),
         (('api_secret_env = "ALPHA_API_SECRET"', ""), "accounts[alpha].api_secret: set exactly"),
         (("ALPHA_API_SECRET", "MISSING_VAR"), "accounts[alpha].api_secret_env: environment"),
-        (("[database]", "[database]\npool_max_size = 0"), "database.pool_max_size: expected `int`"),
+        (
+            ("[database]", "[database]\npool_max_size = 0"),
+            "database.pool_max_size: must be an integer between 1",
+        ),
         (("[database]", '[nats]\nstream = "a.b"\n[database]'), "nats.stream: only letters"),
         (("[database]", '[nats]\nservers = ["http://x"]\n[database]'), "nats.servers: 'http://"),
         (("[database]", '[logging]\nlevel = "LOUD"\n[database]'), "logging.level: one of"),
         (("[database]", "[reconcile]\ninterval_s = -1\n[database]"), "reconcile.interval_s: must"),
-        (("[database]", "[stream]\ntick_s = 0\n[database]"), "stream.tick_s: must be > 0"),
+        (
+            ("[database]", "[stream]\ntick_s = 0\n[database]"),
+            "stream.tick_s: must be a finite number between 0.01",
+        ),
         (("[database]", "[stream]\nws_url = 'ws://x'\n[database]"), "stream.ws_url: set ws_url"),
         (
             ("[[accounts]]", "[[accounts]]\nreconcile = {horizon_days = 100}"),
-            "accounts[alpha].reconcile.horizon_days: must be ≤ 90",
+            "accounts[alpha].reconcile.horizon_days: must be a finite number between 0.001 and 90",
         ),
         (
             ("[[accounts]]", "[[accounts]]\nstream = {backoff_max_s = 0.1}"),
@@ -256,3 +263,158 @@ def test_secrets_are_masked_in_every_repr(tmp_path: Path) -> None:
         assert KEY not in text
     assert "****" in repr(creds)
     assert creds.api_secret.reveal() == SECRET
+
+
+# -- every number finite and in a sane range (issue 11) ----------------------------------------
+
+# (section table as TOML, field) for one duration/interval/size of every section.
+NUMBERS = [
+    ("database", "command_timeout_s"),
+    ("database", "connect_timeout_s"),
+    ("database", "pool_max_size"),
+    ("nats", "connect_timeout_s"),
+    ("nats", "duplicate_window_s"),
+    ("nats", "publish_window"),
+    ("http", "loop_stall_s"),
+    ("pipeline", "max_batch"),
+    ("pipeline", "outbox_retention_s"),
+    ("rest", "request_timeout_s"),
+    ("rest", "recv_window_ms"),
+    ("service", "shutdown_deadline_s"),
+    ("stream", "stale_after_s"),
+    ("stream", "ping_interval_s"),
+    ("stream", "queue_max"),
+    ("reconcile", "interval_s"),
+    ("reconcile", "horizon_days"),
+    ("reconcile", "page_limit"),
+]
+BAD_VALUES = ["nan", "inf", "-inf", "1e400", "0", "-1", "-0.5", "1e12", "99999999999999999999"]
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+@pytest.mark.parametrize(("section", "field"), NUMBERS)
+def test_every_number_is_finite_and_in_range(
+    tmp_path: Path, section: str, field: str, value: str
+) -> None:
+    text = MINIMAL.replace("[[accounts]]", f"[{section}]\n{field} = {value}\n\n[[accounts]]", 1)
+    if section == "database":
+        text = MINIMAL.replace("[database]", f"[database]\n{field} = {value}", 1)
+    message = error(tmp_path, text)
+    assert message.startswith(f"{section}.{field}: "), message
+    # A range the operator can act on, or (a string where a number belongs) the type.
+    assert "must be" in message or "expected" in message, message
+
+
+@pytest.mark.parametrize("value", ["nan", "1e400", "0", "-3"])
+def test_environment_overrides_are_range_checked_too(tmp_path: Path, value: str) -> None:
+    message = error(tmp_path, MINIMAL, FILLSTREAM_STREAM__STALE_AFTER_S=value)
+    # The top-level value is also each account's default: either path may be named first.
+    assert "stream.stale_after_s: must be a finite number" in message, message
+
+
+def test_per_account_sections_are_range_checked(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[[accounts]]", "[[accounts]]\nstream = {ping_interval_s = nan}")
+    assert error(tmp_path, text).startswith(
+        "accounts[alpha].stream.ping_interval_s: must be a finite number between"
+    )
+    text = MINIMAL.replace("[[accounts]]", "[[accounts]]\nreconcile = {interval_s = inf}")
+    assert error(tmp_path, text).startswith(
+        "accounts[alpha].reconcile.interval_s: must be a finite number between"
+    )
+
+
+def test_every_number_of_every_section_has_a_range() -> None:
+    """A new duration or size must come with its sane range (the tables beside the fields)."""
+    import typing
+
+    from fillstream.reconcile import settings as reconcile_settings
+    from fillstream.sidecar import config as sidecar_config
+    from fillstream.stream import config as stream_config
+
+    tables: list[tuple[type[msgspec.Struct], typing.Mapping[str, object]]] = [
+        (stream_config.StreamSettings, stream_config._RANGES),
+        (reconcile_settings.ReconcileSettings, reconcile_settings._RANGES),
+    ]
+    for name in ("DatabaseConfig", "NatsConfig", "HttpConfig", "PipelineConfig"):
+        cls = getattr(sidecar_config, name)
+        tables.append((cls, cls._ranges))
+    for name in ("RestConfig", "ServiceConfig"):
+        cls = getattr(sidecar_config, name)
+        tables.append((cls, cls._ranges))
+    missing = []
+    for cls, ranges in tables:
+        hints = typing.get_type_hints(cls)
+        for field in (f.name for f in msgspec.structs.fields(cls)):
+            if hints[field] in (int, float) and field not in ranges:
+                missing.append(f"{cls.__name__}.{field}")
+    assert missing == []
+
+
+def test_missing_files_are_named(tmp_path: Path) -> None:
+    for section, field in (
+        ("nats", "credentials_file"),
+        ("nats", "tls_ca_file"),
+        ("database", "sslrootcert"),
+    ):
+        if section == "database":
+            text = MINIMAL.replace("[database]", f'[database]\n{field} = "{tmp_path}/nope"')
+        else:
+            text = MINIMAL.replace(
+                "[[accounts]]", f'[nats]\n{field} = "{tmp_path}/nope"\n\n[[accounts]]'
+            )
+        assert error(tmp_path, text) == (
+            f"{section}.{field}: cannot read {tmp_path}/nope: No such file or directory"
+        )
+
+
+def test_tls_settings(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    text = MINIMAL.replace(
+        "[database]", f'[database]\nsslmode = "verify-full"\nsslrootcert = "{ca}"'
+    ).replace("[[accounts]]", f'[nats]\ntls_ca_file = "{ca}"\n\n[[accounts]]')
+    config = load(tmp_path, text)
+    assert config.database.resolve_dsn() == (
+        f"postgresql://fill@127.0.0.1:5433/fills?sslmode=verify-full&sslrootcert={ca}"
+    )
+    assert config.nats.tls_wanted  # a CA means TLS, even with nats:// URLs
+    assert not load(tmp_path, MINIMAL).nats.tls_wanted
+    assert error(tmp_path, MINIMAL.replace("[database]", '[database]\nsslmode = "sometimes"')) == (
+        "database.sslmode: one of disable, allow, prefer, require, verify-ca, verify-full"
+    )
+    both = MINIMAL.replace('fills"', 'fills?sslmode=require"').replace(
+        "[database]", '[database]\nsslmode = "verify-full"'
+    )
+    assert error(tmp_path, both).startswith("database.sslmode: also given in the DSN")
+    half = MINIMAL.replace("[[accounts]]", f'[nats]\ntls_cert_file = "{ca}"\n\n[[accounts]]')
+    assert error(tmp_path, half).startswith("nats.tls_cert_file: set both")
+    ws = MINIMAL.replace(
+        "[[accounts]]", '[nats]\nservers = ["ws://h:80"]\ntls_required = true\n\n[[accounts]]'
+    )
+    assert error(tmp_path, ws).startswith("nats.servers: TLS is required here; use wss://")
+
+
+def test_reconcile_token_from_env_or_file(tmp_path: Path) -> None:
+    token = "a-bearer-token-of-32-characters!"
+    text = MINIMAL.replace(
+        "[[accounts]]", '[http]\nreconcile_token_env = "RECONCILE_TOKEN"\n\n[[accounts]]'
+    )
+    config = load(tmp_path, text, RECONCILE_TOKEN=token)
+    secret = config.http.reconcile_token({"RECONCILE_TOKEN": token})
+    assert secret is not None
+    assert secret.reveal() == token
+    assert token not in repr(config)
+    assert error(tmp_path, text).startswith(
+        "http.reconcile_token_env: environment variable RECONCILE_TOKEN is not set"
+    )
+    assert error(tmp_path, text, RECONCILE_TOKEN="short").startswith(
+        "http.reconcile_token_env: the token must be at least 16 characters"
+    )
+    (tmp_path / "token").write_text(token + "\n")
+    from_file = MINIMAL.replace(
+        "[[accounts]]", f'[http]\nreconcile_token_file = "{tmp_path}/token"\n\n[[accounts]]'
+    )
+    file_secret = load(tmp_path, from_file).http.reconcile_token()
+    assert file_secret is not None
+    assert file_secret.reveal() == token
+    assert load(tmp_path, MINIMAL).http.reconcile_token() is None

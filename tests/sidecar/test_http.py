@@ -6,13 +6,18 @@ The endpoints against the real service are exercised in ``test_run_process.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import pytest
 
 from fillstream.sidecar.http import HttpServer, LoopLagMonitor, Readiness
+from fillstream.sidecar.secrets import Secret
+
+TOKEN = "reconcile-token-0123456789abcdef"
 
 
 class _View:
@@ -84,6 +89,49 @@ async def test_reconcile_endpoint_is_off_unless_enabled() -> None:
         assert view.triggered == []
     finally:
         await server.aclose()
+
+
+async def test_reconcile_endpoint_needs_the_bearer_token_when_one_is_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    view = _View(ready=True)
+    server = HttpServer(
+        view, host="127.0.0.1", port=0, enable_reconcile=True, reconcile_token=Secret(TOKEN)
+    )
+    url = await server.start()
+    refused = [
+        {},
+        {"Authorization": TOKEN},  # no scheme
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Bearer {TOKEN[:-1]}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": "Bearer wrong-token-guess-0123456789abcdef"},
+    ]
+    caplog.set_level(logging.INFO, logger="fillstream.sidecar.http")
+    try:
+        async with aiohttp.ClientSession() as http:
+            for headers in refused:
+                async with http.post(f"{url}/reconcile?account=alpha", headers=headers) as r:
+                    assert r.status == 401, headers
+                    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+                    assert TOKEN not in await r.text()
+            assert view.triggered == []
+            good = {"Authorization": f"Bearer {TOKEN}"}
+            async with http.post(f"{url}/reconcile?account=alpha", headers=good) as r:
+                assert r.status == 202
+            async with http.post(
+                f"{url}/reconcile?account=alpha", headers={"Authorization": f"bearer  {TOKEN} "}
+            ) as r:
+                assert r.status == 202  # the scheme is case-insensitive (RFC 7235)
+            async with http.get(f"{url}/status") as r:  # the read-only endpoints stay open
+                assert r.status == 200
+        assert view.triggered == ["alpha", "alpha"]
+    finally:
+        await server.aclose()
+    assert "POST /reconcile refused" in caplog.text
+    assert TOKEN not in caplog.text
+    assert TOKEN[:-1] not in caplog.text
 
 
 async def test_loop_lag_monitor_sees_a_stalled_loop() -> None:

@@ -141,11 +141,14 @@ def _permanent(error: object) -> bool:
 class _NatsEvents:
     """nats-py's callbacks: logged once connected; before that, only the last error is kept
     (for the one-line reason when the first connection never succeeds), and a permanent one
-    (TLS refused or failed, credentials refused) ends the first connect at once."""
+    (TLS refused or failed, credentials refused) ends the first connect at once, as does the
+    ``give_up_after``-th error of any kind (without reconnecting: every server tried once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, give_up_after: int | None = None) -> None:
         self.nc: NatsClient | None = None
         self.last_error: object = None
+        self.errors = 0
+        self.give_up_after = give_up_after
         self.fatal = asyncio.Event()
 
     def callback(self, kind: str) -> Callable[..., Awaitable[None]]:
@@ -153,7 +156,9 @@ class _NatsEvents:
             nc = self.nc
             if nc is None:
                 self.last_error = args[0] if args else kind
-                if _permanent(self.last_error):
+                self.errors += 1
+                limit = self.give_up_after
+                if _permanent(self.last_error) or (limit is not None and self.errors >= limit):
                     self.fatal.set()
                 return
             if nc.is_closed or nc.is_draining:
@@ -182,7 +187,9 @@ async def connect_nats_servers(
     lost connection is retried forever (the outbox keeps every message meanwhile); without it
     the first failure is final.
     """
-    events = _NatsEvents()
+    # nats-py's max_reconnect_attempts=0 retries a refused first connection forever: without
+    # reconnecting, give up once each server has failed once.
+    events = _NatsEvents(give_up_after=None if reconnect else len(servers))
     nc = _FailClosedClient()
     nc.require_tls = tls is not None
     options: dict[str, Any] = {"tls": tls, "tls_hostname": tls_hostname} if tls else {}

@@ -16,7 +16,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from fillstream.ledger.errors import ConfigError
-from fillstream.sidecar.config import AccountConfig, Config, NatsConfig
+from fillstream.sidecar.config import AccountConfig, Config, nats_tls_context
 from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
@@ -106,28 +106,6 @@ def transport_tls_version(nc: NatsClient) -> str | None:
     if server is not None and server.uri.scheme == "wss":  # aiohttp's TLS, not a stream writer
         return "TLS (wss)"
     return None
-
-
-def nats_tls_context(n: NatsConfig) -> ssl.SSLContext | None:
-    """The client TLS context of ``[nats]`` (``None`` when TLS is not wanted); a CA or key file
-    that is not valid PEM is a :class:`ConfigError` naming the field."""
-    if not n.tls_wanted:
-        return None
-    try:
-        context = ssl.create_default_context(cafile=n.tls_ca_file)
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"nats.tls_ca_file: not a usable CA bundle: {exc}") from None
-    if n.tls_cert_file is not None:
-        try:
-            context.load_cert_chain(n.tls_cert_file, n.tls_key_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"nats.tls_cert_file: the certificate and tls_key_file do not load: {exc}"
-            ) from None
-    if not n.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _permanent(error: object) -> bool:

@@ -36,6 +36,7 @@ from fillstream.sidecar.clients import (
     weight_budgets,
 )
 from fillstream.sidecar.config import Config
+from fillstream.sidecar.errors import Unreachable
 from fillstream.sidecar.http import HttpServer, Readiness
 from fillstream.sidecar.pipeline import Pipeline
 from fillstream.sidecar.secrets import mask_url, scrub
@@ -119,6 +120,8 @@ class Service:
             servers = ", ".join(mask_url(s) for s in config.nats.servers)
             try:
                 nc = await connect_nats(config)
+            except Unreachable as exc:  # already names NATS and the (masked) servers
+                raise StartupError(str(exc)) from exc
             except Exception as exc:  # nats-py raises several unrelated types here
                 raise StartupError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
             opened.append(nc)

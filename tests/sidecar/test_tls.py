@@ -15,12 +15,8 @@ import msgspec
 import pytest
 
 from fillstream.sidecar.cli import EXIT_OK, EXIT_PROBLEMS
-from fillstream.sidecar.clients import (
-    connect_nats_servers,
-    nats_tls_context,
-    transport_tls_version,
-)
-from fillstream.sidecar.config import NatsConfig
+from fillstream.sidecar.clients import connect_nats_servers, transport_tls_version
+from fillstream.sidecar.config import NatsConfig, nats_tls_context
 from fillstream.sidecar.errors import Unreachable
 from fillstream.simulator import SimConfig, Simulator
 from tests.conftest import NatsTarget

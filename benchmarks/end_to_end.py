@@ -529,8 +529,11 @@ class FillstreamClient:
         venue: ReplayVenue,
         index: dict[Any, int],
         servers: dict[str, int],
+        *,
+        publish_orders: str = "all",
     ) -> None:
         self.dsn = dsn
+        self.publish_orders = publish_orders
         self.nats_url = nats_url
         self.venue = venue
         self.index = index
@@ -559,6 +562,7 @@ class FillstreamClient:
 
     async def __aenter__(self) -> FillstreamClient:
         from fillstream.sidecar.pipeline import IngestStack
+        from fillstream.storage import OrderPublishing
 
         self.stack = await IngestStack.open(
             self.dsn,
@@ -567,6 +571,7 @@ class FillstreamClient:
             prefix="e2e",
             on_published=self._on_published,
             window=100,  # [nats] publish_window's default
+            publish_orders=OrderPublishing(self.publish_orders),
         )
         return self
 
@@ -688,6 +693,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await admin.close()
         dsn = pg.dsn("bench")
         await migrate_dsn(dsn)
+        if args.preload:
+            from benchmarks.preload_ledger import preload
+
+            n = args.preload
+            await preload(dsn, fills=int(1e7 * n), closes=int(1e6 * n), orders=int(2e6 * n))
         if args.pg_statements:
             conn = await asyncpg.connect(dsn)
             await conn.execute("CREATE EXTENSION pg_stat_statements")
@@ -704,7 +714,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         async with ReplayVenue(path) as venue:
             assert venue.proc is not None
             servers["venue"] = venue.proc.pid
-            async with FillstreamClient(dsn, nats_url, venue, index, servers) as ours:
+            async with FillstreamClient(
+                dsn, nats_url, venue, index, servers, publish_orders=args.publish_orders
+            ) as ours:
                 for label, fills, rate in runs["fillstream"]:
                     results.append(await ours.run(label, fills, rate))
                     print_run(results[-1])
@@ -771,12 +783,18 @@ def build_report(
         command += f" --nats-sync {args.nats_sync}"
     if args.events != "all":
         command += f" --events {args.events}"
+    if args.preload:
+        command += f" --preload {args.preload:g}"
+    if args.publish_orders != "all":
+        command += f" --publish-orders {args.publish_orders}"
     report = {
         "benchmark": "end_to_end",
         "command": command,
         "nats_sync_interval": args.nats_sync,
         "events": args.events,
         "events_per_fill": round(events_per_fill, 2),
+        "preloaded_fills": int(1e7 * args.preload),
+        "publish_orders": args.publish_orders,
         "fsync_ms": round(fsync_ms(Path(tempfile.gettempdir())), 3),
         "machine": {
             "cpus": os.cpu_count(),
@@ -813,6 +831,18 @@ def main(argv: list[str] | None = None) -> None:
         choices=["all", "fills"],
         default="all",
         help="fills: replay only the execution frames (a diagnostic of the other events' cost)",
+    )
+    parser.add_argument(
+        "--preload",
+        type=float,
+        default=0.0,
+        help="first load a ledger of this many times 10^7 fills, 10^6 closes, 2x10^6 orders",
+    )
+    parser.add_argument(
+        "--publish-orders",
+        choices=["all", "terminal", "none"],
+        default="all",
+        help="[nats] publish_orders of the fillstream runs (the default: all)",
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)

@@ -223,27 +223,13 @@ class JsFacts:
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-async def load_jetstream(url: str, stream: str, prefix: str, accounts: Iterable[str]) -> JsFacts:  # noqa: C901 - to split (issue 11)
+async def load_jetstream(url: str, stream: str, prefix: str, accounts: Iterable[str]) -> JsFacts:
     wanted = set(accounts)
     facts = JsFacts()
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
     try:
         ordered: list[tuple[int, str, bytes]] = []
-
-        def on_fill(_seq: int, msg_id: str, data: bytes) -> None:
-            facts.messages += 1
-            payload = _decode(data)
-            if payload.get("account") not in wanted:
-                return
-            key = fill_id(
-                payload["account"], payload["symbol"], payload["trade_id"], payload["order_id"]
-            )
-            if msg_id != key:
-                facts.id_mismatches.append(f"{msg_id} carries {key}")
-            facts.copies[key] = facts.copies.get(key, 0) + 1
-            facts.fills.setdefault(key, payload)
-
-        await _read(nc, stream, f"{prefix}.fill.>", on_fill)
+        await _read(nc, stream, f"{prefix}.fill.>", lambda _s, i, d: _on_fill(facts, wanted, i, d))
         for subject in ("position.closed", "position.corrected"):
             await _read(
                 nc, stream, f"{prefix}.{subject}.>", lambda s, i, d: ordered.append((s, i, d))
@@ -252,22 +238,38 @@ async def load_jetstream(url: str, stream: str, prefix: str, accounts: Iterable[
         await nc.close()
     for _, msg_id, data in sorted(ordered):
         payload = _decode(data)
-        if payload.get("account") not in wanted:
-            continue
-        if msg_id.startswith("close:"):
-            facts.messages += 1
-            base = _close_base(msg_id)
-            revision = int(payload.get("revision", 0))
-            if revision >= facts.close_revisions.get(base, -1):
-                facts.closes[base] = payload
-                facts.close_revisions[base] = revision
-        elif msg_id.startswith("retracted:"):
-            facts.messages += 1
-            base = _close_base(msg_id.removeprefix("retracted:"))
-            if facts.closes.pop(base, None) is not None:
-                facts.retracted += 1
-                facts.close_revisions.pop(base, None)
+        if payload.get("account") in wanted:
+            _on_close_message(facts, msg_id, payload)
     return facts
+
+
+def _on_fill(facts: JsFacts, wanted: set[str], msg_id: str, data: bytes) -> None:
+    facts.messages += 1
+    payload = _decode(data)
+    if payload.get("account") not in wanted:
+        return
+    key = fill_id(payload["account"], payload["symbol"], payload["trade_id"], payload["order_id"])
+    if msg_id != key:
+        facts.id_mismatches.append(f"{msg_id} carries {key}")
+    facts.copies[key] = facts.copies.get(key, 0) + 1
+    facts.fills.setdefault(key, payload)
+
+
+def _on_close_message(facts: JsFacts, msg_id: str, payload: dict[str, Any]) -> None:
+    """A close (its latest revision wins) or a retraction, in stream order."""
+    if msg_id.startswith("close:"):
+        facts.messages += 1
+        base = _close_base(msg_id)
+        revision = int(payload.get("revision", 0))
+        if revision >= facts.close_revisions.get(base, -1):
+            facts.closes[base] = payload
+            facts.close_revisions[base] = revision
+    elif msg_id.startswith("retracted:"):
+        facts.messages += 1
+        base = _close_base(msg_id.removeprefix("retracted:"))
+        if facts.closes.pop(base, None) is not None:
+            facts.retracted += 1
+            facts.close_revisions.pop(base, None)
 
 
 def _close_base(msg_id: str) -> str:

@@ -41,10 +41,11 @@ Checks (each one a :class:`Check`; any failure makes the soak exit non-zero):
 ``metrics``
     in the final fillstream process (counters restart with a process; its rows are those
     received after it was spawned): per account ``fills_total{stream} + fills_total{reconcile}``
-    = its PostgreSQL rows, per source; ``fills_missed_by_stream_total`` =
-    ``fills_total{reconcile}``; the outbox gauge reads 0 within 90 s of the outbox table emptying
-    (the relay resynchronises its count on a 60 s cycle); and over the calm phase the increase of
-    ``fills_missed_by_stream_total`` equals the venue's dropped fill events.
+    = its PostgreSQL rows, per source; ``fills_missed_by_stream_total`` +
+    ``fills_before_stream_total`` = ``fills_total{reconcile}``; the outbox gauge reads 0 within
+    90 s of the outbox table emptying (the relay resynchronises its count on a 60 s cycle); and
+    over the calm phase the increase of ``fills_missed_by_stream_total`` equals the venue's
+    dropped fill events.
 ``service``
     fillstream never exited by itself, and its final SIGTERM shutdown exited 0.
 ``convergence``
@@ -221,37 +222,13 @@ def check_js_fields(pg: PgFacts, js: JsFacts) -> Check:
     return Check("fill fields (JetStream = PostgreSQL)", bad == 0, summary, bad, details)
 
 
-def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check:  # noqa: C901 - to split (issue 11)
+def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check:
     truth = truth_closes(truth_doc)
     details: list[str] = []
-    bad = 0
     tk, pk, jk = set(truth), set(pg.closes), set(js.closes)
-    for name, have in (("PostgreSQL", pk), ("JetStream", jk)):
-        missing, extra = tk - have, have - tk
-        bad += len(missing) + len(extra)
-        if missing:
-            details.append(f"{name}: {len(missing)} close(s) missing, e.g. {sorted(missing)[:2]}")
-        if extra:
-            sample = sorted(extra)[:2]
-            why = {(pg.closes.get(k) or js.closes.get(k) or {}).get("reason") for k in extra}
-            details.append(f"{name}: {len(extra)} close(s) not in truth {why}, e.g. {sample}")
-    field_bad = 0
-    for key, want in truth.items():
-        for name, store in (("PostgreSQL", pg.closes), ("JetStream", js.closes)):
-            payload = store.get(key)
-            if payload is None:
-                continue
-            problem = _diff(want, close_view(payload))
-            if problem:
-                field_bad += 1
-                if len(details) < EXAMPLES:
-                    details.append(f"{name} {key}: {problem}")
-    pg_js = 0
-    for key in pk & jk:
-        if pg.closes[key] != js.closes[key] or pg.close_revisions[key] != js.close_revisions[key]:
-            pg_js += 1
-            if len(details) < EXAMPLES:
-                details.append(f"{key}: PostgreSQL payload ≠ JetStream payload")
+    bad = _close_ids(tk, pg, js, details)
+    field_bad = _close_fields(truth, pg, js, details)
+    pg_js = _closes_pg_vs_js(pk & jk, pg, js, details)
     bad += field_bad + pg_js
     reasons: dict[str, int] = {}
     for want in truth.values():
@@ -264,6 +241,50 @@ def check_closes(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts) -> Check: 
         + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     )
     return Check("closes", bad == 0, summary, bad, details)
+
+
+def _close_ids(truth: set[str], pg: PgFacts, js: JsFacts, details: list[str]) -> int:
+    """Closes missing from, or extra in, PostgreSQL and JetStream."""
+    bad = 0
+    for name, have in (("PostgreSQL", set(pg.closes)), ("JetStream", set(js.closes))):
+        missing, extra = truth - have, have - truth
+        bad += len(missing) + len(extra)
+        if missing:
+            details.append(f"{name}: {len(missing)} close(s) missing, e.g. {sorted(missing)[:2]}")
+        if extra:
+            sample = sorted(extra)[:2]
+            why = {(pg.closes.get(k) or js.closes.get(k) or {}).get("reason") for k in extra}
+            details.append(f"{name}: {len(extra)} close(s) not in truth {why}, e.g. {sample}")
+    return bad
+
+
+def _close_fields(
+    truth: dict[str, dict[str, Any]], pg: PgFacts, js: JsFacts, details: list[str]
+) -> int:
+    """Stored closes whose fields differ from the truth."""
+    field_bad = 0
+    for key, want in truth.items():
+        for name, store in (("PostgreSQL", pg.closes), ("JetStream", js.closes)):
+            payload = store.get(key)
+            if payload is None:
+                continue
+            problem = _diff(want, close_view(payload))
+            if problem:
+                field_bad += 1
+                if len(details) < EXAMPLES:
+                    details.append(f"{name} {key}: {problem}")
+    return field_bad
+
+
+def _closes_pg_vs_js(keys: set[str], pg: PgFacts, js: JsFacts, details: list[str]) -> int:
+    """Closes in both whose payload or revision differ."""
+    pg_js = 0
+    for key in keys:
+        if pg.closes[key] != js.closes[key] or pg.close_revisions[key] != js.close_revisions[key]:
+            pg_js += 1
+            if len(details) < EXAMPLES:
+                details.append(f"{key}: PostgreSQL payload ≠ JetStream payload")
+    return pg_js
 
 
 def _sources(pg: PgFacts, account: str) -> dict[str, int]:
@@ -417,12 +438,15 @@ def check_metrics(pg: PgFacts, run: RunRecord) -> Check:
             for s in ("stream", "reconcile")
         }
         missed = int(m.value("fillstream_fills_missed_by_stream_total", account=a))
+        missed += int(m.value("fillstream_fills_before_stream_total", account=a))
         if got != rows:
             bad += abs(got["stream"] - rows["stream"]) + abs(got["reconcile"] - rows["reconcile"])
             details.append(f"{a}: fills_total {got} ≠ PostgreSQL rows of this process {rows}")
         if missed != got["reconcile"]:
             bad += abs(missed - got["reconcile"])
-            details.append(f"{a}: missed_by_stream {missed} ≠ fills_total{{reconcile}}")
+            details.append(
+                f"{a}: missed_by_stream + before_stream {missed} ≠ fills_total{{reconcile}}"
+            )
         parts.append(f"{a} {got['stream']:,}+{got['reconcile']:,}={len(mine):,}")
     pending = m.value("fillstream_outbox_pending")
     if pending:

@@ -35,6 +35,8 @@ from fillstream.ledger.types import (
 )
 
 ZERO = Decimal(0)
+DEFAULT_HORIZON_MS = 6 * 3600 * 1000  # of trade time: how late a fill may be and still refold
+DEFAULT_MAX_ENTRIES = 20_000  # per position: what one refold may cost at most (~0.1 s)
 _ADJUSTMENT_ORDER = 1 << 62  # an exchange correction sorts after every fill of its millisecond
 _FUNDING_ORDER = 1 << 61  # a funding payment sorts after the fills of its millisecond, too
 
@@ -268,25 +270,50 @@ class _PositionLedger:
                 self.emitted[cid] = revised
                 change.closes.append(revised)
 
-    def seal(self, horizon_ms: int) -> None:  # noqa: C901 - to split (issue 11)
-        """Forget entries before the last close older than the horizon (the position was flat)."""
+    def seal(self, horizon_ms: int, max_entries: int) -> None:
+        """Forget entries up to a flat point: the last one older than the horizon, or, past
+        ``max_entries`` held, the newest one in the older half of what is held (see
+        :class:`PositionBook`)."""
         if not self.entries or not self.emitted:
             return
         newest = self.sort_keys[-1][0]
+        over = len(self.entries) > max_entries
         # Sealing only trims memory, so it need not run on every fill: scanning the held closes
         # once per 1/16 of the horizon (of trade time) keeps the hot path O(1) per fill.
-        if newest < self.next_seal_ms:
+        if newest < self.next_seal_ms and not over:
             return
         self.next_seal_ms = newest + max(horizon_ms // 16, 1)
-        cut: PositionClose | None = None
-        for close in self.emitted.values():
-            if (
-                close.closed_at_ms < newest - horizon_ms and _close_sort_key(close) in self.flat_at
-            ) and (cut is None or close.closed_at_ms > cut.closed_at_ms):
-                cut = close
-        if cut is None:
-            return
-        boundary = _close_sort_key(cut)
+        boundary = self._seal_point(newest - horizon_ms)
+        if over:
+            by_size = self._size_seal_point(max_entries)
+            if by_size is not None and (boundary is None or by_size > boundary):
+                boundary = by_size
+        if boundary is not None:
+            self._forget_through(boundary)
+
+    def _flat_close_keys(self) -> list[SortKey]:
+        keys = (_close_sort_key(c) for c in self.emitted.values())
+        return sorted(k for k in keys if k in self.flat_at)
+
+    def _seal_point(self, older_than_ms: int) -> SortKey | None:
+        cut: SortKey | None = None
+        for key in self._flat_close_keys():
+            if key[0] < older_than_ms:
+                cut = key
+        return cut
+
+    def _size_seal_point(self, max_entries: int) -> SortKey | None:
+        flat = self._flat_close_keys()
+        if not flat:
+            return None  # one lifecycle longer than the cap: it is held whole
+        held = len(self.sort_keys)
+        keep_from = self.sort_keys[held - max_entries // 2 - 1]
+        older = [k for k in flat if k <= keep_from]
+        if older and held - bisect.bisect_right(self.sort_keys, older[-1]) <= max_entries:
+            return older[-1]
+        return flat[-1]
+
+    def _forget_through(self, boundary: SortKey) -> None:
         index = bisect.bisect_right(self.sort_keys, boundary)
         for entry in self.entries[:index]:
             if isinstance(entry, Fill):
@@ -301,6 +328,26 @@ class _PositionLedger:
             if _close_sort_key(close) <= boundary:
                 del self.emitted[cid]
 
+    def holds(self, entry: Entry) -> bool:
+        if isinstance(entry, Fill):
+            return entry.key in self.fill_keys
+        if isinstance(entry, FundingFee):
+            return entry.tran_id in self.funding_keys
+        return False
+
+    def add(self, entry: Entry) -> bool:
+        """Hold a new entry; True when an incremental step is valid (it is the youngest)."""
+        if self.sealed_through is None or sort_key(entry) > self.sealed_through:
+            return self.insert(entry)
+        # Older than anything we still hold: fold it in last rather than lose it.
+        self.entries.append(entry)
+        self.sort_keys.append(self.sort_keys[-1] if self.sort_keys else sort_key(entry))
+        if isinstance(entry, Fill):
+            self.fill_keys.add(entry.key)
+        elif isinstance(entry, FundingFee):
+            self.funding_keys.add(entry.tran_id)
+        return True
+
 
 class PositionBook:
     """All positions of one account on one market.
@@ -309,12 +356,32 @@ class PositionBook:
     (same :class:`FillKey`) within the held range are ignored, so any interleaving of the same
     fills, with duplicates, yields the same positions and the same closes. Below the sealed range
     the store's unique key is the authority: the pipeline hands the book only new fills.
+
+    What a position holds is bounded twice, since a late entry refolds everything held: by trade
+    time (entries before the last flat point older than ``horizon_ms`` are sealed) and by size.
+    Past ``max_entries`` held, the book seals at the newest flat point that leaves between
+    ``max_entries // 2`` and ``max_entries`` entries held (if there is none, at the newest flat
+    point), so a refold never folds more than ``max_entries`` entries plus one batch. A fill
+    older than the sealed range is folded in last, as the horizon already does; it cannot revise
+    a sealed close. A position
+    that has not been flat since more than ``max_entries`` entries ago has no safe seal point
+    (a restart reloads from a flat point): it is held whole until it is flat again.
     """
 
-    def __init__(self, account: str, market: Market, *, horizon_ms: int = 6 * 3600 * 1000) -> None:
+    def __init__(
+        self,
+        account: str,
+        market: Market,
+        *,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        if max_entries < 2:
+            raise ValueError("max_entries must be at least 2")
         self.account = account
         self.market = market
         self.horizon_ms = horizon_ms
+        self.max_entries = max_entries
         self._ledgers: dict[PositionKey, _PositionLedger] = {}
         self._algo_types: dict[int, str] = {}
 
@@ -325,7 +392,7 @@ class PositionBook:
             ledger = self._ledgers[key] = _PositionLedger(key)
         return ledger
 
-    def apply(  # noqa: C901 - to split (issue 11)
+    def apply(
         self,
         fills: Iterable[Fill] = (),
         corrections: Iterable[PositionCorrection] = (),
@@ -338,53 +405,49 @@ class PositionBook:
         lands inside a closed lifecycle revises that close (its ``funding`` changes).
         """
         change = BookChange()
+        # key -> needs a full refold. Only closes emitted before this call can carry a stale
+        # reason: the links are in place before this call's fills are folded.
+        touched = self._relink(algo_links)
+        entries: list[Entry] = [*fills, *corrections, *funding]
+        for entry in entries:
+            self._fold(entry, touched, change)
+        for key, needs_refold in touched.items():
+            ledger = self._ledgers[key]
+            if needs_refold:
+                ledger.diff(ledger.refold(self._algo_types), change)
+            ledger.seal(self.horizon_ms, self.max_entries)
+            change.positions.append(ledger.position())
+        return change
+
+    def _relink(self, algo_links: Iterable[AlgoLink]) -> dict[PositionKey, bool]:
         relinked = {
             link.order_id: link.algo_type
             for link in algo_links
             if link.order_id is not None and self._algo_types.get(link.order_id) != link.algo_type
         }
+        if not relinked:
+            return {}
         self._algo_types.update(relinked)
-        touched: dict[PositionKey, bool] = {}  # key -> needs a full refold
-        entries: list[Entry] = [*fills, *corrections, *funding]
-        for entry in entries:
-            if entry.account != self.account or entry.market is not self.market:
-                raise ValueError(f"entry for {entry.account}/{entry.market} in book {self.account}")
-            ledger = self._ledger(entry.symbol, entry.position_side)
-            if isinstance(entry, Fill) and entry.key in ledger.fill_keys:
-                continue
-            if isinstance(entry, FundingFee) and entry.tran_id in ledger.funding_keys:
-                continue
-            if ledger.sealed_through is not None and sort_key(entry) <= ledger.sealed_through:
-                # Older than anything we still hold: fold it in last rather than lose it.
-                ledger.entries.append(entry)
-                ledger.sort_keys.append(
-                    ledger.sort_keys[-1] if ledger.sort_keys else sort_key(entry)
-                )
-                if isinstance(entry, Fill):
-                    ledger.fill_keys.add(entry.key)
-                elif isinstance(entry, FundingFee):
-                    ledger.funding_keys.add(entry.tran_id)
-                youngest = True
-            else:
-                youngest = ledger.insert(entry)
-            if touched.get(ledger.key) or not youngest:
-                touched[ledger.key] = True
-                continue
-            touched[ledger.key] = False
-            for close in ledger.step(entry, self._algo_types):
-                ledger.emitted[_close_id(close)] = close
-                change.closes.append(close)
-        if relinked:
-            for ledger in self._ledgers.values():
-                if any(c.close_order_id in relinked for c in ledger.emitted.values()):
-                    touched[ledger.key] = True
-        for key, needs_refold in touched.items():
-            ledger = self._ledgers[key]
-            if needs_refold:
-                ledger.diff(ledger.refold(self._algo_types), change)
-            ledger.seal(self.horizon_ms)
-            change.positions.append(ledger.position())
-        return change
+        return {
+            ledger.key: True
+            for ledger in self._ledgers.values()
+            if any(c.close_order_id in relinked for c in ledger.emitted.values())
+        }
+
+    def _fold(self, entry: Entry, touched: dict[PositionKey, bool], change: BookChange) -> None:
+        if entry.account != self.account or entry.market is not self.market:
+            raise ValueError(f"entry for {entry.account}/{entry.market} in book {self.account}")
+        ledger = self._ledger(entry.symbol, entry.position_side)
+        if ledger.holds(entry):
+            return
+        youngest = ledger.add(entry)
+        if touched.get(ledger.key) or not youngest:
+            touched[ledger.key] = True
+            return
+        touched[ledger.key] = False
+        for close in ledger.step(entry, self._algo_types):
+            ledger.emitted[_close_id(close)] = close
+            change.closes.append(close)
 
     def restore(self, entries: Iterable[Entry], closes: Iterable[PositionClose]) -> BookChange:
         """Rebuild after a restart from stored entries and the closes already recorded.
@@ -410,6 +473,10 @@ class PositionBook:
 
     def position(self, symbol: str, position_side: PositionSide) -> Position:
         return self._ledger(symbol, position_side).position()
+
+    def held(self, symbol: str, position_side: PositionSide) -> int:
+        """How many entries the position holds for refolds (bounded by ``max_entries``)."""
+        return len(self._ledger(symbol, position_side).entries)
 
     def sealed_through(self, symbol: str, position_side: PositionSide) -> SortKey | None:
         """Entries at or before this (trade time, trade id, order id) are no longer needed."""

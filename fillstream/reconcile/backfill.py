@@ -306,7 +306,7 @@ class Backfill:
         FILLS_NEW.labels(self.account, self.market).inc(outcome.new_fills)
         if outcome.new_fills:
             log.info(
-                "%s %s: %d fill(s) the stream missed recovered over REST",
+                "%s %s: %d new fill(s) recovered over REST",
                 self.account,
                 symbol,
                 outcome.new_fills,

@@ -48,10 +48,23 @@ class FundingPoller:
         self._since_ms: int | None = None
         self._seen: OrderedDict[int, None] = OrderedDict()
 
-    async def run(self) -> int:  # noqa: C901 - to split (issue 11)
+    async def run(self) -> int:
         """One read from the watermark; returns how many payments were submitted."""
         now = int(time.time() * 1000)
         start = self._since_ms if self._since_ms is not None else now - self.lookback_ms
+        rows = await self._read(start, now)
+        hedged = {
+            p.symbol
+            for p in await self.sink.positions(self.account, self.market)
+            if p.position_side is not PositionSide.BOTH
+        }
+        fees = [fee for row in rows if (fee := self._fee(row, hedged)) is not None]
+        if fees:
+            await self._submit(fees)
+        self._since_ms = now - REST_LAG_MS
+        return len(fees)
+
+    async def _read(self, start: int, now: int) -> list[Income]:
         rows: list[Income] = []
         for _ in range(MAX_PAGES):
             raw = await self.venue.income(
@@ -64,50 +77,44 @@ class FundingPoller:
             if len(raw) < PAGE or not page:
                 break
             start = max(r.time for r in page)  # inclusive: the same ms may continue; tranId dedups
-        hedged = {
-            p.symbol
-            for p in await self.sink.positions(self.account, self.market)
-            if p.position_side is not PositionSide.BOTH
-        }
-        fees: list[FundingFee] = []
-        for row in rows:
-            tran_id = _int(row.tranId)
-            if row.incomeType != "FUNDING_FEE" or not row.symbol or tran_id is None:
-                continue
-            if tran_id in self._seen or row.symbol in hedged:
-                continue
-            try:
-                amount = dec(row.income, "income")
-            except ValueError:
-                BAD_ROWS.labels(self.account, self.market, "income").inc()
-                continue
-            fees.append(
-                FundingFee(
-                    account=self.account,
-                    market=self.market,
-                    symbol=row.symbol,
-                    position_side=PositionSide.BOTH,
-                    amount=amount,
-                    asset=row.asset,
-                    time_ms=row.time,
-                    tran_id=tran_id,
-                )
+        return rows
+
+    def _fee(self, row: Income, hedged: set[str]) -> FundingFee | None:
+        """The payment of ``row``; None if not a new one-way funding payment (or malformed)."""
+        tran_id = _int(row.tranId)
+        if row.incomeType != "FUNDING_FEE" or not row.symbol or tran_id is None:
+            return None
+        if tran_id in self._seen or row.symbol in hedged:
+            return None
+        try:
+            amount = dec(row.income, "income")
+        except ValueError:
+            BAD_ROWS.labels(self.account, self.market, "income").inc()
+            return None
+        return FundingFee(
+            account=self.account,
+            market=self.market,
+            symbol=row.symbol,
+            position_side=PositionSide.BOTH,
+            amount=amount,
+            asset=row.asset,
+            time_ms=row.time,
+            tran_id=tran_id,
+        )
+
+    async def _submit(self, fees: list[FundingFee]) -> None:
+        await self.sink.submit(
+            IngestBatch(
+                account=self.account,
+                market=self.market,
+                source=FillSource.RECONCILE,
+                funding=tuple(fees),
             )
-        if fees:
-            await self.sink.submit(
-                IngestBatch(
-                    account=self.account,
-                    market=self.market,
-                    source=FillSource.RECONCILE,
-                    funding=tuple(fees),
-                )
-            )
-            for fee in fees:
-                self._seen[fee.tran_id] = None
-            while len(self._seen) > SEEN_MAX:
-                self._seen.popitem(last=False)
-        self._since_ms = now - REST_LAG_MS
-        return len(fees)
+        )
+        for fee in fees:
+            self._seen[fee.tran_id] = None
+        while len(self._seen) > SEEN_MAX:
+            self._seen.popitem(last=False)
 
 
 def _int(value: int | str) -> int | None:

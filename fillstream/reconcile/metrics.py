@@ -24,7 +24,8 @@ FILLS_FOUND = Counter(
 )
 FILLS_NEW = Counter(
     "fillstream_reconcile_fills_new_total",
-    "Fills the reconcile path stored first: fills the stream missed.",
+    "Fills the reconcile path stored first (missed by the stream, or from before its first "
+    "session).",
     ["account", "market"],
 )
 CURSOR_LAG = Gauge(
@@ -50,5 +51,17 @@ BAD_ROWS = Counter(
 GAPS = Counter(
     "fillstream_reconcile_gaps_total",
     "Gap windows received from the stream path.",
+    ["account", "market"],
+)
+SYMBOLS_SET_ASIDE = Gauge(
+    "fillstream_reconcile_symbols_set_aside",
+    "Symbols the venue refuses (-1121 invalid symbol, ...) set aside from reconcile runs; "
+    "retried rarely. The account's other symbols are reconciled as usual.",
+    ["account", "market"],
+)
+SYMBOLS_REFUSED = Counter(
+    "fillstream_reconcile_symbol_refusals_total",
+    "Per-symbol refusals by the venue (-1121 invalid symbol, -1122, -4141) that set a symbol "
+    "aside (again).",
     ["account", "market"],
 )

@@ -1,14 +1,17 @@
 """REST rows → ledger types. The only place the reconcile path turns amount strings into Decimal.
 
 Rows arrive as decoded JSON; :func:`decode_rows` checks their shape once (msgspec ``convert``)
-and sets aside what does not fit, so one malformed row never hides the others.
+and sets aside what does not fit, so one malformed row never hides the others. Amounts, ids and
+enums go through the converters the stream path uses too (:mod:`fillstream.ledger.amounts`,
+:mod:`fillstream.ledger.fields`): a trade becomes the same fill on both paths, and a value they
+reject raises ``MalformedInput`` (a ``ValueError``), which the callers count as a bad row.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
@@ -21,8 +24,9 @@ from fillstream.ledger import (
     OrderUpdate,
     PositionCorrection,
     PositionSide,
-    Side,
 )
+from fillstream.ledger.amounts import amount, identifier, optional_amount
+from fillstream.ledger.fields import position_side, side, venue_fill
 from fillstream.reconcile.wire import AlgoOrder, Order, PositionRisk, UserTrade
 
 log = logging.getLogger(__name__)
@@ -51,15 +55,10 @@ def decode_row(raw: Any, row_type: type[T]) -> T:
     return msgspec.convert(raw, row_type)
 
 
-def dec(value: str | int | float, field: str = "amount") -> Decimal:
-    """A venue amount string as Decimal; ``ValueError`` when it is not a finite number."""
-    try:
-        result = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"{field}: not a decimal: {str(value)[:40]!r}") from None
-    if not result.is_finite():
-        raise ValueError(f"{field}: not finite: {value!r}")
-    return result
+def dec(value: str | None, field: str = "amount") -> Decimal:
+    """A venue amount string as Decimal; ``MalformedInput`` (a ``ValueError``) unless it is a
+    finite amount in range (see :mod:`fillstream.ledger.amounts`)."""
+    return amount(value, field)
 
 
 class OrderInfo(msgspec.Struct, frozen=True):
@@ -88,25 +87,24 @@ def fill_from_user_trade(
     info: OrderInfo | None,
     received_at_ns: int | None = None,
 ) -> Fill:
-    """A ``userTrades`` row (plus its order's details when known) as a reconcile-sourced Fill."""
-    if trade.side:
-        side = Side(trade.side)
-    else:
-        side = Side.BUY if (trade.isBuyer or trade.buyer) else Side.SELL
-    return Fill(
+    """A ``userTrades`` row (plus its order's details when known) as a reconcile-sourced Fill.
+
+    ``quote_qty`` is ``price * qty`` as on the stream (the row's ``quoteQty`` is not read).
+    """
+    side_text = trade.side or ("BUY" if trade.isBuyer or trade.buyer else "SELL")
+    return venue_fill(
         account=account,
         market=market,
         symbol=trade.symbol,
         trade_id=trade.id,
         order_id=trade.orderId,
-        side=side,
-        position_side=PositionSide(trade.positionSide or "BOTH"),
-        price=dec(trade.price, "price"),
-        qty=dec(trade.qty, "qty"),
-        quote_qty=dec(trade.quoteQty, "quoteQty"),
-        commission=dec(trade.commission, "commission"),
+        side_text=side_text,
+        position_side_text=trade.positionSide or "BOTH",
+        price_text=trade.price,
+        qty_text=trade.qty,
+        commission_text=trade.commission,
         commission_asset=trade.commissionAsset,
-        realized_pnl=dec(trade.realizedPnl, "realizedPnl"),
+        realized_pnl_text=trade.realizedPnl,
         maker=bool(trade.maker or trade.isMaker),
         trade_time_ms=trade.time,
         source=FillSource.RECONCILE,
@@ -132,20 +130,20 @@ def order_update_from_order(
         account=account,
         market=market,
         symbol=order.symbol,
-        order_id=order.orderId,
+        order_id=identifier(order.orderId, "orderId"),
         client_order_id=order.clientOrderId,
-        side=Side(order.side),
-        position_side=PositionSide(order.positionSide or "BOTH"),
+        side=side(order.side),
+        position_side=position_side(order.positionSide or "BOTH"),
         order_type=order.type,
         orig_type=order.origType or order.type,
         status=status or order.status,
-        price=dec(order.price, "price"),
-        avg_price=dec(order.avgPrice, "avgPrice"),
-        orig_qty=dec(order.origQty, "origQty"),
-        filled_qty=dec(order.executedQty, "executedQty"),
-        stop_price=dec(order.stopPrice, "stopPrice"),
+        price=optional_amount(order.price, "price"),
+        avg_price=optional_amount(order.avgPrice, "avgPrice"),
+        orig_qty=optional_amount(order.origQty, "origQty"),
+        filled_qty=optional_amount(order.executedQty, "executedQty"),
+        stop_price=optional_amount(order.stopPrice, "stopPrice"),
         reduce_only=order.reduceOnly,
-        close_position=order.closePosition,
+        close_position=bool(order.closePosition),
         update_time_ms=update_time_ms or order.updateTime or order.time,
         source=FillSource.RECONCILE,
         received_at_ns=received_at_ns,
@@ -158,7 +156,7 @@ def actual_order_id(algo: AlgoOrder) -> int | None:
     if value is None or value in ("", 0, "0"):
         return None
     try:
-        return int(value)
+        return identifier(int(value), "actualOrderId")
     except ValueError:
         return None
 
@@ -169,7 +167,7 @@ def algo_link_from_algo_order(algo: AlgoOrder, *, account: str, market: Market) 
         market=market,
         symbol=algo.symbol,
         algo_id=algo.algoId,
-        client_algo_id=algo.clientAlgoId,
+        client_algo_id=algo.clientAlgoId or "",
         algo_type=algo.orderType,
         status=algo.algoStatus,
         order_id=actual_order_id(algo),
@@ -178,7 +176,7 @@ def algo_link_from_algo_order(algo: AlgoOrder, *, account: str, market: Market) 
 
 
 def position_key(row: PositionRisk) -> tuple[str, PositionSide]:
-    return row.symbol, PositionSide(row.positionSide or "BOTH")
+    return row.symbol, position_side(row.positionSide or "BOTH")
 
 
 def position_qty(row: PositionRisk) -> Decimal:
@@ -196,7 +194,7 @@ def correction_from_risk(
 ) -> PositionCorrection:
     """The exchange's view of one position (``row`` None: the position is gone)."""
     qty = position_qty(row) if row is not None else Decimal(0)
-    entry = dec(row.entryPrice, "entryPrice") if row is not None and qty else Decimal(0)
+    entry = optional_amount(row.entryPrice, "entryPrice") if row is not None and qty else Decimal(0)
     return PositionCorrection(
         account=account,
         market=market,

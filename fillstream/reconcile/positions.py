@@ -10,6 +10,7 @@ with ``reconciled_unknown``. Entry prices alone never trigger a correction (roun
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -31,6 +32,7 @@ from fillstream.reconcile.parse import (
     position_key,
     position_qty,
 )
+from fillstream.reconcile.setaside import SetAside
 from fillstream.reconcile.wire import PositionRisk
 
 log = logging.getLogger(__name__)
@@ -73,11 +75,20 @@ Backfiller = Callable[[str], Awaitable[int | None]]
 class PositionSync:
     """Compares one account's book with the exchange and corrects what backfills cannot."""
 
-    def __init__(self, *, account: str, market: Market, venue: Venue, sink: FillSink) -> None:
+    def __init__(
+        self,
+        *,
+        account: str,
+        market: Market,
+        venue: Venue,
+        sink: FillSink,
+        set_aside: SetAside | None = None,
+    ) -> None:
         self.account = account
         self.market = market
         self.venue = venue
         self.sink = sink
+        self.set_aside = set_aside
 
     async def snapshot(self, symbol: str | None = None) -> Snapshot:
         raw = await self.venue.position_risk(symbol)
@@ -108,7 +119,13 @@ class PositionSync:
         suspects = mismatches(first.qty, await self.book())
         corrections: list[PositionCorrection] = []
         for symbol in sorted({s for s, _ in suspects}):
-            corrections.extend(await self._settle(symbol, first, backfill, dry_run=dry_run))
+            settle = functools.partial(self._settle, symbol, first, backfill, dry_run=dry_run)
+            if self.set_aside is None:
+                corrections.extend(await settle())
+            else:
+                # A symbol the venue refuses (delisted) cannot be proven either way: set aside,
+                # never corrected blind; the other symbols are checked as usual.
+                corrections.extend(await self.set_aside.guard(symbol, settle) or [])
         if corrections and not dry_run:
             await self.sink.submit(
                 IngestBatch(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -47,6 +48,7 @@ from fillstream.reconcile.metrics import CURSOR_LAG, DURATION, GAPS, RUNS
 from fillstream.reconcile.orders import OrderSync
 from fillstream.reconcile.positions import PositionSync, Snapshot
 from fillstream.reconcile.repair import ProgressFn, RepairReport, repair_account
+from fillstream.reconcile.setaside import SetAside
 from fillstream.reconcile.settings import ReconcileSettings
 from fillstream.reconcile.symbols import SymbolUniverse
 
@@ -109,7 +111,15 @@ class Reconciler:
             all_symbol_min_interval_s=s.all_symbol_calls_min_interval_s,
             discovery_lookback_ms=int(min(s.horizon_days, 90.0) * 86_400_000),
         )
-        self.positions = PositionSync(account=account, market=market, venue=venue, sink=sink)
+        self.set_aside = SetAside(
+            account=account,
+            market=market,
+            retry_s=s.refused_symbol_retry_s,
+            retry_max_s=s.refused_symbol_retry_max_s,
+        )
+        self.positions = PositionSync(
+            account=account, market=market, venue=venue, sink=sink, set_aside=self.set_aside
+        )
         self.funding = FundingPoller(
             account=account,
             market=market,
@@ -280,8 +290,10 @@ class Reconciler:
         RUNS.labels(self.account, self.market, trigger, report.outcome).inc()
         DURATION.labels(self.account, self.market, trigger).observe(report.duration_s)
         self.last_run = report
+        # A set-aside symbol has no cursor progress to show: it has its own gauge and status.
+        polled = self.universe.current() - self.set_aside.symbols.keys()
         CURSOR_LAG.labels(self.account, self.market).set(
-            self.cursors.lag_s(self.universe.current(), int(time.time() * 1000))
+            self.cursors.lag_s(polled, int(time.time() * 1000))
         )
         return report
 
@@ -342,21 +354,31 @@ class Reconciler:
             else:
                 cutoff = await self._cutoff()
             # The stream's active symbols first: that is where the missed fills most likely are.
-            ordered = sorted(gap.symbols) + sorted(self.universe.current() - gap.symbols)
+            waiting = self.set_aside.waiting()
+            ordered = sorted(gap.symbols - waiting) + sorted(
+                self.universe.current() - gap.symbols - waiting
+            )
             report.symbols = len(ordered)
             # Symbols in parallel (a few at a time): their REST round trips overlap, and the
             # pipeline still applies one batch at a time; the budget orders the requests.
             limit = asyncio.Semaphore(GAP_PARALLEL_SYMBOLS)
 
-            async def sweep(symbol: str) -> SweepResult:
+            async def sweep(symbol: str) -> SweepResult | None:
                 async with limit:
                     cursor = self.cursors.get(symbol)
                     if (
                         cursor is not None
                         and cursor.trade_time_ms >= gap.since_ms - CURSOR_FRESH_MS
                     ):
-                        return await self.backfill.from_cursor(symbol, cutoff_ms=cutoff)
-                    return await self.backfill.window(symbol, gap.since_ms, cutoff_ms=cutoff)
+                        work = functools.partial(
+                            self.backfill.from_cursor, symbol, cutoff_ms=cutoff
+                        )
+                    else:
+                        work = functools.partial(
+                            self.backfill.window, symbol, gap.since_ms, cutoff_ms=cutoff
+                        )
+                    # A refused symbol is set aside; the window's other symbols carry on.
+                    return await self.set_aside.guard(symbol, work)
 
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -368,7 +390,9 @@ class Reconciler:
                     raise
                 raise first from group
             for task in tasks:
-                self._count(report, task.result())
+                result = task.result()
+                if result is not None:
+                    self._count(report, result)
         except BaseException:
             self._gaps[:0] = gaps  # not served: keep them for the next attempt
             raise
@@ -383,14 +407,20 @@ class Reconciler:
         if full or now - self._last_position_check >= self.settings.position_check_interval_s:
             snapshot = await self.positions.snapshot()
             self.universe.note_exchange(snapshot.symbols)
-        symbols = sorted(self.universe.current())
+        symbols = sorted(self.universe.current() - self.set_aside.waiting())
         report.symbols = len(symbols)
         for symbol in symbols:
             await self._checkpoint()
-            result = await self.backfill.from_cursor(
-                symbol, cutoff_ms=await self._cutoff(), checkpoint=self._checkpoint
+            work = functools.partial(
+                self.backfill.from_cursor,
+                symbol,
+                cutoff_ms=await self._cutoff(),
+                checkpoint=self._checkpoint,
             )
-            self._count(report, result)
+            # A refused symbol (delisted: -1121) is set aside; the others carry on.
+            result = await self.set_aside.guard(symbol, work)
+            if result is not None:
+                self._count(report, result)
         interval = self.settings.funding_interval_s
         if (
             interval > 0

@@ -17,10 +17,11 @@ from decimal import Decimal
 
 import msgspec
 
-from fillstream.ledger import PositionCorrection, PositionSide
+from fillstream.ledger import PositionCorrection, PositionSide, VenueError
 from fillstream.reconcile.backfill import Backfill
 from fillstream.reconcile.parse import dec
 from fillstream.reconcile.positions import Backfiller, PositionSync
+from fillstream.reconcile.setaside import refuses_symbol
 from fillstream.reconcile.symbols import SymbolUniverse
 from fillstream.reconcile.wire import UserTrade
 
@@ -81,6 +82,7 @@ class RepairReport(msgspec.Struct, kw_only=True):
     missing: list[MissingFill] = msgspec.field(default_factory=list)
     added: int = 0  # fills the pipeline stored (0 in a dry run)
     corrections: list[PositionCorrection] = msgspec.field(default_factory=list)
+    refused: list[str] = msgspec.field(default_factory=list)  # symbols the venue refuses
 
     @property
     def clean(self) -> bool:
@@ -95,6 +97,8 @@ class RepairReport(msgspec.Struct, kw_only=True):
             f"{len(self.symbols)} symbol(s), {self.found} trade(s) read, "
             f"{len(self.missing)} missing, {len(self.corrections)} position(s) to correct"
         ]
+        if self.refused:
+            out.append(f"  refused by the venue (skipped): {', '.join(self.refused)}")
         for m in self.missing:
             out.append(
                 f"  {verb} fill {m.symbol} trade {m.trade_id} order {m.order_id} {m.side} "
@@ -139,7 +143,13 @@ async def repair_account(
     # Whether or not a stream runs elsewhere, the freshest trades are left to it.
     cutoff = int(time.time() * 1000) - int(settle_delay_s * 1000)
     for done, symbol in enumerate(symbols, 1):
-        result = await backfill.window(symbol, report.since_ms, cutoff_ms=cutoff, dry_run=True)
+        try:
+            result = await backfill.window(symbol, report.since_ms, cutoff_ms=cutoff, dry_run=True)
+        except VenueError as exc:
+            if not refuses_symbol(exc):
+                raise
+            report.refused.append(symbol)  # delisted: the other symbols are still repaired
+            continue
         report.found += result.found
         report.missing.extend(MissingFill.from_trade(t) for t in result.missing)
         if apply:
@@ -162,4 +172,6 @@ async def repair_account(
     for m in report.missing:
         key = (m.symbol, PositionSide(m.position_side or "BOTH"))
         adjustments[key] = adjustments.get(key, Decimal(0)) + (m.qty if m.side == "BUY" else -m.qty)
-    report.corrections = await positions.preview(snapshot, adjustments)
+    previewed = await positions.preview(snapshot, adjustments)
+    # A refused symbol's position cannot be proven either way: never listed as a correction.
+    report.corrections = [c for c in previewed if c.symbol not in report.refused]

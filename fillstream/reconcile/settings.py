@@ -30,6 +30,8 @@ _RANGES: Final[dict[str, Range]] = {
     "page_limit": (1, 1000),
     "order_cache_size": (1, 10_000_000),
     "retry_backoff_max_s": (0.01, _DAY_S),
+    "refused_symbol_retry_s": (1.0, 7 * _DAY_S),
+    "refused_symbol_retry_max_s": (1.0, 7 * _DAY_S),
 }
 
 
@@ -50,6 +52,9 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     - ``funding_interval_s``: how often ``income`` FUNDING_FEE rows are read (0 = never).
     - ``symbols``: always polled, whatever else is known.
     - ``recent_cursor_days``: symbols whose cursor moved within this many days are polled.
+    - ``refused_symbol_retry_s`` / ``refused_symbol_retry_max_s``: a symbol the venue refuses
+      (``-1121`` invalid symbol, as for a delisted contract) is set aside and tried again after
+      this long, doubling per refusal up to the maximum; the other symbols carry on.
     """
 
     interval_s: float = 60.0
@@ -67,6 +72,8 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     page_limit: int = 1000
     order_cache_size: int = 20000
     retry_backoff_max_s: float = 60.0
+    refused_symbol_retry_s: float = 1800.0
+    refused_symbol_retry_max_s: float = 6 * 3600.0
 
     def __post_init__(self) -> None:
         problem = out_of_range(self, _RANGES)

@@ -2,28 +2,33 @@
 the wire, amounts kept as strings. Converted to ledger types only in :mod:`.parse`.
 
 Unknown fields are ignored (Binance adds fields); missing optional ones take their defaults.
+Tolerance is by need, as on the stream (:mod:`fillstream.stream.wire`): what a fill or an order
+state needs keeps a strict type; other amounts accept ``null`` (the same as absent); fields
+never read are ``Unused`` (any JSON value). Ids and times are bounded to ``bigint``.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from fillstream.ledger.amounts import Id, TimeMs, Unused
+
 
 class UserTrade(msgspec.Struct, frozen=True):
     """A ``GET /fapi/v1/userTrades`` row (``/api/v3/myTrades`` on spot: no positionSide)."""
 
     symbol: str
-    id: int  # trade id, unique per symbol; the stream's ``t``
-    orderId: int  # the stream's ``i``
+    id: Id  # trade id, unique per symbol; the stream's ``t``
+    orderId: Id  # the stream's ``i``
     price: str  # ``L``
     qty: str  # ``l``
     commission: str  # ``n``
     commissionAsset: str  # ``N``
-    time: int  # ``T``
+    time: TimeMs  # ``T``
     side: str = ""  # BUY/SELL (spot rows have isBuyer instead)
     positionSide: str = "BOTH"  # ``ps``
-    realizedPnl: str = "0"  # ``rp``
-    quoteQty: str = "0"
+    realizedPnl: str = "0"  # ``rp`` (spot rows have none)
+    quoteQty: Unused = None  # price * qty (the fill's quote_qty is computed, as on the stream)
     maker: bool = False  # ``m`` (spot: isMaker)
     buyer: bool | None = None  # (spot: isBuyer)
     isMaker: bool | None = None
@@ -34,37 +39,37 @@ class Order(msgspec.Struct, frozen=True):
     """A ``GET /fapi/v1/order`` or ``allOrders`` row."""
 
     symbol: str
-    orderId: int
+    orderId: Id
     clientOrderId: str
     side: str
     type: str
     status: str
-    origType: str = ""
+    origType: str | None = None
     positionSide: str = "BOTH"
-    price: str = "0"
-    avgPrice: str = "0"
-    origQty: str = "0"
-    executedQty: str = "0"
-    stopPrice: str = "0"
+    price: str | None = None
+    avgPrice: str | None = None
+    origQty: str | None = None
+    executedQty: str | None = None
+    stopPrice: str | None = None
     reduceOnly: bool = False
-    closePosition: bool = False
-    time: int = 0
-    updateTime: int = 0
+    closePosition: bool | None = None
+    time: TimeMs = 0
+    updateTime: TimeMs = 0
 
 
 class AlgoOrder(msgspec.Struct, frozen=True):
     """A ``GET /fapi/v1/algoOrder``, ``openAlgoOrders`` or ``allAlgoOrders`` row."""
 
-    algoId: int
+    algoId: Id
     symbol: str
     orderType: str  # STOP_MARKET, TAKE_PROFIT_MARKET, STOP, TAKE_PROFIT, TRAILING_STOP_MARKET
     algoStatus: str  # NEW, CANCELED, TRIGGERING, TRIGGERED, FINISHED, REJECTED, EXPIRED
-    clientAlgoId: str = ""
-    algoType: str = "CONDITIONAL"
+    clientAlgoId: str | None = None
+    algoType: Unused = None  # CONDITIONAL
     actualOrderId: str | int | None = None  # the triggered child order; "" until triggered
-    createTime: int = 0
-    updateTime: int = 0
-    triggerTime: int = 0
+    createTime: TimeMs = 0
+    updateTime: TimeMs = 0
+    triggerTime: TimeMs = 0
 
 
 class PositionRisk(msgspec.Struct, frozen=True):
@@ -72,9 +77,9 @@ class PositionRisk(msgspec.Struct, frozen=True):
 
     symbol: str
     positionAmt: str  # signed: short < 0
-    entryPrice: str = "0"
+    entryPrice: str | None = None
     positionSide: str = "BOTH"
-    updateTime: int = 0
+    updateTime: Unused = None
 
 
 class Income(msgspec.Struct, frozen=True):
@@ -83,15 +88,15 @@ class Income(msgspec.Struct, frozen=True):
     incomeType: str
     income: str
     asset: str
-    time: int
+    time: TimeMs
     symbol: str = ""
     tranId: int | str = 0
-    tradeId: str = ""
-    info: str = ""
+    tradeId: Unused = None  # a string of the trade id
+    info: Unused = None
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
     """The few fields of an ``openOrders`` row the reconciler needs (which symbols are active)."""
 
     symbol: str
-    orderId: int
+    orderId: Id

@@ -281,9 +281,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fillstream.sidecar.demo import DemoOptions, run_demo  # noqa: PLC0415
 
-    if args.log_level is None:
-        # The live view owns the terminal; only warnings interrupt it.
-        setup_logging("WARNING", args.log_format or "auto")
+    # Logging is the demo's: into a file while the live view owns the terminal.
     return run_demo(
         DemoOptions(
             duration_s=args.duration,
@@ -292,6 +290,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             rate_per_s=args.rate,
             http_port=args.http_port,
             live_view=not args.no_view and sys.stdout.isatty(),
+            log_level=args.log_level,
+            log_format=args.log_format,
         )
     )
 

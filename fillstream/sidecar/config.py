@@ -25,7 +25,7 @@ import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import msgspec
@@ -186,6 +186,9 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     tls_key_file: str | None = None
     tls_verify: bool = True  # false: no certificate or host name check (tests only)
     tls_hostname: str | None = None  # name to verify when the URLs carry IP addresses
+    # What `<prefix>.order.>` carries: "all" (each batch's latest state of every order it moved
+    # forward), "terminal" (final states only) or "none" (storage.OrderPublishing).
+    publish_orders: Literal["all", "terminal", "none"] = "all"
 
     _ranges: ClassVar[Mapping[str, Range]] = {
         "duplicate_window_s": (1.0, 30 * _DAY_S),
@@ -288,11 +291,13 @@ class PipelineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_batch: int = 1000  # fills per transaction; only what is already queued
     outbox_chunk: int = 1000  # rows per read when the relay drains the table
     outbox_retention_s: float = 86400.0  # published rows are pruned after this long
+    stuck_after_s: float = 30.0  # /readyz: an account whose oldest submission waits longer
 
     _ranges: ClassVar[Mapping[str, Range]] = {
         "max_batch": (1, 1_000_000),
         "outbox_chunk": (1, 1_000_000),
         "outbox_retention_s": (1.0, 365 * _DAY_S),
+        "stuck_after_s": (0.1, _DAY_S),
     }
 
     def __post_init__(self) -> None:

@@ -30,8 +30,9 @@ from typing import IO, Any
 import asyncpg
 
 from fillstream.sidecar.config import Config, config_from_dict
-from fillstream.sidecar.demoview import LiveView
+from fillstream.sidecar.demoview import LEGEND, AccountFigures, Figures, LiveView, gather
 from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
+from fillstream.sidecar.logs import setup_logging
 from fillstream.sidecar.service import Service
 from fillstream.sidecar.tally import (
     Comparison,
@@ -57,6 +58,8 @@ class DemoOptions:
     rate_per_s: float = 20.0
     http_port: int = 0
     live_view: bool = True
+    log_level: str | None = None  # default: INFO into the log file, WARNING on stderr
+    log_format: str | None = None
 
 
 # (seconds into each minute, account, fault kind, params); repeats every minute.
@@ -109,11 +112,32 @@ def run_demo(options: DemoOptions) -> int:
     return asyncio.run(_Demo(options, sys.stdout).run())
 
 
+def fillstream_command() -> str:
+    """How to run ``fillstream`` with this interpreter, without an active virtual environment:
+    the ``fillstream`` script next to it (a venv's ``bin/``), else ``python -m``."""
+    script = Path(sys.executable).parent / "fillstream"
+    if script.is_file():
+        return str(script)
+    return f"{sys.executable} -m fillstream.sidecar.cli"
+
+
+def default_log_file(data_dir: Path | None) -> Path:
+    """``demo.log`` in ``--data-dir``; else a new file in the temporary directory, kept after
+    the demo ends (the temporary data directory is not)."""
+    if data_dir is not None:
+        return data_dir.expanduser().resolve() / "demo.log"
+    fd, name = tempfile.mkstemp(prefix="fillstream-demo-", suffix=".log")
+    with open(fd, "w"):
+        pass
+    return Path(name)
+
+
 class _Demo:
     def __init__(self, options: DemoOptions, out: IO[str]) -> None:
         self.options = options
         self.out = out
         self.stop = asyncio.Event()
+        self.log_file: Path | None = None
         self._cleanups: list[Callable[[], Awaitable[None] | None]] = []
 
     def say(self, text: str) -> None:
@@ -124,29 +148,53 @@ class _Demo:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        self._route_logs()
         try:
             return await self._run()
         finally:
-            for cleanup in reversed(self._cleanups):
-                try:
-                    result = cleanup()
-                    if result is not None:
-                        await result
-                except Exception as exc:
-                    log.warning("demo clean-up: %r", exc)
+            await self._clean_up()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
+            if self.log_file is not None:
+                self.say(f"logs: {self.log_file}")
+
+    async def _clean_up(self) -> None:
+        for cleanup in reversed(self._cleanups):
+            try:
+                result = cleanup()
+                if result is not None:
+                    await result
+            except Exception as exc:
+                log.warning("demo clean-up: %r", exc)
+
+    def _route_logs(self) -> None:
+        """With the live view, every log line goes to a file (the view owns the terminal);
+        without it, warnings go to stderr as usual."""
+        opts = self.options
+        if not opts.live_view:
+            setup_logging(opts.log_level or "WARNING", opts.log_format or "auto")
+            return
+        if opts.data_dir is not None:
+            opts.data_dir.expanduser().resolve().mkdir(parents=True, exist_ok=True)
+        self.log_file = default_log_file(opts.data_dir)
+        stream = self.log_file.open("w", encoding="utf-8")
+        setup_logging(opts.log_level or "INFO", opts.log_format or "text", stream)
+        logging.captureWarnings(True)  # a Python warning must not print over the view either
+
+        def back_to_stderr() -> None:  # the last clean-up: the view is long gone
+            setup_logging(opts.log_level or "WARNING", opts.log_format or "auto")
+            stream.close()
+
+        self._cleanups.insert(0, back_to_stderr)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self.stop.is_set():
             raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for convergence
         self.stop.set()
 
-    async def _run(self) -> int:
-        opts = self.options
-        base = self._data_dir()
-        self.say(f"fillstream demo: starting embedded PostgreSQL and NATS in {base}")
+    async def _servers(self, base: Path) -> tuple[str, str]:
+        """Embedded PostgreSQL (database ``fillstream`` created) and NATS: (DSN, NATS URL)."""
         (base / "postgres").mkdir(parents=True, exist_ok=True)
         pg = EmbeddedPostgres(base / "postgres")
         self._cleanups.append(lambda: asyncio.to_thread(pg.stop))
@@ -156,17 +204,12 @@ class _Demo:
             await conn.execute("CREATE DATABASE fillstream")
         finally:
             await conn.close()
-        dsn = pg.dsn("fillstream")
         nats_server = EmbeddedNats(base / "nats")
         self._cleanups.append(lambda: asyncio.to_thread(nats_server.stop))
         nats_url = await asyncio.to_thread(nats_server.start)
+        return pg.dsn("fillstream"), nats_url
 
-        sim = Simulator(SimConfig(seed=opts.seed, accounts=ACCOUNTS, rate=opts.rate_per_s))
-        await sim.start()
-        self._cleanups.append(sim.aclose)
-        sim.inject("alpha", "drop_rate", p=0.03)  # a steady trickle the stream never sees
-
-        config, environ = demo_config(dsn, nats_url, sim, opts.http_port)
+    async def _service(self, config: Config, environ: dict[str, str]) -> Service:
         service = Service(config, environ)
         await service.start()
         serve_stop = asyncio.Event()
@@ -177,23 +220,31 @@ class _Demo:
             await serving
 
         self._cleanups.append(stop_service)
-        metrics_url = f"{service.http_url}/metrics"
-        banner = (
-            f"NATS      {nats_url}   (JetStream stream {STREAM}, subjects {PREFIX}.>)\n"
-            f"metrics   {metrics_url}    status {service.http_url}/status\n"
-            f"simulator {sim.rest_url}   ground truth {sim.admin_url}/_sim/ledger\n"
-            f"watch it: fillstream tail --nats {nats_url}"
-        )
-        self.say(banner)
+        return service
+
+    async def _run(self) -> int:
+        opts = self.options
+        base = self._data_dir()
+        self.say(f"fillstream demo: starting embedded PostgreSQL and NATS in {base}")
+        if self.log_file is not None:
+            self.say(f"logs      {self.log_file}   (while the live view runs)")
+        dsn, nats_url = await self._servers(base)
+        sim = Simulator(SimConfig(seed=opts.seed, accounts=ACCOUNTS, rate=opts.rate_per_s))
+        await sim.start()
+        self._cleanups.append(sim.aclose)
+        sim.inject("alpha", "drop_rate", p=0.03)  # a steady trickle the stream never sees
+        config, environ = demo_config(dsn, nats_url, sim, opts.http_port)
+        service = await self._service(config, environ)
         view = LiveView(
             accounts=ACCOUNTS,
-            header=banner,
+            header=self._banner(service, sim, nats_url),
             footer="alpha drops 3% of its events all along; Ctrl-C stops everything cleanly",
             duration_s=opts.duration_s,
         )
+        self.say(view.header)
         faults = asyncio.create_task(self._faults(sim, view), name="demo-faults")
         try:
-            await self._show(service, view)
+            await self._show(service, sim, view)
         finally:
             faults.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -201,11 +252,17 @@ class _Demo:
         self.say("\nstopping: generator paused, reconciling the last fills, draining the outbox...")
         sim.pause()
         comparison = await self._converge(sim, service, config)
-        async with service.parts.pool.acquire() as conn:
-            rows = await conn.fetch("SELECT account, source, count(*) FROM fills GROUP BY 1, 2")
-        by_source = {(r[0], r[1]): int(r[2]) for r in rows}
-        self.say(render_summary(comparison, sim.ground_truth(), by_source))
+        figures = await self._draw(service, sim, view)  # the last view: the converged figures
+        self.say(render_summary(comparison, figures))
         return 0 if comparison.equal else 3
+
+    def _banner(self, service: Service, sim: Simulator, nats_url: str) -> str:
+        return (
+            f"NATS      {nats_url}   (JetStream stream {STREAM}, subjects {PREFIX}.>)\n"
+            f"metrics   {service.http_url}/metrics    status {service.http_url}/status\n"
+            f"simulator {sim.rest_url}   ground truth {sim.admin_url}/_sim/ledger\n"
+            f"watch it: {fillstream_command()} tail --nats {nats_url}"
+        )
 
     def _data_dir(self) -> Path:
         if self.options.data_dir is None:
@@ -219,15 +276,19 @@ class _Demo:
         base.mkdir(parents=True, exist_ok=True)
         return base
 
-    async def _show(self, service: Service, view: LiveView) -> None:
-        tty = self.options.live_view
-        deadline = (
-            None if self.options.duration_s is None else time.monotonic() + self.options.duration_s
-        )
-        period = 1.0 if tty else 5.0
+    async def _draw(self, service: Service, sim: Simulator, view: LiveView) -> Figures:
+        async with service.parts.pool.acquire() as conn:
+            figures = await gather(conn, sim, ACCOUNTS)
+        states = {name: str(s.state) for name, s in service.supervisors.items()}
+        view.draw(self.out, figures, states, tty=self.options.live_view)
+        return figures
+
+    async def _show(self, service: Service, sim: Simulator, view: LiveView) -> None:
+        duration = self.options.duration_s
+        deadline = None if duration is None else time.monotonic() + duration
+        period = 1.0 if self.options.live_view else 5.0
         while not self.stop.is_set():
-            states = {name: str(s.state) for name, s in service.supervisors.items()}
-            view.draw(self.out, states, tty=tty)
+            await self._draw(service, sim, view)
             timeout = period if deadline is None else min(period, deadline - time.monotonic())
             if timeout <= 0:
                 break
@@ -270,43 +331,51 @@ class _Demo:
         return Comparison(truth=truth, postgres=pg, jetstream=js)
 
 
-def render_summary(
-    c: Comparison, ground: dict[str, Any], by_source: dict[tuple[str, str], int]
-) -> str:
-    """The end-of-demo table: per account, ground truth vs PostgreSQL vs JetStream, and which
-    path delivered each stored fill first (``by_source``: (account, source) → fills)."""
-    lines = [
-        "",
-        f"{'':<22} {'ground truth':>12} {'PostgreSQL':>12} {'JetStream':>12}",
+def _row(label: str, *cells: object, note: str = "") -> str:
+    text = f"{label:<26}" + "".join(f" {'' if c is None else c:>12}" for c in cells)
+    return f"{text}   {note}" if note else text
+
+
+def _account_rows(c: Comparison, account: str, f: AccountFigures) -> list[str]:
+    t, p, j = (x.for_account(account) for x in (c.truth, c.postgres, c.jetstream))
+    return [
+        _row(f"{account} fills", len(t.fills), len(p.fills), len(j.fills)),
+        _row(f"{account} closes", len(t.closes), len(p.closes), len(j.closes)),
+        _row("  first seen: stream", None, f.stream),
+        _row(
+            "  first seen: REST",
+            None,
+            f.rest,
+            note=f"= missed by the stream {f.missed} + before the stream {f.before_stream}",
+        ),
+        _row(
+            "  not sent by the venue",
+            f.venue_lost,
+            note=f"= fill events dropped {f.dropped} + undelivered {f.undelivered}",
+        ),
     ]
+
+
+def render_summary(c: Comparison, figures: Figures) -> str:
+    """The end-of-demo table: per account, ground truth vs PostgreSQL vs JetStream, which path
+    delivered each stored fill first and why (``figures``, the last live view's counts), then
+    the closes by reason of all accounts."""
+    lines = ["", _row("", "ground truth", "PostgreSQL", "JetStream")]
     for account in ACCOUNTS:
-        t, p, j = (x.for_account(account) for x in (c.truth, c.postgres, c.jetstream))
-        lines.append(
-            f"{account + ' fills':<22} {len(t.fills):>12} {len(p.fills):>12} {len(j.fills):>12}"
-        )
-        lines.append(
-            f"{account + ' closes':<22} {len(t.closes):>12} {len(p.closes):>12} {len(j.closes):>12}"
-        )
-        dropped = ground.get("accounts", {}).get(account, {}).get("dropped_fill_events")
-        if dropped is not None:
-            lines.append(f"{'  fill events dropped':<22} {dropped:>12}")
-        stream, rest = (
-            by_source.get((account, "stream"), 0),
-            by_source.get((account, "reconcile"), 0),
-        )
-        lines.append(f"{'  first seen: stream':<22} {'':>12} {stream:>12}")
-        lines.append(f"{'  first seen: REST':<22} {'':>12} {rest:>12}   (missed by the stream)")
+        lines += _account_rows(c, account, figures.accounts[account])
     reasons: dict[str, list[int]] = {}
     for i, tally in enumerate((c.truth, c.postgres, c.jetstream)):
         for reason in tally.closes.values():
             reasons.setdefault(reason, [0, 0, 0])[i] += 1
-    for reason, counts in sorted(reasons.items()):
-        lines.append(f"{'  close ' + reason:<22} {counts[0]:>12} {counts[1]:>12} {counts[2]:>12}")
-    lines.append(
-        f"{'duplicate fills':<22} {0:>12} {c.postgres.duplicate_fills:>12} "
-        f"{c.jetstream.duplicate_fills:>12}"
-    )
-    lines.append("")
+    lines += ["", "closes by reason (all accounts)"]
+    lines += [_row(f"  {reason}", *counts) for reason, counts in sorted(reasons.items())]
+    lines += [
+        "",
+        _row("duplicate fills", 0, c.postgres.duplicate_fills, c.jetstream.duplicate_fills),
+        "",
+        LEGEND,
+        "",
+    ]
     if c.equal:
         lines.append("RESULT: ground truth = PostgreSQL = JetStream (fills and closes)")
     else:

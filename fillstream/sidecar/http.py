@@ -4,9 +4,11 @@
 * ``GET /healthz``: 200 while the process is alive and the event loop is not stalled (the lag
   monitor's worst tick in the last window is under ``loop_stall_s``), else 503.
 * ``GET /readyz``: 200 when PostgreSQL and NATS answer and every enabled account is streaming or
-  deliberately degraded (polling), else 503; the body says which check failed.
+  deliberately degraded (polling) and its ingest is neither stuck nor failing (``ingest:NAME``),
+  else 503; the body says which check failed, naming the account.
 * ``GET /status``: JSON per account (state, last-event age, cursor lag, outbox pending, last
-  reconcile). Never contains a secret: the view builds it from names and numbers only.
+  reconcile, ingest health, the symbols the venue refuses and when each is retried). Never
+  contains a secret: the view builds it from names and numbers only.
 * ``POST /reconcile?account=NAME``: trigger a reconcile now; 404 unless enabled in config. With
   a token configured (``http.reconcile_token_env`` / ``_file``) the request must carry
   ``Authorization: Bearer <token>`` (compared in constant time), else 401; the token is never

@@ -14,7 +14,14 @@ FILLS_TOTAL = Counter(
 )
 FILLS_MISSED_BY_STREAM = Counter(
     "fillstream_fills_missed_by_stream_total",
-    "Fills first stored by the reconcile path: the stream never delivered them in time",
+    "Fills first stored by the reconcile path that the stream should have delivered (traded "
+    "after its first session began): the stream never delivered them in time",
+    ["account", "market"],
+)
+FILLS_BEFORE_STREAM = Counter(
+    "fillstream_fills_before_stream_total",
+    "Fills first stored by the reconcile path, traded before the account's stream first streamed "
+    "in this process (start-up backfill of history): not missed by the stream",
     ["account", "market"],
 )
 FILLS_DUPLICATE = Counter(

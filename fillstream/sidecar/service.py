@@ -27,6 +27,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
+import msgspec
+from nats.aio.client import Client as NatsClient
+
 from fillstream.ledger import ConfigError, FillstreamError, StreamState
 from fillstream.sidecar.clients import (
     close_all,
@@ -38,11 +42,11 @@ from fillstream.sidecar.clients import (
 from fillstream.sidecar.config import Config
 from fillstream.sidecar.errors import Unreachable
 from fillstream.sidecar.http import HttpServer, Readiness
-from fillstream.sidecar.pipeline import Pipeline
+from fillstream.sidecar.pipeline import IngestState, Pipeline
 from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.sidecar.service_metrics import SHUTDOWN_OUTBOX_LEFT
 from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts
-from fillstream.storage import Ledger, OutboxRelay, migrate
+from fillstream.storage import Ledger, OrderPublishing, OutboxRelay, migrate
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,14 @@ SELECT CASE WHEN msg_id LIKE 'retracted:%' THEN split_part(msg_id, ':', 3)
        count(*) AS pending
 FROM outbox WHERE published_at IS NULL GROUP BY 1
 """
+
+
+def _ingest_check(state: IngestState) -> str:
+    if state.state == "ok":
+        return "ok"
+    if state.state == "failing":
+        return f"failing: {state.consecutive_failures} ingest transactions failed in a row"
+    return f"stuck: oldest submission waiting {state.oldest_pending_s:.1f} s"
 
 
 class StartupError(FillstreamError):
@@ -92,83 +104,15 @@ class Service:
             raise RuntimeError("the service is not started")
         return self._parts
 
-    async def start(self) -> None:  # noqa: C901 - to split (issue 11)
+    async def start(self) -> None:
         """Build the shared parts and serve HTTP. Raises :class:`StartupError` (one line)."""
         config = self.config
         if not config.enabled_accounts:
             raise ConfigError("accounts: no enabled account is configured")
-        dsn = config.database.resolve_dsn(self._environ)
         opened: list[Any] = []
         try:
-            try:
-                pool = await create_pool(config, self._environ)
-            except (OSError, TimeoutError) as exc:
-                raise StartupError(
-                    f"cannot connect to PostgreSQL at {mask_url(dsn)}: {exc}"
-                ) from exc
-            except Exception as exc:
-                raise StartupError(f"PostgreSQL at {mask_url(dsn)}: {exc}") from exc
-            opened.append(pool)
-            if config.database.migrate_on_start:
-                try:
-                    async with pool.acquire() as conn:
-                        applied = await migrate(conn)
-                except Exception as exc:
-                    raise StartupError(f"PostgreSQL migrations failed: {exc!r}") from exc
-                if applied:
-                    log.info("migrations applied", extra={"versions": ",".join(map(str, applied))})
-            servers = ", ".join(mask_url(s) for s in config.nats.servers)
-            try:
-                nc = await connect_nats(config)
-            except Unreachable as exc:  # already names NATS and the (masked) servers
-                raise StartupError(str(exc)) from exc
-            except Exception as exc:  # nats-py raises several unrelated types here
-                raise StartupError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
-            opened.append(nc)
-            publisher = publisher_for(config, nc)
-            try:
-                await publisher.ensure_stream()
-            except Exception as exc:
-                raise StartupError(
-                    f"cannot create/update JetStream stream {config.nats.stream}: {exc!r}"
-                ) from exc
-            await publisher.start()
-            opened.append(publisher)
-            relay = OutboxRelay(
-                pool,
-                publisher,
-                chunk=config.pipeline.outbox_chunk,
-                retention_s=config.pipeline.outbox_retention_s,
-            )
-            await relay.start()
-            opened.append(relay)
-            ledger = Ledger(pool, prefix=config.nats.subject_prefix)
-            pipeline = Pipeline(ledger, relay, max_batch=config.pipeline.max_batch)
-            await pipeline.start()
-            self._parts = SharedParts(
-                config=config,
-                environ=self._environ,
-                pool=pool,
-                nc=nc,
-                publisher=publisher,
-                relay=relay,
-                ledger=ledger,
-                pipeline=pipeline,
-                budgets=weight_budgets(config),
-            )
-            http = HttpServer(
-                self,
-                host=config.http.host,
-                port=config.http.port,
-                loop_stall_s=config.http.loop_stall_s,
-                enable_reconcile=config.http.enable_reconcile_endpoint,
-                reconcile_token=config.http.reconcile_token(self._environ),
-            )
-            try:
-                await http.start()
-            except OSError as exc:
-                raise StartupError(f"cannot listen on {config.http.listen}: {exc}") from exc
-            self._http = http
+            self._parts = await self._open_parts(opened)
+            self._http = await self._start_http()
         except BaseException:
             await close_all(opened)
             self._parts = None
@@ -184,6 +128,82 @@ class Service:
                 "nats_stream": config.nats.stream,
             },
         )
+
+    async def _open_parts(self, opened: list[Any]) -> SharedParts:
+        """PostgreSQL (migrated), NATS, the stream, relay and pipeline; each opened part is
+        appended to ``opened`` at once, so a later failure closes it."""
+        config = self.config
+        pool = await self._open_pool()
+        opened.append(pool)
+        if config.database.migrate_on_start:
+            await _migrate(pool)
+        nc = await _open_nats(config)
+        opened.append(nc)
+        publisher = publisher_for(config, nc)
+        try:
+            await publisher.ensure_stream()
+        except Exception as exc:
+            raise StartupError(
+                f"cannot create/update JetStream stream {config.nats.stream}: {exc!r}"
+            ) from exc
+        await publisher.start()
+        opened.append(publisher)
+        relay = OutboxRelay(
+            pool,
+            publisher,
+            chunk=config.pipeline.outbox_chunk,
+            retention_s=config.pipeline.outbox_retention_s,
+        )
+        await relay.start()
+        opened.append(relay)
+        ledger = Ledger(
+            pool,
+            prefix=config.nats.subject_prefix,
+            publish_orders=OrderPublishing(config.nats.publish_orders),
+        )
+        pipeline = Pipeline(
+            ledger,
+            relay,
+            max_batch=config.pipeline.max_batch,
+            stuck_after_s=config.pipeline.stuck_after_s,
+        )
+        await pipeline.start()
+        return SharedParts(
+            config=config,
+            environ=self._environ,
+            pool=pool,
+            nc=nc,
+            publisher=publisher,
+            relay=relay,
+            ledger=ledger,
+            pipeline=pipeline,
+            budgets=weight_budgets(config),
+        )
+
+    async def _open_pool(self) -> asyncpg.Pool:
+        dsn = self.config.database.resolve_dsn(self._environ)
+        try:
+            return await create_pool(self.config, self._environ)
+        except (OSError, TimeoutError) as exc:
+            raise StartupError(f"cannot connect to PostgreSQL at {mask_url(dsn)}: {exc}") from exc
+        except Exception as exc:
+            raise StartupError(f"PostgreSQL at {mask_url(dsn)}: {exc}") from exc
+
+    async def _start_http(self) -> HttpServer:
+        config = self.config
+        http = HttpServer(
+            self,
+            host=config.http.host,
+            port=config.http.port,
+            loop_stall_s=config.http.loop_stall_s,
+            enable_reconcile=config.http.enable_reconcile_endpoint,
+            reconcile_token=config.http.reconcile_token(self._environ),
+        )
+        try:
+            await http.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {config.http.listen}: {exc}") from exc
+        return http
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run every account until ``stop`` is set, then shut down in order (see module doc)."""
@@ -254,6 +274,10 @@ class Service:
         for name, supervisor in self.supervisors.items():
             state = supervisor.state
             checks[f"account:{name}"] = "ok" if state in _READY_STATES else str(state)
+            # Streaming says the socket delivers; it does not say the facts get stored.
+            checks[f"ingest:{name}"] = _ingest_check(
+                parts.pipeline.ingest_state(name, supervisor.account.market)
+            )
         return Readiness(ready=all(v == "ok" for v in checks.values()), checks=checks)
 
     async def status(self) -> Mapping[str, Any]:
@@ -272,14 +296,48 @@ class Service:
                 "outbox_pending": parts.relay.pending if parts else None,
             },
             "accounts": {
-                name: {**sup.status(), "outbox_pending": per_account.get(name, 0)}
+                name: {
+                    **sup.status(),
+                    "outbox_pending": per_account.get(name, 0),
+                    **self._account_health(name, sup),
+                }
                 for name, sup in self.supervisors.items()
             },
+        }
+
+    def _account_health(self, name: str, sup: AccountSupervisor) -> dict[str, Any]:
+        """Ingest health and the symbols the venue refuses (set aside from reconcile)."""
+        parts, reconciler = self._parts, sup.reconciler
+        return {
+            "ingest": None
+            if parts is None
+            else msgspec.to_builtins(parts.pipeline.ingest_state(name, sup.account.market)),
+            "symbols_set_aside": [] if reconciler is None else reconciler.set_aside.view(),
         }
 
     async def trigger_reconcile(self, account: str) -> Mapping[str, Any]:
         supervisor = self.supervisors[account]  # KeyError → 404
         return {"account": account, "triggered": supervisor.trigger_reconcile()}
+
+
+async def _migrate(pool: asyncpg.Pool) -> None:
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+    except Exception as exc:
+        raise StartupError(f"PostgreSQL migrations failed: {exc!r}") from exc
+    if applied:
+        log.info("migrations applied", extra={"versions": ",".join(map(str, applied))})
+
+
+async def _open_nats(config: Config) -> NatsClient:
+    servers = ", ".join(mask_url(s) for s in config.nats.servers)
+    try:
+        return await connect_nats(config)
+    except Unreachable as exc:  # already names NATS and the (masked) servers
+        raise StartupError(str(exc)) from exc
+    except Exception as exc:  # nats-py raises several unrelated types here
+        raise StartupError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
 
 
 def run_service(config: Config) -> int:

@@ -126,6 +126,7 @@ class AccountSupervisor:
     async def _incarnation(self) -> None:
         parts, account = self.parts, self.account
         venue = await create_venue(parts.config, account, parts.budgets, parts.environ)
+        parts.pipeline.expect_stream(account.name, account.market)  # backfilled history ≠ missed
         try:
             reconciler = Reconciler(
                 account=account.name,

@@ -1,8 +1,11 @@
 """``fillstream sim``: run the fake venue alone.
 
 Prints one JSON line ``{"rest_url", "ws_url", "admin_url", "accounts": [{"name", "api_key",
-"api_secret"}]}`` (also written to ``--ready-file``, atomically), then serves until SIGINT/SIGTERM
-or ``--duration`` seconds. Exit status 0 on a clean stop, 2 on bad arguments.
+"api_secret"}]}`` on stdout (also written to ``--ready-file``, atomically), the same for people
+on stderr (URLs, each account's key and secret), then serves until SIGINT/SIGTERM or
+``--duration`` seconds. ``--write-config F`` also writes a ready-to-run fillstream config for
+its accounts (keys in files next to it: :mod:`fillstream.simulator.client_config`). Exit status
+0 on a clean stop, 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, NamedTuple
 
 import msgspec
 
+from fillstream.simulator import client_config
 from fillstream.simulator.config import FaultSpec, SimConfig
 from fillstream.simulator.faults import parse_cli_fault
 from fillstream.simulator.server import Simulator
@@ -41,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", type=_names, default=("BTCUSDT", "ETHUSDT"), help="comma-separated")
     p.add_argument("--rate", type=float, default=5.0, help="fills/s per account (0: generator off)")
     p.add_argument("--ready-file", help="also write the JSON line to this file")
+    p.add_argument(
+        "--write-config",
+        metavar="FILE",
+        help="write a ready-to-run fillstream TOML for these accounts to FILE (API keys in "
+        "files next to it, mode 0600; PostgreSQL from FILLSTREAM_DSN)",
+    )
+    p.add_argument(
+        "--config-nats",
+        default="nats://127.0.0.1:4222",
+        metavar="URL",
+        help="the NATS server that config names (default nats://127.0.0.1:4222)",
+    )
     p.add_argument("--clock-speed", type=float, default=1.0, help="timer acceleration")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--ping-interval", type=float, default=180.0, help="server ping, sim seconds")
@@ -56,8 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse(argv: Sequence[str] | None) -> tuple[SimConfig, str | None]:
-    """(config, ready file); raises ``SystemExit(2)`` with a message on bad arguments."""
+class Outputs(NamedTuple):
+    """Where the simulator says what it is, besides stdout."""
+
+    ready_file: str | None = None
+    config_file: str | None = None
+    config_nats: str = "nats://127.0.0.1:4222"
+
+
+def parse_all(argv: Sequence[str] | None) -> tuple[SimConfig, Outputs]:
+    """(config, outputs); raises ``SystemExit(2)`` with a message on bad arguments."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -82,7 +108,13 @@ def parse(argv: Sequence[str] | None) -> tuple[SimConfig, str | None]:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    return config, args.ready_file
+    return config, Outputs(args.ready_file, args.write_config, args.config_nats)
+
+
+def parse(argv: Sequence[str] | None) -> tuple[SimConfig, str | None]:
+    """(config, ready file); raises ``SystemExit(2)`` with a message on bad arguments."""
+    config, outputs = parse_all(argv)
+    return config, outputs.ready_file
 
 
 def _write_atomically(path: str, data: bytes) -> None:
@@ -98,8 +130,51 @@ def _write_atomically(path: str, data: bytes) -> None:
         raise
 
 
-async def serve(config: SimConfig, ready_file: str | None = None) -> None:
+def describe(sim: Simulator, config_file: Path | None) -> str:
+    """The ready line for people: URLs, keys in full (the simulator's own, fake), the config."""
+    lines = [
+        f"fillstream sim: REST {sim.rest_url}   user data stream {sim.ws_url}",
+        f"  ground truth {sim.admin_url}/_sim/ledger   faults {sim.admin_url}/_sim/faults",
+    ]
+    for account in sim.accounts:
+        lines += [
+            f"  account {account.name}",
+            f"    API key     {account.api_key}",
+            f"    API secret  {account.api_secret}",
+        ]
+    if config_file is not None:
+        files = [str(f) for a in sim.accounts for f in client_config.key_files(config_file, a.name)]
+        lines += [
+            f"  fillstream config {config_file}",
+            f"    keys in {', '.join(files)}",
+            f"    FILLSTREAM_DSN=postgresql://... fillstream run --config {config_file}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _announce(sim: Simulator, outputs: Outputs, human: IO[str]) -> None:
+    config_file = None
+    if outputs.config_file:
+        config_file = client_config.write(
+            outputs.config_file,
+            sim.accounts,
+            rest_url=sim.rest_url,
+            ws_url=sim.ws_url,
+            symbols=sim.config.symbols,
+            nats_url=outputs.config_nats,
+        )
+    line = msgspec.json.encode(sim.ready_info()) + b"\n"
+    if outputs.ready_file:  # before stdout: whoever reads the line may look for the file at once
+        _write_atomically(outputs.ready_file, line)
+    sys.stdout.buffer.write(line)
+    sys.stdout.flush()
+    human.write(describe(sim, config_file))
+    human.flush()
+
+
+async def serve(config: SimConfig, outputs: Outputs | None = None) -> None:
     """Run a simulator until SIGINT/SIGTERM or ``config.duration_s``."""
+    outputs = outputs or Outputs()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,11 +183,7 @@ async def serve(config: SimConfig, ready_file: str | None = None) -> None:
     sim = Simulator(config)
     await sim.start()
     try:
-        line = msgspec.json.encode(sim.ready_info()) + b"\n"
-        if ready_file:  # before stdout: whoever reads the line may look for the file at once
-            _write_atomically(ready_file, line)
-        sys.stdout.buffer.write(line)
-        sys.stdout.flush()
+        _announce(sim, outputs, sys.stderr)
         if config.duration_s is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), config.duration_s)
@@ -126,8 +197,8 @@ async def serve(config: SimConfig, ready_file: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, ready_file = parse(argv)
-    asyncio.run(serve(config, ready_file))
+    config, outputs = parse_all(argv)
+    asyncio.run(serve(config, outputs))
     return 0
 
 

@@ -46,7 +46,16 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     funding_interval_s: float = 8 * 3600.0
     faults: tuple[FaultSpec, ...] = ()
 
-    def __post_init__(self) -> None:  # noqa: C901 - to split (issue 11)
+    def __post_init__(self) -> None:
+        self._check_accounts()
+        self._check_market()
+        self._check_timers()
+        for fault in self.faults:
+            validate(fault.kind, dict(fault.params))
+            if fault.account is not None and fault.account not in self.accounts:
+                raise ValueError(f"fault {fault.kind!r} names unknown account {fault.account!r}")
+
+    def _check_accounts(self) -> None:
         if not self.accounts:
             raise ValueError("at least one account is needed")
         for name in self.accounts:
@@ -57,12 +66,16 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
         unknown = set(self.hedge_accounts) - set(self.accounts)
         if unknown:
             raise ValueError(f"hedge_accounts not in accounts: {sorted(unknown)}")
+
+    def _check_market(self) -> None:
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
             raise ValueError("symbols must be a non-empty list without repeats")
         for symbol in self.symbols:
             spec_for(symbol)
         if self.rate < 0:
             raise ValueError("rate must be >= 0")
+
+    def _check_timers(self) -> None:
         if self.clock_speed <= 0:
             raise ValueError("clock_speed must be > 0")
         if self.ping_interval_s <= 0 or self.pong_timeout_s <= 0:
@@ -71,7 +84,3 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("weight_limit_1m must be >= 1")
         if self.funding_interval_s <= 0:
             raise ValueError("funding_interval_s must be > 0")
-        for fault in self.faults:
-            validate(fault.kind, dict(fault.params))
-            if fault.account is not None and fault.account not in self.accounts:
-                raise ValueError(f"fault {fault.kind!r} names unknown account {fault.account!r}")

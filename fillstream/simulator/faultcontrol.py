@@ -62,9 +62,18 @@ class FaultControl:
             done.update(self._stream_fault(account, kind, p))
         return done
 
-    def _stream_fault(self, account: str, kind: str, p: dict[str, object]) -> dict[str, object]:  # noqa: C901 - to split (issue 11)
-        hub = self._hub
-        faults = hub.faults[account]
+    def _stream_fault(self, account: str, kind: str, p: dict[str, object]) -> dict[str, object]:
+        if kind in ("drop", "drop_rate", "duplicate", "reorder"):
+            self._event_fault(account, kind, p)
+            return {}
+        if kind == "rest_lag":
+            self._states[account].set_rest_lag(float(str(p["seconds"])))
+            return {}
+        return self._socket_fault(account, kind, p)
+
+    def _event_fault(self, account: str, kind: str, p: dict[str, object]) -> None:
+        """Faults applied to each event before fan-out (:class:`StreamFaults`)."""
+        faults = self._hub.faults[account]
         if kind == "drop":
             faults.drop += int(str(p.get("count", 1)))
         elif kind == "drop_rate":
@@ -73,23 +82,25 @@ class FaultControl:
             faults.duplicate += int(str(p.get("count", 1)))
         elif kind == "reorder":
             faults.reorder = max(int(str(p.get("count", 2))), 2)
-        elif kind == "disconnect":
+
+    def _socket_fault(self, account: str, kind: str, p: dict[str, object]) -> dict[str, object]:
+        """Faults acting on the account's open sockets (or its listenKey) now."""
+        hub = self._hub
+        if kind == "disconnect":
             code = p.get("code")
             if code is None:
                 return {"sockets": hub.disconnect(account)}
             return {"sockets": hub.close_sockets(account, int(str(code)), b"disconnect fault")}
-        elif kind == "silent":
+        if kind == "silent":
             return {"sockets": hub.silence(account, float(str(p["seconds"])))}
-        elif kind == "expire_listen_key":
+        if kind == "expire_listen_key":
             key = self._keys.expire_now(account)
             if key is not None:
                 hub.key_expired(key, account)
             return {"listen_key": key}
-        elif kind == "rest_lag":
-            self._states[account].set_rest_lag(float(str(p["seconds"])))
-        elif kind == "inject_frame":
+        if kind == "inject_frame":
             return {"sockets": hub.inject_raw(account, str(p["raw"]))}
-        elif kind == "cut":
+        if kind == "cut":
             return {"sockets": hub.close_sockets(account, 1001, b"24h connection limit")}
         return {}
 

@@ -73,7 +73,29 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
-def validate(kind: str, params: dict[str, object]) -> dict[str, object]:  # noqa: C901 - to split (issue 11)
+def _convert(kind: str, name: str, typ: type, value: object) -> object:
+    try:
+        if typ is str:
+            return value if isinstance(value, str) else str(value)
+        if typ is int:
+            return int(str(value))
+        return float(str(value))
+    except ValueError as exc:
+        raise ValueError(f"fault {kind!r}: {name}={value!r} is not a {typ.__name__}") from exc
+
+
+def _check_ranges(kind: str, out: dict[str, object]) -> None:
+    for name in ("count", "seconds", "p"):
+        number = out.get(name)
+        if isinstance(number, int | float) and number < 0:
+            raise ValueError(f"fault {kind!r}: {name} must be >= 0")
+    if kind == "drop_rate" and float(str(out["p"])) > 1:
+        raise ValueError("fault 'drop_rate': p must be within [0, 1]")
+    if kind == "rest_error" and not 400 <= int(str(out["status"])) <= 599:
+        raise ValueError("fault 'rest_error': status must be an HTTP error status")
+
+
+def validate(kind: str, params: dict[str, object]) -> dict[str, object]:
     """Check a fault request; returns the parameters converted to their types.
 
     Raises ``ValueError`` naming the problem (unknown kind or parameter, missing or bad value).
@@ -85,27 +107,11 @@ def validate(kind: str, params: dict[str, object]) -> dict[str, object]:  # noqa
     for name, value in params.items():
         if name not in spec:
             raise ValueError(f"fault {kind!r} takes no parameter {name!r}")
-        typ = spec[name]
-        try:
-            if typ is str:
-                out[name] = value if isinstance(value, str) else str(value)
-            elif typ is int:
-                out[name] = int(str(value))
-            else:
-                out[name] = float(str(value))
-        except ValueError as exc:
-            raise ValueError(f"fault {kind!r}: {name}={value!r} is not a {typ.__name__}") from exc
+        out[name] = _convert(kind, name, spec[name], value)
     missing = [name for name in _REQUIRED.get(kind, ()) if name not in out]
     if missing:
         raise ValueError(f"fault {kind!r} needs {', '.join(missing)}")
-    for name in ("count", "seconds", "p"):
-        number = out.get(name)
-        if isinstance(number, int | float) and number < 0:
-            raise ValueError(f"fault {kind!r}: {name} must be >= 0")
-    if kind == "drop_rate" and float(str(out["p"])) > 1:
-        raise ValueError("fault 'drop_rate': p must be within [0, 1]")
-    if kind == "rest_error" and not 400 <= int(str(out["status"])) <= 599:
-        raise ValueError("fault 'rest_error': status must be an HTTP error status")
+    _check_ranges(kind, out)
     return out
 
 

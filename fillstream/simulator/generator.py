@@ -98,26 +98,43 @@ class Generator:
 
     # -- one action ----------------------------------------------------------------------------
 
-    def _act(self, acct: AccountState, rng: random.Random) -> None:  # noqa: C901 - to split (issue 11)
+    def _act(self, acct: AccountState, rng: random.Random) -> None:
         open_positions = list(acct.open_positions())
         if not open_positions:
-            action = _pick(rng, _OPEN_ACTIONS)
-            sym = rng.choice(self.symbols)
-            side = rng.choice(("BUY", "SELL"))
-            if action == "market":
-                self._open_market(acct, rng, sym, side)
-            elif action == "limit":
-                self._limit(acct, rng, sym, side)
+            self._act_flat(acct, rng)
             return
         action = _pick(rng, _ACTIONS)
         pos = rng.choice(open_positions)
         sym = self.engine.symbols[pos.symbol]
+        if action in ("increase", "reduce", "close", "flip"):
+            self._resize(acct, rng, action, pos, sym)
+        else:
+            self._manage(acct, rng, action, pos, sym)
+
+    def _act_flat(self, acct: AccountState, rng: random.Random) -> None:
+        """No open position: open one (market or limit)."""
+        action = _pick(rng, _OPEN_ACTIONS)
+        sym = rng.choice(self.symbols)
+        side = rng.choice(("BUY", "SELL"))
+        if action == "market":
+            self._open_market(acct, rng, sym, side)
+        elif action == "limit":
+            self._limit(acct, rng, sym, side)
+
+    def _resize(
+        self,
+        acct: AccountState,
+        rng: random.Random,
+        action: str,
+        pos: PositionState,
+        sym: SymbolState,
+    ) -> None:
+        """Market orders on ``pos``: increase, reduce, close or flip it."""
         closing = "SELL" if pos.qty > 0 else "BUY"
-        opening = "BUY" if pos.qty > 0 else "SELL"
-        engine = self.engine
         ps = pos.position_side
         held = abs(pos.qty)
         if action == "increase":
+            opening = "BUY" if pos.qty > 0 else "SELL"
             self._market(acct, rng, sym=sym, side=opening, qty=self._lot(rng, sym), ps=ps)
         elif action == "reduce":
             qty = sym.spec.qty(held * Decimal(rng.randint(2, 7)) / 10)
@@ -125,41 +142,63 @@ class Generator:
                 self._market(acct, rng, sym=sym, side=closing, qty=qty, ps=ps)
         elif action == "close":
             self._market(acct, rng, sym=sym, side=closing, qty=held, ps=ps)
-        elif action == "flip" and not acct.hedge:
+        elif not acct.hedge:  # flip, one-way mode: past zero in one order
             self._market(acct, rng, sym=sym, side=closing, qty=held + self._lot(rng, sym), ps=ps)
-        elif action == "flip":
+        else:  # flip, hedge mode: open the other side
             other = "SHORT" if ps == "LONG" else "LONG"
             if acct.position(pos.symbol, other).qty == ZERO:
                 lot = self._lot(rng, sym)
                 self._market(acct, rng, sym=sym, side=closing, qty=lot, ps=other)
-        elif action == "limit":
+
+    def _manage(
+        self,
+        acct: AccountState,
+        rng: random.Random,
+        action: str,
+        pos: PositionState,
+        sym: SymbolState,
+    ) -> None:
+        """Everything else around ``pos``: orders, brackets, trailing stops, ADL, settlement."""
+        closing = "SELL" if pos.qty > 0 else "BUY"
+        if action == "limit":
+            opening = "BUY" if pos.qty > 0 else "SELL"
             side = rng.choice((opening, closing)) if not acct.hedge else opening
-            self._limit(acct, rng, sym, side, ps)
+            self._limit(acct, rng, sym, side, pos.position_side)
         elif action == "brackets" and not self._has_algos(acct, pos):
             self._brackets(acct, rng, sym, pos, closing)
         elif action == "trailing" and not self._has_algos(acct, pos):
-            rate = Decimal(rng.choice(("0.3", "0.5", "0.8", "1.0")))
-            activate = None
-            if rng.random() < 0.5:
-                bump = Decimal(1) + Decimal(rng.randint(1, 4)) / 1000 * (1 if pos.qty > 0 else -1)
-                activate = sym.mark * bump
-            self.algos.place(
-                acct,
-                sym.spec.symbol,
-                "TRAILING_STOP_MARKET",
-                closing,
-                position_side=ps,
-                close_position=True,
-                callback_rate=rate,
-                activate_price=activate,
-            )
+            self._trailing(acct, rng, sym, pos, closing)
         elif action == "adl" and pos.unrealized(sym.mark) > ZERO:
             self.risk.adl(acct, pos)
         elif action == "settle":
             self.risk.settle(acct, pos)
         elif action == "cancel" and acct.open_orders:
             order = rng.choice(list(acct.open_orders.values()))
-            engine.end_order(acct, order, "CANCELED")
+            self.engine.end_order(acct, order, "CANCELED")
+
+    def _trailing(
+        self,
+        acct: AccountState,
+        rng: random.Random,
+        sym: SymbolState,
+        pos: PositionState,
+        side: str,
+    ) -> None:
+        rate = Decimal(rng.choice(("0.3", "0.5", "0.8", "1.0")))
+        activate = None
+        if rng.random() < 0.5:
+            bump = Decimal(1) + Decimal(rng.randint(1, 4)) / 1000 * (1 if pos.qty > 0 else -1)
+            activate = sym.mark * bump
+        self.algos.place(
+            acct,
+            sym.spec.symbol,
+            "TRAILING_STOP_MARKET",
+            side,
+            position_side=pos.position_side,
+            close_position=True,
+            callback_rate=rate,
+            activate_price=activate,
+        )
 
     def _lot(self, rng: random.Random, sym: SymbolState) -> Decimal:
         notional = Decimal(rng.choice((200, 500, 800, 1200, 2000, 3500)))

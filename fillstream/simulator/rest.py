@@ -140,7 +140,7 @@ class RestApi:
 
     # -- dispatch ------------------------------------------------------------------------------
 
-    async def _dispatch(  # noqa: C901 - to split (issue 11)
+    async def _dispatch(
         self, request: web.Request, weight: Weight, security: Security, handler: Handler
     ) -> web.Response:
         ctx = self.ctx
@@ -153,19 +153,9 @@ class RestApi:
         if raw_body:
             values.update(parse_qsl(raw_body, keep_blank_values=True))
         params = Params(values)
-        ip = request.remote or "unknown"
-        cost = weight(params) if callable(weight) else weight
-        verdict = ctx.limiter.charge(ip, cost)
-        headers = {"X-MBX-USED-WEIGHT-1M": str(verdict.used)}
-        if verdict.status != 200:
-            headers["Retry-After"] = str(verdict.retry_after_s)
-            if verdict.status == 418:
-                msg = (
-                    f"Way too many requests; IP(127.0.0.1) banned until {verdict.banned_until_ms}."
-                )
-            else:
-                msg = "Too many requests; current limit of IP is exceeded. Please use websocket."
-            return self._error(ApiError(verdict.status, -1003, msg), headers)
+        headers, limited = self._charge(request, weight, params)
+        if limited is not None:
+            return limited
         api_key = request.headers.get("X-MBX-APIKEY")
         acct = ctx.accounts_by_key.get(api_key or "")
         injected = self._injected_error(acct)
@@ -174,19 +164,57 @@ class RestApi:
                 headers["Retry-After"] = str(max(1, math.ceil(injected.retry_after)))
             return self._error(self._fault_error(injected), headers)
         try:
-            if security is not Security.NONE:
-                if not api_key:
-                    raise KEY_FORMAT
-                if acct is None:
-                    raise BAD_KEY
-                if security is Security.SIGNED:
-                    self._check_signed(acct, params, raw_query, raw_body)
+            self._authenticate(
+                security,
+                acct,
+                api_key=api_key,
+                params=params,
+                raw_query=raw_query,
+                raw_body=raw_body,
+            )
             body = handler(acct, params, ctx.engine)
         except ApiError as exc:
             return self._error(exc, headers)
         return web.Response(
             body=self._encode(body), content_type="application/json", headers=headers
         )
+
+    def _charge(
+        self, request: web.Request, weight: Weight, params: Params
+    ) -> tuple[dict[str, str], web.Response | None]:
+        """Charge the request's weight: (response headers, the 429/418 answer if over limit)."""
+        ip = request.remote or "unknown"
+        cost = weight(params) if callable(weight) else weight
+        verdict = self.ctx.limiter.charge(ip, cost)
+        headers = {"X-MBX-USED-WEIGHT-1M": str(verdict.used)}
+        if verdict.status == 200:
+            return headers, None
+        headers["Retry-After"] = str(verdict.retry_after_s)
+        if verdict.status == 418:
+            msg = f"Way too many requests; IP(127.0.0.1) banned until {verdict.banned_until_ms}."
+        else:
+            msg = "Too many requests; current limit of IP is exceeded. Please use websocket."
+        return headers, self._error(ApiError(verdict.status, -1003, msg), headers)
+
+    def _authenticate(
+        self,
+        security: Security,
+        acct: AccountState | None,
+        *,
+        api_key: str | None,
+        params: Params,
+        raw_query: str,
+        raw_body: str,
+    ) -> None:
+        """Raise the venue's error when the request lacks the key or signature it needs."""
+        if security is Security.NONE:
+            return
+        if not api_key:
+            raise KEY_FORMAT
+        if acct is None:
+            raise BAD_KEY
+        if security is Security.SIGNED:
+            self._check_signed(acct, params, raw_query, raw_body)
 
     def _injected_error(self, acct: AccountState | None) -> RestError | None:
         for fault in self.ctx.rest_errors:

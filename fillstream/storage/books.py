@@ -22,7 +22,7 @@ from fillstream.ledger import (
     PositionCorrection,
     PositionSide,
 )
-from fillstream.ledger.book import SortKey, sort_key
+from fillstream.ledger.book import DEFAULT_MAX_ENTRIES, SortKey, sort_key
 from fillstream.storage import payloads, rows, sql
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ FROM funding WHERE account = $1 AND market = $2 AND time_ms >= $3 ORDER BY time_
 
 _CLOSES = """
 SELECT DISTINCT ON (close_id) close FROM position_closes
-WHERE account = $1 AND market = $2 AND retracted_at IS NULL
+WHERE account = $1 AND market = $2 AND closed_at_ms >= $3 AND retracted_at IS NULL
 ORDER BY close_id, revision DESC
 """
 
@@ -82,7 +82,12 @@ def close_sort_key(close: PositionClose) -> SortKey:
 
 
 async def load_book(
-    conn: asyncpg.Connection, account: str, market: Market, *, horizon_ms: int
+    conn: asyncpg.Connection,
+    account: str,
+    market: Market,
+    *,
+    horizon_ms: int,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> PositionBook:
     """The account's book as it was after the last committed ingest."""
     sealed: dict[tuple[str, PositionSide], SortKey] = {
@@ -98,7 +103,7 @@ async def load_book(
         boundary = sealed.get((symbol, side))
         return boundary is None or key > boundary
 
-    book = PositionBook(account, market, horizon_ms=horizon_ms)
+    book = PositionBook(account, market, horizon_ms=horizon_ms, max_entries=max_entries)
     book.link_algo_types(
         {
             r["order_id"]: r["algo_type"]
@@ -123,7 +128,7 @@ async def load_book(
         close
         for close in (
             payloads.close_from_json(r["close"])
-            for r in await conn.fetch(_CLOSES, account, market.value)
+            for r in await conn.fetch(_CLOSES, account, market.value, lower or 0)
         )
         if after_seal(close.symbol, close.position_side, close_sort_key(close))
     ]

@@ -23,3 +23,9 @@ EVENT_TO_PUBLISH_SECONDS = Histogram(
     ["account", "market"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+QUARANTINED = Counter(
+    "fillstream_quarantined_total",
+    "Facts PostgreSQL refused for their data (out of range, constraint, invalid text), isolated "
+    "from their batch and kept in the quarantine table; the rest of the batch is stored",
+    ["account", "market", "kind"],
+)

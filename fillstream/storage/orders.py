@@ -1,11 +1,33 @@
-"""Stored orders for order sync (:class:`fillstream.ledger.OrderView`)."""
+"""Stored orders for order sync (:class:`fillstream.ledger.OrderView`), and which order states
+are published."""
 
 from __future__ import annotations
+
+import enum
 
 import asyncpg
 
 from fillstream.ledger import Market, OrderUpdate
 from fillstream.storage import rows
+
+
+class OrderPublishing(enum.StrEnum):
+    """``[nats] publish_orders``: what a consumer of ``<prefix>.order.>`` sees.
+
+    Order states are coalesced per ingest batch either way: of an order's transitions committed
+    in one transaction only the latest is stored and published (at low rate a batch is one
+    event, so every transition is seen; under load NEW → PARTIALLY_FILLED → FILLED within one
+    batch arrives as FILLED alone). A state older than the stored one is never published.
+    """
+
+    ALL = "all"  # the latest state of every order each batch moved forward (the default)
+    TERMINAL = "terminal"  # only final states: FILLED, CANCELED, EXPIRED(_IN_MATCH), UNKNOWN
+    NONE = "none"  # no order messages (orders are still stored; fills and closes published)
+
+    def selects(self, order: OrderUpdate) -> bool:
+        if self is OrderPublishing.ALL:
+            return True
+        return self is OrderPublishing.TERMINAL and order.terminal
 
 
 class PgOrderView:

@@ -15,6 +15,7 @@ import dataclasses
 import enum
 import itertools
 import logging
+import re
 from collections.abc import Sequence
 
 import msgspec
@@ -32,6 +33,7 @@ from fillstream.storage.payloads import OutboxMessage
 log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+_UNSAFE = re.compile(r"[\s]|^$")  # what a subject token or header value must not hold
 _STATUS_HEADER = "Status"
 
 
@@ -212,35 +214,11 @@ class JetStreamPublisher:
             metrics.PUBLISH_TOTAL.labels("failed").inc(len(messages))
             return outcomes
         await self.start()
-        loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[PublishOutcome]] = []
         tokens: list[str] = []
-        settled = 0  # futures[:settled] are done
         try:
-            for message in messages:
-                if len(futures) - settled >= self.window:
-                    if not await self._settle(futures[settled]):
-                        break
-                    settled += 1
-                    while settled < len(futures) and futures[settled].done():
-                        settled += 1
-                token = str(next(self._tokens))
-                fut: asyncio.Future[PublishOutcome] = loop.create_future()
-                self._waiting[token] = fut
-                try:
-                    await self.nc.publish(
-                        message.subject,
-                        message.payload,
-                        reply=f"{self._inbox}.{token}",
-                        headers={MSG_ID_HEADER: message.msg_id},
-                    )
-                except (nats.errors.Error, OSError) as exc:
-                    self._waiting.pop(token, None)
-                    log.warning("publish refused locally: %r", exc)
-                    break
-                futures.append(fut)
-                tokens.append(token)
-            pending = [f for f in futures[settled:] if not f.done()]
+            await self._send_all(messages, futures, tokens)
+            pending = [f for f in futures if not f.done()]
             if pending:
                 await asyncio.wait(pending, timeout=self.ack_timeout_s)
         finally:
@@ -256,6 +234,81 @@ class JetStreamPublisher:
         metrics.PUBLISH_TOTAL.labels("duplicate").inc(duplicate)
         metrics.PUBLISH_TOTAL.labels("failed").inc(len(outcomes) - acked - duplicate)
         return outcomes
+
+    async def _send_all(
+        self,
+        messages: Sequence[OutboxMessage],
+        futures: list[asyncio.Future[PublishOutcome]],
+        tokens: list[str],
+    ) -> None:
+        # Whole window-fulls at a time: every free slot is filled before one flush (one socket
+        # write), rather than one write per message as each ack frees a slot.
+        loop = asyncio.get_running_loop()
+        settled = 0  # futures[:settled] are done
+        sent = 0
+        while sent < len(messages):
+            while settled < len(futures) and futures[settled].done():
+                settled += 1
+            if len(futures) - settled >= self.window:
+                if not await self._settle(futures[settled]):
+                    return
+                continue
+            room = self.window - (len(futures) - settled)
+            burst = messages[sent : sent + room]
+            for _ in burst:
+                token = str(next(self._tokens))
+                fut: asyncio.Future[PublishOutcome] = loop.create_future()
+                self._waiting[token] = fut
+                futures.append(fut)
+                tokens.append(token)
+            try:
+                await self._write(burst, tokens[-len(burst) :])
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("publish refused locally: %r", exc)
+                for token in tokens[-len(burst) :]:
+                    self._waiting.pop(token, None)
+                del futures[-len(burst) :]
+                del tokens[-len(burst) :]
+                return
+            sent += len(burst)
+
+    async def _write(self, burst: Sequence[OutboxMessage], tokens: Sequence[str]) -> None:
+        """HPUB frames built here and queued on nats-py's connection, flushed once.
+
+        nats-py's ``publish`` costs ~20 µs of Python per message (subject checks, a header
+        dict encoded through regexes, a future and a queue put per flush request); our subjects
+        and message ids are made of safe tokens by construction, so the frames are built
+        directly. Anything unusual (a space or line break, a reconnect) takes nats-py's path.
+        """
+        nc = self.nc
+        if not nc.is_connected or nc.is_draining_pubs:
+            raise nats.errors.ConnectionClosedError
+        inbox = self._inbox
+        frames: list[bytes] = []
+        for message, token in zip(burst, tokens, strict=True):
+            subject, msg_id, payload = message.subject, message.msg_id, message.payload
+            if _UNSAFE.search(subject) or _UNSAFE.search(msg_id):
+                await self._flush_frames(frames)
+                frames = []
+                await nc.publish(
+                    subject, payload, reply=f"{inbox}.{token}", headers={MSG_ID_HEADER: msg_id}
+                )
+                continue
+            hdr = b"NATS/1.0\r\nNats-Msg-Id: " + msg_id.encode() + b"\r\n\r\n"
+            head = f"HPUB {subject} {inbox}.{token} {len(hdr)} {len(hdr) + len(payload)}\r\n"
+            frames.append(b"".join((head.encode(), hdr, payload, b"\r\n")))
+        await self._flush_frames(frames)
+
+    async def _flush_frames(self, frames: list[bytes]) -> None:
+        if not frames:
+            return
+        nc = self.nc
+        size = sum(map(len, frames))
+        nc._pending.extend(frames)  # private: see _write
+        nc._pending_data_size += size
+        nc.stats["out_msgs"] += len(frames)
+        nc.stats["out_bytes"] += size
+        await nc._flush_pending()
 
     async def _settle(self, fut: asyncio.Future[PublishOutcome]) -> bool:
         # False only when the ack did not come: NATS is gone, stop sending into the void. A

@@ -30,8 +30,10 @@ from fillstream.ledger import (
     PositionCorrection,
     subjects,
 )
+from fillstream.ledger.book import DEFAULT_MAX_ENTRIES
 from fillstream.storage import payloads, rows, sql
 from fillstream.storage.books import load_book
+from fillstream.storage.orders import OrderPublishing
 from fillstream.storage.payloads import OutboxMessage
 from fillstream.storage.records import Records, assign_ids
 
@@ -47,7 +49,7 @@ class IngestOutcome(msgspec.Struct, kw_only=True):
     duplicate_fills: list[Fill]
     closes: list[PositionClose]  # new closes and revisions
     retracted: list[PositionClose]
-    orders: list[OrderUpdate]  # forward transitions, in the order they happened
+    orders: list[OrderUpdate]  # the latest state of each order moved forward, by update time
     corrections: list[PositionCorrection]  # new ones
     funding: list[FundingFee]  # new ones (by tranId)
     messages: list[OutboxMessage]
@@ -90,10 +92,14 @@ class Ledger(Records):
         *,
         prefix: str = "fillstream",
         horizon_ms: int = DEFAULT_HORIZON_MS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        publish_orders: OrderPublishing = OrderPublishing.ALL,
     ) -> None:
         self.pool = pool
+        self.publish_orders = publish_orders
         self.prefix = prefix
         self.horizon_ms = horizon_ms
+        self.max_entries = max_entries
         self._books: dict[tuple[str, Market], PositionBook] = {}
 
     # -- ingest -------------------------------------------------------------------------------
@@ -126,7 +132,7 @@ class Ledger(Records):
         orders = await self._upsert_orders(conn, batch) if batch.orders else []
         p = self.prefix
         messages = [payloads.fill_message(p, f) for f in new_fills]
-        messages += [payloads.order_message(p, o) for o in orders]
+        messages += [payloads.order_message(p, o) for o in orders if self.publish_orders.selects(o)]
         messages += [payloads.close_message(p, c) for c in closes]
         messages += [payloads.retraction_message(p, c, batch.source) for c in retracted]
         messages += [payloads.correction_message(p, c) for c in corrections]
@@ -199,12 +205,7 @@ class Ledger(Records):
         if not ids:
             return closes, retracted
         stored: dict[str, int] = {
-            r["close_id"]: r["revision"]
-            for r in await conn.fetch(
-                "SELECT close_id, max(revision) AS revision FROM position_closes"
-                " WHERE close_id = ANY($1::text[]) GROUP BY close_id",
-                ids,
-            )
+            r["close_id"]: r["revision"] for r in await conn.fetch(sql.SELECT_CLOSE_REVISIONS, ids)
         }
         renumbered = []
         for close in closes:
@@ -299,40 +300,24 @@ class Ledger(Records):
     async def _upsert_orders(
         self, conn: asyncpg.Connection, batch: IngestBatch
     ) -> list[OrderUpdate]:
-        """Store the latest state per order; return every transition past the stored one."""
-        by_order: dict[tuple[str, int], list[OrderUpdate]] = {}
+        """Store the latest state per order; return those past the stored one, in time order."""
+        latest: dict[tuple[str, int], OrderUpdate] = {}
         for o in batch.orders:
-            by_order.setdefault((o.symbol, o.order_id), []).append(o)
-        keys = list(by_order)
-        stored = {
-            (r["symbol"], r["order_id"]): (r["update_time_ms"], r["status_rank"], r["filled_qty"])
+            k = (o.symbol, o.order_id)
+            prev = latest.get(k)
+            if prev is None or rows.order_progress(o) > rows.order_progress(prev):
+                latest[k] = o
+        candidates = list(latest.values())
+        moved = {
+            (r[0], r[1])
             for r in await conn.fetch(
-                sql.SELECT_ORDER_PROGRESS,
-                batch.account,
-                batch.market.value,
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-            )
-        }
-        forward: list[OrderUpdate] = []
-        latest: list[OrderUpdate] = []
-        for k, updates in by_order.items():
-            mark: tuple[Any, ...] | None = stored.get(k)
-            for o in sorted(updates, key=rows.order_progress):
-                progress = rows.order_progress(o)
-                if mark is None or progress > mark:
-                    forward.append(o)
-                    mark = progress
-            top = max(updates, key=rows.order_progress)
-            if stored.get(k) is None or rows.order_progress(top) > stored[k]:
-                latest.append(top)
-        if latest:
-            await conn.execute(
                 sql.UPSERT_ORDERS,
                 batch.account,
                 batch.market.value,
-                *rows.order_columns(latest),
+                *rows.order_columns(candidates),
             )
+        }
+        forward = [o for o in candidates if (o.symbol, o.order_id) in moved]
         forward.sort(key=lambda o: o.update_time_ms)
         return forward
 
@@ -341,7 +326,9 @@ class Ledger(Records):
     async def _book(self, conn: asyncpg.Connection, account: str, market: Market) -> PositionBook:
         book = self._books.get((account, market))
         if book is None:
-            book = await load_book(conn, account, market, horizon_ms=self.horizon_ms)
+            book = await load_book(
+                conn, account, market, horizon_ms=self.horizon_ms, max_entries=self.max_entries
+            )
             self._books[(account, market)] = book
         return book
 

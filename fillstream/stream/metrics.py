@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from fillstream.ledger import StreamState
 
 _LABELS = ("account", "market")
+_LAG_CLAMP_MS = 10**12  # ±10⁹ s: far beyond any bucket, and an int→float conversion that fits
 
 STATE = Gauge(
     "fillstream_stream_state",
@@ -119,6 +120,15 @@ class StreamMetrics:
                 child = EVENTS.labels(self.account, self.market, event_type)
                 self._events[event_type] = child
             child.inc(n)
+
+    def observe_lag(self, received_ns: int, event_ms: int) -> None:
+        """Observe receipt minus event time ``E`` (seconds) of one fill event.
+
+        The wire bounds ``E`` (``TimeMs``: frames outside it are malformed), so the lag is a
+        float; it is clamped to ±10⁹ s anyway so no value can raise ``OverflowError`` here.
+        """
+        lag_ms = received_ns // 1_000_000 - event_ms
+        self.event_lag.observe(max(-_LAG_CLAMP_MS, min(_LAG_CLAMP_MS, lag_ms)) / 1000)
 
     def state(self, state: StreamState) -> None:
         for s, child in self._states.items():

@@ -5,13 +5,18 @@ Contracts (binance-facts.md §2 and §3):
 - every ORDER_TRADE_UPDATE is an order transition;
 - an ALGO_UPDATE is an algo link; ``ai`` (a string, ``""`` until triggered) is the child order id;
 - ACCOUNT_UPDATE positions are the exchange's view, kept for cross-checks.
-Enum values outside the documented sets raise ``ValueError`` (the caller counts the frame as
-malformed); a missing commission is zero in an empty asset.
+Amounts, ids, times and enums go through the converters both paths share
+(:mod:`fillstream.ledger.amounts`, :mod:`fillstream.ledger.fields`): a value outside the documented
+set or range raises ``MalformedInput`` (a ``ValueError``; the caller counts the frame as malformed
+and the poll recovers the fill). A missing commission is zero in an empty asset; a fill without
+``rp`` is malformed (a silent zero would be wrong PnL).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+
+from msgspec import UNSET
 
 from fillstream.ledger import (
     AlgoLink,
@@ -20,50 +25,52 @@ from fillstream.ledger import (
     Market,
     OrderUpdate,
     Position,
-    PositionSide,
-    Side,
 )
+from fillstream.ledger.amounts import amount, identifier, optional_amount
+from fillstream.ledger.errors import MalformedInput
+from fillstream.ledger.fields import position_side, side, venue_fill
 from fillstream.stream.wire import AccountPosition, AccountUpdate, AlgoUpdate, OrderTradeUpdate
 
+__all__ = [
+    "FILL_EXECUTION_TYPES",
+    "algo_link_from",
+    "dec",
+    "fill_from_order_update",
+    "is_fill",
+    "order_update_from",
+    "position_from",
+    "position_side",
+    "positions_from_account_update",
+    "side",
+    "validate_account_update",
+]
+
 FILL_EXECUTION_TYPES = frozenset({"TRADE", "CALCULATED"})
-ZERO = Decimal(0)
-
-_SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
-_POSITION_SIDES = {
-    "BOTH": PositionSide.BOTH,
-    "LONG": PositionSide.LONG,
-    "SHORT": PositionSide.SHORT,
-}
 
 
-def dec(value: str | None) -> Decimal:
-    """A venue amount string as Decimal (``None``/empty → 0); raises ``ValueError`` if not one."""
-    if not value:
-        return ZERO
-    try:
-        return Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"not a decimal amount: {value!r}") from None
-
-
-def side(value: str) -> Side:
-    try:
-        return _SIDES[value]
-    except KeyError:
-        raise ValueError(f"unknown side {value!r}") from None
-
-
-def position_side(value: str) -> PositionSide:
-    try:
-        return _POSITION_SIDES[value]
-    except KeyError:
-        raise ValueError(f"unknown position side {value!r}") from None
+def dec(value: str | None, field: str = "amount") -> Decimal:
+    """A venue amount string as Decimal (``None``: absent, 0); raises ``MalformedInput``
+    (a ``ValueError``) unless it is a finite amount in range (:mod:`fillstream.ledger.amounts`)."""
+    return optional_amount(value, field)
 
 
 def is_fill(event: OrderTradeUpdate) -> bool:
-    """Whether this order event reports an execution (a fill) rather than a state change."""
+    """Whether this order event reports an execution (a fill) rather than a state change.
+
+    Raises ``MalformedInput`` when an execution lacks ``t`` or ``l``, or ``l`` is not an amount
+    (``"NaN"`` is not "no fill": a fill must never vanish silently).
+    """
     o = event.o
-    return o.x in FILL_EXECUTION_TYPES and o.t != 0 and o.l not in ("0", "") and dec(o.l) > 0
+    if o.x not in FILL_EXECUTION_TYPES:
+        return False
+    if o.t is None:
+        raise MalformedInput(f"{o.x} without a trade id t")
+    if o.t == 0:
+        return False
+    qty = amount(o.l, "l")
+    if qty < 0:
+        raise MalformedInput(f"l: negative: {o.l!r:.40}")
+    return qty > 0
 
 
 def fill_from_order_update(
@@ -78,22 +85,19 @@ def fill_from_order_update(
     if not is_fill(event):
         return None
     o = event.o
-    price = dec(o.L)
-    qty = dec(o.l)
-    return Fill(
+    return venue_fill(
         account=account,
         market=market,
         symbol=o.s,
-        trade_id=o.t,
+        trade_id=o.t or 0,
         order_id=o.i,
-        side=side(o.S),
-        position_side=position_side(o.ps),
-        price=price,
-        qty=qty,
-        quote_qty=price * qty,
-        commission=dec(o.n),
-        commission_asset=o.N or "",
-        realized_pnl=dec(o.rp),
+        side_text=o.S,
+        position_side_text=o.ps,
+        price_text=o.L,
+        qty_text=o.l,
+        commission_text=None if o.n is UNSET else o.n,
+        commission_asset=None if o.N is UNSET else o.N,
+        realized_pnl_text=o.rp,
         maker=o.m,
         trade_time_ms=o.T,
         source=source,
@@ -120,24 +124,24 @@ def order_update_from(
         account=account,
         market=market,
         symbol=o.s,
-        order_id=o.i,
+        order_id=identifier(o.i, "order id"),
         client_order_id=o.c,
         side=side(o.S),
         position_side=position_side(o.ps),
         order_type=o.o,
         orig_type=o.ot or o.o,
         status=o.X,
-        price=dec(o.p),
-        avg_price=dec(o.ap),
-        orig_qty=dec(o.q),
-        filled_qty=dec(o.z),
-        stop_price=dec(o.sp),
+        price=dec(o.p, "p"),
+        avg_price=dec(o.ap, "ap"),
+        orig_qty=dec(o.q, "q"),
+        filled_qty=dec(o.z, "z"),
+        stop_price=dec(o.sp, "sp"),
         reduce_only=o.R,
-        close_position=o.cp,
+        close_position=bool(o.cp),
         update_time_ms=o.T or event.T or event.E,
         source=source,
         execution_type=o.x,
-        expiry_reason=o.er,
+        expiry_reason="0" if o.er is None else str(o.er),
         received_at_ns=received_at_ns,
     )
 
@@ -145,26 +149,31 @@ def order_update_from(
 def algo_link_from(event: AlgoUpdate, account: str, market: Market) -> AlgoLink:
     """The algo order of ``event`` and, once triggered, its matching-engine child order id.
 
-    ``ai`` is a string: ``""`` (or ``"0"``) until triggered, then the child's ``orderId``.
+    ``ai`` is a string: ``""`` (or ``"0"``) until triggered, then the child's ``orderId`` (a
+    number is taken as the id itself).
     """
     o = event.o
-    child: int | None = None
-    if o.ai and o.ai != "0":
-        try:
-            child = int(o.ai)
-        except ValueError:
-            raise ValueError(f"ALGO_UPDATE ai is not an order id: {o.ai!r}") from None
     return AlgoLink(
         account=account,
         market=market,
         symbol=o.s,
         algo_id=o.aid,
-        client_algo_id=o.caid,
+        client_algo_id=o.caid or "",
         algo_type=o.o,
         status=o.X,
-        order_id=child,
+        order_id=_child_order_id(o.ai),
         update_time_ms=event.T or event.E,
     )
+
+
+def _child_order_id(ai: str | int | None) -> int | None:
+    if ai is None or ai in ("", "0", 0):
+        return None
+    if isinstance(ai, str):
+        if not (ai.isascii() and ai.isdigit()):
+            raise MalformedInput(f"ALGO_UPDATE ai is not an order id: {ai!r:.40}")
+        ai = int(ai)
+    return identifier(ai, "ALGO_UPDATE ai")
 
 
 def position_from(
@@ -180,9 +189,9 @@ def position_from(
         market=market,
         symbol=p.s,
         position_side=position_side(p.ps),
-        qty=dec(p.pa),
-        entry_price=dec(p.ep),
-        realized_pnl=dec(p.cr),
+        qty=amount(p.pa, "pa"),
+        entry_price=dec(p.ep, "ep"),
+        realized_pnl=dec(p.cr, "cr"),
         opened_at_ms=None,
         updated_at_ms=updated_at_ms,
     )
@@ -194,3 +203,14 @@ def positions_from_account_update(
     """The positions an ACCOUNT_UPDATE reports (only changed ones are in ``P``)."""
     updated = event.T or event.E
     return [position_from(p, account, market, updated_at_ms=updated) for p in event.a.P]
+
+
+def validate_account_update(event: AccountUpdate) -> None:
+    """Check what the stream keeps of an ACCOUNT_UPDATE (its positions, converted on demand)
+    now, so a bad value is a malformed frame here rather than an error later. Raises
+    ``MalformedInput``."""
+    for p in event.a.P:
+        position_side(p.ps)
+        amount(p.pa, "pa")
+        dec(p.ep, "ep")
+        dec(p.cr, "cr")

@@ -7,7 +7,7 @@ batch. When the pending batch is full the processor stops taking frames, the fra
 and the readers pause: backpressure, never a dropped socket or a dropped frame.
 
 Bad frames (malformed, unknown, or with a value ``parse`` rejects) are counted, logged truncated
-(the first ten, then one in a thousand) and skipped.
+(the first ten, then one in a thousand) and skipped; no frame can stop the processor.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from fillstream.ledger import AlgoLink, Fill, FillSink, FillSource, IngestBatch, Market, OrderUpdate
 from fillstream.stream.activity import AccountActivity, RecentSet
@@ -29,18 +29,21 @@ from fillstream.stream.decode import FrameDecoder, FrameError, truncate
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.parse import (
     algo_link_from,
-    dec,
     fill_from_order_update,
     order_update_from,
-    position_side,
+    validate_account_update,
 )
 from fillstream.stream.wire import (
+    AccountConfigUpdate,
     AccountUpdate,
     AlgoUpdate,
+    ConditionalOrderTriggerReject,
     Event,
+    GridUpdate,
     ListenKeyExpired,
     MarginCall,
     OrderTradeUpdate,
+    StrategyUpdate,
     TradeLite,
 )
 
@@ -50,6 +53,10 @@ _LOG_EVERY: Final = 1000  # after the first few, log one bad frame in this many
 
 KeyExpiredHook = Callable[[int, str], None]
 """Called with (connection id, listenKey of the event) on ``listenKeyExpired``."""
+
+_CountedOnly = AccountConfigUpdate | StrategyUpdate | GridUpdate | ConditionalOrderTriggerReject
+_Handler = Callable[[Any, int, int, float, "_Pending"], None]
+"""One event type's handler: (event, received ns, connection id, monotonic now, pending)."""
 
 
 class Processor:
@@ -94,6 +101,15 @@ class Processor:
         self.frames = 0
         self.fills = 0
         self.duplicates = 0
+        # Stage two of the dispatch (decode.py's table picked the wire type): type → handler.
+        self._handlers: dict[type[Event], _Handler] = {
+            OrderTradeUpdate: self._order_trade_update,
+            TradeLite: self._trade_lite,
+            AlgoUpdate: self._algo_update,
+            AccountUpdate: self._account_update,
+            ListenKeyExpired: self._listen_key_expired,
+            MarginCall: self._margin_call,
+        }
 
     @property
     def backlog(self) -> int:
@@ -177,54 +193,78 @@ class Processor:
             (self.metrics.malformed if exc.kind == "malformed" else self.metrics.unknown).inc()
             self._log_bad_frame(exc.kind, exc.reason, exc.excerpt)
             return
+        handler = self._handlers.get(type(event), self._other)
         try:
-            self._dispatch(event, received_ns, conn_id, now, pending)
-        except ValueError as exc:  # parse: an enum or amount outside the documented set
+            handler(event, received_ns, conn_id, now, pending)
+        except (ValueError, ArithmeticError) as exc:
+            # parse rejected a value (MalformedInput, a ValueError). ArithmeticError covers
+            # decimal's signals (InvalidOperation is not a ValueError) should one slip past the
+            # converters: a bad frame is counted and skipped, it never stops the account.
             self.metrics.malformed.inc()
-            self._log_bad_frame("malformed", str(exc), truncate(payload))
+            self._log_bad_frame("malformed", f"{type(exc).__name__}: {exc}", truncate(payload))
 
-    def _dispatch(  # noqa: C901 - to split (issue 11)
-        self, event: Event, received_ns: int, conn_id: int, now: float, pending: _Pending
+    # Handlers by wire type (the table in __init__). Each parses everything first and only then
+    # touches state, so a frame rejected half-way leaves no trace but its count.
+
+    def _order_trade_update(
+        self, event: OrderTradeUpdate, received_ns: int, conn_id: int, now: float, pending: _Pending
     ) -> None:
         account, market, activity = self.account, self.market, self.activity
-        if isinstance(event, OrderTradeUpdate):
-            self._data(event.e, event.E, received_ns, now)
-            fill = fill_from_order_update(event, account, market, received_at_ns=received_ns)
-            update = order_update_from(event, account, market, received_at_ns=received_ns)
-            if fill is not None:
-                # Lag of fill events only: they are what is latency-critical, and one
-                # histogram observation per frame would cost more than the decode.
-                self.metrics.event_lag.observe((received_ns // 1_000_000 - event.E) / 1000)
-                if activity.fill((fill.symbol, fill.trade_id, fill.order_id), now):
-                    pending.fills.append(fill)
-                    self.fills += 1
-                else:
-                    self.duplicates += 1
-                    self.metrics.duplicates.inc()
-            activity.order(update, now)
-            pending.orders.append(update)
-        elif isinstance(event, TradeLite):
-            self._data(event.e, event.E, received_ns, now)
-            if not activity.trade_lite((event.s, event.t, event.i), event.T or event.E, now):
+        fill = fill_from_order_update(event, account, market, received_at_ns=received_ns)
+        update = order_update_from(event, account, market, received_at_ns=received_ns)
+        self._data(event.e, event.E, received_ns, now)
+        if fill is not None:
+            # Lag of fill events only: they are what is latency-critical, and one
+            # histogram observation per frame would cost more than the decode.
+            self.metrics.observe_lag(received_ns, event.E)
+            if activity.fill((fill.symbol, fill.trade_id, fill.order_id), now):
+                pending.fills.append(fill)
+                self.fills += 1
+            else:
+                self.duplicates += 1
                 self.metrics.duplicates.inc()
-        elif isinstance(event, AlgoUpdate):
-            self._data(event.e, event.E, received_ns, now)
-            link = algo_link_from(event, account, market)
-            activity.algo(link, now)
-            pending.algos.append(link)
-        elif isinstance(event, AccountUpdate):
-            self._data(event.e, event.E, received_ns, now)
-            for p in event.a.P:  # validated now (ValueError: malformed), converted on demand
-                position_side(p.ps)
-                dec(p.pa), dec(p.ep), dec(p.cr)
-            activity.account_update(event, now)
-        elif isinstance(event, ListenKeyExpired):
-            self._counts[event.e] = self._counts.get(event.e, 0) + 1
-            self._on_key_expired(conn_id, event.listenKey)
-        else:
-            self._data(event.e, event.E, received_ns, now)
-            if isinstance(event, MarginCall):
-                log.warning("%s/%s: MARGIN_CALL %s", account, market, event.p)
+        activity.order(update, now)
+        pending.orders.append(update)
+
+    def _trade_lite(
+        self, event: TradeLite, received_ns: int, conn_id: int, now: float, pending: _Pending
+    ) -> None:
+        self._data(event.e, event.E, received_ns, now)
+        if not self.activity.trade_lite((event.s, event.t, event.i), event.T or event.E, now):
+            self.metrics.duplicates.inc()
+
+    def _algo_update(
+        self, event: AlgoUpdate, received_ns: int, conn_id: int, now: float, pending: _Pending
+    ) -> None:
+        link = algo_link_from(event, self.account, self.market)
+        self._data(event.e, event.E, received_ns, now)
+        self.activity.algo(link, now)
+        pending.algos.append(link)
+
+    def _account_update(
+        self, event: AccountUpdate, received_ns: int, conn_id: int, now: float, pending: _Pending
+    ) -> None:
+        validate_account_update(event)  # positions are kept as the wire gave them
+        self._data(event.e, event.E, received_ns, now)
+        self.activity.account_update(event, now)
+
+    def _listen_key_expired(
+        self, event: ListenKeyExpired, received_ns: int, conn_id: int, now: float, pending: _Pending
+    ) -> None:
+        self._counts[event.e] = self._counts.get(event.e, 0) + 1
+        self._on_key_expired(conn_id, event.listenKey)
+
+    def _margin_call(
+        self, event: MarginCall, received_ns: int, conn_id: int, now: float, pending: _Pending
+    ) -> None:
+        self._data(event.e, event.E, received_ns, now)
+        log.warning("%s/%s: MARGIN_CALL %.500s", self.account, self.market, event.p)
+
+    def _other(
+        self, event: _CountedOnly, received_ns: int, conn_id: int, now: float, pending: _Pending
+    ) -> None:
+        """Events the stream only counts (ACCOUNT_CONFIG_UPDATE, STRATEGY_UPDATE, ...)."""
+        self._data(event.e, event.E, received_ns, now)
 
     def _data(self, event_type: str, event_ms: int, received_ns: int, now: float) -> None:
         """Book-keeping for every data event (everything but listenKeyExpired)."""

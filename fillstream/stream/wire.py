@@ -3,13 +3,21 @@
 Frozen msgspec Structs keep Binance's one-letter keys (a trailing comment names each one);
 ``rename`` is used only where a key is not a Python identifier. Amounts and prices stay the
 exchange's strings: they become ``Decimal`` once, in :mod:`fillstream.stream.parse`. Ids and times
-are ints. Fields the exchange may omit, or that were added recently, have defaults so schema drift
-in fields we do not use never turns a valid event into a decode error.
+are ints within ``bigint`` (:data:`~fillstream.ledger.amounts.Id`, ``TimeMs``).
+
+Tolerance is by need (binance-facts.md §2, §3): what a fill or an order transition needs (symbol,
+ids, side, types, status, times, ``l``/``L``/``n``/``rp``, position side) keeps a strict type and
+fails loudly. Amounts of a transition accept ``null`` (the same as absent: ``None``). Fields
+fillstream never reads are :data:`Unused`: any JSON value. Fields the exchange may omit, or that
+were added recently, have defaults.
 """
 
 from __future__ import annotations
 
 import msgspec
+from msgspec import UNSET, UnsetType
+
+from fillstream.ledger.amounts import Id, TimeMs, Unused
 
 
 class Header(msgspec.Struct, frozen=True):
@@ -37,44 +45,44 @@ class OrderTradeUpdateOrder(msgspec.Struct, frozen=True):
     o: str  # order type
     x: str  # execution type
     X: str  # order status
-    i: int  # order id
-    T: int  # order trade time
-    f: str = ""  # time in force
-    q: str = "0"  # original quantity
-    p: str = "0"  # original price
-    ap: str = "0"  # average price
-    sp: str = "0"  # stop price
-    l: str = "0"  # noqa: E741  last filled quantity
-    z: str = "0"  # cumulative filled quantity
-    L: str = "0"  # last filled price
-    N: str | None = None  # commission asset (absent when no commission)
-    n: str | None = None  # commission of this execution
-    t: int = 0  # trade id (0 on non-trade events)
-    b: str = "0"  # bids notional
-    a: str = "0"  # ask notional
+    i: Id  # order id
+    T: TimeMs  # order trade time
+    f: Unused = None  # time in force
+    q: str | None = None  # original quantity
+    p: str | None = None  # original price
+    ap: str | None = None  # average price
+    sp: str | None = None  # stop price
+    l: str | None = None  # noqa: E741  last filled quantity (required on a fill)
+    z: str | None = None  # cumulative filled quantity
+    L: str | None = None  # last filled price (required on a fill)
+    N: str | UnsetType = UNSET  # commission asset (absent when no commission; null is malformed)
+    n: str | UnsetType = UNSET  # commission of this execution (likewise)
+    t: Id | None = None  # trade id (0 on non-trade events; required on a fill)
+    b: Unused = None  # bids notional
+    a: Unused = None  # ask notional
     m: bool = False  # is maker
     R: bool = False  # is reduce-only
-    wt: str = ""  # stop price working type
-    ot: str = ""  # original order type
+    wt: Unused = None  # stop price working type
+    ot: str | None = None  # original order type
     ps: str = "BOTH"  # position side
-    cp: bool = False  # close-all (closePosition)
-    AP: str | None = None  # activation price (trailing stop)
-    cr: str | None = None  # callback rate (trailing stop)
-    pP: bool = False  # price protection
-    si: int = 0  # ignore
-    ss: int = 0  # ignore
-    rp: str = "0"  # realized profit of this trade
-    V: str = ""  # self-trade prevention mode
-    pm: str = ""  # price match mode
-    gtd: int = 0  # good-till-date auto-cancel time
-    er: str = "0"  # expiry reason
-    M: int | None = None  # modifyId (AMENDMENT only)
+    cp: bool | None = None  # close-all (closePosition)
+    AP: Unused = None  # activation price (trailing stop)
+    cr: Unused = None  # callback rate (trailing stop)
+    pP: Unused = None  # price protection
+    si: Unused = None  # ignore
+    ss: Unused = None  # ignore
+    rp: str | None = None  # realized profit of this trade (required on a fill)
+    V: Unused = None  # self-trade prevention mode
+    pm: Unused = None  # price match mode
+    gtd: Unused = None  # good-till-date auto-cancel time
+    er: str | int | None = None  # expiry reason
+    M: Unused = None  # modifyId (AMENDMENT only)
 
 
 class OrderTradeUpdate(msgspec.Struct, frozen=True):
-    E: int  # event time
+    E: TimeMs  # event time
     o: OrderTradeUpdateOrder  # order
-    T: int = 0  # transaction time
+    T: TimeMs = 0  # transaction time
     e: str = "ORDER_TRADE_UPDATE"  # event type
 
 
@@ -83,18 +91,18 @@ class OrderTradeUpdate(msgspec.Struct, frozen=True):
 
 
 class TradeLite(msgspec.Struct, frozen=True):
-    E: int  # event time
+    E: TimeMs  # event time
     s: str  # symbol
-    t: int  # trade id
-    i: int  # order id
-    T: int = 0  # transaction time
-    q: str = "0"  # original quantity
-    p: str = "0"  # original price
-    m: bool = False  # is maker
-    c: str = ""  # client order id
-    S: str = ""  # side
-    L: str = "0"  # last filled price
-    l: str = "0"  # noqa: E741  last filled quantity
+    t: Id  # trade id
+    i: Id  # order id
+    T: TimeMs = 0  # transaction time
+    q: Unused = None  # original quantity
+    p: Unused = None  # original price
+    m: Unused = None  # is maker
+    c: Unused = None  # client order id
+    S: Unused = None  # side
+    L: Unused = None  # last filled price
+    l: Unused = None  # noqa: E741  last filled quantity
     e: str = "TRADE_LITE"  # event type
 
 
@@ -103,35 +111,35 @@ class TradeLite(msgspec.Struct, frozen=True):
 
 
 class Balance(msgspec.Struct, frozen=True):
-    a: str  # asset
-    wb: str = "0"  # wallet balance
-    cw: str = "0"  # cross wallet balance
-    bc: str = "0"  # balance change except PnL and commission
+    a: Unused = None  # asset
+    wb: Unused = None  # wallet balance
+    cw: Unused = None  # cross wallet balance
+    bc: Unused = None  # balance change except PnL and commission
 
 
 class AccountPosition(msgspec.Struct, frozen=True):
     s: str  # symbol
     pa: str  # position amount (signed)
-    ep: str = "0"  # entry price
-    bep: str = "0"  # breakeven price
-    cr: str = "0"  # (pre-fee) accumulated realized
-    up: str = "0"  # unrealized PnL
-    mt: str = ""  # margin type
-    iw: str = "0"  # isolated wallet
+    ep: str | None = None  # entry price
+    bep: Unused = None  # breakeven price (a number in some portfolio-margin frames)
+    cr: str | None = None  # (pre-fee) accumulated realized
+    up: Unused = None  # unrealized PnL
+    mt: Unused = None  # margin type
+    iw: Unused = None  # isolated wallet
     ps: str = "BOTH"  # position side
 
 
 class AccountUpdateData(msgspec.Struct, frozen=True):
-    m: str = ""  # reason type
-    B: tuple[Balance, ...] = ()  # balances
+    m: Unused = None  # reason type
+    B: tuple[Balance, ...] | None = ()  # balances
     P: tuple[AccountPosition, ...] = ()  # positions
-    S: str | None = None  # symbol of a FUNDING_FEE event
+    S: Unused = None  # symbol of a FUNDING_FEE event
 
 
 class AccountUpdate(msgspec.Struct, frozen=True):
-    E: int  # event time
+    E: TimeMs  # event time
     a: AccountUpdateData  # update data
-    T: int = 0  # transaction time
+    T: TimeMs = 0  # transaction time
     e: str = "ACCOUNT_UPDATE"  # event type
 
 
@@ -139,20 +147,11 @@ class AccountUpdate(msgspec.Struct, frozen=True):
 # ACCOUNT_CONFIG_UPDATE (§2.6)
 
 
-class LeverageConfig(msgspec.Struct, frozen=True):
-    s: str  # symbol
-    l: int  # noqa: E741  leverage
-
-
-class MultiAssetsConfig(msgspec.Struct, frozen=True):
-    j: bool  # multi-assets mode
-
-
 class AccountConfigUpdate(msgspec.Struct, frozen=True):
-    E: int  # event time
-    T: int = 0  # transaction time
-    ac: LeverageConfig | None = None  # leverage change
-    ai: MultiAssetsConfig | None = None  # multi-assets mode change
+    E: TimeMs  # event time
+    T: TimeMs = 0  # transaction time
+    ac: Unused = None  # leverage change {s: symbol, l: leverage}
+    ai: Unused = None  # multi-assets mode change {j: bool}
     e: str = "ACCOUNT_CONFIG_UPDATE"  # event type
 
 
@@ -160,21 +159,10 @@ class AccountConfigUpdate(msgspec.Struct, frozen=True):
 # MARGIN_CALL (§2.5)
 
 
-class MarginCallPosition(msgspec.Struct, frozen=True):
-    s: str  # symbol
-    ps: str = "BOTH"  # position side
-    pa: str = "0"  # position amount
-    mt: str = ""  # margin type
-    iw: str = "0"  # isolated wallet
-    mp: str = "0"  # mark price
-    up: str = "0"  # unrealized PnL
-    mm: str = "0"  # maintenance margin required
-
-
 class MarginCall(msgspec.Struct, frozen=True):
-    E: int  # event time
-    cw: str | None = None  # cross wallet balance
-    p: tuple[MarginCallPosition, ...] = ()  # positions
+    E: TimeMs  # event time
+    cw: Unused = None  # cross wallet balance
+    p: Unused = ()  # positions [{s, ps, pa, mt, iw, mp, up, mm}] (logged only)
     e: str = "MARGIN_CALL"  # event type
 
 
@@ -193,38 +181,38 @@ class ListenKeyExpired(msgspec.Struct, frozen=True):
 
 
 class AlgoUpdateOrder(msgspec.Struct, frozen=True):
-    aid: int  # algo id
+    aid: Id  # algo id
     s: str  # symbol
     X: str  # algo status
-    caid: str = ""  # client algo id
-    at: str = ""  # algo type (CONDITIONAL)
     o: str = ""  # order type
-    S: str = ""  # side
-    ps: str = "BOTH"  # position side
-    f: str = ""  # time in force
-    q: str = "0"  # quantity
-    ai: str = ""  # matching-engine order id once triggered ("" before)
-    ap: str = "0"  # average fill price in the matching engine
-    aq: str = "0"  # executed quantity in the matching engine
-    act: str = "0"  # actual order type in the matching engine
-    tp: str = "0"  # trigger price
-    p: str = "0"  # order price
-    V: str = ""  # self-trade prevention mode
-    wt: str = ""  # working type
-    pm: str = ""  # price match mode
-    cp: bool = False  # close-all (closePosition)
-    pP: bool = False  # price protection
-    R: bool = False  # reduce only
-    tt: int = 0  # trigger time
-    gtd: int = 0  # good-till-date cancel time
-    rm: str = ""  # failure reason
-    ia: bool | None = None  # is activated (trailing stops)
+    caid: str | None = None  # client algo id
+    at: Unused = None  # algo type (CONDITIONAL)
+    S: Unused = None  # side
+    ps: Unused = None  # position side
+    f: Unused = None  # time in force
+    q: Unused = None  # quantity
+    ai: str | int | None = None  # matching-engine order id once triggered ("" before)
+    ap: Unused = None  # average fill price in the matching engine
+    aq: Unused = None  # executed quantity in the matching engine
+    act: Unused = None  # actual order type in the matching engine
+    tp: Unused = None  # trigger price
+    p: Unused = None  # order price
+    V: Unused = None  # self-trade prevention mode
+    wt: Unused = None  # working type
+    pm: Unused = None  # price match mode
+    cp: Unused = None  # close-all (closePosition)
+    pP: Unused = None  # price protection
+    R: Unused = None  # reduce only
+    tt: Unused = None  # trigger time
+    gtd: Unused = None  # good-till-date cancel time
+    rm: Unused = None  # failure reason
+    ia: Unused = None  # is activated (trailing stops)
 
 
 class AlgoUpdate(msgspec.Struct, frozen=True):
-    E: int  # event time
+    E: TimeMs  # event time
     o: AlgoUpdateOrder  # algo order
-    T: int = 0  # transaction time
+    T: TimeMs = 0  # transaction time
     e: str = "ALGO_UPDATE"  # event type
 
 
@@ -232,52 +220,24 @@ class AlgoUpdate(msgspec.Struct, frozen=True):
 # STRATEGY_UPDATE / GRID_UPDATE (§2.7), CONDITIONAL_ORDER_TRIGGER_REJECT (§2.8, deprecated)
 
 
-class StrategyStatus(msgspec.Struct, frozen=True):
-    si: int = 0  # strategy id
-    st: str = ""  # strategy type
-    ss: str = ""  # strategy status
-    s: str = ""  # symbol
-    ut: int = 0  # update time
-    c: int = 0  # opCode
-
-
 class StrategyUpdate(msgspec.Struct, frozen=True):
-    E: int  # event time
-    T: int = 0  # transaction time
-    su: StrategyStatus | None = None  # strategy update
+    E: TimeMs  # event time
+    T: TimeMs = 0  # transaction time
+    su: Unused = None  # strategy update {si, st, ss, s, ut, c}
     e: str = "STRATEGY_UPDATE"  # event type
 
 
-class GridStatus(msgspec.Struct, frozen=True):
-    si: int = 0  # strategy id
-    st: str = ""  # strategy type
-    ss: str = ""  # strategy status
-    s: str = ""  # symbol
-    r: str = "0"  # realized PnL
-    up: str = "0"  # unmatched average price
-    uq: str = "0"  # unmatched quantity
-    uf: str = "0"  # unmatched fee
-    mp: str = "0"  # matched PnL
-    ut: int = 0  # update time
-
-
 class GridUpdate(msgspec.Struct, frozen=True):
-    E: int  # event time
-    T: int = 0  # transaction time
-    gu: GridStatus | None = None  # grid update
+    E: TimeMs  # event time
+    T: TimeMs = 0  # transaction time
+    gu: Unused = None  # grid update {si, st, ss, s, r, up, uq, uf, mp, ut}
     e: str = "GRID_UPDATE"  # event type
 
 
-class TriggerReject(msgspec.Struct, frozen=True):
-    s: str = ""  # symbol
-    i: int = 0  # order id
-    r: str = ""  # reject reason
-
-
 class ConditionalOrderTriggerReject(msgspec.Struct, frozen=True, rename={"or_": "or"}):
-    E: int  # event time
-    T: int = 0  # transaction time
-    or_: TriggerReject | None = None  # "or": the rejected order
+    E: TimeMs  # event time
+    T: TimeMs = 0  # transaction time
+    or_: Unused = None  # "or": the rejected order {s, i, r}
     e: str = "CONDITIONAL_ORDER_TRIGGER_REJECT"  # event type
 
 

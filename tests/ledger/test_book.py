@@ -260,3 +260,52 @@ def test_a_flip_is_one_close_plus_one_open(fills: list[Fill]) -> None:
             assert len(change.closes) == 1
         else:
             assert change.closes == []
+
+
+def test_size_cap_seals_at_a_flat_point_and_folds_an_older_fill_in_last() -> None:
+    book = PositionBook("a", Market.USDM, max_entries=4)
+    for t in range(1, 9, 2):  # four round trips: open, close
+        book.apply([fill(t, Side.BUY, "1"), fill(t + 1, Side.SELL, "1")])
+    assert book.held("BTCUSDT", PositionSide.BOTH) <= 4
+    sealed = book.sealed_through("BTCUSDT", PositionSide.BOTH)
+    assert sealed is not None
+    # Far younger than the six-hour horizon, so only the cap sealed it.
+    assert book.apply([fill(2, Side.BUY, "1", order_id=7)]).closes == []
+    assert book.position("BTCUSDT", PositionSide.BOTH).qty == D("1")
+
+
+def test_a_lifecycle_longer_than_the_cap_is_held_whole() -> None:
+    book = PositionBook("a", Market.USDM, max_entries=4)
+    book.apply([fill(t, Side.BUY, "1") for t in range(1, 11)])
+    assert book.held("BTCUSDT", PositionSide.BOTH) == 10
+    assert book.sealed_through("BTCUSDT", PositionSide.BOTH) is None
+    (close,) = book.apply([fill(11, Side.SELL, "10")]).closes
+    assert close.qty == D("10")
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.integers(min_value=2, max_value=8), st.integers(min_value=1, max_value=5))
+def test_the_size_cap_changes_no_close_of_in_order_fills_and_bounds_what_is_held(
+    fills: list[Fill], cap: int, per_call: int
+) -> None:
+    unbounded = PositionBook("a", Market.USDM)
+    capped = PositionBook("a", Market.USDM, max_entries=cap)
+    expected, got = [], []
+    for i in range(0, len(fills), per_call):
+        expected += unbounded.apply(fills[i : i + per_call]).closes
+        change = capped.apply(fills[i : i + per_call])
+        assert change.retracted == []
+        got += change.closes
+        # Never more than the cap, unless the open lifecycle alone is longer.
+        since_flat = _entries_since_flat(fills[: i + per_call])
+        assert capped.held("BTCUSDT", PositionSide.BOTH) <= max(cap, since_flat)
+    assert got == expected
+    assert capped.positions() == unbounded.positions()
+
+
+def _entries_since_flat(fills: list[Fill]) -> int:
+    qty, since = D(0), 0
+    for f in fills:
+        qty += f.signed_qty
+        since = 0 if qty == 0 else since + 1
+    return since

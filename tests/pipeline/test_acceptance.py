@@ -271,7 +271,7 @@ async def test_status_changes_are_published_on_the_status_subject(
     await eventually(published, what="status message on JetStream")
 
 
-async def test_an_ingest_error_reaches_the_submitter_and_the_account_carries_on(
+async def test_a_data_error_quarantines_the_fact_and_the_account_carries_on(
     stack: IngestStack,
 ) -> None:
     import msgspec
@@ -282,10 +282,14 @@ async def test_an_ingest_error_reaches_the_submitter_and_the_account_carries_on(
     bad = msgspec.structs.replace(
         make_order(1, "NEW", 1, account=account), client_order_id="nul\x00"
     )
-    with pytest.raises(asyncpg.PostgresError):
-        await stack.pipeline.submit(batch_of(make_fill(1, account=account), orders=(bad,)))
-    ok = await stack.pipeline.submit(batch_of(make_fill(1, account=account)))
-    assert ok.new_fills == 1  # nothing of the failed batch was stored
+    # PostgreSQL refuses the NUL for its data: the order is isolated, the fill stored.
+    first = await stack.pipeline.submit(batch_of(make_fill(1, account=account), orders=(bad,)))
+    assert (first.new_fills, first.orders) == (1, 0)
+    (row,) = await stack.pipeline.quarantine.rows(account)
+    assert (row.kind, row.sqlstate) == ("order", "22021")
+    assert "\\x00" in row.fact or "\\u0000" in row.fact
+    again = await stack.pipeline.submit(batch_of(make_fill(1, account=account)))
+    assert again.duplicate_fills == 1
     assert sample("fillstream_ingest_errors_total", account=account, market="usdm") == 1
 
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import msgspec
 import pytest
 
+from fillstream.sidecar.embedded import free_port
 from fillstream.simulator.cli import parse
+from tests.conftest import NatsTarget
+from tests.sidecar.harness import run_cli, start_cli, wait_for
 from tests.simulator.conftest import wait_until
 
 
@@ -89,3 +94,70 @@ def test_arguments() -> None:
 async def test_wait_helper_times_out() -> None:
     with pytest.raises(AssertionError):
         await wait_until(lambda: False, within=0.05)
+
+
+async def test_write_config_runs_fillstream_against_the_sim(
+    tmp_path: Path, pg_dsn: str, nats_target: NatsTarget
+) -> None:
+    config = tmp_path / "conf" / "fillstream.toml"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fillstream.simulator.cli", "--accounts", "alpha,beta",
+        "--rate", "20", "--seed", "5", "--write-config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        info = msgspec.json.decode(await asyncio.wait_for(proc.stdout.readline(), 30))
+        human = b""
+        while b"fillstream run --config" not in human:  # the people's version, on stderr
+            human += await asyncio.wait_for(proc.stderr.readline(), 30)
+        text = config.read_text()
+        for account in info["accounts"]:
+            name, key, secret = account["name"], account["api_key"], account["api_secret"]
+            # Keys for people: readable lines, in full.
+            assert f"    API key     {key}\n".encode() in human
+            assert f"    API secret  {secret}\n".encode() in human
+            # Never inline in the config; in owner-only files it names.
+            assert key not in text and secret not in text
+            key_file, secret_file = (
+                config.parent / f"fillstream-{name}.key",
+                config.parent / (f"fillstream-{name}.secret"),
+            )
+            assert key_file.read_text() == key + "\n"
+            assert secret_file.read_text() == secret + "\n"
+            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+            assert f'api_key_file = "{key_file}"' in text
+        assert text.count('endpoints = "custom"') == 2
+        assert f'rest_url = "{info["rest_url"]}"' in text
+
+        env = {
+            "FILLSTREAM_DSN": pg_dsn,
+            "FILLSTREAM_NATS__SERVERS": nats_target.url,
+            "FILLSTREAM_NATS__STREAM": nats_target.stream,
+            "FILLSTREAM_NATS__SUBJECT_PREFIX": nats_target.prefix,
+            "FILLSTREAM_HTTP__LISTEN": f"127.0.0.1:{free_port()}",
+        }
+        code, out = await run_cli(["check", "--config", str(config)], env, timeout_s=120)
+        assert code == 0, out
+        assert "alpha" in out and "beta" in out
+        service = await start_cli(["run", "--config", str(config)], env, tmp_path / "run.log")
+        try:
+
+            async def both_accounts_stored() -> bool:
+                conn = await asyncpg.connect(pg_dsn)
+                try:
+                    rows = await conn.fetch("SELECT DISTINCT account FROM fills")
+                except asyncpg.UndefinedTableError:
+                    return False
+                finally:
+                    await conn.close()
+                return {r[0] for r in rows} == {"alpha", "beta"}
+
+            await wait_for(both_accounts_stored, 90, "fills of both accounts stored")
+        finally:
+            service.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(service.wait(), 60) == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from fillstream.ledger import CloseReason, FillSource, Market, Side
-from fillstream.storage import Ledger
+from fillstream.storage import Ledger, OrderPublishing
 from fillstream.storage.payloads import FillMessage
 from tests.storage.factories import batch_of, make_fill, make_order
 
@@ -104,15 +104,17 @@ async def test_failed_transaction_leaves_no_trace_in_store_or_book(ledger: Ledge
     assert pos.qty == Decimal("0.01")  # the failed batch's fill never moved the position
 
 
-async def test_orders_only_move_forward_and_every_transition_is_published(
+async def test_orders_only_move_forward_and_each_batch_publishes_the_latest_state(
     ledger: Ledger,
 ) -> None:
     new = make_order(9, "NEW", 100)
     partial = make_order(9, "PARTIALLY_FILLED", 200, filled="0.01")
     filled = make_order(9, "FILLED", 300, filled="0.03")
+    first = await ledger.ingest(batch_of(orders=(new,)))
+    assert [o.status for o in first.orders] == ["NEW"]
     outcome = await ledger.ingest(batch_of(orders=(filled, new, partial)))
-    assert [o.status for o in outcome.orders] == ["NEW", "PARTIALLY_FILLED", "FILLED"]
-    assert len(outcome.messages) == 3
+    assert [o.status for o in outcome.orders] == ["FILLED"]  # coalesced: the latest state
+    assert len(outcome.messages) == 1
     stale = await ledger.ingest(batch_of(orders=(partial, new), source=FillSource.RECONCILE))
     assert stale.orders == [] and stale.messages == []
     row = await ledger.pool.fetchrow("SELECT status, filled_qty FROM orders WHERE order_id = 9")
@@ -214,3 +216,25 @@ async def test_funding_is_stored_once_and_carried_by_the_close_across_restarts(
     [revised] = (await ledger.ingest(funding_batch(fee(502, 8, "0.05")))).closes
     assert (revised.funding, revised.revision) == (Decimal("-0.20"), 1)
     assert await ledger.pool.fetchval("SELECT count(*) FROM funding") == 2
+
+
+@pytest.mark.parametrize(
+    ("publishing", "published"),
+    [
+        (OrderPublishing.ALL, ["NEW", "CANCELED"]),
+        (OrderPublishing.TERMINAL, ["CANCELED"]),
+        (OrderPublishing.NONE, []),
+    ],
+)
+async def test_publish_orders_selects_the_order_messages_and_stores_every_order(
+    ledger: Ledger, publishing: OrderPublishing, published: list[str]
+) -> None:
+    ledger.publish_orders = publishing
+    opened = make_order(7, "NEW", 100)
+    cancelled = make_order(8, "CANCELED", 200)
+    outcome = await ledger.ingest(batch_of(make_fill(1), orders=(opened, cancelled)))
+    order_messages = [m for m in outcome.messages if ".order." in m.subject]
+    assert [msgspec.json.decode(m.payload)["status"] for m in order_messages] == published
+    assert len(outcome.messages) == 1 + len(published)  # the fill is always published
+    stored = await ledger.pool.fetchval("SELECT count(*) FROM orders WHERE order_id IN (7, 8)")
+    assert stored == 2

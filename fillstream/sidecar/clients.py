@@ -192,6 +192,9 @@ async def connect_nats_servers(
     where = ", ".join(mask_url(s) for s in servers)
     try:
         await asyncio.wait({connecting, fatal}, timeout=limit_s, return_when="FIRST_COMPLETED")
+    except BaseException:  # our caller gave up (a timeout of its own, a signal)
+        connecting.cancel()
+        raise
     finally:
         fatal.cancel()
     if connecting.done() and connecting.exception() is None:

@@ -218,7 +218,7 @@ def test_bad_environment_overrides_name_the_variable_or_field(
         (("[database]", "[stream]\nws_url = 'ws://x'\n[database]"), "stream.ws_url: set ws_url"),
         (
             ("[[accounts]]", "[[accounts]]\nreconcile = {horizon_days = 100}"),
-            "accounts[alpha].reconcile.horizon_days: must be a finite number between 0.001 and 90",
+            "accounts[alpha].reconcile.horizon_days: must be a finite number between 1e-09 and 90",
         ),
         (
             ("[[accounts]]", "[[accounts]]\nstream = {backoff_max_s = 0.1}"),

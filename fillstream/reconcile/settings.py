@@ -19,8 +19,7 @@ _RANGES: Final[dict[str, Range]] = {
     "degraded_interval_s": (0.05, _DAY_S),
     "settle_delay_s": (0.0, 3600.0),
     "stream_lag_grace_s": (0.0, 3600.0),
-    # > 0 (tests seed positions "older than the horizon" with a sub-second one), and at most
-    # the three months of trades the venue keeps
+    # the venue keeps about three months of trades
     "horizon_days": (1e-9, MAX_HORIZON_DAYS),
     "order_check_after_s": (0.0, 7 * _DAY_S),
     "max_order_checks_per_run": (0, 10_000),

@@ -152,6 +152,7 @@ class Reconciler:
         self._retry_at = 0.0
         self._failures = Backoff(min(1.0, s.retry_backoff_max_s), s.retry_backoff_max_s)
         self._startup_held = False
+        self.cursor_lag_s: float | None = None  # as of the last run (also a gauge)
         # Set once the first gap job has ended (whatever its outcome): start-up ordering.
         self.first_gap_done = asyncio.Event()
 
@@ -300,9 +301,8 @@ class Reconciler:
         RUNS.labels(self.account, self.market, trigger, report.outcome).inc()
         DURATION.labels(self.account, self.market, trigger).observe(report.duration_s)
         self.last_run = report
-        CURSOR_LAG.labels(self.account, self.market).set(
-            self.cursors.lag_s(self.universe.current(), int(time.time() * 1000))
-        )
+        self.cursor_lag_s = self.cursors.lag_s(self.universe.current(), int(time.time() * 1000))
+        CURSOR_LAG.labels(self.account, self.market).set(self.cursor_lag_s)
         return report
 
     def _backoff(self, exc: BaseException) -> None:

@@ -27,7 +27,6 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 from nats.aio.client import Client as NatsClient
-from prometheus_client import REGISTRY
 
 from fillstream.ledger import StreamState
 from fillstream.ledger.retry import Backoff, pacer
@@ -62,10 +61,6 @@ class SharedParts:
     pipeline: Pipeline
     budgets: WeightBudgets
     startup: StartupOrder = field(default_factory=StartupOrder)
-
-
-def _sample(name: str, account: str, market: str) -> float | None:
-    return REGISTRY.get_sample_value(name, {"account": account, "market": market})
 
 
 class AccountSupervisor:
@@ -199,10 +194,13 @@ class AccountSupervisor:
 
     def status(self) -> dict[str, Any]:
         """This account for ``/status``: names and numbers only, never a key."""
-        name, market = self.account.name, self.account.market.value
+        market = self.account.market.value
         stream, reconciler = self.stream, self.reconciler
-        age = _sample("fillstream_stream_last_event_age_seconds", name, market)
-        lag = _sample("fillstream_reconcile_cursor_lag_seconds", name, market)
+        # From the objects, not the metrics registry: a registry lookup collects every series of
+        # every account, so a /status of N accounts cost N² (seconds of a blocked event loop at
+        # 100 accounts, and every REST call and ping timed out behind it).
+        age = None if stream is None else stream.last_event_age_s
+        lag = None if reconciler is None else reconciler.cursor_lag_s
         return {
             "market": market,
             "running": stream is not None,

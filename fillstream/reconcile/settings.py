@@ -27,6 +27,8 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     - ``funding_interval_s``: how often ``income`` FUNDING_FEE rows are read (0 = never).
     - ``symbols``: always polled, whatever else is known.
     - ``recent_cursor_days``: symbols whose cursor moved within this many days are polled.
+    - ``evidence_interval_s``: the least time between two drop-evidence sweeps of one symbol;
+      evidence arriving meanwhile is coalesced into the next (latency vs REST weight).
     """
 
     interval_s: float = 60.0
@@ -44,6 +46,7 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     page_limit: int = 1000
     order_cache_size: int = 20000
     retry_backoff_max_s: float = 60.0
+    evidence_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -63,6 +66,7 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             "all_symbol_calls_min_interval_s": self.all_symbol_calls_min_interval_s,
             "funding_interval_s": self.funding_interval_s,
             "recent_cursor_days": self.recent_cursor_days,
+            "evidence_interval_s": self.evidence_interval_s,
         }.items():
             if value < 0:
                 raise ValueError(f"reconcile.{name} must be ≥ 0, got {value}")

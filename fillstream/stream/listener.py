@@ -43,6 +43,7 @@ from fillstream.stream.backoff import Backoff
 from fillstream.stream.config import StreamSettings, mask_url
 from fillstream.stream.connection import CONNECT_ERRORS, Connection, open_socket
 from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
 from fillstream.stream.metrics import StreamMetrics
@@ -94,6 +95,15 @@ class UserStream:
         self.activity = AccountActivity()
         self._keys = ListenKeyManager(venue, account, self.settings, self.metrics)
         self._watchdog = StalenessWatchdog(venue, self.activity, self.settings)
+        self.evidence = DropEvidence(
+            account,
+            self.market,
+            self.activity,
+            wait_s=self.settings.drop_evidence_wait_s,
+            on_gap=gaps.on_gap,
+            metrics=self.metrics,
+            backlog=lambda: len(self.processor.buffer),
+        )
         self.processor = Processor(
             account,
             self.market,
@@ -103,6 +113,7 @@ class UserStream:
             activity=self.activity,
             decoder=decoder or FrameDecoder(),
             on_key_expired=self._key_expired,
+            evidence=self.evidence,
         )
         self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
         # Connections: the current one, plus the old one during a make-before-break overlap.
@@ -159,6 +170,7 @@ class UserStream:
                 # registered a socket that must be closed below, not left reading forever.
                 await asyncio.wait(background)
                 await self._shutdown()
+                self.evidence.aclose()
             await self._release_key()
             self._set_state(StreamState.STOPPED, "shutdown")
         finally:

@@ -26,6 +26,7 @@ from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings
 from fillstream.stream.connection import Frame
 from fillstream.stream.decode import FrameDecoder, FrameError, truncate
+from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.parse import (
     algo_link_from,
@@ -70,6 +71,7 @@ class Processor:
         activity: AccountActivity,
         decoder: FrameDecoder,
         on_key_expired: KeyExpiredHook,
+        evidence: DropEvidence | None = None,
     ) -> None:
         self.account = account
         self.market = market
@@ -80,6 +82,7 @@ class Processor:
         self._sink = sink
         self._decoder = decoder
         self._on_key_expired = on_key_expired
+        self.evidence = evidence
         self._counts: dict[str, int] = {}  # events by type in the current pass
         self._pending = _Pending()
         self._pending_ready = asyncio.Event()
@@ -182,6 +185,9 @@ class Processor:
         except ValueError as exc:  # parse: an enum or amount outside the documented set
             self.metrics.malformed.inc()
             self._log_bad_frame("malformed", str(exc), truncate(payload))
+            return
+        if self.evidence is not None:
+            self.evidence.observe(event, conn_id, now)
 
     def _dispatch(  # noqa: C901 - to split (issue 11)
         self, event: Event, received_ns: int, conn_id: int, now: float, pending: _Pending

@@ -166,7 +166,7 @@ class DropEvidence:
         self.counts: dict[str, int] = dict.fromkeys(KINDS, 0)
         self._conn = 0
         self._orders: OrderedDict[tuple[str, int], _Order] = OrderedDict()
-        self._first_new: dict[str, int] = {}  # symbol → an order id whose NEW we saw
+        self._first_new: dict[str, tuple[int, int]] = {}  # symbol → (order id, ms) of a NEW seen
         self._fills: RecentSet[TradeRef] = RecentSet(REFS_MAX)
         self._lites: RecentSet[TradeRef] = RecentSet(REFS_MAX)
         self._lite_live = False  # this connection delivers TRADE_LITE
@@ -237,15 +237,17 @@ class DropEvidence:
 
     def _first_sight(self, event: OrderTradeUpdate, z: Decimal, fill_qty: Decimal) -> _Order:
         o = event.o
-        if o.x == "NEW" and o.X == "NEW":
-            first = self._first_new.get(o.s)
-            if first is None or o.i < first:
-                self._first_new[o.s] = o.i
-            return _Order(_ZERO, True, o.T or event.E)
+        at = o.T or event.E
         first = self._first_new.get(o.s)
-        # Created after an order whose NEW we saw on this socket: we were listening all along.
-        complete = (first is not None and o.i > first) or (fill_qty > 0 and z == fill_qty)
-        return _Order(_ZERO, complete, o.T or event.E)
+        if o.x == "NEW" and o.X == "NEW":
+            if first is None or o.i < first[0]:
+                self._first_new[o.s] = (o.i, at)
+            return _Order(_ZERO, True, at)
+        if first is not None and o.i > first[0]:
+            # Created after an order whose NEW we saw on this socket: we were listening all
+            # along, and whatever it lacks traded since that NEW.
+            return _Order(_ZERO, True, first[1])
+        return _Order(_ZERO, fill_qty > 0 and z == fill_qty, at)
 
     def _trade_lite(self, event: TradeLite, now: float) -> None:
         ref = (event.s, event.t, event.i)

@@ -12,8 +12,10 @@ Tasks (one TaskGroup per stream, so a bug anywhere brings the stream down loudly
 - the **processor** (:mod:`.processor`) decodes, dedups and parses what is queued and hands the
   sink one :class:`~fillstream.ledger.IngestBatch` at a time;
 - the **keepalive** loop PUTs the key on a jittered schedule;
-- the **ticker** updates gauges, runs the staleness watchdog, turns unmatched TRADE_LITE
-  signals into gaps, and triggers rotation before the 24 h cut.
+- the **ticker** updates gauges, runs the staleness watchdog, turns TRADE_LITE signals still
+  unmatched after ``trade_lite_grace_s`` into gaps (a backstop: the drop detector,
+  :mod:`.evidence`, judges them after ``drop_evidence_wait_s`` and raises narrow gaps), and
+  triggers rotation before the 24 h cut.
 
 States (reported by :mod:`.health`): connecting → streaming → recovering (→ degraded after
 ``degraded_after_s``) → streaming …; auth_failed stops only this account; stopped after

@@ -55,6 +55,15 @@ async def test_dropped_fills_are_recovered_through_drop_evidence(rig_factory: Ri
             return _runs("startup") >= 1 and rig.reconcilers[ACCOUNT].last_run is not None
 
         await until(started, what="start-up run")
+        # Some trading first, so every position already has an ACCOUNT_UPDATE to compare with.
+        rig.sim.step(20)
+
+        async def warm() -> bool:
+            return await rig.pg_fill_count(ACCOUNT) == len(
+                rig.truth()["accounts"][ACCOUNT]["fills"]
+            )
+
+        await until(warm, what="warm-up fills stored")
         before = {t: _runs(t) for t in ("gap", "periodic", "manual")}
         kinds_before = {k: _evidence(k) for k in SIGNALS}
 

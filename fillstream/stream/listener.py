@@ -13,8 +13,10 @@ Tasks (one TaskGroup per stream, so a bug anywhere brings the stream down loudly
 - the **processor** (:mod:`.processor`) decodes, dedups and parses what is queued and hands the
   sink one :class:`~fillstream.ledger.IngestBatch` at a time;
 - the **keepalive** loop PUTs the key on a jittered schedule;
-- the **ticker** updates gauges, runs the staleness watchdog, turns unmatched TRADE_LITE
-  signals into gaps, and triggers rotation before the 24 h cut.
+- the **ticker** updates gauges, runs the staleness watchdog, turns TRADE_LITE signals still
+  unmatched after ``trade_lite_grace_s`` into gaps (a backstop: the drop detector,
+  :mod:`.evidence`, judges them after ``drop_evidence_wait_s`` and raises narrow gaps), and
+  triggers rotation before the 24 h cut.
 
 States (reported by :mod:`.health`): connecting → streaming → recovering (→ degraded after
 ``degraded_after_s``) → streaming …; auth_failed stops only this account; stopped after
@@ -44,6 +46,7 @@ from fillstream.stream.backoff import Backoff, pacer
 from fillstream.stream.config import StreamSettings, mask_url
 from fillstream.stream.connection import CONNECT_ERRORS, Connection, open_socket
 from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
 from fillstream.stream.metrics import StreamMetrics
@@ -97,6 +100,15 @@ class UserStream:
         self.activity = AccountActivity()
         self._keys = ListenKeyManager(venue, account, self.settings, self.metrics)
         self._watchdog = StalenessWatchdog(venue, self.activity, self.settings)
+        self.evidence = DropEvidence(
+            account,
+            self.market,
+            self.activity,
+            wait_s=self.settings.drop_evidence_wait_s,
+            on_gap=gaps.on_gap,
+            metrics=self.metrics,
+            backlog=lambda: len(self.processor.buffer),
+        )
         self.processor = Processor(
             account,
             self.market,
@@ -106,6 +118,7 @@ class UserStream:
             activity=self.activity,
             decoder=decoder or FrameDecoder(),
             on_key_expired=self._key_expired,
+            evidence=self.evidence,
         )
         self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
         # Connections: the current one, plus the old one during a make-before-break overlap.
@@ -165,6 +178,7 @@ class UserStream:
                 # registered a socket that must be closed below, not left reading forever.
                 await asyncio.wait(background)
                 await self._shutdown()
+                self.evidence.aclose()
             await self._release_key()
             self._set_state(StreamState.STOPPED, "shutdown")
         finally:

@@ -66,6 +66,7 @@ _RANGES: Final[dict[str, Range]] = {
     "max_batch": (1, 1_000_000),
     "submit_retry_max_s": (0.01, 3600.0),
     "gap_margin_ms": (0, 3_600_000),
+    "drop_evidence_wait_s": (0.0, 60.0),
 }
 
 

@@ -48,7 +48,7 @@ SEEDS: tuple[bytes, ...] = (
     *payloads.ALL_EVENTS.values(),
 )
 
-NASTY_STRINGS = (
+NOT_AMOUNTS = (
     "NaN",
     "nan",
     "-NaN",
@@ -65,14 +65,13 @@ NASTY_STRINGS = (
     "",
     " ",
     "1_000",
+    "0x1p3",
+    "7e3x",
     "9" * 400,
     "0." + "0" * 100 + "1",
-    "\ud800",
-    "\x00",
-    "\u202e",
-    "💥",
-    "BTC\u0000USDT",
 )
+"""Strings that look like amounts to someone and must be malformed to both parsers."""
+NASTY_STRINGS = (*NOT_AMOUNTS, "\ud800", "\x00", "\u202e", "💥", "BTC\u0000USDT")
 NASTY_NUMBERS: tuple[Any, ...] = (
     18446744073709551615,
     2**63,

@@ -51,6 +51,16 @@ _EXACT: Final = Context(
 
 def amount(value: str | None, field: str) -> Decimal:
     """``value`` (a venue amount string) as a finite, bounded Decimal; see the module doc."""
+    cached = _SEEN.get(value)
+    if cached is not None:
+        return cached
+    result = _convert(value, field)
+    if len(_SEEN) < _SEEN_MAX:
+        _SEEN[value] = result  # only strings get here: _convert raises on anything else
+    return result
+
+
+def _convert(value: str | None, field: str) -> Decimal:
     if not isinstance(value, str):
         raise MalformedInput(f"{field}: expected a decimal string, got {_show(value)}")
     if not value or len(value) > MAX_TEXT or "_" in value:
@@ -65,6 +75,12 @@ def amount(value: str | None, field: str) -> Decimal:
     if adjusted >= MAX_DIGITS or (adjusted < MIN_ADJUSTED and (result or adjusted < -MAX_TEXT)):
         raise MalformedInput(f"{field}: out of range: {_show(value)}")
     return result
+
+
+# Amount strings repeat (``"0"``, prices, sizes): the checked conversions of the first ones seen
+# are kept (Decimal is immutable) and a repeat is one dict lookup. Bounded, never evicted.
+_SEEN: dict[str | None, Decimal] = {}
+_SEEN_MAX: Final = 4096
 
 
 def optional_amount(value: str | None, field: str, default: Decimal = ZERO) -> Decimal:

@@ -1,7 +1,17 @@
 """Which REST calls go first when the shared weight budget is tight.
 
+One IP's budget (fapi: 2,400 weight a minute) is shared by every account of the process. The
+order is the order of start-up, and it holds whenever the budget is short:
+
+1. ``STREAM``: what a socket waits on: listenKey create/keepalive/delete and the clock and limit
+   reads a venue needs before its first signed call (weight 1 each);
+2. ``GAP``: gap backfills (the window a socket may have missed) and the staleness watchdog;
+3. ``HISTORY``: deeper history and symbol discovery: the start-up reconcile, manual runs, repair,
+   order and position sync;
+4. ``PERIODIC``: periodic polls; they take what is left.
+
 The priority travels with the calling task (a context variable), so the paths mark a whole job
-(``with rest_priority(RestPriority.URGENT): await backfill(...)``) without threading an argument
+(``with rest_priority(RestPriority.GAP): await backfill(...)``) without threading an argument
 through every call; tasks started inside inherit it. The venue wrapper reads it per request.
 """
 
@@ -16,13 +26,18 @@ from contextlib import contextmanager
 class RestPriority(enum.IntEnum):
     """Lower goes first."""
 
-    URGENT = 0  # listenKey operations and gap backfills: the stream is waiting on them
-    NORMAL = 1  # start-up reconcile, order and position sync, repair
-    BACKGROUND = 2  # periodic polls: they take what is left
+    STREAM = 0
+    GAP = 1
+    HISTORY = 2
+    PERIODIC = 3
+    # Earlier names (aliases of the levels above).
+    URGENT = 1
+    NORMAL = 2
+    BACKGROUND = 3
 
 
 _PRIORITY: contextvars.ContextVar[RestPriority] = contextvars.ContextVar(
-    "fillstream_rest_priority", default=RestPriority.NORMAL
+    "fillstream_rest_priority", default=RestPriority.HISTORY
 )
 
 

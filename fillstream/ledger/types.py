@@ -258,6 +258,9 @@ class Gap(msgspec.Struct, frozen=True, kw_only=True):
     until_ms: int | None
     reason: str  # connect, reconnect, rotation, key_changed, listen_key_expired, stale, start
     symbols: frozenset[str] = frozenset()
+    # Drop evidence (stream/evidence.py): only ``symbols``, and [since, until] bounds the trade
+    # time of a fill the live stream proved missing, so trades up to ``until`` are taken at once.
+    narrow: bool = False
 
 
 class StatusChange(msgspec.Struct, frozen=True, kw_only=True):

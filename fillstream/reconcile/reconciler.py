@@ -4,16 +4,23 @@ Triggers, most urgent first:
 
 1. **gap** — the stream reports a window it may have missed (:meth:`Reconciler.on_gap`). Served
    at once, ahead of everything: a running periodic sweep yields between pages, and its REST
-   calls go at ``URGENT`` priority in the shared weight budget.
+   calls go at ``GAP`` priority in the shared weight budget (only listenKeys go before).
+   **evidence** — a narrow gap: the live stream proved a fill of one symbol missing
+   (``stream/evidence.py``). Only that symbol is swept, up to the evidence's time even inside
+   the settle delay, at ``GAP`` priority (with outage gaps, behind listenKeys and sockets in the
+   shared budget); bursts are coalesced per symbol (``evidence_interval_s``) and never cut a
+   failed run's backoff short, so a 429 never turns evidence into a retry storm.
 2. **startup** — covers the downtime before this process ran; also seeds the book from
-   ``positionRisk`` through position sync.
+   ``positionRisk`` through position sync. At ``HISTORY`` priority; the sidecar may
+   :meth:`~Reconciler.hold_startup` it until every account's socket and gap went first.
 3. **manual** — :meth:`request` (HTTP) or :meth:`run_once` (tests, CLI).
 4. **periodic** — every ``interval_s`` while the stream is healthy, ``degraded_interval_s``
-   otherwise; at ``BACKGROUND`` priority. While streaming, trades younger than
+   otherwise; at ``PERIODIC`` priority. While streaming, trades younger than
    ``settle_delay_s`` are left to the stream so the two paths do not race for attribution.
 
 A failed run (rate limit, ban, outage) is counted and retried after ``Retry-After`` or a capped
-exponential backoff — never in a tight loop. Pending gaps survive failures.
+exponential backoff with jitter (≥ 1 s after a timeout or 5xx), in a slot of the process-wide
+pace of reconcile retries — never in a tight loop. Pending gaps survive failures.
 """
 
 from __future__ import annotations
@@ -39,11 +46,12 @@ from fillstream.ledger import (
     rest_priority,
 )
 from fillstream.ledger.errors import ConfigError
+from fillstream.ledger.retry import Backoff, pacer
 from fillstream.reconcile.backfill import Backfill, SweepResult
 from fillstream.reconcile.cursors import CursorTable
 from fillstream.reconcile.enrich import Enricher
 from fillstream.reconcile.funding import FundingPoller
-from fillstream.reconcile.jobs import PRIORITY, RunReport, Trigger, merge_gaps
+from fillstream.reconcile.jobs import PRIORITY, NarrowGaps, RunReport, Trigger, merge_gaps
 from fillstream.reconcile.metrics import CURSOR_LAG, DURATION, GAPS, RUNS
 from fillstream.reconcile.orders import OrderSync
 from fillstream.reconcile.positions import PositionSync, Snapshot
@@ -55,7 +63,12 @@ from fillstream.reconcile.symbols import SymbolUniverse
 log = logging.getLogger(__name__)
 
 CURSOR_FRESH_MS = 5_000  # a gap is swept from the cursor when the cursor is this close to it
+# Evidence: reading up from a cursor this close (a page or few) beats a time search each time,
+# and moves the cursor so the next sweep of the symbol is a single page.
+EVIDENCE_CURSOR_MS = 120_000
+EVIDENCE_MARGIN_MS = 1_000
 GAP_PARALLEL_SYMBOLS = 4
+_RETRIES = pacer("reconcile.retry")
 
 
 class Reconciler:
@@ -144,6 +157,8 @@ class Reconciler:
         self.state: StreamState | None = None
         self.last_run: RunReport | None = None
         self._gaps: list[tuple[Gap, bool]] = []  # (window, reported while streaming)
+        self._narrow = NarrowGaps(s.evidence_interval_s)
+        self._flush_evidence = False  # run_once: serve every narrow gap, spacing or not
         self._manual = False
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -156,7 +171,11 @@ class Reconciler:
         self._last_funding = float("-inf")
         self._stream_mark: tuple[int | None, float] = (None, 0.0)  # (newest stream fill, seen)
         self._retry_at = 0.0
-        self._failures = 0
+        self._failures = Backoff(min(1.0, s.retry_backoff_max_s), s.retry_backoff_max_s)
+        self._startup_held = False
+        self.cursor_lag_s: float | None = None  # as of the last run (also a gauge)
+        # Set once the first gap job has ended (whatever its outcome): start-up ordering.
+        self.first_gap_done = asyncio.Event()
 
     # -- GapListener -----------------------------------------------------------------------------
 
@@ -166,6 +185,11 @@ class Reconciler:
             return
         GAPS.labels(self.account, self.market).inc()
         self.universe.note_streamed(gap.symbols)
+        if gap.narrow:
+            # Not urgent enough to cut a failed run's backoff short: evidence keeps coming.
+            self._narrow.add(gap)
+            self._wake.set()
+            return
         # A gap reported while the stream is up (a rotation overlap, an unmatched TRADE_LITE)
         # comes from a live socket that may still deliver part of the window: its fresh trades
         # get the settle delay like any poll. After an outage, nothing before ``until`` can
@@ -185,6 +209,15 @@ class Reconciler:
     def request(self) -> None:
         """Ask for a manual run as soon as possible (the HTTP trigger)."""
         self._manual = True
+        self._wake.set()
+
+    def hold_startup(self) -> None:
+        """Keep the start-up run (and what follows it) waiting until :meth:`release_startup`;
+        gaps are served meanwhile. Call before :meth:`run`."""
+        self._startup_held = True
+
+    def release_startup(self) -> None:
+        self._startup_held = False
         self._wake.set()
 
     @property
@@ -215,22 +248,30 @@ class Reconciler:
                 await self._sleep(self._retry_at - now)
             elif self._gaps:
                 await self._job(Trigger.GAP)
+            elif startup_pending and self._startup_held:
+                await self._sleep(3600.0)  # woken by a gap or the release
             elif startup_pending:
                 startup_pending = False
                 await self._job(Trigger.STARTUP)
+            elif now >= self._narrow.due_at():
+                await self._job(Trigger.EVIDENCE)
             elif self._manual:
                 self._manual = False
                 await self._job(Trigger.MANUAL)
             elif now >= self._last_periodic + self.interval_s:
                 await self._job(Trigger.PERIODIC)
             else:
-                await self._sleep(self._last_periodic + self.interval_s - now)
+                periodic = self._last_periodic + self.interval_s
+                await self._sleep(min(periodic, self._narrow.due_at()) - now)
 
     async def run_once(self, trigger: Trigger | str = Trigger.MANUAL) -> RunReport:
         """One run now (waits for a run in progress); pending gaps are served first."""
         await self.start()
         if self._gaps:
             await self._job(Trigger.GAP)
+        if self._narrow:
+            self._flush_evidence = True
+            await self._job(Trigger.EVIDENCE)
         return await self._job(Trigger(trigger))
 
     async def aclose(self, deadline_s: float = 5.0) -> None:
@@ -261,15 +302,17 @@ class Reconciler:
     async def _execute(self, trigger: Trigger) -> RunReport:
         report = RunReport(trigger=trigger, started_at_ms=int(time.time() * 1000))
         started = time.monotonic()
-        if trigger is not Trigger.GAP:
+        if trigger not in (Trigger.GAP, Trigger.EVIDENCE):
             self._last_periodic = started
         try:
             with rest_priority(PRIORITY[trigger]):
                 if trigger is Trigger.GAP:
                     await self._serve_gaps(report)
+                elif trigger is Trigger.EVIDENCE:
+                    await self._serve_evidence(report)
                 else:
                     await self._sweep(trigger, report)
-            self._failures = 0
+            self._failures.reset()
         except VenueError as exc:
             report.outcome = (
                 "auth_failed"
@@ -279,30 +322,28 @@ class Reconciler:
                 else "error"
             )
             report.error = str(exc)
-            self._backoff(exc.retry_after_s)
+            self._backoff(exc)
             log.warning("reconcile %s %s run failed: %s", self.account, trigger, exc)
         except Exception as exc:  # a supervisor: count, log with traceback, retry later
             report.outcome = "error"
             report.error = f"{type(exc).__name__}: {exc}"
-            self._backoff(None)
+            self._backoff(exc)
             log.exception("reconcile %s %s run crashed", self.account, trigger)
         report.duration_s = time.monotonic() - started
+        if trigger is Trigger.GAP:
+            self.first_gap_done.set()
         RUNS.labels(self.account, self.market, trigger, report.outcome).inc()
         DURATION.labels(self.account, self.market, trigger).observe(report.duration_s)
         self.last_run = report
         # A set-aside symbol has no cursor progress to show: it has its own gauge and status.
         polled = self.universe.current() - self.set_aside.symbols.keys()
-        CURSOR_LAG.labels(self.account, self.market).set(
-            self.cursors.lag_s(polled, int(time.time() * 1000))
-        )
+        self.cursor_lag_s = self.cursors.lag_s(polled, int(time.time() * 1000))
+        CURSOR_LAG.labels(self.account, self.market).set(self.cursor_lag_s)
         return report
 
-    def _backoff(self, retry_after_s: float | None) -> None:
-        self._failures += 1
-        delay = min(self.settings.retry_backoff_max_s, 2.0 ** min(self._failures, 10) / 2)
-        if retry_after_s is not None:
-            delay = max(delay, retry_after_s)
-        self._retry_at = time.monotonic() + delay
+    def _backoff(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._retry_at = now + _RETRIES.delay(now, self._failures.after(exc))
 
     async def _cutoff(self, *, until_ms: int | None = None) -> int | None:
         """Trades after this are left to the stream (None: take everything).
@@ -335,11 +376,15 @@ class Reconciler:
         report.new += result.new
 
     async def _checkpoint(self) -> None:
-        """Between pages and symbols of a longer run: serve pending gaps first."""
-        if self._gaps and not self._in_gap:
+        """Between pages, symbols and steps of a longer run: serve pending gaps first."""
+        if self._in_gap:
+            return
+        if self._gaps:
             gap_report = await self._execute(Trigger.GAP)
             if gap_report.outcome != "ok":
                 self._retry_at = 0.0  # the outer run carries on; its own failure backs off
+        if time.monotonic() >= self._narrow.due_at() and time.monotonic() >= self._retry_at:
+            await self._execute(Trigger.EVIDENCE)
 
     async def _serve_gaps(self, report: RunReport) -> None:
         gaps, self._gaps = self._gaps, []
@@ -359,45 +404,73 @@ class Reconciler:
                 self.universe.current() - gap.symbols - waiting
             )
             report.symbols = len(ordered)
-            # Symbols in parallel (a few at a time): their REST round trips overlap, and the
-            # pipeline still applies one batch at a time; the budget orders the requests.
-            limit = asyncio.Semaphore(GAP_PARALLEL_SYMBOLS)
-
-            async def sweep(symbol: str) -> SweepResult | None:
-                async with limit:
-                    cursor = self.cursors.get(symbol)
-                    if (
-                        cursor is not None
-                        and cursor.trade_time_ms >= gap.since_ms - CURSOR_FRESH_MS
-                    ):
-                        work = functools.partial(
-                            self.backfill.from_cursor, symbol, cutoff_ms=cutoff
-                        )
-                    else:
-                        work = functools.partial(
-                            self.backfill.window, symbol, gap.since_ms, cutoff_ms=cutoff
-                        )
-                    # A refused symbol is set aside; the window's other symbols carry on.
-                    return await self.set_aside.guard(symbol, work)
-
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tasks = [tg.create_task(sweep(symbol)) for symbol in ordered]
-            except ExceptionGroup as group:
-                # One venue refusal (rate limit, ban) is the run's outcome, as in a serial run.
-                first = next((e for e in group.exceptions if isinstance(e, VenueError)), None)
-                if first is None:
-                    raise
-                raise first from group
-            for task in tasks:
-                result = task.result()
-                if result is not None:
-                    self._count(report, result)
+            windows = {symbol: (gap.since_ms, cutoff) for symbol in ordered}
+            await self._sweep_windows(report, windows, fresh_ms=CURSOR_FRESH_MS)
         except BaseException:
             self._gaps[:0] = gaps  # not served: keep them for the next attempt
             raise
         finally:
             self._in_gap = False
+
+    async def _serve_evidence(self, report: RunReport) -> None:
+        """Sweep the symbols the stream proved short of a fill, each up to its evidence."""
+        windows = self._narrow.take(time.monotonic(), force=self._flush_evidence)
+        self._flush_evidence = False
+        if not windows:
+            return
+        self._in_gap = True
+        try:
+            base = await self._cutoff()
+            waiting = self.set_aside.waiting()
+            bounded = {
+                symbol: (since - EVIDENCE_MARGIN_MS, None if base is None else max(base, until))
+                for symbol, (since, until) in windows.items()
+                if symbol not in waiting
+            }
+            report.symbols = len(bounded)
+            await self._sweep_windows(report, bounded, fresh_ms=EVIDENCE_CURSOR_MS)
+        except BaseException:
+            self._narrow.put_back(windows)
+            raise
+        finally:
+            self._in_gap = False
+
+    async def _sweep_windows(
+        self, report: RunReport, windows: dict[str, tuple[int, int | None]], *, fresh_ms: int
+    ) -> None:
+        """Sweep each symbol from ``since`` (or its cursor, when within ``fresh_ms`` of it) up to
+        its cutoff (None: everything).
+
+        Symbols in parallel (a few at a time): their REST round trips overlap, and the pipeline
+        still applies one batch at a time; the budget orders the requests.
+        """
+        limit = asyncio.Semaphore(GAP_PARALLEL_SYMBOLS)
+
+        async def sweep(symbol: str, since_ms: int, cutoff: int | None) -> SweepResult | None:
+            async with limit:
+                cursor = self.cursors.get(symbol)
+                if cursor is not None and cursor.trade_time_ms >= since_ms - fresh_ms:
+                    work = functools.partial(self.backfill.from_cursor, symbol, cutoff_ms=cutoff)
+                else:
+                    work = functools.partial(
+                        self.backfill.window, symbol, since_ms, cutoff_ms=cutoff
+                    )
+                # A refused symbol is set aside; the window's other symbols carry on.
+                return await self.set_aside.guard(symbol, work)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(sweep(s, *w)) for s, w in windows.items()]
+        except ExceptionGroup as group:
+            # One venue refusal (rate limit, ban) is the run's outcome, as in a serial run.
+            first = next((e for e in group.exceptions if isinstance(e, VenueError)), None)
+            if first is None:
+                raise
+            raise first from group
+        for task in tasks:
+            result = task.result()
+            if result is not None:
+                self._count(report, result)
 
     async def _sweep(self, trigger: Trigger, report: RunReport) -> None:
         full = trigger is not Trigger.PERIODIC
@@ -427,11 +500,14 @@ class Reconciler:
             and self.market is not Market.SPOT
             and (full or now - self._last_funding >= interval)
         ):
+            await self._checkpoint()
             report.funding = await self.funding.run()
             self._last_funding = now
         if self.order_sync is not None:
+            await self._checkpoint()
             report.orders_updated = await self.order_sync.run()
         if snapshot is not None:
+            await self._checkpoint()
             self._last_position_check = now
             corrections = await self.positions.check(self._backfill_symbol, first=snapshot)
             report.corrected = len(corrections)

@@ -20,7 +20,7 @@ _RANGES: Final[dict[str, Range]] = {
     "settle_delay_s": (0.0, 3600.0),
     "stream_lag_grace_s": (0.0, 3600.0),
     # the venue keeps about three months of trades
-    "horizon_days": (0.001, MAX_HORIZON_DAYS),
+    "horizon_days": (1e-9, MAX_HORIZON_DAYS),
     "order_check_after_s": (0.0, 7 * _DAY_S),
     "max_order_checks_per_run": (0, 10_000),
     "position_check_interval_s": (0.05, _DAY_S),
@@ -32,6 +32,7 @@ _RANGES: Final[dict[str, Range]] = {
     "retry_backoff_max_s": (0.01, _DAY_S),
     "refused_symbol_retry_s": (1.0, 7 * _DAY_S),
     "refused_symbol_retry_max_s": (1.0, 7 * _DAY_S),
+    "evidence_interval_s": (0.0, 3600.0),
 }
 
 
@@ -55,6 +56,8 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     - ``refused_symbol_retry_s`` / ``refused_symbol_retry_max_s``: a symbol the venue refuses
       (``-1121`` invalid symbol, as for a delisted contract) is set aside and tried again after
       this long, doubling per refusal up to the maximum; the other symbols carry on.
+    - ``evidence_interval_s``: the least time between two drop-evidence sweeps of one symbol;
+      evidence arriving meanwhile is coalesced into the next (latency vs REST weight).
     """
 
     interval_s: float = 60.0
@@ -74,6 +77,7 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     retry_backoff_max_s: float = 60.0
     refused_symbol_retry_s: float = 1800.0
     refused_symbol_retry_max_s: float = 6 * 3600.0
+    evidence_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         problem = out_of_range(self, _RANGES)

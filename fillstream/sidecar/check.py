@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import os
 from collections.abc import Mapping
 from typing import IO
 
@@ -92,7 +93,7 @@ async def _check_postgres(config: Config, environ: Mapping[str, str] | None) -> 
     pending = [m.version for m in available() if m.version not in applied]
     found = [
         Finding(Level.OK, "postgres", f"reachable at {where} (PostgreSQL {version})"),
-        _transport_finding("postgres", tls, _dsn_host(dsn), config.database.sslmode or "dsn"),
+        _transport_finding("postgres", tls, _dsn_host(dsn), f"sslmode={_sslmode(dsn)}"),
     ]
     if pending:
         how = "at start-up" if config.database.migrate_on_start else "by `fillstream migrate`"
@@ -104,6 +105,16 @@ async def _check_postgres(config: Config, environ: Mapping[str, str] | None) -> 
     return found
 
 
+def _sslmode(dsn: str) -> str:
+    """The sslmode asyncpg used for ``dsn`` (its query string, else $PGSSLMODE, else prefer)."""
+    query = dsn.partition("?")[2].partition("#")[0]
+    for param in query.split("&"):
+        name, _, value = param.partition("=")
+        if name == "sslmode":
+            return value
+    return os.environ.get("PGSSLMODE", "prefer")
+
+
 def _dsn_host(dsn: str) -> str:
     netloc = dsn.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
     return netloc.rpartition("@")[2]
@@ -111,8 +122,16 @@ def _dsn_host(dsn: str) -> str:
 
 def _loopback(hosts: str) -> bool:
     """Every host in ``hosts`` (``h1:5432,h2``, ``[::1]:4222``) is this machine."""
-    names = [h.rsplit(":", 1)[0] if h.count(":") == 1 else h for h in hosts.split(",")]
-    return all(n.strip("[]") in {"127.0.0.1", "::1", "localhost", ""} for n in names)
+    return all(_host_name(h) in {"127.0.0.1", "::1", "localhost", ""} for h in hosts.split(","))
+
+
+def _host_name(host_port: str) -> str:
+    """``[::1]:4222`` → ``::1``, ``db:5432`` → ``db``, ``::1`` → ``::1``."""
+    if host_port.startswith("["):
+        return host_port[1:].partition("]")[0]
+    if host_port.count(":") == 1:
+        return host_port.partition(":")[0]
+    return host_port
 
 
 def _transport_finding(subject: str, tls: str | None, hosts: str, how: str) -> Finding:
@@ -140,7 +159,7 @@ async def _check_nats(config: Config) -> list[Finding]:
         return [Finding(Level.FAIL, "nats", f"cannot reach NATS at {servers}: timed out")]
     tls = transport_tls_version(nc)
     hosts = ",".join(s.partition("://")[2].rpartition("@")[2] for s in n.servers)
-    transport = _transport_finding("nats", tls, hosts, "nats://")
+    transport = _transport_finding("nats", tls, hosts, "nats:// without tls_required")
     if tls and not n.tls_verify:
         transport = Finding(
             Level.WARN,

@@ -16,7 +16,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from fillstream.ledger.errors import ConfigError
-from fillstream.sidecar.config import AccountConfig, Config, NatsConfig
+from fillstream.sidecar.config import AccountConfig, Config, nats_tls_context
 from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
@@ -108,28 +108,6 @@ def transport_tls_version(nc: NatsClient) -> str | None:
     return None
 
 
-def nats_tls_context(n: NatsConfig) -> ssl.SSLContext | None:
-    """The client TLS context of ``[nats]`` (``None`` when TLS is not wanted); a CA or key file
-    that is not valid PEM is a :class:`ConfigError` naming the field."""
-    if not n.tls_wanted:
-        return None
-    try:
-        context = ssl.create_default_context(cafile=n.tls_ca_file)
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"nats.tls_ca_file: not a usable CA bundle: {exc}") from None
-    if n.tls_cert_file is not None:
-        try:
-            context.load_cert_chain(n.tls_cert_file, n.tls_key_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"nats.tls_cert_file: the certificate and tls_key_file do not load: {exc}"
-            ) from None
-    if not n.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def _permanent(error: object) -> bool:
     """Errors that another attempt will not cure: fail now rather than after the timeout."""
     return (
@@ -141,11 +119,14 @@ def _permanent(error: object) -> bool:
 class _NatsEvents:
     """nats-py's callbacks: logged once connected; before that, only the last error is kept
     (for the one-line reason when the first connection never succeeds), and a permanent one
-    (TLS refused or failed, credentials refused) ends the first connect at once."""
+    (TLS refused or failed, credentials refused) ends the first connect at once, as does the
+    ``give_up_after``-th error of any kind (without reconnecting: every server tried once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, give_up_after: int | None = None) -> None:
         self.nc: NatsClient | None = None
         self.last_error: object = None
+        self.errors = 0
+        self.give_up_after = give_up_after
         self.fatal = asyncio.Event()
 
     def callback(self, kind: str) -> Callable[..., Awaitable[None]]:
@@ -153,7 +134,9 @@ class _NatsEvents:
             nc = self.nc
             if nc is None:
                 self.last_error = args[0] if args else kind
-                if _permanent(self.last_error):
+                self.errors += 1
+                limit = self.give_up_after
+                if _permanent(self.last_error) or (limit is not None and self.errors >= limit):
                     self.fatal.set()
                 return
             if nc.is_closed or nc.is_draining:
@@ -182,7 +165,9 @@ async def connect_nats_servers(
     lost connection is retried forever (the outbox keeps every message meanwhile); without it
     the first failure is final.
     """
-    events = _NatsEvents()
+    # nats-py's max_reconnect_attempts=0 retries a refused first connection forever: without
+    # reconnecting, give up once each server has failed once.
+    events = _NatsEvents(give_up_after=None if reconnect else len(servers))
     nc = _FailClosedClient()
     nc.require_tls = tls is not None
     options: dict[str, Any] = {"tls": tls, "tls_hostname": tls_hostname} if tls else {}
@@ -207,6 +192,9 @@ async def connect_nats_servers(
     where = ", ".join(mask_url(s) for s in servers)
     try:
         await asyncio.wait({connecting, fatal}, timeout=limit_s, return_when="FIRST_COMPLETED")
+    except BaseException:  # our caller gave up (a timeout of its own, a signal)
+        connecting.cancel()
+        raise
     finally:
         fatal.cancel()
     if connecting.done() and connecting.exception() is None:

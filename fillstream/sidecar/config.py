@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -500,6 +501,7 @@ def config_from_dict(raw: dict[str, Any], environ: Mapping[str, str] | None = No
     except msgspec.ValidationError as exc:
         raise ConfigError(_describe(exc, raw, sources)) from None
     _check_files(config)
+    nats_tls_context(config.nats)  # a CA or key that does not load fails here, before sockets
     config.database.resolve_dsn(env)
     for url in config.nats.servers:
         remember_url_password(url)
@@ -517,6 +519,28 @@ def config_from_dict(raw: dict[str, Any], environ: Mapping[str, str] | None = No
         if account.stream is not None:
             _validate_stream(account.stream, f"accounts[{account.name}].stream")
     return config
+
+
+def nats_tls_context(n: NatsConfig) -> ssl.SSLContext | None:
+    """The client TLS context of ``[nats]`` (``None`` when TLS is not wanted); a CA or key file
+    that is not valid PEM is a :class:`ConfigError` naming the field."""
+    if not n.tls_wanted:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=n.tls_ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"nats.tls_ca_file: not a usable CA bundle: {exc}") from None
+    if n.tls_cert_file is not None:
+        try:
+            context.load_cert_chain(n.tls_cert_file, n.tls_key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"nats.tls_cert_file: the certificate and tls_key_file do not load: {exc}"
+            ) from None
+    if not n.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _check_files(config: Config) -> None:

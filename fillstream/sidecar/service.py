@@ -40,6 +40,7 @@ from fillstream.sidecar.clients import (
     weight_budgets,
 )
 from fillstream.sidecar.config import Config
+from fillstream.sidecar.errors import Unreachable
 from fillstream.sidecar.http import HttpServer, Readiness
 from fillstream.sidecar.pipeline import IngestState, Pipeline
 from fillstream.sidecar.secrets import mask_url, scrub
@@ -293,6 +294,8 @@ class Service:
                 "nats_connected": bool(parts and parts.nc.is_connected),
                 "nats_stream": self.config.nats.stream,
                 "outbox_pending": parts.relay.pending if parts else None,
+                "startup": parts.startup.status() if parts else None,
+                "rest": parts.budgets.status() if parts else None,
             },
             "accounts": {
                 name: {
@@ -333,6 +336,8 @@ async def _open_nats(config: Config) -> NatsClient:
     servers = ", ".join(mask_url(s) for s in config.nats.servers)
     try:
         return await connect_nats(config)
+    except Unreachable as exc:  # already names NATS and the (masked) servers
+        raise StartupError(str(exc)) from exc
     except Exception as exc:  # nats-py raises several unrelated types here
         raise StartupError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
 

@@ -18,8 +18,8 @@ from typing import IO
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from fillstream.sidecar.clients import connect_nats_servers, nats_tls_context
-from fillstream.sidecar.config import NatsConfig
+from fillstream.sidecar.clients import connect_nats_servers
+from fillstream.sidecar.config import NatsConfig, nats_tls_context
 
 
 async def tail(

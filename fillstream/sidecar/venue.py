@@ -6,8 +6,10 @@ lacks for a long-running multi-account service:
 - every call lands on the account's REST base URL (mainnet, demo/testnet, or an explicit URL
   such as the simulator's): the client's URL attributes are overridden once;
 - every call first takes its weight from the shared :class:`WeightBudget` of that host, at the
-  caller's :class:`RestPriority` (listenKey operations are always urgent), and feeds the
-  ``X-MBX-USED-WEIGHT-1M``, 429 and 418 answers back into it;
+  caller's :class:`RestPriority` (listenKey operations, clock syncs and the one exchangeInfo read
+  per host at ``STREAM``), and feeds the ``X-MBX-USED-WEIGHT-1M``, 429 and 418 answers back into
+  it; the wait in the budget's queue is not part of the request's timeout
+  (``request_timeout_s`` covers the HTTP exchange alone);
 - every failure becomes a :class:`VenueError` (status, Binance code, endpoint, ``Retry-After``);
   no answer at all (network error, timeout) is status 0;
 - the clock offset is measured with the time endpoint at start and every
@@ -172,8 +174,9 @@ class BinanceVenue:
         """Build the client, point it at ``rest_url`` (or the ``endpoints`` preset), measure the
         clock offset, and, unless the host's limit is configured, read it from exchangeInfo.
 
-        ``max_wait_s`` bounds how long one call waits for the budget (None: unbounded); beyond it
-        the call raises a local 429/418 :class:`VenueError` without sending anything.
+        ``max_wait_s`` bounds how long one call waits out a 429 pause or 418 ban of the host
+        (None: unbounded); beyond it the call raises a local 429/418 :class:`VenueError` without
+        sending anything. Waiting for weight is never an error.
         Raises :class:`VenueError` when the venue cannot be reached for the time sync.
         """
         if not 0 < recv_window_ms <= 60000:
@@ -213,7 +216,10 @@ class BinanceVenue:
             if sync_time:
                 await venue.sync_time()
             if fetch_limits and not host_budget.limit_configured:
-                await venue._load_limits()
+                async with host_budget.limits_lock:
+                    if not host_budget.limits_loaded:
+                        await venue._load_limits()  # a failure keeps the default: tried once
+                        host_budget.limits_loaded = True
         except BaseException:
             await venue.aclose()
             raise
@@ -241,7 +247,9 @@ class BinanceVenue:
         """Measure the clock offset with the time endpoint (weight 1); returns it in ms."""
         async with self._sync_lock:
             before = time.time()
-            body = await self._call("time", {}, retry_clock=False)
+            # At STREAM priority: weight 1, and every signed call (and a starting account)
+            # waits on it.
+            body = await self._call("time", {}, priority=RestPriority.STREAM, retry_clock=False)
             after = time.time()
             server_ms = int(body["serverTime"])
             offset = server_ms - int((before + after) / 2 * 1000)
@@ -252,7 +260,7 @@ class BinanceVenue:
 
     async def _load_limits(self) -> None:
         try:
-            info = await self._call("exchangeInfo", {})
+            info = await self._call("exchangeInfo", {}, priority=RestPriority.STREAM)
         except VenueError as exc:
             log.warning(
                 "exchangeInfo on %s failed (%s); keeping limit %d",
@@ -277,17 +285,17 @@ class BinanceVenue:
 
     async def create_listen_key(self) -> str:
         self._require_futures("listenKey")
-        body = await self._call("listenKey.create", {}, priority=RestPriority.URGENT)
+        body = await self._call("listenKey.create", {}, priority=RestPriority.STREAM)
         return str(body["listenKey"])
 
     async def keepalive_listen_key(self) -> str:
         self._require_futures("listenKey")
-        body = await self._call("listenKey.keepalive", {}, priority=RestPriority.URGENT)
+        body = await self._call("listenKey.keepalive", {}, priority=RestPriority.STREAM)
         return str(body.get("listenKey", "")) if isinstance(body, dict) else ""
 
     async def close_listen_key(self) -> None:
         self._require_futures("listenKey")
-        await self._call("listenKey.close", {}, priority=RestPriority.URGENT)
+        await self._call("listenKey.close", {}, priority=RestPriority.STREAM)
 
     async def user_trades(
         self,

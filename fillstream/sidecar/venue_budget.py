@@ -3,17 +3,24 @@
 Binance limits request weight per IP per minute (fapi: 2400) and reports the weight used so far in
 ``X-MBX-USED-WEIGHT-1M``. A budget keeps an estimate of that figure (the last header of this
 minute, plus the weight of requests in flight) and lets a request go only if the estimate stays
-under ``limit * (1 - headroom)``. Periodic polls (``BACKGROUND``) may only use
-``background_share`` of that, so a gap backfill or a listenKey renewal always finds room, and
-waiters are served strictly by priority, then in arrival order.
+under a cap: ``limit * (1 - headroom)`` for listenKey operations (``STREAM``), a little less for
+gap backfills, less again for history, and ``background_share`` of it for periodic polls, so
+the more urgent work always finds room. Waiters are served strictly by priority, then in arrival
+order; :meth:`WeightBudgets.hold` keeps priorities from a level on waiting altogether (start-up:
+every socket first).
+
+Waiting is not failing: a request waits in the queue as long as the weight requires, and its
+HTTP timeout starts only once it is sent. The queue is visible: ``fillstream_rest_queued_weight``
+per priority and :meth:`WeightBudget.status` (in ``/status``).
 
 429 pauses every request to the host for ``Retry-After`` (or to the next minute); 418 stops all
 REST to the host until the ban ends. After a pause, or at a new minute when the previous one was
 busy, requests go one at a time until a fresh header says where the window stands (the venue may
 count over a sliding minute rather than a calendar one), so a pause never ends in a burst.
 
-A wait longer than the caller's ``max_wait_s`` raises :class:`VenueError` (status 429 or 418,
-``retry_after_s`` set) without sending anything: callers back off, nobody storms.
+A 429 pause or 418 ban longer than the caller's ``max_wait_s`` raises :class:`VenueError`
+(status 429 or 418, ``retry_after_s`` set) without sending anything: callers back off, nobody
+storms.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from fillstream.ledger import RestPriority, VenueError
 from fillstream.ledger.errors import TOO_MANY_REQUESTS
 from fillstream.sidecar.venue_metrics import (
     REST_PAUSED_SECONDS,
+    REST_QUEUED_WEIGHT,
     REST_WEIGHT_LIMIT,
     REST_WEIGHT_USED,
 )
@@ -40,6 +48,9 @@ DEFAULT_HEADROOM = 0.2
 DEFAULT_BACKGROUND_SHARE = 0.75
 MIN_BAN_S = 120.0  # Binance bans start at 2 minutes
 _TICK_S = 0.05
+# The share of the usable weight each priority may fill (PERIODIC: ``background_share``): what
+# is left above a level's cap is kept for the levels before it.
+_SHARES = {RestPriority.STREAM: 1.0, RestPriority.GAP: 0.95, RestPriority.HISTORY: 0.85}
 
 
 @dataclass(order=True)
@@ -48,6 +59,7 @@ class _Waiter:
     seq: int
     weight: int = field(compare=False)
     future: asyncio.Future[int] = field(compare=False)
+    since: float = field(compare=False, default=0.0)
 
 
 class Grant:
@@ -94,7 +106,14 @@ class WeightBudget:
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
         self._weight_blocked_since: float | None = None
+        self._held_from: int | None = None  # priorities from this level on wait (start-up)
+        self._queued = dict.fromkeys(RestPriority.__members__.values(), 0)
+        self._gauges = {p: REST_QUEUED_WEIGHT.labels(host, p.name.lower()) for p in self._queued}
+        self.limits_lock = asyncio.Lock()  # one exchangeInfo read per host, not one per account
+        self.limits_loaded = False
         REST_WEIGHT_LIMIT.labels(host).set(limit)
+        for gauge in self._gauges.values():
+            gauge.set(0)
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -136,6 +155,44 @@ class WeightBudget:
         """Re-evaluate the waiters now (after a clock change: tests drive a fake clock)."""
         self._pump()
 
+    def hold(self, from_priority: RestPriority | None) -> None:
+        """Let requests of ``from_priority`` and later wait (None: let everything go)."""
+        self._held_from = None if from_priority is None else int(from_priority)
+        self._pump()
+
+    def queued(self) -> dict[RestPriority, tuple[int, int]]:
+        """(requests, weight) waiting per priority."""
+        out = {p: (0, 0) for p in self._queued}
+        for w in self._waiters:
+            if not w.future.done():
+                n, weight = out[RestPriority(w.priority)]
+                out[RestPriority(w.priority)] = (n + 1, weight + w.weight)
+        return out
+
+    def status(self) -> dict[str, object]:
+        """This host's budget for ``/status``: limit, use, pause and the queue per priority."""
+        now = self._clock()
+        reason, left = self.paused_for()
+        oldest: dict[int, float] = {}
+        for w in self._waiters:
+            if not w.future.done():
+                oldest[w.priority] = max(oldest.get(w.priority, 0.0), now - w.since)
+        return {
+            "limit": self._limit,
+            "used": self.used,
+            "in_flight": self._reserved,
+            "paused": {"reason": reason, "seconds_left": round(left, 1)} if reason else None,
+            "held_from": None if self._held_from is None else RestPriority(self._held_from).name,
+            "queued": {
+                p.name.lower(): {
+                    "requests": n,
+                    "weight": weight,
+                    "oldest_wait_s": round(oldest.get(int(p), 0.0), 1),
+                }
+                for p, (n, weight) in self.queued().items()
+            },
+        }
+
     # -- the request cycle ---------------------------------------------------------------------
 
     async def acquire(
@@ -143,8 +200,9 @@ class WeightBudget:
     ) -> Grant:
         """Wait until ``weight`` fits, reserve it, and return the grant to :meth:`settle`.
 
-        Raises :class:`VenueError` (429 or 418, ``retry_after_s`` set) without waiting when the
-        host is paused for longer than ``max_wait_s``, or once ``max_wait_s`` has passed.
+        Waits for weight as long as it takes (the queue is ordered; nothing is sent meanwhile).
+        Raises :class:`VenueError` (429 or 418, ``retry_after_s`` set) without sending when a
+        429 pause or 418 ban of the host would keep the call waiting past ``max_wait_s``.
         """
         weight = max(0, weight)
         start = self._clock()
@@ -152,9 +210,14 @@ class WeightBudget:
         if not self._ahead_of(priority) and self._fits(weight, priority):
             return self._reserve(weight)
         waiter = _Waiter(
-            int(priority), next(self._seq), weight, asyncio.get_running_loop().create_future()
+            int(priority),
+            next(self._seq),
+            weight,
+            asyncio.get_running_loop().create_future(),
+            since=start,
         )
         heapq.heappush(self._waiters, waiter)
+        self._count_queued(waiter, +1)
         try:
             while True:
                 self._pump()
@@ -167,6 +230,7 @@ class WeightBudget:
                 self._reserved -= weight  # granted while we were being cancelled
             else:
                 waiter.future.cancel()
+                self._count_queued(waiter, -1)
             self._pump()
             raise
 
@@ -189,6 +253,11 @@ class WeightBudget:
             self._fresh = True
             self._probe = False
             REST_WEIGHT_USED.labels(self.host).set(self._used)
+        elif used_weight is None and grant.window == self._window:
+            # No header (a timeout, a dropped connection): the venue may well have counted the
+            # request. Forgetting its weight would let the estimate fall behind the venue's
+            # count with every timeout, and end in 429s, then a ban.
+            self._used += grant.weight
         if status == 429:
             self._pause("rate_limited", retry_after_s or (self._next_minute() - self._clock() + 1))
         elif status == 418:
@@ -198,18 +267,20 @@ class WeightBudget:
     # -- internals -----------------------------------------------------------------------------
 
     def _wait_step(self, start: float, max_wait_s: float | None) -> float:
-        """How long a blocked waiter sleeps next; raises when it must give up instead."""
+        """How long a blocked waiter sleeps next; raises when a pause outlasts ``max_wait_s``."""
         now = self._clock()
         reason, paused_left = self.paused_for()
         waited = now - start
-        if max_wait_s is not None and (waited >= max_wait_s or paused_left > max_wait_s - waited):
-            raise self._refusal(reason, paused_left if reason else self._next_minute() - now)
+        if max_wait_s is not None and reason and paused_left > max_wait_s - waited:
+            raise self._refusal(reason, paused_left)
         if self._weight_blocked_since is None and not reason:
             self._weight_blocked_since = now
-        timeout = self._next_event_in(now)
-        if max_wait_s is not None:
-            timeout = min(timeout, max(_TICK_S, max_wait_s - waited))
-        return timeout
+        return self._next_event_in(now)
+
+    def _count_queued(self, waiter: _Waiter, sign: int) -> None:
+        priority = RestPriority(waiter.priority)
+        self._queued[priority] += sign * waiter.weight
+        self._gauges[priority].set(self._queued[priority])
 
     def _minute(self) -> int:
         return int(self._clock() // 60)
@@ -229,11 +300,14 @@ class WeightBudget:
         REST_WEIGHT_USED.labels(self.host).set(0)
 
     def _cap(self, priority: int) -> int:
-        if priority >= RestPriority.BACKGROUND:
-            return max(1, math.floor(self.usable * self.background_share))
-        return self.usable
+        share = _SHARES.get(RestPriority(priority))
+        if share is None:
+            share = min(self.background_share, _SHARES[RestPriority.HISTORY])
+        return max(1, math.floor(self.usable * share))
 
     def _fits(self, weight: int, priority: int) -> bool:
+        if self._held_from is not None and priority >= self._held_from:
+            return False
         if self._paused_until > self._clock():
             return False
         if self._probe and not self._fresh:
@@ -261,6 +335,7 @@ class WeightBudget:
                 break
             heapq.heappop(self._waiters)
             self._reserve(head.weight)
+            self._count_queued(head, -1)
             head.future.set_result(self._window)
         if self._weight_blocked_since is not None and not any(
             not w.future.done() for w in self._waiters
@@ -318,6 +393,18 @@ class WeightBudgets:
         self._limits = dict(limits or {})
         self._clock = clock
         self._budgets: dict[str, WeightBudget] = {}
+        self._held_from: RestPriority | None = None
+
+    def hold(self, from_priority: RestPriority | None) -> None:
+        """On every host (and hosts met later): requests of ``from_priority`` and after wait;
+        None lets everything go."""
+        self._held_from = from_priority
+        for budget in self._budgets.values():
+            budget.hold(from_priority)
+
+    def status(self) -> dict[str, object]:
+        """Every host's :meth:`WeightBudget.status`."""
+        return {host: budget.status() for host, budget in self._budgets.items()}
 
     def get(self, host: str) -> WeightBudget:
         budget = self._budgets.get(host)
@@ -331,6 +418,8 @@ class WeightBudgets:
                 limit_configured=configured,
                 clock=self._clock,
             )
+            if self._held_from is not None:
+                budget.hold(self._held_from)
         return budget
 
     def for_url(self, rest_url: str) -> WeightBudget:

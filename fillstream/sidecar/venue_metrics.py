@@ -29,6 +29,12 @@ REST_PAUSED_SECONDS = Counter(
     "banned (418).",
     ["host", "reason"],
 )
+REST_QUEUED_WEIGHT = Gauge(
+    "fillstream_rest_queued_weight",
+    "Request weight waiting in this REST host's budget queue, by priority (stream, gap, history, "
+    "periodic): waiting is not failing, the HTTP timeout starts when a request is sent.",
+    ["host", "priority"],
+)
 REST_CLOCK_OFFSET = Gauge(
     "fillstream_rest_clock_offset_ms",
     "Venue server time minus local time, as last measured with the time endpoint.",

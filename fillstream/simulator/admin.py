@@ -142,6 +142,12 @@ class AdminApi:
             "events_emitted": sim.hub.events_emitted,
             "rounds": sim.generator.rounds,
             "connections": len(sim.hub.connections),
+            "rest": {
+                **sim.limiter.stats(),
+                "requests": sim.rest.ctx.requests,
+                "by_route": dict(sim.rest.ctx.by_route),
+            },
+            "ws": {"accepted": sim.ws.accepted, "refused": sim.ws.refused},
             "accounts": {
                 name: {
                     "fills_generated": s.fills_generated,

@@ -1,7 +1,9 @@
 """Per-IP REST weight, as Binance counts it (binance-facts §4.1).
 
 Weight accumulates per IP in one-minute windows of the sim clock and is reported on every response
-as ``X-MBX-USED-WEIGHT-1M``. A request that would pass the limit gets HTTP 429 with
+as ``X-MBX-USED-WEIGHT-1M``. The windows start on the wall clock's minutes, as Binance's do (at
+clock speed 1 a window is a calendar minute), so a client's own minute agrees with the venue's.
+A request that would pass the limit gets HTTP 429 with
 ``Retry-After`` (real seconds to the next window), and so does every request until then. A
 client that sends more requests after three 429s in one window is banned: HTTP 418 with
 ``Retry-After``; bans start at 2 sim-minutes and double with each repeat, up to 3 sim-days.
@@ -10,6 +12,7 @@ client that sends more requests after three 429s in one window is banned: HTTP 4
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from fillstream.simulator.clock import SimClock
@@ -46,6 +49,13 @@ class WeightLimiter:
         self._clock = clock
         self.limit = limit
         self._ips: dict[str, _Ip] = {}
+        # Sim seconds are counted from the start; shift them onto the wall clock's minutes.
+        self._origin_s = time.time() % WINDOW_S - clock.sim_s()
+        self.answered: dict[int, int] = {200: 0, 429: 0, 418: 0}
+        self.weight_total = 0
+
+    def _now(self) -> float:
+        return self._clock.sim_s() + self._origin_s
 
     def _state(self, ip: str, now: float) -> _Ip:
         state = self._ips.get(ip)
@@ -59,11 +69,27 @@ class WeightLimiter:
         return state
 
     def used(self, ip: str) -> int:
-        return self._state(ip, self._clock.sim_s()).used
+        return self._state(ip, self._now()).used
 
     def charge(self, ip: str, weight: int) -> Verdict:
+        verdict = self._charge(ip, weight)
+        self.answered[verdict.status] += 1
+        if verdict.status == 200:
+            self.weight_total += weight
+        return verdict
+
+    def stats(self) -> dict[str, int]:
+        """Answers so far (``ok``, ``429``, ``418``) and the weight charged in all."""
+        return {
+            "ok": self.answered[200],
+            "429": self.answered[429],
+            "418": self.answered[418],
+            "weight_total": self.weight_total,
+        }
+
+    def _charge(self, ip: str, weight: int) -> Verdict:
         clock = self._clock
-        now = clock.sim_s()
+        now = self._now()
         state = self._state(ip, now)
         if state.banned_until > now:
             return self._ban_verdict(state, now)
@@ -89,6 +115,8 @@ class WeightLimiter:
 
     def reset(self) -> None:
         self._ips.clear()
+        self.answered = dict.fromkeys(self.answered, 0)
+        self.weight_total = 0
 
 
 def _ceil_real(clock: SimClock, sim_seconds: float) -> int:

@@ -73,6 +73,7 @@ class RestContext:
         self.listen_key_deleted = listen_key_deleted
         self.trading = trading
         self.requests = 0
+        self.by_route: dict[str, int] = {}  # "POST /fapi/v1/listenKey" → requests
 
 
 Weight = int | Callable[[Params], int]
@@ -145,6 +146,8 @@ class RestApi:
     ) -> web.Response:
         ctx = self.ctx
         ctx.requests += 1
+        route = f"{request.method} {request.path}"
+        ctx.by_route[route] = ctx.by_route.get(route, 0) + 1
         raw_query = request.rel_url.raw_query_string
         raw_body = (
             (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""

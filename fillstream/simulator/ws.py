@@ -57,6 +57,7 @@ class WsEndpoint:
         self._refused = refused
         self._control = msgspec.json.Decoder(_Control)
         self.accepted = 0
+        self.refused = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -85,6 +86,7 @@ class WsEndpoint:
     ) -> web.StreamResponse:
         owners = [self._keys.owner(key) for key, _ in specs]
         if self._refused(owners):
+            self.refused += 1
             return web.json_response(
                 {"code": -1001, "msg": "Service unavailable (refuse_ws fault)"}, status=503
             )

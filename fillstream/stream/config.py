@@ -66,6 +66,7 @@ _RANGES: Final[dict[str, Range]] = {
     "max_batch": (1, 1_000_000),
     "submit_retry_max_s": (0.01, 3600.0),
     "gap_margin_ms": (0, 3_600_000),
+    "drop_evidence_wait_s": (0.0, 60.0),
 }
 
 
@@ -100,6 +101,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     tick_s: float = 1.0
     # TRADE_LITE seen but no ORDER_TRADE_UPDATE for the trade within this long → a gap.
     trade_lite_grace_s: float = 10.0
+    # Drop evidence (evidence.py) is judged this long after it arrived: the proof may be early.
+    drop_evidence_wait_s: float = 0.3
     # Proactive make-before-break rotation before Binance's 24 h cut.
     rotate_after_s: float = 23 * 3600.0
     rotation_overlap_s: float = 2.0

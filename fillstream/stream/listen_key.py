@@ -3,7 +3,8 @@
 Binance facts (binance-facts.md §1.1): POST is an idempotent get-or-create that extends the key
 60 min; PUT extends it; ``-1125`` means the key is gone; DELETE kills it for every process sharing
 it. Errors are classified as data (``VenueError`` properties): auth failures stop this account,
-429/418 honour ``Retry-After`` (the venue wrapper shares the ban per host), 5xx back off.
+429/418 honour ``Retry-After`` (the venue wrapper shares the ban per host), timeouts and 5xx back
+off (jittered, ≥ 1 s, every account's keepalive retries paced together).
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import asyncio
 import enum
 import logging
 import random
+import time
+from typing import Final
 
 from fillstream.ledger import Venue, VenueError
+from fillstream.stream.backoff import Backoff, pacer
 from fillstream.stream.config import StreamSettings, mask
 from fillstream.stream.metrics import StreamMetrics
 
 log = logging.getLogger("fillstream.stream.listen_key")
+
+_KEEPALIVES: Final = pacer("listen_key.keepalive")
 
 
 class AuthFailedError(Exception):
@@ -96,6 +102,8 @@ class ListenKeyManager:
         Raises :class:`AuthFailedError` on credential errors.
         """
         attempts = self._settings.keepalive_attempts
+        retry_s = self._settings.keepalive_retry_s
+        backoff = Backoff(retry_s, retry_s * 2 ** max(0, attempts - 1))
         for attempt in range(attempts):
             try:
                 key = await self._venue.keepalive_listen_key()
@@ -109,8 +117,7 @@ class ListenKeyManager:
                 if not exc.retryable or attempt == attempts - 1:
                     log.warning("%s: keepalive failed: %s", self._account, exc)
                     return KeepaliveOutcome.FAILED
-                delay = self._settings.keepalive_retry_s * 2**attempt
-                await asyncio.sleep(max(delay, exc.retry_after_s or 0.0))
+                await asyncio.sleep(_KEEPALIVES.delay(time.monotonic(), backoff.after(exc)))
                 continue
             self._metrics.listen_key("keepalive", "ok")
             if key and self.key is not None and key != self.key:

@@ -5,15 +5,18 @@ Tasks (one TaskGroup per stream, so a bug anywhere brings the stream down loudly
 - the **supervisor** gets a listenKey (POST), opens the socket, and waits for trouble: the socket
   closed, a ping went unanswered, the key was lost (keepalive ``-1125``/hard failure/another key,
   ``listenKeyExpired``), the watchdog proved the stream stale, or rotation is due. It then
-  reconnects with exponential backoff and full jitter (no attempt limit), or rotates
+  reconnects with exponential backoff and jitter (no attempt limit; at least 1 s after a timeout
+  or 5xx, ``Retry-After`` honoured, every account's retries paced together), or rotates
   make-before-break. Every new socket opens a :class:`~fillstream.ledger.Gap` from the last data
   event (minus ``gap_margin_ms``) until the moment it is live;
 - one **reader** per socket (:mod:`.connection`) feeding a bounded frame buffer;
 - the **processor** (:mod:`.processor`) decodes, dedups and parses what is queued and hands the
   sink one :class:`~fillstream.ledger.IngestBatch` at a time;
 - the **keepalive** loop PUTs the key on a jittered schedule;
-- the **ticker** updates gauges, runs the staleness watchdog, turns unmatched TRADE_LITE
-  signals into gaps, and triggers rotation before the 24 h cut.
+- the **ticker** updates gauges, runs the staleness watchdog, turns TRADE_LITE signals still
+  unmatched after ``trade_lite_grace_s`` into gaps (a backstop: the drop detector,
+  :mod:`.evidence`, judges them after ``drop_evidence_wait_s`` and raises narrow gaps), and
+  triggers rotation before the 24 h cut.
 
 States (reported by :mod:`.health`): connecting → streaming → recovering (→ degraded after
 ``degraded_after_s``) → streaming …; auth_failed stops only this account; stopped after
@@ -39,10 +42,11 @@ from fillstream.ledger import (
     VenueError,
 )
 from fillstream.stream.activity import AccountActivity
-from fillstream.stream.backoff import Backoff
+from fillstream.stream.backoff import Backoff, pacer
 from fillstream.stream.config import StreamSettings, mask_url
 from fillstream.stream.connection import CONNECT_ERRORS, Connection, open_socket
 from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
 from fillstream.stream.metrics import StreamMetrics
@@ -55,6 +59,8 @@ from fillstream.stream.watchdog import StalenessWatchdog
 log = logging.getLogger("fillstream.stream")
 
 _DEDUP_TAIL_NS: Final = 5_000_000_000  # a lagging new socket may repeat the old one's last events
+
+_CONNECTS: Final = pacer("stream.connect")
 
 _GAP_REASONS: Final = {
     "disconnect": "reconnect",
@@ -94,6 +100,15 @@ class UserStream:
         self.activity = AccountActivity()
         self._keys = ListenKeyManager(venue, account, self.settings, self.metrics)
         self._watchdog = StalenessWatchdog(venue, self.activity, self.settings)
+        self.evidence = DropEvidence(
+            account,
+            self.market,
+            self.activity,
+            wait_s=self.settings.drop_evidence_wait_s,
+            on_gap=gaps.on_gap,
+            metrics=self.metrics,
+            backlog=lambda: len(self.processor.buffer),
+        )
         self.processor = Processor(
             account,
             self.market,
@@ -103,6 +118,7 @@ class UserStream:
             activity=self.activity,
             decoder=decoder or FrameDecoder(),
             on_key_expired=self._key_expired,
+            evidence=self.evidence,
         )
         self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
         # Connections: the current one, plus the old one during a make-before-break overlap.
@@ -123,6 +139,9 @@ class UserStream:
         self._trouble_reason: str | None = None
         self._closing = asyncio.Event()
         self._done = asyncio.Event()
+        # Set once the first connect attempt has ended (live, failed or refused): start-up
+        # ordering across accounts waits for it.
+        self.attempted = asyncio.Event()
         self._deadline_mono = 0.0
         self._running = False
         self._task: asyncio.Task[None] | None = None
@@ -159,6 +178,7 @@ class UserStream:
                 # registered a socket that must be closed below, not left reading forever.
                 await asyncio.wait(background)
                 await self._shutdown()
+                self.evidence.aclose()
             await self._release_key()
             self._set_state(StreamState.STOPPED, "shutdown")
         finally:
@@ -244,6 +264,12 @@ class UserStream:
     def duplicates(self) -> int:
         """Events dropped as duplicates."""
         return self.processor.duplicates
+
+    @property
+    def last_event_age_s(self) -> float:
+        """Seconds since the last data event (since the start before the first)."""
+        last = self.processor.last_data_mono
+        return time.monotonic() - (last if last is not None else self._started_mono)
 
     @property
     def connected(self) -> bool:
@@ -345,11 +371,14 @@ class UserStream:
             try:
                 conn = await self._open()
             except AuthFailedError as exc:
+                self.attempted.set()
                 self._auth_failed(exc)
                 return None
             except (VenueError, *CONNECT_ERRORS) as exc:
-                retry_after = exc.retry_after_s if isinstance(exc, VenueError) else None
-                delay = backoff.next_delay(retry_after)
+                self.attempted.set()
+                # Our own backoff (floors: Retry-After, 1 s after a timeout or 5xx), then a slot
+                # in the process-wide pace of reconnects: a fleet failing together stays slow.
+                delay = _CONNECTS.delay(time.monotonic(), backoff.after(exc))
                 self.metrics.connect_failures.inc()
                 log.warning(
                     "%s/%s connect failed (%s: %s); retry in %.2fs",
@@ -362,6 +391,7 @@ class UserStream:
                 self._update_outage_state(reason)
                 await asyncio.sleep(delay)
                 continue
+            self.attempted.set()
             live_ms = now_ms()
             self._emit_gap(_GAP_REASONS.get(reason, reason), live_ms)
             self._live_since_ms = live_ms

@@ -26,6 +26,7 @@ from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings
 from fillstream.stream.connection import Frame
 from fillstream.stream.decode import FrameDecoder, FrameError, truncate
+from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.parse import (
     algo_link_from,
@@ -77,6 +78,7 @@ class Processor:
         activity: AccountActivity,
         decoder: FrameDecoder,
         on_key_expired: KeyExpiredHook,
+        evidence: DropEvidence | None = None,
     ) -> None:
         self.account = account
         self.market = market
@@ -87,6 +89,7 @@ class Processor:
         self._sink = sink
         self._decoder = decoder
         self._on_key_expired = on_key_expired
+        self.evidence = evidence
         self._counts: dict[str, int] = {}  # events by type in the current pass
         self._pending = _Pending()
         self._pending_ready = asyncio.Event()
@@ -202,6 +205,9 @@ class Processor:
             # converters: a bad frame is counted and skipped, it never stops the account.
             self.metrics.malformed.inc()
             self._log_bad_frame("malformed", f"{type(exc).__name__}: {exc}", truncate(payload))
+            return
+        if self.evidence is not None:
+            self.evidence.observe(event, conn_id, now)
 
     # Handlers by wire type (the table in __init__). Each parses everything first and only then
     # touches state, so a frame rejected half-way leaves no trace but its count.

@@ -21,6 +21,7 @@ from typing import Literal
 import msgspec
 
 from fillstream.ledger import Venue, VenueError
+from fillstream.ledger.amounts import Id, TimeMs
 from fillstream.ledger.priority import RestPriority, rest_priority
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.config import StreamSettings
@@ -31,8 +32,8 @@ Verdict = Literal["ok", "quiet", "mismatch", "error"]
 
 
 class _TradeMark(msgspec.Struct, frozen=True):
-    id: int  # trade id
-    time: int  # trade time ms
+    id: Id  # trade id
+    time: TimeMs  # trade time ms
 
 
 class _RiskRow(msgspec.Struct, frozen=True):

@@ -131,7 +131,7 @@ class AccountPosition(msgspec.Struct, frozen=True):
 
 class AccountUpdateData(msgspec.Struct, frozen=True):
     m: Unused = None  # reason type
-    B: tuple[Balance, ...] | None = ()  # balances
+    B: tuple[Balance, ...] | None = None  # balances (never read)
     P: tuple[AccountPosition, ...] = ()  # positions
     S: Unused = None  # symbol of a FUNDING_FEE event
 

@@ -62,9 +62,11 @@ async def test_poison_fill_quarantined_rest_of_batch_and_later_batches_stored(
     rows = await stack.pipeline.quarantine.rows(account)
     assert len(rows) == 1
     row = rows[0]
-    assert (row.kind, row.sqlstate, row.source) == ("fill", "22003", "stream")
+    assert (row.kind, row.source) == ("fill", "stream")
     assert row.fact_key == f"fill:{account}:usdm:ETHUSDT:{POISON_ID}:42"
-    assert "NumericValueOutOfRange" in row.error
+    # Refused by the server (bigint: 22003) or by asyncpg's encoder (int64), as the SQL sends it.
+    assert row.sqlstate in {"22003", None}
+    assert "range" in row.error
     fact = msgspec.json.decode(row.fact)
     assert fact["trade_id"] == POISON_ID and fact["qty"] == "7"
     assert quarantined(account, "fill") == 1

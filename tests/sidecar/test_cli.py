@@ -142,6 +142,9 @@ async def test_tail_reconcile_republish_migrate(
         code, out = await run_cli(rec, env)
         assert code == EXIT_PROBLEMS, out
         assert out.count("would add fill") == 4
+        # Times as ISO 8601 UTC, not epoch milliseconds.
+        assert re.search(r"since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z:", out), out
+        assert re.search(r"would add fill .* at \d{4}-\d\d-\d\dT[\d:.]+Z$", out, re.M), out
         assert await pg_fill_count(pg_dsn) == stored - 4
         code, out = await run_cli([*rec, "--apply"], env)
         assert code == EXIT_OK, out
@@ -172,6 +175,9 @@ async def test_tail_reconcile_republish_migrate(
         code, out = await run_cli(["migrate", "--dsn", pg_dsn])
         assert code == EXIT_OK
         assert "schema up to date" in out
+        code, out = await run_cli(["migrate", "--dsn-env", "TEST_DSN"], {"TEST_DSN": pg_dsn})
+        assert code == EXIT_OK, out
+        assert out == "schema up to date\n"  # no warning: no password on the command line
 
 
 async def test_fatal_start_up_error_is_one_masked_line(tmp_path: Path) -> None:
@@ -195,3 +201,140 @@ async def test_fatal_start_up_error_is_one_masked_line(tmp_path: Path) -> None:
     traceback = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert any("Traceback" in line.get("exc", "") for line in traceback)
     assert secret not in out
+
+
+# -- commands never hang or dump a traceback ------------------------------------------------------
+
+UNREACHABLE = """
+[database]
+dsn_env = "DSN"
+connect_timeout_s = 5
+[nats]
+servers = ["{nats}"]
+connect_timeout_s = {nats_timeout}
+[[accounts]]
+name = "alpha"
+api_key_env = "K"
+api_secret_env = "S"
+endpoints = "custom"
+rest_url = "http://127.0.0.1:1"
+ws_url = "ws://127.0.0.1:1"
+"""
+KEYS = {"K": "key-0123456789", "S": "secret-0123456789"}
+
+
+def _write(tmp_path: Path, nats: str = "nats://127.0.0.1:1", nats_timeout: float = 5) -> Path:
+    path = tmp_path / "fillstream.toml"
+    path.write_text(UNREACHABLE.format(nats=nats, nats_timeout=nats_timeout))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("dsn", "reason"),
+    [
+        ("postgresql://h:notaport/db", "invalid literal for int()"),
+        ("postgresql://127.0.0.1:1/db?sslmode=verify-full", "root certificate file"),
+        ("postgresql://[::1", "Invalid IPv6 URL"),
+        ("postgresql://nobody@127.0.0.1:1/none", "Connect call failed"),
+    ],
+)
+async def test_check_with_a_bad_dsn_still_runs_every_check(
+    tmp_path: Path, nats_target: NatsTarget, dsn: str, reason: str
+) -> None:
+    path = _write(tmp_path, nats=nats_target.url)
+    env = {**KEYS, "DSN": dsn, "HOME": str(tmp_path)}  # HOME: no ~/.postgresql/root.crt
+    code, out = await run_cli(["check", "--config", str(path)], env)
+    assert code == EXIT_PROBLEMS, out
+    lines = out.splitlines()
+    assert lines[0].startswith("fail  postgres             cannot reach PostgreSQL at "), out
+    assert reason in lines[0]
+    assert "ok    nats                 reachable at" in out  # the NATS check ran
+    assert any(line.startswith("fail  accounts[alpha]") for line in lines)  # and the account's
+    assert lines[-1].startswith("check FAILED")
+    assert "never awaited" not in out
+    assert "Traceback" not in out
+
+
+BAD_SINCE = [
+    "1700000000",
+    "1000000w",
+    "99999999999999999999d",
+    "inf",
+    "1e400",
+    "nan",
+    "2099-01-01T00:00:00Z",
+    "99999999999999999999",
+    "91d",
+    "yesterday",
+]
+
+
+@pytest.mark.parametrize("since", BAD_SINCE)
+def test_reconcile_since_out_of_range_is_one_line_exit_2(
+    tmp_path: Path, since: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path)
+    args = ["reconcile", "--config", str(path), "--account", "alpha", "--since", since]
+    assert main(args) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("fillstream: --since: "), line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["tail", "--count", "-1"], "fillstream: --count: must be at least 1, got -1"),
+        (["tail", "--count", "0"], "fillstream: --count: must be at least 1, got 0"),
+        (["tail", "--timeout", "nan"], "fillstream: --timeout: 'nan': a duration must be finite"),
+        (["tail", "--timeout", "0"], "fillstream: --timeout: must be more than 0, got '0'"),
+        (["tail", "--since", "2099-01-01T00:00:00Z"], "fillstream: --since: '2099-01-01T00:00"),
+        (["republish", "--config", "X", "--since", "inf"], "fillstream: --since: 'inf': a dur"),
+        (["migrate", "--dsn-env", "FS_TEST_UNSET_VAR"], "fillstream: --dsn-env: environment"),
+        (["migrate", "--dsn", "mysql://x"], "fillstream: --dsn: must start with postgresql://"),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == EXIT_USAGE
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(expected), line
+
+
+async def test_admin_commands_name_what_they_cannot_reach(
+    tmp_path: Path, pg_dsn: str, nats_target: NatsTarget
+) -> None:
+    path = _write(tmp_path)
+    config = ["--config", str(path)]
+    unreachable_pg = {**KEYS, "DSN": "postgresql://fill:pw-9876543210@127.0.0.1:1/fills"}
+    expected_pg = "fillstream: cannot reach PostgreSQL at postgresql://fill:****@127.0.0.1:1/fills"
+    for args in (
+        ["migrate", *config],
+        ["republish", *config, "--since", "1h"],
+        ["reconcile", *config, "--account", "alpha", "--since", "1h"],
+    ):
+        code, out = await run_cli(args, unreachable_pg)
+        assert code == 1, out
+        assert out.startswith(expected_pg), out
+        assert len(out.splitlines()) == 1, out
+        assert "pw-9876543210" not in out
+
+    reachable_pg = {**KEYS, "DSN": pg_dsn}
+    code, out = await run_cli(["republish", *config, "--since", "1h"], reachable_pg)
+    assert code == 1, out
+    assert out.startswith("fillstream: cannot reach NATS at nats://127.0.0.1:1: "), out
+    code, out = await run_cli(
+        ["reconcile", *config, "--account", "alpha", "--since", "1h"], reachable_pg
+    )
+    assert code == 1, out
+    assert out.startswith(
+        "fillstream: cannot reach the venue's REST API of account alpha at http://127.0.0.1:1: "
+    ), out
+    code, out = await run_cli(["tail", "--nats", "nats://u:pw-9876543210@127.0.0.1:1"])
+    assert code == 1, out
+    assert out == (
+        "fillstream: cannot reach NATS at nats://u:****@127.0.0.1:1: ConnectionRefusedError: "
+        "[Errno 111] Connect call failed ('127.0.0.1', 1)\n"
+    )

@@ -218,7 +218,7 @@ def test_bad_environment_overrides_name_the_variable_or_field(
         (("[database]", "[stream]\nws_url = 'ws://x'\n[database]"), "stream.ws_url: set ws_url"),
         (
             ("[[accounts]]", "[[accounts]]\nreconcile = {horizon_days = 100}"),
-            "accounts[alpha].reconcile.horizon_days: must be a finite number between 0.001 and 90",
+            "accounts[alpha].reconcile.horizon_days: must be a finite number between 1e-09 and 90",
         ),
         (
             ("[[accounts]]", "[[accounts]]\nstream = {backoff_max_s = 0.1}"),
@@ -368,8 +368,9 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
 
 
 def test_tls_settings(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    from tests.sidecar.natsfixtures import make_pki
+
+    ca = make_pki(tmp_path / "pki").ca
     text = MINIMAL.replace(
         "[database]", f'[database]\nsslmode = "verify-full"\nsslrootcert = "{ca}"'
     ).replace("[[accounts]]", f'[nats]\ntls_ca_file = "{ca}"\n\n[[accounts]]')
@@ -386,6 +387,10 @@ def test_tls_settings(tmp_path: Path) -> None:
         "[database]", '[database]\nsslmode = "verify-full"'
     )
     assert error(tmp_path, both).startswith("database.sslmode: also given in the DSN")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\n")
+    bad_ca = MINIMAL.replace("[[accounts]]", f'[nats]\ntls_ca_file = "{junk}"\n\n[[accounts]]')
+    assert error(tmp_path, bad_ca).startswith("nats.tls_ca_file: not a usable CA bundle")
     half = MINIMAL.replace("[[accounts]]", f'[nats]\ntls_cert_file = "{ca}"\n\n[[accounts]]')
     assert error(tmp_path, half).startswith("nats.tls_cert_file: set both")
     ws = MINIMAL.replace(

@@ -64,6 +64,8 @@ async def test_sigterm_while_events_flow_then_restart_loses_nothing(
             "nats": "ok",
             "account:alpha": "ok",
             "account:beta": "ok",
+            "ingest:alpha": "ok",
+            "ingest:beta": "ok",
         }
         status, body = await service.get_json("/status")
         assert status == 200

@@ -15,12 +15,8 @@ import msgspec
 import pytest
 
 from fillstream.sidecar.cli import EXIT_OK, EXIT_PROBLEMS
-from fillstream.sidecar.clients import (
-    connect_nats_servers,
-    nats_tls_context,
-    transport_tls_version,
-)
-from fillstream.sidecar.config import NatsConfig
+from fillstream.sidecar.clients import connect_nats_servers, transport_tls_version
+from fillstream.sidecar.config import NatsConfig, nats_tls_context
 from fillstream.sidecar.errors import Unreachable
 from fillstream.simulator import SimConfig, Simulator
 from tests.conftest import NatsTarget
@@ -218,3 +214,17 @@ async def test_postgres_tls_fails_closed_and_is_reported(
     code, out = await run_cli(["check", "--config", str(path)], env)
     assert code == EXIT_OK, out
     assert "ok    postgres             connection not encrypted (loopback)" in out
+
+
+def test_clear_text_is_a_warning_only_off_the_machine() -> None:
+    from fillstream.sidecar.check import Level, _transport_finding
+
+    assert _transport_finding("nats", "TLSv1.3", "nats.internal:4222", "x").level is Level.OK
+    for hosts in ("127.0.0.1:5432", "localhost", "[::1]:4222", "127.0.0.1:1,localhost:2"):
+        finding = _transport_finding("postgres", None, hosts, "sslmode=prefer")
+        assert (finding.level, finding.detail) == (Level.OK, "connection not encrypted (loopback)")
+    finding = _transport_finding("postgres", None, "db.internal:5432", "sslmode=prefer")
+    assert finding.level is Level.WARN
+    assert finding.detail.startswith("connection NOT encrypted (sslmode=prefer): set database.")
+    finding = _transport_finding("nats", None, "127.0.0.1:4222,nats.internal:4222", "nats://")
+    assert finding.level is Level.WARN

@@ -142,6 +142,67 @@ async def test_busy_minute_rollover_probes_before_trusting_the_reset() -> None:
     budget.settle(second.result(), used_weight=None, status=200)
 
 
+async def test_waiting_for_weight_is_never_an_error_and_is_visible_per_priority() -> None:
+    clock = FakeClock()
+    budget = _budget(clock)  # usable 80
+    held = await budget.acquire(5, RestPriority.HISTORY)
+    budget.settle(held, used_weight=80, status=200)  # the minute is spent
+    waiter = asyncio.create_task(budget.acquire(5, RestPriority.HISTORY, max_wait_s=1))
+    await asyncio.sleep(0)
+    clock.now += 30  # far past max_wait_s: still waiting, nothing raised, nothing sent
+    budget.refresh()
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    assert budget.queued()[RestPriority.HISTORY] == (1, 5)
+    gauge = REGISTRY.get_sample_value(
+        "fillstream_rest_queued_weight", {"host": "h:1", "priority": "history"}
+    )
+    assert gauge == 5
+    queued = budget.status()["queued"]
+    assert isinstance(queued, dict)
+    assert queued["history"]["oldest_wait_s"] == pytest.approx(30)
+    clock.now += 60
+    await _until(waiter.done, budget)
+    budget.settle(waiter.result(), used_weight=5, status=200)
+    assert budget.queued()[RestPriority.HISTORY] == (0, 0)
+
+
+async def test_each_priority_leaves_room_for_the_ones_before_it() -> None:
+    clock = FakeClock()
+    budget = _budget(clock)  # usable 80: stream 80, gap 76, history 68, periodic 60
+    first = await budget.acquire(1, RestPriority.STREAM)
+    budget.settle(first, used_weight=66, status=200)
+    order: list[str] = []
+
+    async def take(priority: RestPriority) -> None:
+        grant = await budget.acquire(5, priority)
+        order.append(priority.name)
+        budget.settle(grant, used_weight=None, status=200)
+
+    # Asked in reverse order: periodic and history do not fit (66+5 > 60, > 68) and queue;
+    # gap (71 <= 76) and stream (71 <= 80) go at once.
+    tasks = [asyncio.create_task(take(p)) for p in reversed(list(RestPriority))]
+    await _until(lambda: order == ["GAP", "STREAM"], budget)
+    clock.now += 60
+    await _until(lambda: order == ["GAP", "STREAM", "HISTORY", "PERIODIC"], budget)
+    await asyncio.gather(*tasks)
+
+
+async def test_a_hold_keeps_later_priorities_queued_until_released() -> None:
+    budgets = WeightBudgets(clock=FakeClock())
+    budgets.hold(RestPriority.GAP)
+    budget = budgets.for_url("http://127.0.0.1:1")  # met after the hold: held too
+    listen_key = await budget.acquire(1, RestPriority.STREAM)
+    gap = asyncio.create_task(budget.acquire(5, RestPriority.GAP))
+    await asyncio.sleep(0)
+    assert not gap.done()
+    assert budgets.status()["127.0.0.1:1"]["held_from"] == "GAP"  # type: ignore[index]
+    budgets.hold(None)
+    await _until(gap.done, budget)
+    for grant in (listen_key, gap.result()):
+        budget.settle(grant, used_weight=None, status=200)
+
+
 def test_registry_shares_one_budget_per_host_and_honours_configured_limits() -> None:
     budgets = WeightBudgets(limits={"fapi.binance.com": 1200})
     a = budgets.for_url("https://fapi.binance.com")

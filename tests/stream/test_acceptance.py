@@ -466,7 +466,8 @@ async def test_keepalive_failures_get_a_new_key_and_a_gap(
 ) -> None:
     """``-1125`` at once, retryable 5xx after its retries, anything else at once: a new key,
     a reconnect, and a gap."""
-    rig = await make_rig(rate=0.0, clock_speed=1800.0)
+    # Keys live 6 s here: long enough for two 5xx retries (each at least 1 s after the last).
+    rig = await make_rig(rate=0.0, clock_speed=600.0)
     account = account_of(rig)
     stream = await rig.add(account, fast_settings(keepalive_interval_s=0.2), backfill=False)
     await rig.streaming(account)

@@ -57,14 +57,15 @@ def test_settings_validation(bad: dict[str, object]) -> None:
         StreamSettings(**bad).validate()  # type: ignore[arg-type]  # fields vary per case
 
 
-def test_backoff_full_jitter_capped_and_retry_after_floor() -> None:
+def test_backoff_jittered_capped_and_retry_after_floor() -> None:
     backoff = Backoff(0.5, 4.0, rng=random.Random(7))
     ceilings = []
     for _ in range(10):
-        ceilings.append(backoff.ceiling())
-        assert 0 <= backoff.next_delay() <= 4.0
+        ceiling = backoff.ceiling()
+        ceilings.append(ceiling)
+        assert ceiling / 2 <= backoff.next_delay() <= ceiling  # never (almost) at once
     assert ceilings[:4] == [0.5, 1.0, 2.0, 4.0] and max(ceilings) == 4.0
-    assert backoff.next_delay(retry_after_s=30.0) == 30.0
+    assert 30.0 <= backoff.next_delay(retry_after_s=30.0) <= 31.0  # spread past Retry-After
     backoff.reset()
     assert backoff.ceiling() == 0.5
 

@@ -99,6 +99,16 @@ def rest_weight(account: str) -> int:
     return total
 
 
+def runs_by_trigger(account: str) -> dict[str, int]:
+    """Reconcile runs of ``account`` as ``trigger/outcome`` → count."""
+    out: dict[str, int] = {}
+    for family in REGISTRY.collect():
+        for s in family.samples:
+            if s.name == "fillstream_reconcile_runs_total" and s.labels.get("account") == account:
+                out[f"{s.labels['trigger']}/{s.labels['outcome']}"] = int(s.value)
+    return out
+
+
 def _quantile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -204,7 +214,10 @@ async def scenario(
             "all_on_jetstream": settled,
             "missing_after_wait": len(ids - acks.acked_ns.keys()),
             "recovery_p50_s": round(_quantile(lags, 0.5), 3),
+            "recovery_p90_s": round(_quantile(lags, 0.9), 3),
             "recovery_p99_s": round(_quantile(lags, 0.99), 3),
+            "recovered_over_2s": sum(1 for x in lags if x > 2.0),
+            "runs": runs_by_trigger(account),
             "recovery_max_s": round(max(lags, default=0.0), 3),
             "evidence": {k: v for k, v in stream.evidence.counts.items() if v},
             "evidence_gaps": len(tap.narrow),
@@ -280,8 +293,9 @@ def cli() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of drops")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--log-level", default="ERROR")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=args.log_level)
     report = asyncio.run(main(args))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -63,9 +63,10 @@ from fillstream.reconcile.symbols import SymbolUniverse
 log = logging.getLogger(__name__)
 
 CURSOR_FRESH_MS = 5_000  # a gap is swept from the cursor when the cursor is this close to it
-# Evidence: reading up from a cursor this close (a page or few) beats a time search each time,
-# and moves the cursor so the next sweep of the symbol is a single page.
-EVIDENCE_CURSOR_MS = 120_000
+# Evidence: reading up from a cursor this close (a few pages) beats a time search each time, and
+# moves the cursor so the next sweep of the symbol is a single page (no cursor yet: the sweep
+# makes one).
+EVIDENCE_CURSOR_MS = 600_000
 EVIDENCE_MARGIN_MS = 1_000
 GAP_PARALLEL_SYMBOLS = 4
 _RETRIES = pacer("reconcile.retry")
@@ -428,7 +429,7 @@ class Reconciler:
                 if symbol not in waiting
             }
             report.symbols = len(bounded)
-            await self._sweep_windows(report, bounded, fresh_ms=EVIDENCE_CURSOR_MS)
+            await self._sweep_windows(report, bounded, fresh_ms=EVIDENCE_CURSOR_MS, narrow=True)
         except BaseException:
             self._narrow.put_back(windows)
             raise
@@ -436,7 +437,12 @@ class Reconciler:
             self._in_gap = False
 
     async def _sweep_windows(
-        self, report: RunReport, windows: dict[str, tuple[int, int | None]], *, fresh_ms: int
+        self,
+        report: RunReport,
+        windows: dict[str, tuple[int, int | None]],
+        *,
+        fresh_ms: int,
+        narrow: bool = False,
     ) -> None:
         """Sweep each symbol from ``since`` (or its cursor, when within ``fresh_ms`` of it) up to
         its cutoff (None: everything).
@@ -449,6 +455,8 @@ class Reconciler:
         async def sweep(symbol: str, since_ms: int, cutoff: int | None) -> SweepResult | None:
             async with limit:
                 cursor = self.cursors.get(symbol)
+                if cursor is None and narrow:
+                    return await self.backfill.from_cursor(symbol, cutoff_ms=cutoff)
                 if cursor is not None and cursor.trade_time_ms >= since_ms - fresh_ms:
                     work = functools.partial(self.backfill.from_cursor, symbol, cutoff_ms=cutoff)
                 else:

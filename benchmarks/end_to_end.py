@@ -201,32 +201,47 @@ class _Start(msgspec.Struct):
     rate: float
 
 
-async def _serve_replay(path: str) -> None:  # noqa: C901 - to split (issue 11)
-    data = await asyncio.to_thread(Path(path).read_bytes)
-    recording = msgspec.msgpack.decode(data, type=Recording)
-    sockets: list[asyncio.Transport] = []
-    progress = {"sent_fills": 0, "done": True}
+class _ReplayServer:
+    """The replay venue's handlers: listenKeys, time, the sockets and the paced writer."""
 
-    async def listen_key(request: web.Request) -> web.Response:
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self.sockets: list[asyncio.Transport] = []
+        self.progress: dict[str, int | bool] = {"sent_fills": 0, "done": True}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        for method in ("POST", "PUT", "DELETE"):
+            app.router.add_route(method, "/fapi/v1/listenKey", self.listen_key)
+        app.router.add_get("/fapi/v1/time", self.server_time)
+        app.router.add_get("/private/ws", self.stream)
+        app.router.add_get("/private/ws/{key}", self.stream)
+        app.router.add_post("/_replay/start", self.start)
+        app.router.add_get("/_replay/status", self.status)
+        return app
+
+    async def listen_key(self, request: web.Request) -> web.Response:
         return web.json_response({"listenKey": secrets.token_hex(32)})
 
-    async def server_time(request: web.Request) -> web.Response:
+    async def server_time(self, request: web.Request) -> web.Response:
         return web.json_response({"serverTime": time.time_ns() // 1_000_000})
 
-    async def stream(request: web.Request) -> web.WebSocketResponse:
+    async def stream(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=False, autoping=True, max_msg_size=0)
         await ws.prepare(request)
         transport = request.transport
         assert isinstance(transport, asyncio.Transport)
-        sockets.append(transport)
+        self.sockets.append(transport)
         try:
             async for _ in ws:
                 pass
         finally:
-            sockets.remove(transport)
+            self.sockets.remove(transport)
         return ws
 
-    async def write(fills: int, rate: float, t0: float) -> None:
+    async def write(self, fills: int, rate: float, t0: float) -> None:
+        recording, sockets = self.recording, self.sockets
         end = recording.upto(fills)
         pos = 0
         while pos < end:
@@ -237,37 +252,32 @@ async def _serve_replay(path: str) -> None:  # noqa: C901 - to split (issue 11)
                 for t in sockets:
                     t.write(blob)
                 pos = stop
-                progress["sent_fills"] = recording.need[pos - 1]
+                self.progress["sent_fills"] = recording.need[pos - 1]
                 if rate <= 0:
                     await asyncio.sleep(0)
                     continue
             await asyncio.sleep(0.0005)
-        progress["done"] = True
+        self.progress["done"] = True
 
-    async def start(request: web.Request) -> web.Response:
+    async def start(self, request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read(), type=_Start)
-        if body.fills > len(recording.fills):
+        if body.fills > len(self.recording.fills):
             return web.json_response({"error": "not that many fills recorded"}, status=400)
-        progress.update(sent_fills=0, done=False)
+        self.progress.update(sent_fills=0, done=False)
         t0, t0_ns = time.perf_counter(), time.time_ns()
-        task = asyncio.create_task(write(body.fills, body.rate, t0))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return web.json_response({"t0_ns": t0_ns, "sockets": len(sockets)})
+        task = asyncio.create_task(self.write(body.fills, body.rate, t0))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return web.json_response({"t0_ns": t0_ns, "sockets": len(self.sockets)})
 
-    async def status(request: web.Request) -> web.Response:
-        return web.json_response({**progress, "sockets": len(sockets)})
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response({**self.progress, "sockets": len(self.sockets)})
 
-    tasks: set[asyncio.Task[None]] = set()
-    app = web.Application()
-    for method in ("POST", "PUT", "DELETE"):
-        app.router.add_route(method, "/fapi/v1/listenKey", listen_key)
-    app.router.add_get("/fapi/v1/time", server_time)
-    app.router.add_get("/private/ws", stream)
-    app.router.add_get("/private/ws/{key}", stream)
-    app.router.add_post("/_replay/start", start)
-    app.router.add_get("/_replay/status", status)
-    runner = web.AppRunner(app, access_log=None)
+
+async def _serve_replay(path: str) -> None:
+    data = await asyncio.to_thread(Path(path).read_bytes)
+    server = _ReplayServer(msgspec.msgpack.decode(data, type=Recording))
+    runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -2,7 +2,8 @@
 
 Pure bookkeeping (no I/O), used by the listener for dedup and by the watchdog and gap windows to
 know which symbols matter. Everything is bounded: recent-fill memory is a fixed-size window,
-symbols fade out of "active" after a horizon, terminal orders and algos are forgotten.
+every map holds at most ``TRACKED_MAX`` entries (the oldest goes first), symbols fade out of
+"active" after a horizon, terminal orders and algos are forgotten.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from fillstream.stream.parse import dec
 from fillstream.stream.wire import AccountPosition, AccountUpdate
 
 K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 TERMINAL_ALGO_STATUSES = frozenset({"CANCELED", "FINISHED", "REJECTED", "EXPIRED"})
+
+# A live account has a few hundred open orders at most (Binance caps them per symbol); a stream
+# that keeps announcing orders that never end (a broken or hostile feed, a fuzzer) must not grow
+# the process or the watchdog's scans, so every map here forgets its oldest entry past this.
+TRACKED_MAX = 10_000
 
 TradeRef = tuple[str, int, int]
 """``(symbol, trade id, order id)``: a fill's identity within one account and market."""
@@ -53,6 +60,13 @@ class RecentSet(Generic[K]):
         self._members.clear()
 
 
+def _put(table: dict[K, V], key: K, value: V) -> None:
+    """``table[key] = value``, forgetting the oldest entry once ``TRACKED_MAX`` are held."""
+    table[key] = value
+    if len(table) > TRACKED_MAX:
+        del table[next(iter(table))]
+
+
 class AccountActivity:
     """The stream's view of one account (see module docstring). Times are monotonic seconds."""
 
@@ -70,8 +84,8 @@ class AccountActivity:
 
     def _trade(self, symbol: str, trade_id: int, now: float) -> None:
         if trade_id > self.newest_trade_id.get(symbol, -1):
-            self.newest_trade_id[symbol] = trade_id
-        self.symbol_seen[symbol] = now
+            _put(self.newest_trade_id, symbol, trade_id)
+        _put(self.symbol_seen, symbol, now)
 
     def fill(self, ref: TradeRef, now: float) -> bool:
         """Record an ORDER_TRADE_UPDATE fill; False if this fill was already seen."""
@@ -86,7 +100,7 @@ class AccountActivity:
         is a repeat). Otherwise the trade waits in ``pending_lite`` for its full event."""
         if ref in self.recent_fills or ref in self.pending_lite:
             return False
-        self.pending_lite[ref] = (now, trade_time_ms)
+        _put(self.pending_lite, ref, (now, trade_time_ms))
         self._trade(ref[0], ref[1], now)
         return True
 
@@ -107,21 +121,21 @@ class AccountActivity:
         if update.status in TERMINAL_ORDER_STATUSES:
             self.open_orders.pop(key, None)
         else:
-            self.open_orders[key] = None
-        self.symbol_seen[update.symbol] = now
+            _put(self.open_orders, key, None)
+        _put(self.symbol_seen, update.symbol, now)
 
     def algo(self, link: AlgoLink, now: float) -> None:
         if link.status in TERMINAL_ALGO_STATUSES:
             self.open_algos.pop(link.algo_id, None)
         else:
-            self.open_algos[link.algo_id] = link.symbol
-        self.symbol_seen[link.symbol] = now
+            _put(self.open_algos, link.algo_id, link.symbol)
+        _put(self.symbol_seen, link.symbol, now)
 
     def account_update(self, event: AccountUpdate, now: float) -> None:
         updated = event.T or event.E
         for p in event.a.P:
-            self.positions[(p.s, p.ps)] = (p, updated)
-            self.symbol_seen[p.s] = now
+            _put(self.positions, (p.s, p.ps), (p, updated))
+            _put(self.symbol_seen, p.s, now)
 
     def exposed_symbols(self) -> set[str]:
         """Symbols with open orders, working algo orders or a non-zero position."""

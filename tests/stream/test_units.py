@@ -19,7 +19,7 @@ from fillstream.ledger import (
     PositionSide,
     Side,
 )
-from fillstream.stream.activity import AccountActivity, RecentSet
+from fillstream.stream.activity import TRACKED_MAX, AccountActivity, RecentSet
 from fillstream.stream.backoff import Backoff
 from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings, mask_url
@@ -174,3 +174,22 @@ async def test_frame_buffer_is_fifo_bounded_and_wakes_both_sides() -> None:
     assert await reader == [4]
     with pytest.raises(ValueError, match="maxsize"):
         FrameBuffer(0)
+
+
+def test_activity_is_bounded_whatever_the_stream_announces() -> None:
+    # A feed announcing orders that never end and symbols without number (broken, hostile or a
+    # fuzzer) keeps every map at TRACKED_MAX, forgetting the oldest first.
+    activity = AccountActivity(recent_fills=100, symbol_horizon_s=60)
+    extra = 50
+    for n in range(TRACKED_MAX + extra):
+        symbol = f"S{n}USDT"
+        activity.order(_order(symbol, n, "NEW"), now=1.0)
+        activity.trade_lite((symbol, n, n), 1000, now=1.0)
+    assert len(activity.open_orders) == TRACKED_MAX
+    assert len(activity.symbol_seen) == TRACKED_MAX
+    assert len(activity.newest_trade_id) == TRACKED_MAX
+    assert len(activity.pending_lite) == TRACKED_MAX
+    assert ("S0USDT", 0) not in activity.open_orders
+    last = TRACKED_MAX + extra - 1
+    assert (f"S{last}USDT", last) in activity.open_orders
+    assert len(activity.exposed_symbols()) == TRACKED_MAX

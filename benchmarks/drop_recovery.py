@@ -99,6 +99,16 @@ def rest_weight(account: str) -> int:
     return total
 
 
+def requests_by_endpoint(account: str) -> dict[str, int]:
+    """REST requests ``account`` sent, as ``endpoint/status`` → count."""
+    out: dict[str, int] = {}
+    for family in REGISTRY.collect():
+        for s in family.samples:
+            if s.name == "fillstream_rest_requests_total" and s.labels.get("account") == account:
+                out[f"{s.labels['endpoint']}/{s.labels['status']}"] = int(s.value)
+    return out
+
+
 def runs_by_trigger(account: str) -> dict[str, int]:
     """Reconcile runs of ``account`` as ``trigger/outcome`` → count."""
     out: dict[str, int] = {}
@@ -218,6 +228,7 @@ async def scenario(
             "recovery_p99_s": round(_quantile(lags, 0.99), 3),
             "recovered_over_2s": sum(1 for x in lags if x > 2.0),
             "runs": runs_by_trigger(account),
+            "requests": requests_by_endpoint(account),
             "recovery_max_s": round(max(lags, default=0.0), 3),
             "evidence": {k: v for k, v in stream.evidence.counts.items() if v},
             "evidence_gaps": len(tap.narrow),

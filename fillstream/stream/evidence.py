@@ -84,7 +84,7 @@ REFS_MAX: Final = 8192  # fill and TRADE_LITE identities remembered
 KEYS_MAX: Final = 1024  # (symbol, position side) books
 BOOK_FILLS_MAX: Final = 512  # fills awaiting an ACCOUNT_UPDATE per key before it gives up
 SUSPICIONS_MAX: Final = 8192
-INCLUDED_MAX: Final = 16  # candidate anchors of one book (fills sharing a millisecond)
+INCLUDED_MAX: Final = 32  # candidate anchors of one book (fills sharing a millisecond)
 RECHECK_S: Final = 0.02  # backlog still queued: look again this soon
 MAX_DEFER_S: Final = 1.0  # an overloaded processor: judge anyway once this late
 _TERMINAL_ALGO: Final = frozenset({"TRIGGERED", "FINISHED"})
@@ -117,8 +117,14 @@ class _Book:
 
 def _settle(book: _Book, pa: Decimal, at_ms: int, ends: Iterable[int]) -> None:
     """Anchor ``book`` at ``pa``, which contains ``fills[:end]`` for one of ``ends``."""
-    candidates = sorted(set(ends))[:INCLUDED_MAX]
+    candidates = sorted(set(ends))
     first = candidates[0]
+    if len(candidates) > INCLUDED_MAX:
+        # Too many fills share its millisecond to tell (a burst): no verdict until a calmer one.
+        book.anchor = None
+        book.fills = book.fills[first:]
+        book.included = [0]
+        return
     book.anchor = pa
     book.anchor_ms = at_ms
     book.fills = book.fills[first:]

@@ -139,7 +139,7 @@ class Sim:
             sys.executable, "-m", "fillstream.simulator.cli",
             "--accounts", ",".join(self.accounts), "--rate", str(args.rate),
             "--symbols", args.symbols, "--weight-limit", str(args.weight_limit),
-            stdout=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=1 << 24,  # 500 accounts' keys: one long line
         )  # fmt: skip
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 120)

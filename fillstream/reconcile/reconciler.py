@@ -175,8 +175,10 @@ class Reconciler:
         self._failures = Backoff(min(1.0, s.retry_backoff_max_s), s.retry_backoff_max_s)
         self._startup_held = False
         self.cursor_lag_s: float | None = None  # as of the last run (also a gauge)
-        # Set once the first gap job has ended (whatever its outcome): start-up ordering.
+        # Set once the first gap job / the start-up run has ended (whatever the outcome):
+        # start-up ordering across accounts.
         self.first_gap_done = asyncio.Event()
+        self.startup_done = asyncio.Event()
 
     # -- GapListener -----------------------------------------------------------------------------
 
@@ -254,6 +256,7 @@ class Reconciler:
             elif startup_pending:
                 startup_pending = False
                 await self._job(Trigger.STARTUP)
+                self.startup_done.set()
             elif now >= self._narrow.due_at():
                 await self._job(Trigger.EVIDENCE)
             elif self._manual:

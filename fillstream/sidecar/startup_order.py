@@ -12,8 +12,12 @@ accounts had even asked for a listenKey. So start-up goes in phases:
 2. ``gaps``: the gap backfills of the most recent window (each stream's start gap) go; the
    start-up reconcile of every account is held. It ends when every account that connected has
    served its first gap, or after ``gaps_max_s``.
-3. ``open``: every reconciler's start-up run (deeper history, symbol discovery) is released,
-   then periodic work follows; the budget's priorities keep listenKeys and gaps ahead.
+3. ``history``: every reconciler's start-up run (deeper history, symbol discovery) is released;
+   periodic polls wait in the budget's queue (they would otherwise take most of each minute
+   between two history requests). It ends when every account's start-up run has ended, or
+   after ``history_max_s``.
+4. ``open``: periodic work goes too; the budget's priorities keep listenKeys, gaps and history
+   ahead of it.
 
 An account that (re)starts after the start-up is not held.
 """
@@ -40,13 +44,21 @@ class HeldStartup(Protocol):
 class StartupOrder:
     """The phase of the process's start-up; the account supervisors report to it."""
 
-    def __init__(self, *, streams_max_s: float = 60.0, gaps_max_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        *,
+        streams_max_s: float = 60.0,
+        gaps_max_s: float = 300.0,
+        history_max_s: float = 1800.0,
+    ) -> None:
         self.streams_max_s = streams_max_s
         self.gaps_max_s = gaps_max_s
+        self.history_max_s = history_max_s
         self.phase = "streams"
         self._budgets: WeightBudgets | None = None
         self._streams: set[str] = set()  # accounts whose first connect attempt is pending
         self._gaps: set[str] = set()  # accounts whose first gap is pending
+        self._history: set[str] = set()  # accounts whose start-up run is pending
         self._held: dict[str, HeldStartup] = {}
         self._started = time.monotonic()
         self._phase_since = self._started
@@ -62,10 +74,11 @@ class StartupOrder:
             budgets.hold(RestPriority.GAP)
         self._streams.add(account)
         self._gaps.add(account)
+        self._history.add(account)
 
     def attach(self, account: str, reconciler: HeldStartup) -> None:
-        """An incarnation of ``account`` starts: hold its start-up run until the ``open`` phase."""
-        if self.phase == "open":
+        """An incarnation of ``account`` starts: hold its start-up run until ``history``."""
+        if self.phase in ("history", "open"):
             return
         reconciler.hold_startup()
         self._held[account] = reconciler
@@ -82,10 +95,15 @@ class StartupOrder:
         self._gaps.discard(account)
         self._advance()
 
+    def history_done(self, account: str) -> None:
+        self._history.discard(account)
+        self._advance()
+
     def leave(self, account: str) -> None:
         """``account`` stopped or crashed: the others do not wait for it."""
         self._streams.discard(account)
         self._gaps.discard(account)
+        self._history.discard(account)
         self._advance()
 
     def status(self) -> dict[str, object]:
@@ -94,6 +112,7 @@ class StartupOrder:
             "phase_s": round(time.monotonic() - self._phase_since, 1),
             "waiting_for_streams": len(self._streams),
             "waiting_for_gaps": len(self._gaps),
+            "waiting_for_history": len(self._history),
             "phase_durations_s": {k: round(v, 1) for k, v in self.durations.items()},
         }
 
@@ -108,16 +127,14 @@ class StartupOrder:
     def _expire(self, phase: str) -> None:
         if self.phase != phase:
             return
-        left = len(self._streams) if phase == "streams" else len(self._gaps)
+        pending = {"streams": self._streams, "gaps": self._gaps, "history": self._history}[phase]
+        left = len(pending)
         log.warning(
             "start-up phase %s took longer than its bound; going on without %d accounts",
             phase,
             left,
         )
-        if phase == "streams":
-            self._streams.clear()
-        else:
-            self._gaps.clear()
+        pending.clear()
         self._advance()
 
     def _advance(self) -> None:
@@ -127,12 +144,19 @@ class StartupOrder:
                 self._budgets.hold(None)
             self._arm(self.gaps_max_s)
         if self.phase == "gaps" and not self._gaps:
-            self._enter("open")
-            if self._timer is not None:
-                self._timer.cancel()
+            self._enter("history")
+            if self._budgets is not None:
+                self._budgets.hold(RestPriority.PERIODIC)
+            self._arm(self.history_max_s)
             held, self._held = self._held, {}
             for reconciler in held.values():
                 reconciler.release_startup()
+        if self.phase == "history" and not self._history:
+            self._enter("open")
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._budgets is not None:
+                self._budgets.hold(None)
 
     def _enter(self, phase: str) -> None:
         now = time.monotonic()

@@ -145,6 +145,8 @@ class AccountSupervisor:
         if stream.connected:
             await reconciler.first_gap_done.wait()
             order.gap_done(name)
+        await reconciler.startup_done.wait()
+        order.history_done(name)
 
     async def _run_incarnation(self) -> None:
         parts, account = self.parts, self.account

@@ -65,7 +65,7 @@ async def test_30_accounts_stream_on_the_real_budget_without_a_429(
             order = service.parts.startup
 
             async def gaps_served() -> bool:
-                return order.phase == "open"
+                return order.phase in ("history", "open")
 
             await wait_for(gaps_served, 120, "every start gap served")
             # The start-up history of 30 accounts is more than one minute's weight: wait until

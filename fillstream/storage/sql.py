@@ -3,9 +3,21 @@
 Batches go to PostgreSQL as one JSON document (fills) or one array per column (``unnest``): one
 round trip per statement whatever the batch size, and ``RETURNING`` tells which rows were new.
 Amounts travel as text and are cast to ``numeric`` by the server.
+
+The writes a batch can make (fills, algo links, orders, positions, closes) are written once each,
+as fragments that take the number of their first array parameter: the transactional path runs
+them as statements of their own, the one-statement stream path as CTEs of one statement.
 """
 
-INSERT_FILLS = """
+from collections.abc import Sequence
+
+
+def _arrays(first: int, types: Sequence[str]) -> str:
+    """``$first::t0[], $first+1::t1[], ...``: the unnest arguments of a fragment."""
+    return ", ".join(f"${first + n}::{t}[]" for n, t in enumerate(types))
+
+
+_FILLS = """
 INSERT INTO fills (
     account, market, symbol, trade_id, order_id, side, position_side, price, qty, quote_qty,
     commission, commission_asset, realized_pnl, maker, trade_time_ms, client_order_id,
@@ -21,20 +33,32 @@ FROM json_to_recordset($3::text::json) AS u(
     order_type text, orig_type text, reduce_only boolean, event_time_ms bigint, source text,
     received_at_ns bigint)
 ON CONFLICT DO NOTHING
-RETURNING symbol, trade_id, order_id
 """
 
-FILL_SELECT = """
-SELECT f.account, f.market, f.symbol, f.trade_id, f.order_id, f.side, f.position_side, f.price,
-    f.qty, f.quote_qty, f.commission, f.commission_asset, f.realized_pnl, f.maker,
-    f.trade_time_ms, f.client_order_id, f.order_type, f.orig_type, f.reduce_only,
-    f.event_time_ms, f.source
-FROM fills f
+_ALGO_LINK_TYPES = ("text", "bigint", "text", "text", "text", "bigint", "bigint")
+
+
+def _algo_links(first: int) -> str:
+    return f"""
+INSERT INTO algo_links AS a (
+    account, market, symbol, algo_id, client_algo_id, algo_type, status, order_id, update_time_ms)
+SELECT $1, $2, u.* FROM unnest({_arrays(first, _ALGO_LINK_TYPES)}) AS u
+ON CONFLICT (account, market, algo_id) DO UPDATE SET
+    client_algo_id = EXCLUDED.client_algo_id, algo_type = EXCLUDED.algo_type,
+    status = EXCLUDED.status, order_id = coalesce(EXCLUDED.order_id, a.order_id),
+    update_time_ms = EXCLUDED.update_time_ms, updated_at = now()
+WHERE a.update_time_ms <= EXCLUDED.update_time_ms
 """
 
-# One state per order (the batch's latest): RETURNING names the orders that moved forward,
-# inserted or updated, so no read of the stored progress is needed first.
-UPSERT_ORDERS = """
+
+_ORDER_TYPES = ("text", "bigint") + ("text",) * 6 + ("int2",) + ("text",) * 5 + ("bool", "bool")
+_ORDER_TYPES += ("bigint", "text", "text", "text")
+
+
+def _orders(first: int) -> str:
+    """One state per order (the batch's latest): RETURNING names the orders that moved forward,
+    inserted or updated, so no read of the stored progress is needed first."""
+    return f"""
 INSERT INTO orders AS o (
     account, market, symbol, order_id, client_order_id, side, position_side, order_type,
     orig_type, status, status_rank, price, avg_price, orig_qty, filled_qty, stop_price,
@@ -43,10 +67,7 @@ SELECT $1, $2, u.symbol, u.order_id, u.client_order_id, u.side, u.position_side,
     u.orig_type, u.status, u.status_rank, u.price::numeric, u.avg_price::numeric,
     u.orig_qty::numeric, u.filled_qty::numeric, u.stop_price::numeric, u.reduce_only,
     u.close_position, u.update_time_ms, u.execution_type, u.expiry_reason, u.source
-FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
-    $9::text[], $10::text[], $11::int2[], $12::text[], $13::text[], $14::text[], $15::text[],
-    $16::text[], $17::bool[], $18::bool[], $19::bigint[], $20::text[], $21::text[],
-    $22::text[])
+FROM unnest({_arrays(first, _ORDER_TYPES)})
     AS u(symbol, order_id, client_order_id, side, position_side, order_type, orig_type, status,
          status_rank, price, avg_price, orig_qty, filled_qty, stop_price, reduce_only,
          close_position, update_time_ms, execution_type, expiry_reason, source)
@@ -64,6 +85,64 @@ WHERE (o.update_time_ms, o.status_rank, o.filled_qty)
 RETURNING symbol, order_id
 """
 
+
+_POSITION_TYPES = ("text",) * 5 + ("bigint",) * 5
+
+
+def _positions(first: int) -> str:
+    return f"""
+INSERT INTO positions AS p (
+    account, market, symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
+    updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
+SELECT $1, $2, u.symbol, u.position_side, u.qty::numeric, u.entry_price::numeric,
+    u.realized_pnl::numeric, u.opened_at_ms, u.updated_at_ms, u.sealed_time_ms,
+    u.sealed_trade_id, u.sealed_order_id
+FROM unnest({_arrays(first, _POSITION_TYPES)})
+    AS u(symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
+         updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
+ON CONFLICT (account, market, symbol, position_side) DO UPDATE SET
+    qty = EXCLUDED.qty, entry_price = EXCLUDED.entry_price,
+    realized_pnl = EXCLUDED.realized_pnl, opened_at_ms = EXCLUDED.opened_at_ms,
+    updated_at_ms = EXCLUDED.updated_at_ms,
+    -- A book restored after a restart has not sealed yet: keep the stored boundary.
+    sealed_time_ms = coalesce(EXCLUDED.sealed_time_ms, p.sealed_time_ms),
+    sealed_trade_id = coalesce(EXCLUDED.sealed_trade_id, p.sealed_trade_id),
+    sealed_order_id = coalesce(EXCLUDED.sealed_order_id, p.sealed_order_id),
+    updated_at = now()
+"""
+
+
+_CLOSE_TYPES = ("text",) * 5 + ("int", "bigint", "bigint", "text", "bigint", "bigint")
+_CLOSE_TYPES += ("text", "text")
+
+
+def _closes(first: int) -> str:
+    return f"""
+INSERT INTO position_closes (
+    msg_id, close_id, account, market, symbol, position_side, reason, revision,
+    close_trade_id, close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
+SELECT u.msg_id, u.close_id, $1, $2, u.symbol, u.position_side, u.reason, u.revision,
+    u.close_trade_id, u.close_order_id, u.realized_pnl::numeric, u.opened_at_ms,
+    u.closed_at_ms, u.source, u.close::jsonb
+FROM unnest({_arrays(first, _CLOSE_TYPES)})
+    AS u(msg_id, close_id, symbol, position_side, reason, revision, close_trade_id,
+         close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
+ON CONFLICT (msg_id) DO NOTHING
+"""
+
+
+INSERT_FILLS = _FILLS + "RETURNING symbol, trade_id, order_id\n"
+
+FILL_SELECT = """
+SELECT f.account, f.market, f.symbol, f.trade_id, f.order_id, f.side, f.position_side, f.price,
+    f.qty, f.quote_qty, f.commission, f.commission_asset, f.realized_pnl, f.maker,
+    f.trade_time_ms, f.client_order_id, f.order_type, f.orig_type, f.reduce_only,
+    f.event_time_ms, f.source
+FROM fills f
+"""
+
+UPSERT_ORDERS = _orders(3)
+
 INSERT_OUTBOX = """
 INSERT INTO outbox (subject, msg_id, payload)
 SELECT u.subject, u.msg_id, u.payload
@@ -72,17 +151,7 @@ ORDER BY u.n
 RETURNING id
 """
 
-UPSERT_ALGO_LINKS = """
-INSERT INTO algo_links AS a (
-    account, market, symbol, algo_id, client_algo_id, algo_type, status, order_id, update_time_ms)
-SELECT $1, $2, u.* FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
-    $8::bigint[], $9::bigint[]) AS u
-ON CONFLICT (account, market, algo_id) DO UPDATE SET
-    client_algo_id = EXCLUDED.client_algo_id, algo_type = EXCLUDED.algo_type,
-    status = EXCLUDED.status, order_id = coalesce(EXCLUDED.order_id, a.order_id),
-    update_time_ms = EXCLUDED.update_time_ms, updated_at = now()
-WHERE a.update_time_ms <= EXCLUDED.update_time_ms
-"""
+UPSERT_ALGO_LINKS = _algo_links(3)
 
 INSERT_CORRECTIONS = """
 INSERT INTO position_corrections (
@@ -97,40 +166,8 @@ RETURNING symbol, position_side, time_ms, qty
 # Everything the book changed and every message, in one statement (one round trip): at low
 # rate an ingest is BEGIN, the fills, this, COMMIT. Data-modifying CTEs all run, whatever the
 # outer query reads; empty arrays cost nothing.
-WRITE_CHANGES = """
-WITH positions_written AS (
-    INSERT INTO positions AS p (
-        account, market, symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
-        updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
-    SELECT $1, $2, u.symbol, u.position_side, u.qty::numeric, u.entry_price::numeric,
-        u.realized_pnl::numeric, u.opened_at_ms, u.updated_at_ms, u.sealed_time_ms,
-        u.sealed_trade_id, u.sealed_order_id
-    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
-        $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
-        AS u(symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
-             updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
-    ON CONFLICT (account, market, symbol, position_side) DO UPDATE SET
-        qty = EXCLUDED.qty, entry_price = EXCLUDED.entry_price,
-        realized_pnl = EXCLUDED.realized_pnl, opened_at_ms = EXCLUDED.opened_at_ms,
-        updated_at_ms = EXCLUDED.updated_at_ms,
-        -- A book restored after a restart has not sealed yet: keep the stored boundary.
-        sealed_time_ms = coalesce(EXCLUDED.sealed_time_ms, p.sealed_time_ms),
-        sealed_trade_id = coalesce(EXCLUDED.sealed_trade_id, p.sealed_trade_id),
-        sealed_order_id = coalesce(EXCLUDED.sealed_order_id, p.sealed_order_id),
-        updated_at = now()
-), closes_written AS (
-    INSERT INTO position_closes (
-        msg_id, close_id, account, market, symbol, position_side, reason, revision,
-        close_trade_id, close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
-    SELECT u.msg_id, u.close_id, $1, $2, u.symbol, u.position_side, u.reason, u.revision,
-        u.close_trade_id, u.close_order_id, u.realized_pnl::numeric, u.opened_at_ms,
-        u.closed_at_ms, u.source, u.close::jsonb
-    FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int[],
-        $19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::bigint[], $24::text[],
-        $25::text[])
-        AS u(msg_id, close_id, symbol, position_side, reason, revision, close_trade_id,
-             close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
-    ON CONFLICT (msg_id) DO NOTHING
+WRITE_CHANGES = f"""
+WITH positions_written AS ({_positions(3)}), closes_written AS ({_closes(13)}
 ), closes_retracted AS (
     -- cardinality() first: a one-time filter, so an empty array (nearly every batch) reads
     -- nothing; otherwise one probe of position_closes_by_close per id.
@@ -163,102 +200,15 @@ WHERE close_id = ANY($1::text[]) GROUP BY close_id
 
 # A whole stream batch in one autocommit statement (one round trip, no BEGIN/COMMIT): fills,
 # algo links, orders, positions, closes and the outbox. The book was folded on the bet that every
-# fill and close is new; fillstream_ingest_check (migration 004) aborts the statement if not. An
-# order's message ($57/$58 name its order) enters the outbox only if its upsert moved the order
-# forward. Rows out: outbox (id, msg_id), moved orders (NULL, NULL, order_id, symbol), the check.
-INGEST_STREAM = """
-WITH fills_written AS (
-    INSERT INTO fills (
-        account, market, symbol, trade_id, order_id, side, position_side, price, qty, quote_qty,
-        commission, commission_asset, realized_pnl, maker, trade_time_ms, client_order_id,
-        order_type, orig_type, reduce_only, event_time_ms, source, received_at)
-    SELECT $1, $2, u.symbol, u.trade_id, u.order_id, u.side, u.position_side, u.price, u.qty,
-        u.quote_qty, u.commission, u.commission_asset, u.realized_pnl, u.maker, u.trade_time_ms,
-        u.client_order_id, u.order_type, u.orig_type, u.reduce_only, u.event_time_ms, u.source,
-        coalesce(to_timestamp(u.received_at_ns / 1e9), now())
-    FROM json_to_recordset($3::text::json) AS u(
-        symbol text, trade_id bigint, order_id bigint, side text, position_side text,
-        price numeric, qty numeric, quote_qty numeric, commission numeric, commission_asset text,
-        realized_pnl numeric, maker boolean, trade_time_ms bigint, client_order_id text,
-        order_type text, orig_type text, reduce_only boolean, event_time_ms bigint, source text,
-        received_at_ns bigint)
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-), links_written AS (
-    INSERT INTO algo_links AS a (
-        account, market, symbol, algo_id, client_algo_id, algo_type, status, order_id,
-        update_time_ms)
-    SELECT $1, $2, u.* FROM unnest($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
-        $9::bigint[], $10::bigint[]) AS u
-    ON CONFLICT (account, market, algo_id) DO UPDATE SET
-        client_algo_id = EXCLUDED.client_algo_id, algo_type = EXCLUDED.algo_type,
-        status = EXCLUDED.status, order_id = coalesce(EXCLUDED.order_id, a.order_id),
-        update_time_ms = EXCLUDED.update_time_ms, updated_at = now()
-    WHERE a.update_time_ms <= EXCLUDED.update_time_ms
-), orders_written AS (
-    INSERT INTO orders AS o (
-        account, market, symbol, order_id, client_order_id, side, position_side, order_type,
-        orig_type, status, status_rank, price, avg_price, orig_qty, filled_qty, stop_price,
-        reduce_only, close_position, update_time_ms, execution_type, expiry_reason, source)
-    SELECT $1, $2, u.symbol, u.order_id, u.client_order_id, u.side, u.position_side,
-        u.order_type, u.orig_type, u.status, u.status_rank, u.price::numeric,
-        u.avg_price::numeric, u.orig_qty::numeric, u.filled_qty::numeric, u.stop_price::numeric,
-        u.reduce_only, u.close_position, u.update_time_ms, u.execution_type, u.expiry_reason,
-        u.source
-    FROM unnest($11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[],
-        $17::text[], $18::text[], $19::int2[], $20::text[], $21::text[], $22::text[],
-        $23::text[], $24::text[], $25::bool[], $26::bool[], $27::bigint[], $28::text[],
-        $29::text[], $30::text[])
-        AS u(symbol, order_id, client_order_id, side, position_side, order_type, orig_type,
-             status, status_rank, price, avg_price, orig_qty, filled_qty, stop_price,
-             reduce_only, close_position, update_time_ms, execution_type, expiry_reason, source)
-    ON CONFLICT (account, market, symbol, order_id) DO UPDATE SET
-        client_order_id = EXCLUDED.client_order_id, order_type = EXCLUDED.order_type,
-        orig_type = EXCLUDED.orig_type, status = EXCLUDED.status,
-        status_rank = EXCLUDED.status_rank, price = EXCLUDED.price,
-        avg_price = EXCLUDED.avg_price, orig_qty = EXCLUDED.orig_qty,
-        filled_qty = EXCLUDED.filled_qty, stop_price = EXCLUDED.stop_price,
-        reduce_only = EXCLUDED.reduce_only, close_position = EXCLUDED.close_position,
-        update_time_ms = EXCLUDED.update_time_ms, execution_type = EXCLUDED.execution_type,
-        expiry_reason = EXCLUDED.expiry_reason, updated_at = now()
-    WHERE (o.update_time_ms, o.status_rank, o.filled_qty)
-        < (EXCLUDED.update_time_ms, EXCLUDED.status_rank, EXCLUDED.filled_qty)
-    RETURNING symbol, order_id
-), positions_written AS (
-    INSERT INTO positions AS p (
-        account, market, symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
-        updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
-    SELECT $1, $2, u.symbol, u.position_side, u.qty::numeric, u.entry_price::numeric,
-        u.realized_pnl::numeric, u.opened_at_ms, u.updated_at_ms, u.sealed_time_ms,
-        u.sealed_trade_id, u.sealed_order_id
-    FROM unnest($31::text[], $32::text[], $33::text[], $34::text[], $35::text[], $36::bigint[],
-        $37::bigint[], $38::bigint[], $39::bigint[], $40::bigint[])
-        AS u(symbol, position_side, qty, entry_price, realized_pnl, opened_at_ms,
-             updated_at_ms, sealed_time_ms, sealed_trade_id, sealed_order_id)
-    ON CONFLICT (account, market, symbol, position_side) DO UPDATE SET
-        qty = EXCLUDED.qty, entry_price = EXCLUDED.entry_price,
-        realized_pnl = EXCLUDED.realized_pnl, opened_at_ms = EXCLUDED.opened_at_ms,
-        updated_at_ms = EXCLUDED.updated_at_ms,
-        sealed_time_ms = coalesce(EXCLUDED.sealed_time_ms, p.sealed_time_ms),
-        sealed_trade_id = coalesce(EXCLUDED.sealed_trade_id, p.sealed_trade_id),
-        sealed_order_id = coalesce(EXCLUDED.sealed_order_id, p.sealed_order_id),
-        updated_at = now()
-), closes_written AS (
-    -- Revision 0 only (the bet): its msg_id is the close id, so a close stored before, in any
-    -- revision, conflicts here and fails the check.
-    INSERT INTO position_closes (
-        msg_id, close_id, account, market, symbol, position_side, reason, revision,
-        close_trade_id, close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
-    SELECT u.msg_id, u.close_id, $1, $2, u.symbol, u.position_side, u.reason, u.revision,
-        u.close_trade_id, u.close_order_id, u.realized_pnl::numeric, u.opened_at_ms,
-        u.closed_at_ms, u.source, u.close::jsonb
-    FROM unnest($41::text[], $42::text[], $43::text[], $44::text[], $45::text[], $46::int[],
-        $47::bigint[], $48::bigint[], $49::text[], $50::bigint[], $51::bigint[], $52::text[],
-        $53::text[])
-        AS u(msg_id, close_id, symbol, position_side, reason, revision, close_trade_id,
-             close_order_id, realized_pnl, opened_at_ms, closed_at_ms, source, close)
-    ON CONFLICT (msg_id) DO NOTHING
-    RETURNING 1
+# fill and close is new; fillstream_ingest_check (migration 004) aborts the statement if not; the
+# closes are revision 0 only (the bet): its msg_id is the close id, so a close stored before, in
+# any revision, conflicts and fails the check. An order's message ($57/$58 name its order) enters
+# the outbox only if its upsert moved the order forward. Rows out: outbox (id, msg_id), moved
+# orders (NULL, NULL, order_id, symbol), the check.
+INGEST_STREAM = f"""
+WITH fills_written AS ({_FILLS}RETURNING 1
+), links_written AS ({_algo_links(4)}), orders_written AS ({_orders(11)}
+), positions_written AS ({_positions(31)}), closes_written AS ({_closes(41)}RETURNING 1
 ), outbox_written AS (
     INSERT INTO outbox (subject, msg_id, payload)
     SELECT u.subject, u.msg_id, u.payload

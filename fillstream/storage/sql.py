@@ -51,8 +51,9 @@ WHERE a.update_time_ms <= EXCLUDED.update_time_ms
 """
 
 
-_ORDER_TYPES = ("text", "bigint") + ("text",) * 6 + ("int2",) + ("text",) * 5 + ("bool", "bool")
-_ORDER_TYPES += ("bigint", "text", "text", "text")
+_ORDER_TYPES: tuple[str, ...] = (
+    ("text", "bigint") + ("text",) * 6 + ("int2",) + ("text",) * 5 + ("bool", "bool")
+) + ("bigint", "text", "text", "text")
 
 
 def _orders(first: int) -> str:
@@ -112,8 +113,8 @@ ON CONFLICT (account, market, symbol, position_side) DO UPDATE SET
 """
 
 
-_CLOSE_TYPES = ("text",) * 5 + ("int", "bigint", "bigint", "text", "bigint", "bigint")
-_CLOSE_TYPES += ("text", "text")
+_CLOSE_TYPES: tuple[str, ...] = ("text",) * 5 + ("int", "bigint", "bigint", "text", "bigint")
+_CLOSE_TYPES += ("bigint", "text", "text")
 
 
 def _closes(first: int) -> str:

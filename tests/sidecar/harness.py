@@ -4,11 +4,12 @@ HTTP scraping and convergence checks (ground truth = PostgreSQL = JetStream)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import aiohttp
 import asyncpg
 import nats
 
+from fillstream.sidecar.config import load_config
 from fillstream.sidecar.embedded import free_port
+from fillstream.sidecar.service import Service
 from fillstream.sidecar.tally import (
     Comparison,
     Tally,
@@ -236,3 +239,22 @@ async def converge(
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {last.problems()[:10]}") from None
     return last
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    sim: Simulator, pg_dsn: str, nats_target: NatsTarget, tmp_path: Path
+) -> AsyncIterator[Service]:
+    """An in-process service for ``sim``'s accounts (config from :func:`write_config`),
+    serving until the block ends, then shut down in order."""
+    path, env, _ = write_config(tmp_path / "fillstream.toml", sim, nats_target, port=0)
+    env["TEST_DSN"] = pg_dsn
+    service = Service(load_config(path, env), env)
+    await service.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.serve(stop))
+    try:
+        yield service
+    finally:
+        stop.set()
+        await task

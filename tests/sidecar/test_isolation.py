@@ -10,7 +10,6 @@ beta stays ok. Once the store accepts again, alpha's fills land and ``/readyz`` 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,10 @@ import aiohttp
 import asyncpg
 
 from fillstream.ledger import StreamState
-from fillstream.sidecar.config import load_config
-from fillstream.sidecar.service import Service
 from fillstream.simulator import SimConfig, Simulator
 from tests.conftest import NatsTarget
 from tests.reconcile.test_refused_symbol import REFUSED, delisted_fill_frame
-from tests.sidecar.harness import wait_for, write_config
+from tests.sidecar.harness import serving, wait_for
 
 REFUSE_ALPHA = """
 CREATE FUNCTION refuse_alpha() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -52,64 +49,57 @@ async def _count(dsn: str, account: str) -> int:
 async def test_readyz_and_status_show_set_aside_symbols_and_failing_ingest(
     pg_dsn: str, nats_target: NatsTarget, tmp_path: Path
 ) -> None:
-    async with Simulator(SimConfig(accounts=("alpha", "beta"), rate=20, seed=5)) as sim:
-        path, env, _ = write_config(tmp_path / "fillstream.toml", sim, nats_target, port=0)
-        env["TEST_DSN"] = pg_dsn
-        service = Service(load_config(path, env), env)
-        await service.start()
-        stop = asyncio.Event()
-        serving = asyncio.create_task(service.serve(stop))
+    async with (
+        Simulator(SimConfig(accounts=("alpha", "beta"), rate=20, seed=5)) as sim,
+        serving(sim, pg_dsn, nats_target, tmp_path) as service,
+    ):
         base = service.http_url
-        try:
 
-            async def ready() -> bool:
-                status, _ = await _get(f"{base}/readyz")
-                return status == 200
+        async def ready() -> bool:
+            status, _ = await _get(f"{base}/readyz")
+            return status == 200
 
-            await wait_for(ready, 60, "both accounts ready")
-            sim.inject("alpha", "inject_frame", raw=delisted_fill_frame(int(time.time() * 1000)))
+        await wait_for(ready, 60, "both accounts ready")
+        sim.inject("alpha", "inject_frame", raw=delisted_fill_frame(int(time.time() * 1000)))
 
-            async def set_aside() -> bool:
-                _, body = await _get(f"{base}/status")
-                return bool(body["accounts"]["alpha"]["symbols_set_aside"])
-
-            await wait_for(set_aside, 60, "the refused symbol in /status")
+        async def set_aside() -> bool:
             _, body = await _get(f"{base}/status")
-            (entry,) = body["accounts"]["alpha"]["symbols_set_aside"]
-            assert entry["symbol"] == REFUSED and entry["code"] == -1121
-            assert entry["next_retry_ms"] > entry["since_ms"]
-            assert body["accounts"]["beta"]["symbols_set_aside"] == []
-            assert body["accounts"]["alpha"]["ingest"]["state"] == "ok"
-            assert await ready()  # a set-aside symbol is not an unhealthy account
+            return bool(body["accounts"]["alpha"]["symbols_set_aside"])
 
-            conn = await asyncpg.connect(pg_dsn)
-            try:
-                await conn.execute(REFUSE_ALPHA)
+        await wait_for(set_aside, 60, "the refused symbol in /status")
+        _, body = await _get(f"{base}/status")
+        (entry,) = body["accounts"]["alpha"]["symbols_set_aside"]
+        assert entry["symbol"] == REFUSED and entry["code"] == -1121
+        assert entry["next_retry_ms"] > entry["since_ms"]
+        assert body["accounts"]["beta"]["symbols_set_aside"] == []
+        assert body["accounts"]["alpha"]["ingest"]["state"] == "ok"
+        assert await ready()  # a set-aside symbol is not an unhealthy account
 
-                async def alpha_not_ready() -> bool:
-                    status, body = await _get(f"{base}/readyz")
-                    return status == 503 and body["checks"]["ingest:alpha"] != "ok"
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(REFUSE_ALPHA)
 
-                await wait_for(alpha_not_ready, 60, "/readyz naming alpha's ingest")
-                _, body = await _get(f"{base}/readyz")
-                assert body["checks"]["ingest:alpha"].startswith("failing")
-                assert body["checks"]["ingest:beta"] == "ok"
-                assert body["checks"]["account:alpha"] == "ok"  # it streams; facts are not stored
-                _, status = await _get(f"{base}/status")
-                ingest = status["accounts"]["alpha"]["ingest"]
-                assert ingest["state"] == "failing"
-                assert "maintenance" in ingest["last_error"]
-                assert service.supervisors["alpha"].state is StreamState.STREAMING
-                stored = await _count(pg_dsn, "alpha")
-                await conn.execute("DROP TRIGGER refuse_alpha ON fills")
-            finally:
-                await conn.close()
+            async def alpha_not_ready() -> bool:
+                status, body = await _get(f"{base}/readyz")
+                return status == 503 and body["checks"]["ingest:alpha"] != "ok"
 
-            async def alpha_stores_again() -> bool:
-                return await _count(pg_dsn, "alpha") > stored
-
-            await wait_for(alpha_stores_again, 60, "alpha's fills stored again")
-            await wait_for(ready, 60, "ready again")
+            await wait_for(alpha_not_ready, 60, "/readyz naming alpha's ingest")
+            _, body = await _get(f"{base}/readyz")
+            assert body["checks"]["ingest:alpha"].startswith("failing")
+            assert body["checks"]["ingest:beta"] == "ok"
+            assert body["checks"]["account:alpha"] == "ok"  # it streams; facts are not stored
+            _, status = await _get(f"{base}/status")
+            ingest = status["accounts"]["alpha"]["ingest"]
+            assert ingest["state"] == "failing"
+            assert "maintenance" in ingest["last_error"]
+            assert service.supervisors["alpha"].state is StreamState.STREAMING
+            stored = await _count(pg_dsn, "alpha")
+            await conn.execute("DROP TRIGGER refuse_alpha ON fills")
         finally:
-            stop.set()
-            await serving
+            await conn.close()
+
+        async def alpha_stores_again() -> bool:
+            return await _count(pg_dsn, "alpha") > stored
+
+        await wait_for(alpha_stores_again, 60, "alpha's fills stored again")
+        await wait_for(ready, 60, "ready again")

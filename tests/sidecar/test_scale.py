@@ -10,38 +10,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from fillstream.ledger.retry import DEFAULT_PACERS
-from fillstream.sidecar.config import load_config
 from fillstream.sidecar.service import Service
 from fillstream.simulator import SimConfig, Simulator
 from tests.conftest import NatsTarget
-from tests.sidecar.harness import wait_for, write_config
+from tests.sidecar.harness import serving, wait_for
 
 ACCOUNTS = tuple(f"acct{i:02d}" for i in range(30))
-
-
-@contextlib.asynccontextmanager
-async def _serve(
-    sim: Simulator, pg_dsn: str, nats_target: NatsTarget, tmp_path: Path
-) -> AsyncIterator[Service]:
-    path, env, _ = write_config(tmp_path / "fillstream.toml", sim, nats_target, port=0)
-    env["TEST_DSN"] = pg_dsn
-    service = Service(load_config(path, env), env)
-    await service.start()
-    stop = asyncio.Event()
-    serving = asyncio.create_task(service.serve(stop))
-    try:
-        yield service
-    finally:
-        stop.set()
-        await serving
 
 
 def _streaming(service: Service) -> int:
@@ -56,7 +37,7 @@ async def test_30_accounts_stream_on_the_real_budget_without_a_429(
     async with Simulator(config) as sim:
         await wait_for(_has_history(sim), 30, "some history on the venue")
         sim.pause()
-        async with _serve(sim, pg_dsn, nats_target, tmp_path) as service:
+        async with serving(sim, pg_dsn, nats_target, tmp_path) as service:
 
             async def all_streaming() -> bool:
                 return _streaming(service) == len(ACCOUNTS)
@@ -102,7 +83,7 @@ async def test_refused_sockets_retry_at_a_pace_shared_by_every_account(
     config = SimConfig(accounts=ACCOUNTS, rate=0, seed=12, weight_limit_1m=2400)
     async with Simulator(config) as sim:
         sim.inject(None, "refuse_ws", seconds=3600)
-        async with _serve(sim, pg_dsn, nats_target, tmp_path):
+        async with serving(sim, pg_dsn, nats_target, tmp_path):
             ws = sim.ws
 
             async def first_attempts_made() -> bool:

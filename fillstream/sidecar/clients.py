@@ -163,8 +163,47 @@ async def connect_nats_servers(
     fails fast, and refused credentials or TLS fail at once. With ``tls`` every connection must
     be TLS (fail closed, see :class:`_FailClosedClient`). Once connected, with ``reconnect`` a
     lost connection is retried forever (the outbox keeps every message meanwhile); without it
-    the first failure is final.
+    the first failure is final, but for a reset during the handshake (see ``_RESET_RETRIES``).
     """
+    attempt = 0
+    while True:
+        try:
+            return await _connect_nats_once(
+                servers,
+                name=name,
+                reconnect=reconnect,
+                connect_timeout_s=connect_timeout_s,
+                credentials_file=credentials_file,
+                tls=tls,
+                tls_hostname=tls_hostname,
+            )
+        except _ResetBeforeReason:
+            attempt += 1
+            if attempt >= _RESET_RETRIES:
+                raise
+
+
+# A server that refuses a connection (credentials, say) writes its -ERR line and closes; when
+# our CONNECT and PING are still unread there, the close is a TCP reset, and the reset can
+# reach us before the -ERR line is read, losing the reason. Without reconnecting, such a reset
+# during the handshake is tried again this many times in all, so the reason is reported.
+_RESET_RETRIES = 3
+
+
+class _ResetBeforeReason(Unreachable):
+    """The first connection was reset during the handshake, before any server error was read."""
+
+
+async def _connect_nats_once(
+    servers: list[str],
+    *,
+    name: str,
+    reconnect: bool,
+    connect_timeout_s: float,
+    credentials_file: str | None,
+    tls: ssl.SSLContext | None,
+    tls_hostname: str | None,
+) -> NatsClient:
     # nats-py's max_reconnect_attempts=0 retries a refused first connection forever: without
     # reconnecting, give up once each server has failed once.
     events = _NatsEvents(give_up_after=None if reconnect else len(servers))
@@ -210,6 +249,8 @@ async def connect_nats_servers(
     if error is None:
         raise Unreachable(f"cannot reach NATS at {where}: no answer within {limit_s:g} s")
     reason = describe(error) if isinstance(error, BaseException) else str(error)
+    if not reconnect and isinstance(error, ConnectionResetError):
+        raise _ResetBeforeReason(f"cannot reach NATS at {where}: {reason}")
     raise Unreachable(f"cannot reach NATS at {where}: {reason}")
 
 

@@ -177,15 +177,16 @@ class _Worker:
         merged = batches[0] if len(batches) == 1 else _merge(batches)
         skipped: set[FillKey] = set()
         try:
-            try:
-                outcome = await self.pipeline.ledger.ingest(merged)
-            except _INGEST_ERRORS as exc:
-                if not is_data_error(exc):
-                    raise
-                # Refused for its data: the same batch would be refused forever. Isolate.
-                outcome = await self._isolate(merged, exc, skipped)
-            else:
-                self.pipeline.relay.offer(outcome.messages)
+            with self.pipeline.relay.committing():
+                try:
+                    outcome = await self.pipeline.ledger.ingest(merged)
+                except _INGEST_ERRORS as exc:
+                    if not is_data_error(exc):
+                        raise
+                    # Refused for its data: the same batch would be refused forever. Isolate.
+                    outcome = await self._isolate(merged, exc, skipped)
+                else:
+                    self.pipeline.relay.offer(outcome.messages)
         except _INGEST_ERRORS as exc:
             # The store is gone (or said no for another reason): the submitters own the retry.
             self.errors.inc()
@@ -316,14 +317,15 @@ class _Worker:
     async def _status(self, change: StatusChange) -> None:
         if change.state is StreamState.STREAMING and self.stream_since_ms is None:
             self.stream_since_ms = change.time_ms
-        try:
-            message = await self.pipeline.ledger.record_status(change)
-        except DB_ERRORS as exc:
-            # Health information only: the stream's own metrics still show the state.
-            self.errors.inc()
-            log.warning("status %s of %s not stored: %r", change.state, change.account, exc)
-            return
-        self.pipeline.relay.offer([message])
+        with self.pipeline.relay.committing():
+            try:
+                message = await self.pipeline.ledger.record_status(change)
+            except DB_ERRORS as exc:
+                # Health information only: the stream's own metrics still show the state.
+                self.errors.inc()
+                log.warning("status %s of %s not stored: %r", change.state, change.account, exc)
+                return
+            self.pipeline.relay.offer([message])
 
 
 def _poison_key(fact: Fact) -> str:

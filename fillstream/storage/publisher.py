@@ -28,11 +28,12 @@ import itertools
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 import nats
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -161,18 +162,18 @@ class JetStreamPublisher:
     async def ensure_stream(self) -> None:
         """Create the stream, or bring the settings we own up to date (idempotent).
 
-        On an existing stream only subjects, duplicate window, max age and replicas are changed;
-        whatever else an operator configured (limits, placement, ...) is kept, and the storage
-        type, which JetStream cannot change in place, is left as it is (with a warning).
+        On an existing stream only subjects, duplicate window, max age, replicas and
+        ``allow_atomic`` are changed; whatever else an operator configured (limits, placement,
+        ...) is kept, and the storage type, which JetStream cannot change in place, is left as it
+        is (with a warning). A stream that will not take ``allow_atomic`` (a server before 2.12,
+        ``persist_mode: async``) is kept as it is and published to one message at a time.
         """
         js = self.nc.jetstream()
         wanted = self.stream_config()
         try:
             info = await js.stream_info(self.stream)
         except NotFoundError:
-            await js.add_stream(wanted)
-            self.stream_missing = False
-            self.atomic = self.atomic_batch > 1
+            await self._apply(js.add_stream, wanted, None)
             return
         current = info.config
         if current.storage is not None and current.storage != wanted.storage:
@@ -190,10 +191,33 @@ class JetStreamPublisher:
             num_replicas=wanted.num_replicas,
             allow_atomic=wanted.allow_atomic or current.allow_atomic,
         )
-        if updated != current:
-            await js.update_stream(updated)
+        await self._apply(js.update_stream, updated, current)
+
+    async def _apply(
+        self,
+        call: Callable[[StreamConfig], Awaitable[object]],
+        config: StreamConfig,
+        current: StreamConfig | None,
+    ) -> None:
+        """Create or update the stream with ``config``; without ``allow_atomic`` if refused."""
+        atomic = bool(config.allow_atomic)
+        if config != current:
+            try:
+                await call(config)
+            except nats.js.errors.APIError as exc:
+                if not atomic or (current is not None and current.allow_atomic):
+                    raise
+                log.warning(
+                    "stream %s refused allow_atomic (%s): publishing one message at a time",
+                    self.stream,
+                    exc.description,
+                )
+                atomic = False
+                config = dataclasses.replace(config, allow_atomic=None)
+                if config != current:
+                    await call(config)
         self.stream_missing = False
-        self.atomic = self.atomic_batch > 1
+        self.atomic = atomic and self.atomic_batch > 1
 
     async def start(self) -> None:
         """Subscribe the ack inbox (also done lazily by the first publish)."""

@@ -4,6 +4,7 @@ import dataclasses
 
 import nats
 import pytest
+from nats.js.api import PersistMode, StreamConfig
 
 from fillstream.storage import JetStreamPublisher, OutboxMessage, PublishOutcome, connect
 from tests.conftest import NatsTarget
@@ -194,3 +195,29 @@ async def test_a_stream_refusing_atomic_batches_gets_each_message_alone(
 def test_an_atomic_batch_holds_at_most_what_the_server_takes() -> None:
     with pytest.raises(ValueError, match="atomic_batch"):
         JetStreamPublisher(None, atomic_batch=1001)  # type: ignore[arg-type]
+
+
+async def test_a_stream_that_will_not_take_allow_atomic_is_kept_and_published_to(
+    nats_target: NatsTarget,
+) -> None:
+    # nats-server refuses allow_atomic beside persist_mode: async (an operator's choice).
+    nc = await connect(nats_target.url)
+    try:
+        await nc.jetstream().add_stream(
+            StreamConfig(
+                name=nats_target.stream,
+                subjects=[f"{nats_target.prefix}.>"],
+                persist_mode=PersistMode.ASYNC,
+            )
+        )
+        publisher = JetStreamPublisher(nc, stream=nats_target.stream, prefix=nats_target.prefix)
+        await publisher.ensure_stream()
+        assert not publisher.atomic
+        info = await nc.jetstream().stream_info(nats_target.stream)
+        assert not info.config.allow_atomic
+        assert info.config.duplicate_window == publisher.duplicate_window_s  # the rest applied
+        batch = [message(n, nats_target.prefix) for n in range(5)]
+        assert await publisher.publish_many(batch) == [PublishOutcome.ACKED] * 5
+        await publisher.aclose()
+    finally:
+        await nc.close()

@@ -264,11 +264,15 @@ class JetStreamPublisher:
         else:
             fut.set_result(PublishOutcome.DUPLICATE if ack.duplicate else PublishOutcome.ACKED)
 
-    async def publish_many(self, messages: Sequence[OutboxMessage]) -> list[PublishOutcome]:
+    async def publish_many(
+        self, messages: Sequence[OutboxMessage], *, atomic: bool = True
+    ) -> list[PublishOutcome]:
         """Publish in order; one outcome per message. Never raises for NATS trouble.
 
         More than one message goes as atomic batches (see the module docstring) while the stream
-        accepts them; otherwise at most ``window`` acks are outstanding. A round gives up (the
+        accepts them, unless ``atomic`` is False (messages mostly stored already, as in a
+        republish: a batch holding one would be refused); otherwise at most ``window`` acks are
+        outstanding. A round gives up (the
         rest FAILED) as soon as NATS is disconnected, a publish is refused locally, or the oldest
         outstanding ack has not come within ``ack_timeout_s``.
         """
@@ -276,7 +280,7 @@ class JetStreamPublisher:
             metrics.PUBLISH_TOTAL.labels("failed").inc(len(messages))
             return [PublishOutcome.FAILED] * len(messages)
         await self.start()
-        if self.atomic and len(messages) > 1:
+        if atomic and self.atomic and len(messages) > 1:
             outcomes = await self._publish_atomic(messages)
         else:
             outcomes = await self._publish_each(messages)

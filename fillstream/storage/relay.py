@@ -227,7 +227,9 @@ class OutboxRelay:
             todo = list(messages)
             backoff = self.backoff_initial_s
             while todo:
-                outcomes = await self.publisher.publish_many(todo)
+                # One by one: nearly every message is on JetStream already, and an atomic batch
+                # holding one is refused whole.
+                outcomes = await self.publisher.publish_many(todo, atomic=False)
                 todo = [m for m, o in zip(todo, outcomes, strict=True) if not o.stored]
                 if todo:
                     await asyncio.sleep(backoff)

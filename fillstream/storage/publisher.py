@@ -142,6 +142,10 @@ class JetStreamPublisher:
         self.atomic = atomic_batch > 1  # off once the stream refused atomic publishing
         self._batch_prefix = secrets.token_hex(6)
         self._refusals: dict[str, int] = {}  # token → err_code of an ack that refused
+        # Frames go on nats-py's private write buffer (see _write) only if it is still there.
+        self.raw_frames = all(
+            hasattr(nc, name) for name in ("_pending", "_pending_data_size", "_flush_pending")
+        )
         self._inbox = ""
         self._sub: Subscription | None = None
         self._tokens = itertools.count()
@@ -392,8 +396,10 @@ class JetStreamPublisher:
         nats-py's ``publish`` costs ~20 µs of Python per message (subject checks, a header
         dict encoded through regexes, a future and a queue put per flush request); our subjects
         and message ids are made of safe tokens by construction, so the frames are built
-        directly. Anything unusual (a space or line break, a reconnect) takes nats-py's path.
-        The reply subject (our inbox and the unit's token) goes on a unit's last message only.
+        directly. Anything unusual (a space or line break, a reconnect) takes nats-py's path,
+        and so does everything if a nats-py release no longer has the private write buffer
+        (``raw_frames`` False). The reply subject (our inbox and the unit's token) goes on a
+        unit's last message only.
         """
         nc = self.nc
         if not nc.is_connected or nc.is_draining_pubs:
@@ -403,7 +409,7 @@ class JetStreamPublisher:
             reply = f"{self._inbox}.{token}"
             if len(unit) == 1:
                 message = unit[0]
-                if not _safe(message):
+                if not (self.raw_frames and _safe(message)):
                     await self._flush_frames(frames)
                     frames = []
                     await self._publish_unsafe(message, reply, {})
@@ -424,7 +430,7 @@ class JetStreamPublisher:
             extra = f"Nats-Batch-Id: {batch_id}\r\nNats-Batch-Sequence: {seq}\r\n"
             if seq == last:
                 extra += "Nats-Batch-Commit: 1\r\n"
-            if not _safe(message):
+            if not (self.raw_frames and _safe(message)):
                 await self._flush_frames(frames)
                 frames = []
                 headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(seq)}

@@ -221,3 +221,27 @@ async def test_a_stream_that_will_not_take_allow_atomic_is_kept_and_published_to
         await publisher.aclose()
     finally:
         await nc.close()
+
+
+@pytest.mark.parametrize("atomic_batch", [0, 10])
+async def test_without_nats_py_private_buffer_every_message_takes_its_publish(
+    nats_target: NatsTarget, atomic_batch: int
+) -> None:
+    nc = await connect(nats_target.url)
+    try:
+        publisher = JetStreamPublisher(
+            nc, stream=nats_target.stream, prefix=nats_target.prefix, atomic_batch=atomic_batch
+        )
+        assert publisher.raw_frames  # this nats-py still has it
+        publisher.raw_frames = False  # as if a release dropped it
+        await publisher.ensure_stream()
+        batch = [message(n, nats_target.prefix) for n in range(25)]
+        assert await publisher.publish_many(batch) == [PublishOutcome.ACKED] * 25
+        assert await publisher.publish_many(batch[:3]) == [PublishOutcome.DUPLICATE] * 3
+        stored = await read_stream(nats_target.url, nats_target.stream)
+        assert [m.msg_id for m in stored] == [f"fill:{n}" for n in range(25)]
+        headers = await batch_headers(nats_target.url, nats_target.stream, 10)
+        assert ("Nats-Batch-Commit" in headers) is (atomic_batch == 10)
+        await publisher.aclose()
+    finally:
+        await nc.close()

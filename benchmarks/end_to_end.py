@@ -589,8 +589,8 @@ class FillstreamClient:
         await self.stack.aclose()
 
     async def run(self, label: str, fills: int, rate: float | None) -> Run:
+        from fillstream.binance.rest import BinanceVenue, WeightBudgets
         from fillstream.ledger import Market
-        from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
         from fillstream.stream import StreamSettings, UserStream
 
         self.account = f"e2e-{label.replace('/', '')}-{secrets.token_hex(3)}"

@@ -18,24 +18,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from fillstream.ledger import (
-    FillIndex,
-    FillSink,
-    FillSource,
-    IngestBatch,
-    Market,
-    Venue,
-)
-from fillstream.reconcile.cursors import CursorTable
-from fillstream.reconcile.enrich import Enricher
-from fillstream.reconcile.metrics import BAD_ROWS, FILLS_FOUND, FILLS_NEW
-from fillstream.reconcile.parse import (
+from fillstream.binance import Venue
+from fillstream.binance.usdm.rest_parse import (
     algo_link_from_algo_order,
     decode_rows,
     fill_from_user_trade,
     order_update_from_order,
 )
-from fillstream.reconcile.wire import UserTrade
+from fillstream.binance.usdm.rows import UserTrade
+from fillstream.ledger import FillIndex, FillSink, FillSource, IngestBatch, Market
+from fillstream.reconcile.cursors import CursorTable
+from fillstream.reconcile.enrich import Enricher
+from fillstream.reconcile.metrics import BAD_ROWS, FILLS_FOUND, FILLS_NEW
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,14 @@ from decimal import Decimal
 
 import msgspec
 
-from fillstream.ledger import PositionCorrection, PositionSide, VenueError
+from fillstream.binance import VenueError
+from fillstream.binance.usdm.rest_parse import dec
+from fillstream.binance.usdm.rows import UserTrade
+from fillstream.ledger import PositionCorrection, PositionSide
 from fillstream.reconcile.backfill import Backfill
-from fillstream.reconcile.parse import dec
 from fillstream.reconcile.positions import Backfiller, PositionSync
 from fillstream.reconcile.setaside import refuses_symbol
 from fillstream.reconcile.symbols import SymbolUniverse
-from fillstream.reconcile.wire import UserTrade
 
 SUBMIT_CHUNK = 1000
 

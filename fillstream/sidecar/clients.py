@@ -15,11 +15,11 @@ import asyncpg
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from fillstream.binance.rest import BinanceVenue, WeightBudgets
 from fillstream.ledger.errors import ConfigError
 from fillstream.sidecar.config import AccountConfig, Config, nats_tls_context
 from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.secrets import mask_url, scrub
-from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
 from fillstream.storage import JetStreamPublisher
 
 log = logging.getLogger(__name__)

@@ -30,13 +30,13 @@ from urllib.parse import quote
 
 import msgspec
 
+from fillstream.binance.rest import REST_URLS
 from fillstream.ledger.bounds import Range, out_of_range
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
 from fillstream.reconcile.settings import ReconcileSettings
 from fillstream.sidecar.envoverrides import apply_env_overrides
 from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password, url_query_names
-from fillstream.sidecar.venue import REST_URLS
 from fillstream.stream.config import StreamSettings
 
 # The markets both paths implement today; coinm and spot are accepted names, not yet served.

@@ -20,9 +20,9 @@ from typing import Literal
 
 import msgspec
 
-from fillstream.ledger import Venue, VenueError
+from fillstream.binance import Venue, VenueError
+from fillstream.binance.priority import RestPriority, rest_priority
 from fillstream.ledger.amounts import Id, TimeMs
-from fillstream.ledger.priority import RestPriority, rest_priority
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.config import StreamSettings
 

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import REGISTRY
 
-from fillstream.ledger import Market, RestPriority, VenueError
-from fillstream.sidecar.venue import BinanceVenue, default_rest_url
-from fillstream.sidecar.venue_budget import WeightBudget, WeightBudgets, host_of
+from fillstream.binance import RestPriority, VenueError
+from fillstream.binance.budget import WeightBudget, WeightBudgets, host_of
+from fillstream.binance.rest import BinanceVenue, default_rest_url
+from fillstream.ledger import Market
 from fillstream.simulator import SimConfig, Simulator
 
 

@@ -19,6 +19,8 @@ import msgspec
 import nats
 from prometheus_client import REGISTRY
 
+from fillstream.binance import Venue, VenueError
+from fillstream.binance.rest import BinanceVenue, WeightBudgets
 from fillstream.ledger import (
     Fill,
     FillSource,
@@ -28,11 +30,8 @@ from fillstream.ledger import (
     PositionSide,
     Side,
     StreamState,
-    Venue,
-    VenueError,
 )
 from fillstream.sidecar.pipeline import IngestStack
-from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.stream import StreamSettings, UserStream
 from tests.conftest import NatsTarget

@@ -1,6 +1,6 @@
 """One account's REST access to Binance, over python-binance's ``AsyncClient``.
 
-:class:`BinanceVenue` implements :class:`fillstream.ledger.Venue`. It adds what python-binance
+:class:`BinanceVenue` implements :class:`fillstream.binance.Venue`. It adds what python-binance
 lacks for a long-running multi-account service:
 
 - every call lands on the account's REST base URL (mainnet, demo/testnet, or an explicit URL
@@ -32,18 +32,13 @@ from typing import Any
 
 import aiohttp
 
-from fillstream.ledger import ConfigError, Market, RestPriority, VenueError, current_rest_priority
-from fillstream.ledger.errors import TIMESTAMP_OUTSIDE_WINDOW
-from fillstream.ledger.protocols import Json
-from fillstream.sidecar.venue_budget import Grant, WeightBudget, WeightBudgets, host_of
-from fillstream.sidecar.venue_endpoints import (
-    ENDPOINTS,
-    PREFIX,
-    REST_URLS,
-    Endpoint,
-    default_rest_url,
-)
-from fillstream.sidecar.venue_metrics import REST_CLOCK_OFFSET, REST_REQUESTS
+from fillstream.binance import RestPriority, VenueError, current_rest_priority
+from fillstream.binance.budget import Grant, WeightBudget, WeightBudgets, host_of
+from fillstream.binance.endpoints import ENDPOINTS, PREFIX, REST_URLS, Endpoint, default_rest_url
+from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
+from fillstream.binance.metrics import REST_CLOCK_OFFSET, REST_REQUESTS
+from fillstream.binance.venue import Json
+from fillstream.ledger import ConfigError, Market
 
 with warnings.catch_warnings():
     # python-binance 1.0.37 imports a name websockets deprecated; harmless, but our test suite
@@ -116,7 +111,7 @@ def _retry_after(headers: Mapping[str, str], message: str) -> float | None:
 
 
 class BinanceVenue:
-    """One account's REST client; implements :class:`fillstream.ledger.Venue`.
+    """One account's REST client; implements :class:`fillstream.binance.Venue`.
 
     Build with :meth:`create`, close with :meth:`aclose` (idempotent). The API key and secret live
     only inside python-binance's client and never appear in ``repr``, logs or metrics.

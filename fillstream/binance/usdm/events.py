@@ -2,7 +2,7 @@
 
 Frozen msgspec Structs keep Binance's one-letter keys (a trailing comment names each one);
 ``rename`` is used only where a key is not a Python identifier. Amounts and prices stay the
-exchange's strings: they become ``Decimal`` once, in :mod:`fillstream.stream.parse`. Ids and times
+exchange's strings: they become ``Decimal`` once, in :mod:`.parse`. Ids and times
 are ints within ``bigint`` (:data:`~fillstream.ledger.amounts.Id`, ``TimeMs``).
 
 Tolerance is by need (binance-facts.md §2, §3): what a fill or an order transition needs (symbol,

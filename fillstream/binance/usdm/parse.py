@@ -6,7 +6,7 @@ Contracts (binance-facts.md §2 and §3):
 - an ALGO_UPDATE is an algo link; ``ai`` (a string, ``""`` until triggered) is the child order id;
 - ACCOUNT_UPDATE positions are the exchange's view, kept for cross-checks.
 Amounts, ids, times and enums go through the converters both paths share
-(:mod:`fillstream.ledger.amounts`, :mod:`fillstream.ledger.fields`): a value outside the documented
+(:mod:`fillstream.ledger.amounts`, :mod:`.fields`): a value outside the documented
 set or range raises ``MalformedInput`` (a ``ValueError``; the caller counts the frame as malformed
 and the poll recovers the fill). A missing commission is zero in an empty asset; a fill without
 ``rp`` is malformed (a silent zero would be wrong PnL).
@@ -18,6 +18,13 @@ from decimal import Decimal
 
 from msgspec import UNSET
 
+from fillstream.binance.usdm.events import (
+    AccountPosition,
+    AccountUpdate,
+    AlgoUpdate,
+    OrderTradeUpdate,
+)
+from fillstream.binance.usdm.fields import position_side, side, venue_fill
 from fillstream.ledger import (
     AlgoLink,
     Fill,
@@ -28,8 +35,6 @@ from fillstream.ledger import (
 )
 from fillstream.ledger.amounts import amount, identifier, optional_amount
 from fillstream.ledger.errors import MalformedInput
-from fillstream.ledger.fields import position_side, side, venue_fill
-from fillstream.stream.wire import AccountPosition, AccountUpdate, AlgoUpdate, OrderTradeUpdate
 
 __all__ = [
     "FILL_EXECUTION_TYPES",

@@ -3,7 +3,7 @@
 Rows arrive as decoded JSON; :func:`decode_rows` checks their shape once (msgspec ``convert``)
 and sets aside what does not fit, so one malformed row never hides the others. Amounts, ids and
 enums go through the converters the stream path uses too (:mod:`fillstream.ledger.amounts`,
-:mod:`fillstream.ledger.fields`): a trade becomes the same fill on both paths, and a value they
+:mod:`.fields`): a trade becomes the same fill on both paths, and a value they
 reject raises ``MalformedInput`` (a ``ValueError``), which the callers count as a bad row.
 """
 
@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from fillstream.binance.usdm.fields import position_side, side, venue_fill
+from fillstream.binance.usdm.rows import AlgoOrder, Order, PositionRisk, UserTrade
 from fillstream.ledger import (
     AlgoLink,
     Fill,
@@ -26,8 +28,6 @@ from fillstream.ledger import (
     PositionSide,
 )
 from fillstream.ledger.amounts import amount, identifier, optional_amount
-from fillstream.ledger.fields import position_side, side, venue_fill
-from fillstream.reconcile.wire import AlgoOrder, Order, PositionRisk, UserTrade
 
 log = logging.getLogger(__name__)
 

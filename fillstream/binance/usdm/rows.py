@@ -2,7 +2,7 @@
 the wire, amounts kept as strings. Converted to ledger types only in :mod:`.parse`.
 
 Unknown fields are ignored (Binance adds fields); missing optional ones take their defaults.
-Tolerance is by need, as on the stream (:mod:`fillstream.stream.wire`): what a fill or an order
+Tolerance is by need, as on the stream (:mod:`.events`): what a fill or an order
 state needs keeps a strict type; other amounts accept ``null`` (the same as absent); fields
 never read are ``Unused`` (any JSON value). Ids and times are bounded to ``bigint``.
 """

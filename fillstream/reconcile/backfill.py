@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fillstream.binance import Venue
-from fillstream.binance.usdm.rest_parse import (
+from fillstream.binance.usdm.parse import (
     algo_link_from_algo_order,
     decode_rows,
     fill_from_user_trade,

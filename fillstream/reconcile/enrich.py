@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from fillstream.binance import Venue, VenueError
-from fillstream.binance.usdm.rest_parse import (
+from fillstream.binance.usdm.parse import (
     OrderInfo,
     actual_order_id,
     decode_row,

@@ -14,9 +14,10 @@ import time
 from collections import OrderedDict
 
 from fillstream.binance import Venue
-from fillstream.binance.usdm.rest_parse import dec, decode_rows
+from fillstream.binance.usdm.parse import decode_rows
 from fillstream.binance.usdm.rows import Income
 from fillstream.ledger import FillSink, FillSource, FundingFee, IngestBatch, Market, PositionSide
+from fillstream.ledger.amounts import amount as dec  # strict: a missing amount is malformed
 from fillstream.reconcile.metrics import BAD_ROWS
 
 log = logging.getLogger(__name__)

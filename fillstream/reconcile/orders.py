@@ -15,7 +15,7 @@ import time
 import msgspec
 
 from fillstream.binance import Venue, VenueError
-from fillstream.binance.usdm.rest_parse import (
+from fillstream.binance.usdm.parse import (
     algo_link_from_algo_order,
     decode_row,
     order_update_from_order,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
 from fillstream.binance import Venue
-from fillstream.binance.usdm.rest_parse import (
+from fillstream.binance.usdm.parse import (
     correction_from_risk,
     decode_rows,
     position_key,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 
 from fillstream.binance import Venue
-from fillstream.binance.usdm.rest_parse import decode_rows
+from fillstream.binance.usdm.parse import decode_rows
 from fillstream.binance.usdm.rows import Income, OpenOrder
 from fillstream.ledger import FillSink, Market, OrderView
 from fillstream.reconcile.cursors import CursorTable

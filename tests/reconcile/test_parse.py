@@ -8,7 +8,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from fillstream.binance.usdm.rest_parse import (
+from fillstream.binance.usdm.parse import (
     actual_order_id,
     algo_link_from_algo_order,
     correction_from_risk,

@@ -17,8 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.fuzz_frames import NOT_AMOUNTS
-from fillstream.binance.usdm.parse import fill_from_order_update
-from fillstream.binance.usdm.rest_parse import OrderInfo, decode_rows, fill_from_user_trade
+from fillstream.binance.usdm.parse import (
+    OrderInfo,
+    decode_rows,
+    fill_from_order_update,
+    fill_from_user_trade,
+)
 from fillstream.binance.usdm.rows import UserTrade
 from fillstream.ledger import Fill, FillSource, Market
 from fillstream.stream.decode import FrameDecoder, FrameError

@@ -11,14 +11,12 @@ from fillstream.binance.usdm.parse import (
     order_update_from,
     positions_from_account_update,
 )
-from fillstream.stream.config import USDM_EVENTS, USDM_WS_URLS, StreamSettings
+from fillstream.stream.config import StreamSettings
 from fillstream.stream.decode import FrameDecoder, FrameError
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
 from fillstream.stream.listener import UserStream
 
 __all__ = [
-    "USDM_EVENTS",
-    "USDM_WS_URLS",
     "AuthFailedError",
     "FrameDecoder",
     "FrameError",

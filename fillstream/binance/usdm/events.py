@@ -267,3 +267,7 @@ USDM_EVENT_TYPES: dict[str, type[Event]] = {
     "CONDITIONAL_ORDER_TRIGGER_REJECT": ConditionalOrderTriggerReject,
 }
 """Every USDⓈ-M user-data event type (binance-facts.md §2) and its wire struct."""
+
+USDM_EVENTS: tuple[str, ...] = tuple(USDM_EVENT_TYPES)
+"""Every USDⓈ-M user-data event: the default ``events=`` filter (an explicit full list is the safe
+choice; peers.md §0 reports production delivering nothing without one)."""

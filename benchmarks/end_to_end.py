@@ -571,7 +571,7 @@ class FillstreamClient:
             self.done.set()
 
     async def __aenter__(self) -> FillstreamClient:
-        from fillstream.sidecar.pipeline import IngestStack
+        from fillstream.sidecar.stack import IngestStack
         from fillstream.storage import OrderPublishing
 
         self.stack = await IngestStack.open(

@@ -33,7 +33,7 @@ from fillstream.ledger import Market, StatusChange, StreamState
 from fillstream.reconcile import Reconciler, ReconcileSettings
 from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
 from fillstream.sidecar.fill_index import PgFillIndex
-from fillstream.sidecar.pipeline import IngestStack
+from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.storage.cursors import PgCursorStore
 from fillstream.storage.orders import PgOrderView

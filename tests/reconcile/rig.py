@@ -19,7 +19,7 @@ from fillstream.binance.rest import BinanceVenue, WeightBudgets
 from fillstream.ledger import Market
 from fillstream.reconcile import Reconciler, ReconcileSettings
 from fillstream.sidecar.fill_index import PgFillIndex
-from fillstream.sidecar.pipeline import IngestStack
+from fillstream.sidecar.stack import IngestStack
 from fillstream.sidecar.tally import Tally, tally_jetstream, tally_postgres, truth_from_ledger
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.storage.cursors import PgCursorStore

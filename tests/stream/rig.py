@@ -31,7 +31,7 @@ from fillstream.ledger import (
     Side,
     StreamState,
 )
-from fillstream.sidecar.pipeline import IngestStack
+from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.stream import StreamSettings, UserStream
 from tests.conftest import NatsTarget

@@ -1,17 +1,48 @@
-"""The :class:`Venue` protocol: one account's REST access to Binance, as the paths see it.
+"""The :class:`Venue` protocol: one account's REST access to Binance, as the paths see it, typed
+with the REST rows beside it (:mod:`fillstream.binance.usdm.rows`).
 
 Implemented by :class:`fillstream.binance.rest.BinanceVenue`; the sidecar builds one per account
-and hands it to both paths.
+and hands it to both paths. Each body is decoded once, into its row type: a list endpoint answers
+:data:`Rows` (a row that does not fit is a :class:`BadRow` in its place, for the caller to count
+and log), a one-row endpoint the row or a :class:`BadRow`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, TypeVar
 
+from fillstream.binance.usdm.rows import (
+    AlgoOrder,
+    Income,
+    OpenOrder,
+    Order,
+    PositionRisk,
+    UserTrade,
+)
 from fillstream.ledger import Market
 
 Json = Any  # a decoded JSON value as the venue returned it
+
+T = TypeVar("T")
+
+
+class BadRow:
+    """A one-row answer that does not fit its row type: the row as JSON, and why."""
+
+    __slots__ = ("raw", "reason")
+
+    def __init__(self, raw: Json, reason: str) -> None:
+        self.raw = raw
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"BadRow({self.reason!r:.120}, {self.raw!r:.300})"
+
+
+Rows: TypeAlias = list[T | BadRow]
+"""The rows of one answer, in order, each decoded into its type or, when it does not fit, a
+:class:`BadRow` in its place (so a page's length is what the venue sent)."""
 
 
 class Venue(Protocol):
@@ -19,7 +50,8 @@ class Venue(Protocol):
     python-binance's ``AsyncClient``, with the shared per-host weight budget and error mapping).
 
     Every method raises :class:`fillstream.binance.errors.VenueError` when the venue says no.
-    Rows are returned as decoded JSON, exactly as the venue sent them; the paths convert them.
+    Rows are returned typed (decoded once); the paths turn them into ledger types with
+    :mod:`fillstream.binance.usdm.parse`.
     """
 
     market: Market
@@ -40,7 +72,7 @@ class Venue(Protocol):
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-    ) -> Awaitable[list[Json]]: ...
+    ) -> Awaitable[Rows[UserTrade]]: ...
 
     def all_orders(
         self,
@@ -50,13 +82,13 @@ class Venue(Protocol):
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-    ) -> Awaitable[list[Json]]: ...
+    ) -> Awaitable[Rows[Order]]: ...
 
-    def order(self, symbol: str, order_id: int) -> Awaitable[Json]: ...
+    def order(self, symbol: str, order_id: int) -> Awaitable[Order | BadRow]: ...
 
-    def open_orders(self, symbol: str | None = None) -> Awaitable[list[Json]]: ...
+    def open_orders(self, symbol: str | None = None) -> Awaitable[Rows[OpenOrder]]: ...
 
-    def position_risk(self, symbol: str | None = None) -> Awaitable[list[Json]]: ...
+    def position_risk(self, symbol: str | None = None) -> Awaitable[Rows[PositionRisk]]: ...
 
     def income(
         self,
@@ -66,11 +98,11 @@ class Venue(Protocol):
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-    ) -> Awaitable[list[Json]]: ...
+    ) -> Awaitable[Rows[Income]]: ...
 
-    def algo_order(self, algo_id: int) -> Awaitable[Json]: ...
+    def algo_order(self, algo_id: int) -> Awaitable[AlgoOrder | BadRow]: ...
 
-    def open_algo_orders(self, symbol: str | None = None) -> Awaitable[list[Json]]: ...
+    def open_algo_orders(self, symbol: str | None = None) -> Awaitable[Rows[AlgoOrder]]: ...
 
     def all_algo_orders(
         self,
@@ -80,6 +112,6 @@ class Venue(Protocol):
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-    ) -> Awaitable[list[Json]]: ...
+    ) -> Awaitable[Rows[AlgoOrder]]: ...
 
     def account_permissions(self) -> Awaitable[Mapping[str, bool]]: ...

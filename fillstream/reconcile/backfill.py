@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fillstream.binance import Venue
@@ -207,7 +207,9 @@ class Backfill:
             from_id = page.next_from_id
             await checkpoint()
 
-    def _cut(self, raw: list[object], *, cutoff_ms: int | None, stop_after_ms: int | None) -> _Page:
+    def _cut(
+        self, raw: Sequence[object], *, cutoff_ms: int | None, stop_after_ms: int | None
+    ) -> _Page:
         rows = self._decode(raw)
         taken: list[UserTrade] = []
         for row in rows:
@@ -307,7 +309,7 @@ class Backfill:
             )
         return outcome.new_fills
 
-    def _decode(self, raw: list[object]) -> list[UserTrade]:
+    def _decode(self, raw: Sequence[object]) -> list[UserTrade]:
         rows, bad = decode_rows(raw, UserTrade)
         if bad:
             self._bad(bad, "shape")

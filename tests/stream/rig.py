@@ -164,7 +164,7 @@ class BackfillGaps:
                 raw = await self.venue.user_trades(
                     symbol, from_id=0 if cursor is None else cursor + 1, limit=1000
                 )
-                rows = msgspec.convert(raw, list[_UserTrade])
+                rows = msgspec.convert(raw, list[_UserTrade], from_attributes=True)
                 mine = [r for r in rows if r.time <= until_ms]
                 if mine:
                     self._cursors[symbol] = max(r.id for r in mine)

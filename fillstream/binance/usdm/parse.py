@@ -17,8 +17,10 @@ Stream contracts (binance-facts.md §2 and §3):
 A missing commission is zero in an empty asset; a fill without ``rp`` is malformed (a silent zero
 would be wrong PnL).
 
-REST rows arrive as decoded JSON; :func:`decode_rows` checks their shape once (msgspec
-``convert``) and sets aside what does not fit, so one malformed row never hides the others.
+REST rows arrive decoded once, typed, from the venue (:data:`~fillstream.binance.venue.Rows`; a
+row that did not fit is a ``BadRow`` in its place, so one malformed row never hides the others);
+:func:`decode_rows` and :func:`decode_row` split and hand them on, or check plain JSON the same
+way.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from fillstream.binance.usdm.events import (
     OrderTradeUpdate,
 )
 from fillstream.binance.usdm.rows import AlgoOrder, Order, PositionRisk, UserTrade
+from fillstream.binance.venue import BadRow
 from fillstream.ledger import (
     AlgoLink,
     Fill,
@@ -387,7 +390,12 @@ T = TypeVar("T")
 
 
 def decode_rows(raw: Sequence[Any], row_type: type[T]) -> tuple[list[T], list[Any]]:
-    """(rows that fit ``row_type``, rows that did not). Order is kept."""
+    """(rows that fit ``row_type``, rows that did not, as JSON). Order is kept.
+
+    The venue's rows (:data:`~fillstream.binance.venue.Rows`) are decoded already: they pass
+    through, and each :class:`~fillstream.binance.venue.BadRow` is a row that did not fit. Plain
+    JSON is checked here the same way.
+    """
     try:
         return msgspec.convert(raw, list[row_type]), []  # type: ignore[valid-type]  # runtime type
     except msgspec.ValidationError:
@@ -395,6 +403,9 @@ def decode_rows(raw: Sequence[Any], row_type: type[T]) -> tuple[list[T], list[An
     good: list[T] = []
     bad: list[Any] = []
     for item in raw:
+        if isinstance(item, BadRow):
+            bad.append(item.raw)
+            continue
         try:
             good.append(msgspec.convert(item, row_type))
         except msgspec.ValidationError:
@@ -403,7 +414,10 @@ def decode_rows(raw: Sequence[Any], row_type: type[T]) -> tuple[list[T], list[An
 
 
 def decode_row(raw: Any, row_type: type[T]) -> T:
-    """One row; raises ``ValueError`` (msgspec's ValidationError) when it does not fit."""
+    """One row; raises ``ValueError`` (msgspec's ValidationError, or ``MalformedInput`` for a
+    venue's :class:`~fillstream.binance.venue.BadRow`) when it does not fit."""
+    if isinstance(raw, BadRow):
+        raise MalformedInput(f"{row_type.__name__}: {raw.reason:.200}")
     return msgspec.convert(raw, row_type)
 
 

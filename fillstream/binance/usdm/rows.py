@@ -100,3 +100,16 @@ class OpenOrder(msgspec.Struct, frozen=True):
 
     symbol: str
     orderId: Id
+
+
+class TradeMark(msgspec.Struct, frozen=True):
+    """The two fields of a ``userTrades`` row the stream's staleness watchdog compares."""
+
+    id: Id  # trade id
+    time: TimeMs  # trade time ms
+
+
+class RiskSymbol(msgspec.Struct, frozen=True):
+    """The one field of a ``positionRisk`` row the watchdog needs (which symbols are exposed)."""
+
+    symbol: str

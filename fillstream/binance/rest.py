@@ -106,10 +106,11 @@ def decode_rows(body: bytes, row_type: type[T], endpoint: str) -> Rows[T]:
         raise VenueError(200, None, f"invalid JSON: {exc}"[:200], endpoint=endpoint) from exc
     try:
         items = _RAW_LIST.decode(body)
-    except msgspec.ValidationError as exc:
-        raise VenueError(
-            200, None, f"expected a JSON array: {exc}"[:200], endpoint=endpoint
-        ) from exc
+    except msgspec.ValidationError as exc:  # (a DecodeError too: this clause goes first)
+        reason = f"expected a JSON array: {exc}"[:200]
+        raise VenueError(200, None, reason, endpoint=endpoint) from exc
+    except msgspec.DecodeError as exc:  # a row did not fit before the JSON broke off
+        raise VenueError(200, None, f"invalid JSON: {exc}"[:200], endpoint=endpoint) from exc
     rows: Rows[T] = []
     for item in items:
         try:

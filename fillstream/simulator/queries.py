@@ -186,6 +186,51 @@ def position_risk(acct: AccountState, params: Params, engine: Engine) -> list[Ro
     return rows
 
 
+def position_risk_v2(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
+    """``GET /fapi/v2/positionRisk``: every symbol (or ``symbol``), flat ones included.
+
+    One-way mode shows ``BOTH``, hedge mode ``LONG`` and ``SHORT``; the v2 field set (leverage,
+    ``maxNotionalValue``, ``marginType``, ``isAutoAddMargin`` as strings).
+    """
+    symbol = _symbol(engine, params, required=False)
+    cutoff = acct.cutoff(engine.clock.mono())
+    sides = ("LONG", "SHORT") if acct.hedge else ("BOTH",)
+    rows: list[Row] = []
+    for name in sorted(engine.symbols):
+        if symbol not in (None, name):
+            continue
+        sym = engine.symbols[name]
+        for side in sides:
+            pos = acct.positions.get((name, side)) or PositionState(name, side)
+            core = acct.view(pos, 0.0, cutoff, pos.core)
+            assert core is not None
+            qty, entry, update = core["qty"], core["entry"], core["update"]
+            assert isinstance(qty, Decimal) and isinstance(entry, Decimal)
+            view = PositionState(name, side, qty=qty, entry=entry)
+            notional = qty * sym.mark
+            rows.append(
+                {
+                    "symbol": name,
+                    "positionAmt": sym.spec.fmt_qty(qty),
+                    "entryPrice": fmt_plain(entry),
+                    "breakEvenPrice": fmt_plain(view.breakeven(TAKER_RATE)),
+                    "markPrice": fmt_fixed(sym.mark, sym.spec.price_precision + 6),
+                    "unRealizedProfit": fmt_amount(view.unrealized(sym.mark)),
+                    "liquidationPrice": fmt_plain(view.liquidation_price(LEVERAGE)),
+                    "leverage": str(LEVERAGE),
+                    "maxNotionalValue": "250000",
+                    "marginType": "cross",
+                    "isolatedMargin": "0.00000000",
+                    "isAutoAddMargin": "false",
+                    "positionSide": side,
+                    "notional": fmt_amount(notional),
+                    "isolatedWallet": "0",
+                    "updateTime": update,
+                }
+            )
+    return rows
+
+
 def income(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
     """``GET /fapi/v1/income`` (REALIZED_PNL, COMMISSION, FUNDING_FEE; ``tradeId`` linked)."""
     symbol = _symbol(engine, params, required=False)

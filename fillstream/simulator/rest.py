@@ -105,6 +105,7 @@ class RestApi:
             ("GET", "/fapi/v1/order", 1, Security.SIGNED, q.order),
             ("GET", "/fapi/v1/openOrder", 1, Security.SIGNED, q.open_order),
             ("GET", "/fapi/v1/openOrders", _by_symbol(1, 40), Security.SIGNED, q.open_orders),
+            ("GET", "/fapi/v2/positionRisk", 5, Security.SIGNED, q.position_risk_v2),
             ("GET", "/fapi/v3/positionRisk", 5, Security.SIGNED, q.position_risk),
             ("GET", "/fapi/v1/income", 30, Security.SIGNED, q.income),
             ("GET", "/fapi/v2/account", 5, Security.SIGNED, q.account),

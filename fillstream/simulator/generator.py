@@ -271,6 +271,7 @@ class Generator:
                 trigger_price=trigger,
                 quantity=ZERO if whole else qty,
                 close_position=whole,
+                reduce_only=not whole and not acct.hedge,
             )
 
     @staticmethod

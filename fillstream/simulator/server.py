@@ -320,12 +320,18 @@ class Simulator:
         trigger_price: Decimal | str | None = None,
         quantity: Decimal | str | None = None,
         close_position: bool = False,
+        reduce_only: bool = False,
         callback_rate: Decimal | str | None = None,
         activate_price: Decimal | str | None = None,
         position_side: str | None = None,
         client_algo_id: str | None = None,
     ) -> dict[str, object]:
-        """Place a conditional order (TP/SL/trailing); returns its ``algoOrder`` REST row."""
+        """Place a conditional order (TP/SL/trailing); returns its ``algoOrder`` REST row.
+
+        ``reduce_only`` defaults to false, as on Binance: a triggered order that is not
+        reduce-only trades its whole quantity (it may open or flip a position) and does not
+        expire when the position closes.
+        """
         placed = self.algos.place(
             self._state(account),
             symbol,
@@ -335,6 +341,7 @@ class Simulator:
             trigger_price=Decimal(trigger_price) if trigger_price is not None else Decimal(0),
             quantity=Decimal(quantity) if quantity is not None else Decimal(0),
             close_position=close_position,
+            reduce_only=reduce_only,
             callback_rate=Decimal(callback_rate) if callback_rate is not None else None,
             activate_price=Decimal(activate_price) if activate_price is not None else None,
             client_algo_id=client_algo_id,

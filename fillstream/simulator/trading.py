@@ -217,6 +217,7 @@ class Trading:
                 trigger_price=_decimal(params, "triggerPrice") or ZERO,
                 quantity=_decimal(params, "quantity", required=not close_position) or ZERO,
                 close_position=close_position,
+                reduce_only=params.flag("reduceOnly"),
                 callback_rate=_decimal(params, "callbackRate"),
                 activate_price=_decimal(params, "activatePrice"),
                 client_algo_id=params.get("clientAlgoId"),

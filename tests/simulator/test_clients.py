@@ -40,3 +40,24 @@ async def test_position_risk_v2_lists_every_symbol(sim: Simulator, rest: Rest) -
     ]
     _, _, headers = await rest.call("GET", "/fapi/v2/positionRisk")
     assert headers["X-MBX-USED-WEIGHT-1M"] == str(5 * 5)
+
+
+async def test_algo_orders_are_not_reduce_only_by_default(sim: Simulator, rest: Rest) -> None:
+    placed = {
+        "algoType": "CONDITIONAL",
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "STOP_MARKET",
+        "triggerPrice": "78000",
+        "quantity": "0.010",
+    }
+    plain = await rest.ok("POST", "/fapi/v1/algoOrder", placed)
+    reducing = await rest.ok("POST", "/fapi/v1/algoOrder", placed | {"reduceOnly": "true"})
+    assert (plain["reduceOnly"], reducing["reduceOnly"]) == (False, True)
+    sim.set_mark("BTCUSDT", "78100")  # both trigger on a flat account
+    rows = {r["algoId"]: r for r in sim.ground_truth()["accounts"]["alpha"]["algo_orders"]}
+    assert rows[plain["algoId"]]["algoStatus"] == "FINISHED"
+    assert rows[plain["algoId"]]["executedQty"] == "0.010"  # it opened a long
+    assert rows[reducing["algoId"]]["algoStatus"] == "REJECTED"  # nothing to reduce
+    risk = await rest.ok("GET", "/fapi/v3/positionRisk")
+    assert [(r["symbol"], r["positionAmt"]) for r in risk] == [("BTCUSDT", "0.01")]

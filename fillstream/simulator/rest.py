@@ -36,7 +36,7 @@ from fillstream.simulator.engine import Engine
 from fillstream.simulator.exchange_info import exchange_info
 from fillstream.simulator.faults import RestError
 from fillstream.simulator.params import Params
-from fillstream.simulator.ratelimit import WeightLimiter
+from fillstream.simulator.ratelimit import OrderCounter, WeightLimiter
 from fillstream.simulator.state import AccountState
 
 # The account is None only for Security.NONE routes, whose handlers ignore it.
@@ -72,11 +72,20 @@ class RestContext:
         self.listen_key_kept = listen_key_kept
         self.listen_key_deleted = listen_key_deleted
         self.trading = trading
+        self.orders = OrderCounter(engine.clock)
         self.requests = 0
         self.by_route: dict[str, int] = {}  # "POST /fapi/v1/listenKey" → requests
 
 
 Weight = int | Callable[[Params], int]
+
+# Order endpoints: the new orders a call counts (0: shows the counters, counts nothing).
+ORDER_ROUTES: dict[tuple[str, str], int] = {
+    ("POST", "/fapi/v1/order"): 1,
+    ("DELETE", "/fapi/v1/order"): 0,
+    ("POST", "/fapi/v1/algoOrder"): 1,
+    ("DELETE", "/fapi/v1/algoOrder"): 0,
+}
 
 
 def _by_symbol(with_symbol: int, without: int) -> Callable[[Params], int]:
@@ -128,22 +137,31 @@ class RestApi:
             ("GET", "/fapi/v1/positionSide/dual", 30, Security.SIGNED, t.position_mode),
         ]
         return [
-            web.route(method, path, self._wrap(weight, security, handler))
+            web.route(
+                method,
+                path,
+                self._wrap(weight, security, handler, ORDER_ROUTES.get((method, path))),
+            )
             for method, path, weight, security, handler in table
         ]
 
     def _wrap(
-        self, weight: Weight, security: Security, handler: Handler
+        self, weight: Weight, security: Security, handler: Handler, orders: int | None
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def endpoint(request: web.Request) -> web.Response:
-            return await self._dispatch(request, weight, security, handler)
+            return await self._dispatch(request, weight, security, handler, orders)
 
         return endpoint
 
     # -- dispatch ------------------------------------------------------------------------------
 
     async def _dispatch(
-        self, request: web.Request, weight: Weight, security: Security, handler: Handler
+        self,
+        request: web.Request,
+        weight: Weight,
+        security: Security,
+        handler: Handler,
+        orders: int | None = None,
     ) -> web.Response:
         ctx = self.ctx
         ctx.requests += 1
@@ -176,6 +194,8 @@ class RestApi:
                 raw_query=raw_query,
                 raw_body=raw_body,
             )
+            if orders is not None and acct is not None:
+                self._count_orders(acct, orders, headers)
             body = handler(acct, params, ctx.engine)
         except ApiError as exc:
             return self._error(exc, headers)
@@ -199,6 +219,13 @@ class RestApi:
         else:
             msg = "Too many requests; current limit of IP is exceeded. Please use websocket."
         return headers, self._error(ApiError(verdict.status, -1003, msg), headers)
+
+    def _count_orders(self, acct: AccountState, orders: int, headers: dict[str, str]) -> None:
+        """Order endpoints: the account's order counters in ``headers``; ``-1015`` past them."""
+        counted, refused = self.ctx.orders.charge(acct.name, orders)
+        headers.update(counted)
+        if refused is not None:
+            raise ApiError(429, -1015, refused)
 
     def _authenticate(
         self,

@@ -61,3 +61,28 @@ async def test_algo_orders_are_not_reduce_only_by_default(sim: Simulator, rest: 
     assert rows[reducing["algoId"]]["algoStatus"] == "REJECTED"  # nothing to reduce
     risk = await rest.ok("GET", "/fapi/v3/positionRisk")
     assert [(r["symbol"], r["positionAmt"]) for r in risk] == [("BTCUSDT", "0.01")]
+
+
+async def test_order_endpoints_report_order_counts(sim: Simulator, rest: Rest) -> None:
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.001"}
+    counts = []
+    for _ in range(2):
+        _, body, headers = await rest.call("POST", "/fapi/v1/order", order | {"price": "1000"})
+        counts.append((headers["X-MBX-ORDER-COUNT-10S"], headers["X-MBX-ORDER-COUNT-1M"]))
+    assert counts == [("1", "1"), ("2", "2")]
+    status, _, headers = await rest.call(
+        "DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "orderId": body["orderId"]}
+    )
+    assert (status, headers["X-MBX-ORDER-COUNT-1M"]) == (200, "2")  # a cancel is no new order
+    algo = {"algoType": "CONDITIONAL", "type": "STOP_MARKET", "triggerPrice": "70000"}
+    _, _, headers = await rest.call("POST", "/fapi/v1/algoOrder", order | algo)
+    assert headers["X-MBX-ORDER-COUNT-1M"] == "3"  # algo orders count (at 0 IP weight)
+    _, _, other = await Rest(rest.http, sim, "hedger").call(
+        "POST", "/fapi/v1/order", order | {"price": "1000", "positionSide": "LONG"}
+    )
+    assert other["X-MBX-ORDER-COUNT-1M"] == "1"  # per account
+    _, _, read = await rest.call("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})
+    assert "X-MBX-ORDER-COUNT-1M" not in read
+    sim.rest.ctx.orders.charge("alpha", 297)  # 300 in this 10 s window now
+    status, body, _ = await rest.call("POST", "/fapi/v1/order", order | {"price": "1000"})
+    assert (status, body["code"]) == (429, -1015)

@@ -82,6 +82,7 @@ class Connection:
         self.awaiting_pong_since: float | None = None
         self.silent_until = 0.0  # monotonic
         self.closing = False
+        self.user_data = True  # False on the /market and /public bases: never any user data
         self.sent = 0
 
     def push(self, data: bytes) -> None:

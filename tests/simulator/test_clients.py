@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from fillstream.simulator import Simulator
-from tests.simulator.conftest import Rest, SimFactory
+from tests.simulator.conftest import Rest, SimFactory, stream, wait_until
 
 
 @pytest.fixture
@@ -86,3 +86,22 @@ async def test_order_endpoints_report_order_counts(sim: Simulator, rest: Rest) -
     sim.rest.ctx.orders.charge("alpha", 297)  # 300 in this 10 s window now
     status, body, _ = await rest.call("POST", "/fapi/v1/order", order | {"price": "1000"})
     assert (status, body["code"]) == (429, -1015)
+
+
+async def test_market_and_public_bases_accept_handshakes(sim: Simulator, rest: Rest) -> None:
+    key = await rest.listen_key()
+    async with (
+        stream(f"{sim.ws_url}/private/ws/{key}") as private,
+        stream(f"{sim.ws_url}/market/ws/{key}") as market,
+        stream(f"{sim.ws_url}/public/stream?streams=btcusdt@depth") as public,
+        stream(f"{sim.ws_url}/market/ws?listenKey={key}") as market_query,
+    ):
+        await wait_until(lambda: sim.ws.accepted == 4)
+        assert sim.hub.live_subscriptions("alpha") == 1  # the private socket only
+        await sim.trade("alpha", "BTCUSDT", "BUY", "0.001")
+        await wait_until(lambda: private.fills() == 1)
+        for reader in (market, public, market_query):
+            await reader.ws.send('{"method":"SUBSCRIBE","params":["btcusdt@aggTrade"],"id":7}')
+            # One socket's frames leave in order: a fill pushed to it would come first.
+            await wait_until(lambda r=reader: bool(r.frames))  # type: ignore[misc]
+            assert reader.events == [{"result": None, "id": 7}]

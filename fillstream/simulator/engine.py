@@ -340,7 +340,7 @@ class Engine:
         if execution == "TRADE":
             emit(acct.name, trade_lite(order, info, now))
         emit(acct.name, order_trade_update(order, execution, now, info), fill=True)
-        entry = position_entry(pos, sym.mark, TAKER_RATE)
+        entry = position_entry(spec, pos, sym.mark, TAKER_RATE)
         update = account_update(
             "ORDER",
             acct.balance,

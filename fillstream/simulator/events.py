@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from fillstream.simulator.market import SymbolSpec
 from fillstream.simulator.numbers import fmt_amount, fmt_plain
 from fillstream.simulator.orders import Algo, Order
 from fillstream.simulator.positions import PositionState
@@ -102,12 +103,14 @@ def trade_lite(order: Order, fill: FillInfo, event_time: int) -> Payload:
     }
 
 
-def position_entry(pos: PositionState, mark: Decimal, taker_rate: Decimal) -> Payload:
+def position_entry(
+    spec: SymbolSpec, pos: PositionState, mark: Decimal, taker_rate: Decimal
+) -> Payload:
     return {
         "s": pos.symbol,  # symbol
         "pa": fmt_plain(pos.qty),  # position amount (signed)
-        "ep": fmt_plain(pos.entry),  # entry price
-        "bep": fmt_plain(pos.breakeven(taker_rate)),  # breakeven price
+        "ep": spec.fmt_level(pos.entry),  # entry price
+        "bep": spec.fmt_level(pos.breakeven(taker_rate)),  # breakeven price
         "cr": fmt_amount(pos.cum_realized),  # accumulated realized (pre-fee)
         "up": fmt_amount(pos.unrealized(mark)),  # unrealized PnL
         "mt": "cross",  # margin type

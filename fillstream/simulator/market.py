@@ -46,6 +46,11 @@ class SymbolSpec:
     def fmt_qty(self, value: Decimal) -> str:
         return fmt_fixed(value, self.qty_precision)
 
+    def fmt_level(self, value: Decimal) -> str:
+        """A derived price (entry, break-even, liquidation) as Binance prints it: rounded to the
+        symbol's ``pricePrecision``, ``0`` when there is none. The venue keeps the exact value."""
+        return fmt_fixed(value, self.price_precision) if value else "0"
+
 
 _KNOWN: dict[str, tuple[int, int, str, str, str]] = {
     # symbol: (price precision, qty precision, tick, step, start price)

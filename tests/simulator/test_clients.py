@@ -105,3 +105,22 @@ async def test_market_and_public_bases_accept_handshakes(sim: Simulator, rest: R
             # One socket's frames leave in order: a fill pushed to it would come first.
             await wait_until(lambda r=reader: bool(r.frames))  # type: ignore[misc]
             assert reader.events == [{"result": None, "id": 7}]
+
+
+async def test_prices_are_printed_to_the_symbols_precision(sim: Simulator, rest: Rest) -> None:
+    key = await rest.listen_key()
+    async with stream(f"{sim.ws_url}/private/ws/{key}") as reader:
+        await wait_until(lambda: sim.hub.live_subscriptions("alpha") == 1)
+        await sim.trade("alpha", "BTCUSDT", "BUY", "0.001")
+        sim.set_mark("BTCUSDT", "77003.30")
+        await sim.trade("alpha", "BTCUSDT", "BUY", "0.002")  # entry: 1/3 + 2/3, not a tick
+        await wait_until(lambda: len(reader.of("ACCOUNT_UPDATE")) == 2)
+        streamed = reader.of("ACCOUNT_UPDATE")[-1]["a"]["P"][0]
+    exact = sim.states["alpha"].positions[("BTCUSDT", "BOTH")].entry
+    assert len(str(exact)) > 20  # what used to be printed
+    (v3,) = await rest.ok("GET", "/fapi/v3/positionRisk")
+    v2 = (await rest.ok("GET", "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"}))[0]
+    printed = f"{exact:.2f}"  # BTCUSDT: pricePrecision 2
+    assert streamed["ep"] == v3["entryPrice"] == v2["entryPrice"] == printed
+    for text in (streamed["bep"], v3["breakEvenPrice"], v3["liquidationPrice"]):
+        assert len(text.split(".")[1]) == 2, text

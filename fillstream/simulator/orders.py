@@ -113,6 +113,19 @@ class Order:
             row["priceRate"] = format(self.price_rate, "f")
         return row
 
+    def ack_row(self) -> dict[str, object]:
+        """The answer to ``POST``/``DELETE`` ``order``: the order row with ``cumQty``, without
+        ``avgPrice``/``cumQuote``/``cumBase`` (gone from acks since 2026-07-15, wave2 §E.3: take
+        fills from the stream or ``userTrades``)."""
+        row = self.rest_row()
+        executed = row["executedQty"]
+        for name in ACK_DROPPED:
+            row.pop(name, None)
+        return {"clientOrderId": row.pop("clientOrderId"), "cumQty": executed, **row}
+
+
+ACK_DROPPED = ("avgPrice", "cumQuote", "cumBase")
+
 
 @dataclass(slots=True)
 class Algo:

@@ -167,7 +167,7 @@ class Trading:
             )
         except ValueError as exc:
             raise ApiError(400, -2022, f"ReduceOnly Order is rejected. ({exc})") from exc
-        return order.rest_row()
+        return order.ack_row()
 
     def cancel_order(self, acct: AccountState, params: Params, engine: Engine) -> Row:
         """``DELETE /fapi/v1/order``; ``-2011`` when it is not open."""
@@ -191,7 +191,7 @@ class Trading:
         if found is None or not found.is_open:
             raise UNKNOWN_ORDER
         engine.end_order(acct, found, "CANCELED")
-        return found.rest_row()
+        return found.ack_row()
 
     def place_algo(self, acct: AccountState, params: Params, engine: Engine) -> Row:
         """``POST /fapi/v1/algoOrder`` (algoType=CONDITIONAL)."""

@@ -30,8 +30,18 @@ ALGO_CAUSES = {
 class AlgoService:
     """Conditional orders of every account; call :meth:`on_mark` after each mark-price move."""
 
-    def __init__(self, engine: Engine, rng: random.Random, child_first_p: float = 0.3) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rng: random.Random,
+        child_first_p: float = 0.3,
+        *,
+        coinm_updates: bool = True,
+    ) -> None:
         self.engine = engine
+        # COIN-M conditional orders live in the Algo Service since the 2026 CM-UM integration;
+        # whether dstream pushes ALGO_UPDATE for them is unconfirmed (binance-wave2 §B.2).
+        self.coinm_updates = coinm_updates
         self._rng = rng
         self._child_first_p = child_first_p
         self._next_algo_id = 1_000_000_246_000
@@ -163,6 +173,7 @@ class AlgoService:
             self._changed(acct, algo)
             return
         child_first = self._rng.random() < self._child_first_p
+        product = algo.spec.product
         child = engine.new_order(
             acct,
             algo.symbol,
@@ -185,12 +196,12 @@ class AlgoService:
         algo.status = "TRIGGERED"
         new_event = order_trade_update(child, "NEW", now)
         if child_first:
-            emit(acct.name, new_event)
+            emit(acct.name, new_event, product=product)
             engine.sweep(acct, child)
             self._changed(acct, algo)
         else:
             self._changed(acct, algo)
-            emit(acct.name, new_event)
+            emit(acct.name, new_event, product=product)
             engine.sweep(acct, child)
         algo.status = "FINISHED"
         algo.update_time = engine.clock.wall_ms()
@@ -210,7 +221,10 @@ class AlgoService:
     def _changed(self, acct: AccountState, algo: Algo) -> None:
         engine = self.engine
         acct.snapshot(algo, engine.clock.mono(), algo.rest_row)
-        engine.sink.emit(acct.name, algo_update(algo, engine.clock.wall_ms()))
+        product = algo.spec.product
+        if product == "usdm" or self.coinm_updates:
+            payload = algo_update(algo, engine.clock.wall_ms())
+            engine.sink.emit(acct.name, payload, product=product)
 
 
 def _reducing(algo: Algo) -> bool:

@@ -130,6 +130,7 @@ class WsEndpoint:
             events=events,
             combined=combined,
             alive=self._keys.is_valid(key),
+            product=self._keys.product(key),
         )
 
     async def _read(self, conn: Connection, combined: bool) -> None:

@@ -74,7 +74,13 @@ class Simulator:
             algos=self.algos,
             risk=self.risk,
             seed=seed,
-            symbols=list(self.symbols.values()),
+            # Only the products some account trades move on their own (the others stay put
+            # unless set_mark() moves them): no COIN-M walks for a USDⓈ-M-only venue.
+            symbols=[
+                s
+                for s in self.symbols.values()
+                if s.spec.product in {a.market for a in self.accounts}
+            ],
             accounts=list(self.states.values()),
             on_mark=self.on_mark,
         )

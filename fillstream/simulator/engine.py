@@ -8,6 +8,10 @@ Binance's order: TRADE_LITE, ORDER_TRADE_UPDATE, ACCOUNT_UPDATE (``m`` = ORDER).
 Commission sign: ``commission`` in ``userTrades`` and ``n`` in ORDER_TRADE_UPDATE are **positive
 when a fee is charged** (maker 0.02 %, taker 0.05 %, asset USDT); the matching ``income``
 COMMISSION row is negative (money leaving the wallet), as on Binance.
+
+COIN-M symbols (``spec.inverse``): quantities are contracts; the fee is the rate times the coin
+traded (``contracts * contractSize / price``), and fees, realized PnL and the wallet are in the
+margin coin (:mod:`.positions` has the inverse PnL rules). No TRADE_LITE.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from fillstream.simulator.state import AccountState
 MAKER_RATE = Decimal("0.0002")
 TAKER_RATE = Decimal("0.0005")
 LEVERAGE = 20
-SYSTEM_CAUSES = frozenset({"liquidation", "adl", "settlement"})
+SYSTEM_CAUSES = frozenset({"liquidation", "adl", "settlement", "delivery"})
 
 
 class EventSink(Protocol):

@@ -225,7 +225,8 @@ async def test_dstream_carries_coinm_events_only(sim: Simulator, rest: Rest) -> 
         sim.set_mark("BTCUSD_PERP", "50000")
         await sim.trade("cm", "BTCUSD_PERP", "BUY", "10")
         await sim.trade("cm", "BTCUSDT", "BUY", "0.001")
-        await wait_until(lambda: dstream.fills() == 1 and fstream.fills() == 1)
+        await wait_until(lambda: fstream.fills() == 1)
+        await wait_until(lambda: len(dstream.of("ACCOUNT_UPDATE")) == 1)  # after the fill
         alias = sim.account("cm").alias
         order = dstream.of("ORDER_TRADE_UPDATE")[-1]
         o = order["o"]
@@ -285,3 +286,28 @@ async def test_ready_line_gives_each_accounts_product(sim: Simulator) -> None:
 def test_fill_helper_sees_coinm_fills() -> None:
     event = {"e": "ORDER_TRADE_UPDATE", "o": {"x": "TRADE", "t": 5}}
     assert fill_events([event]) == [event["o"]]
+
+
+async def test_algo_update_on_dstream_can_be_switched_off(
+    make_sim: SimFactory, http: aiohttp.ClientSession
+) -> None:
+    for pushed in (True, False):
+        sim = await make_sim(accounts=("cm",), coinm_accounts=("cm",), coinm_algo_update=pushed)
+        rest = Rest(http, sim, "cm")
+        _, body, _ = await rest.call("POST", "/dapi/v1/listenKey", signed=False)
+        async with stream(f"{sim.ws_url}/ws/{body['listenKey']}") as reader:
+            await wait_until(lambda s=sim: s.hub.live_subscriptions("cm") == 1)  # type: ignore[misc]
+            await sim.trade("cm", "BTCUSD_PERP", "BUY", "2")
+            algo = await sim.algo(
+                "cm", "BTCUSD_PERP", "STOP_MARKET", "SELL", trigger_price="1000",
+                close_position=True,
+            )  # fmt: skip
+            await sim.trade("cm", "BTCUSD_PERP", "SELL", "2")  # closes: the stop expires
+            # Every event emitted is this socket's: wait for all of them.
+            await wait_until(
+                lambda r=reader, s=sim: len(r.events) == s.hub.events_emitted  # type: ignore[misc]
+            )
+        algo_events = [e["o"]["X"] for e in reader.of("ALGO_UPDATE")]
+        assert algo_events == (["NEW", "EXPIRED"] if pushed else [])
+        row = sim.ground_truth()["accounts"]["cm"]["algo_orders"][0]
+        assert (row["algoId"], row["algoStatus"]) == (algo["algoId"], "EXPIRED")  # REST knows

@@ -40,13 +40,13 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from fillstream.binance.endpoints import USDM_ENDPOINTS
+from fillstream.binance.rest import BinanceVenue, WeightBudgets
 from fillstream.ledger import Gap, Market, StreamState
 from fillstream.reconcile import Reconciler, ReconcileSettings
 from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
 from fillstream.sidecar.fill_index import PgFillIndex
-from fillstream.sidecar.pipeline import IngestStack
-from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
-from fillstream.sidecar.venue_endpoints import USDM_ENDPOINTS
+from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.storage.cursors import PgCursorStore
 from fillstream.storage.orders import PgOrderView

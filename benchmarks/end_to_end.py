@@ -573,9 +573,9 @@ class FillstreamClient:
     async def __aenter__(self) -> FillstreamClient:
         # The whole stream path imported before the stack starts, as in the service: what
         # start-up allocated is frozen out of the collector's walks (Pipeline.start).
-        import fillstream.sidecar.venue
+        import fillstream.binance.rest
         import fillstream.stream  # noqa: F401
-        from fillstream.sidecar.pipeline import IngestStack
+        from fillstream.sidecar.stack import IngestStack
         from fillstream.storage import OrderPublishing
 
         self.stack = await IngestStack.open(
@@ -593,8 +593,8 @@ class FillstreamClient:
         await self.stack.aclose()
 
     async def run(self, label: str, fills: int, rate: float | None) -> Run:
+        from fillstream.binance.rest import BinanceVenue, WeightBudgets
         from fillstream.ledger import Market
-        from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
         from fillstream.stream import StreamSettings, UserStream
 
         self.account = f"e2e-{label.replace('/', '')}-{secrets.token_hex(3)}"

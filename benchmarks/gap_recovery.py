@@ -28,12 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fillstream.binance.rest import BinanceVenue, WeightBudgets
 from fillstream.ledger import Market, StatusChange, StreamState
 from fillstream.reconcile import Reconciler, ReconcileSettings
 from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
 from fillstream.sidecar.fill_index import PgFillIndex
-from fillstream.sidecar.pipeline import IngestStack
-from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
+from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.storage.cursors import PgCursorStore
 from fillstream.storage.orders import PgOrderView

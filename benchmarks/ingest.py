@@ -42,7 +42,8 @@ from nats.js.api import StreamConfig
 
 from fillstream.ledger import Fill, FillSource, IngestBatch, Market, PositionSide, Side, subjects
 from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
-from fillstream.sidecar.pipeline import IngestStack, Pipeline
+from fillstream.sidecar.pipeline import Pipeline
+from fillstream.sidecar.stack import IngestStack
 from fillstream.storage import OutboxMessage, migrate_dsn, payloads
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"

@@ -44,12 +44,12 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from fillstream.binance.usdm.events import OrderTradeUpdate
+from fillstream.binance.usdm.parse import fill_from_order_update, order_update_from
 from fillstream.ledger import Gap, IngestBatch, IngestResult, Market, Position, StreamState
 from fillstream.stream.config import StreamSettings
 from fillstream.stream.connection import open_socket
 from fillstream.stream.decode import FrameDecoder
-from fillstream.stream.parse import fill_from_order_update, order_update_from
-from fillstream.stream.wire import OrderTradeUpdate
 
 RESULTS = Path(__file__).parent / "results" / "stream.json"
 LISTEN_KEY = "benchListenKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
@@ -390,7 +390,7 @@ async def bench_stream_alone(*, quick: bool, seed: int = 42) -> dict[str, Any]:
     import secrets
 
     from benchmarks import end_to_end as e2e
-    from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
+    from fillstream.binance.rest import BinanceVenue, WeightBudgets
     from fillstream.stream import UserStream
 
     fills = 6_000 if quick else 30_000

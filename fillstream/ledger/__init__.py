@@ -5,8 +5,7 @@ No I/O, no asyncio, no third-party clients (import-linter enforces it).
 
 from fillstream.ledger.book import BookChange, PositionBook
 from fillstream.ledger.classify import close_reason
-from fillstream.ledger.errors import ConfigError, FillstreamError, VenueError
-from fillstream.ledger.priority import RestPriority, current_rest_priority, rest_priority
+from fillstream.ledger.errors import ConfigError, FillstreamError
 from fillstream.ledger.protocols import (
     Cursor,
     CursorStore,
@@ -15,7 +14,6 @@ from fillstream.ledger.protocols import (
     GapListener,
     OrderView,
     StatusSink,
-    Venue,
 )
 from fillstream.ledger.types import (
     AlgoLink,
@@ -66,14 +64,9 @@ __all__ = [
     "PositionCorrection",
     "PositionKey",
     "PositionSide",
-    "RestPriority",
     "Side",
     "StatusChange",
     "StatusSink",
     "StreamState",
-    "Venue",
-    "VenueError",
     "close_reason",
-    "current_rest_priority",
-    "rest_priority",
 ]

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -21,8 +21,6 @@ from fillstream.ledger.types import (
     StatusChange,
     StreamState,
 )
-
-Json = Any  # a decoded JSON value as the venue returned it
 
 
 class FillSink(Protocol):
@@ -102,74 +100,3 @@ class OrderView(Protocol):
     def open_orders(
         self, account: str, market: Market, *, updated_before_ms: int
     ) -> Awaitable[list[OrderUpdate]]: ...
-
-
-class Venue(Protocol):
-    """One account's REST access to its exchange (implemented in ``sidecar.venue`` over
-    python-binance's ``AsyncClient``, with the shared per-host weight budget and error mapping).
-
-    Every method raises :class:`fillstream.ledger.errors.VenueError` when the venue says no.
-    Rows are returned as decoded JSON, exactly as the venue sent them; the paths convert them.
-    """
-
-    market: Market
-
-    def server_time_ms(self) -> Awaitable[int]: ...
-
-    def create_listen_key(self) -> Awaitable[str]: ...
-
-    def keepalive_listen_key(self) -> Awaitable[str]: ...
-
-    def close_listen_key(self) -> Awaitable[None]: ...
-
-    def user_trades(
-        self,
-        symbol: str,
-        *,
-        from_id: int | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        limit: int = 1000,
-    ) -> Awaitable[list[Json]]: ...
-
-    def all_orders(
-        self,
-        symbol: str,
-        *,
-        order_id: int | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        limit: int = 1000,
-    ) -> Awaitable[list[Json]]: ...
-
-    def order(self, symbol: str, order_id: int) -> Awaitable[Json]: ...
-
-    def open_orders(self, symbol: str | None = None) -> Awaitable[list[Json]]: ...
-
-    def position_risk(self, symbol: str | None = None) -> Awaitable[list[Json]]: ...
-
-    def income(
-        self,
-        *,
-        symbol: str | None = None,
-        income_type: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        limit: int = 1000,
-    ) -> Awaitable[list[Json]]: ...
-
-    def algo_order(self, algo_id: int) -> Awaitable[Json]: ...
-
-    def open_algo_orders(self, symbol: str | None = None) -> Awaitable[list[Json]]: ...
-
-    def all_algo_orders(
-        self,
-        symbol: str,
-        *,
-        algo_id: int | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        limit: int = 1000,
-    ) -> Awaitable[list[Json]]: ...
-
-    def account_permissions(self) -> Awaitable[Mapping[str, bool]]: ...

@@ -15,27 +15,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from fillstream.ledger import (
-    FillIndex,
-    FillSink,
-    FillSource,
-    IngestBatch,
-    Market,
-    Venue,
-)
-from fillstream.reconcile.cursors import CursorTable
-from fillstream.reconcile.enrich import Enricher
-from fillstream.reconcile.metrics import BAD_ROWS, FILLS_FOUND, FILLS_NEW
-from fillstream.reconcile.parse import (
+from fillstream.binance import Venue
+from fillstream.binance.usdm.parse import (
     algo_link_from_algo_order,
     decode_rows,
     fill_from_user_trade,
     order_update_from_order,
 )
-from fillstream.reconcile.wire import UserTrade
+from fillstream.binance.usdm.rows import UserTrade
+from fillstream.ledger import FillIndex, FillSink, FillSource, IngestBatch, Market
+from fillstream.reconcile.cursors import CursorTable
+from fillstream.reconcile.enrich import Enricher
+from fillstream.reconcile.metrics import BAD_ROWS, FILLS_FOUND, FILLS_NEW
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +207,9 @@ class Backfill:
             from_id = page.next_from_id
             await checkpoint()
 
-    def _cut(self, raw: list[object], *, cutoff_ms: int | None, stop_after_ms: int | None) -> _Page:
+    def _cut(
+        self, raw: Sequence[object], *, cutoff_ms: int | None, stop_after_ms: int | None
+    ) -> _Page:
         rows = self._decode(raw)
         taken: list[UserTrade] = []
         for row in rows:
@@ -313,7 +309,7 @@ class Backfill:
             )
         return outcome.new_fills
 
-    def _decode(self, raw: list[object]) -> list[UserTrade]:
+    def _decode(self, raw: Sequence[object]) -> list[UserTrade]:
         rows, bad = decode_rows(raw, UserTrade)
         if bad:
             self._bad(bad, "shape")

@@ -17,17 +17,18 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from fillstream.ledger import Market, Venue, VenueError
-from fillstream.ledger.classify import CONDITIONAL_REASONS
-from fillstream.reconcile.metrics import BAD_ROWS
-from fillstream.reconcile.parse import (
+from fillstream.binance import Venue, VenueError
+from fillstream.binance.usdm.parse import (
     OrderInfo,
     actual_order_id,
     decode_row,
     decode_rows,
     order_info,
 )
-from fillstream.reconcile.wire import AlgoOrder, Order
+from fillstream.binance.usdm.rows import AlgoOrder, Order
+from fillstream.ledger import Market
+from fillstream.ledger.classify import CONDITIONAL_REASONS
+from fillstream.reconcile.metrics import BAD_ROWS
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,12 @@ import logging
 import time
 from collections import OrderedDict
 
-from fillstream.ledger import (
-    FillSink,
-    FillSource,
-    FundingFee,
-    IngestBatch,
-    Market,
-    PositionSide,
-    Venue,
-)
+from fillstream.binance import Venue
+from fillstream.binance.usdm.parse import decode_rows
+from fillstream.binance.usdm.rows import Income
+from fillstream.ledger import FillSink, FillSource, FundingFee, IngestBatch, Market, PositionSide
+from fillstream.ledger.amounts import amount as dec  # strict: a missing amount is malformed
 from fillstream.reconcile.metrics import BAD_ROWS
-from fillstream.reconcile.parse import dec, decode_rows
-from fillstream.reconcile.wire import Income
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import math
 
 import msgspec
 
-from fillstream.ledger import Gap, RestPriority
+from fillstream.binance import RestPriority
+from fillstream.ledger import Gap
 
 
 class Trigger(enum.StrEnum):

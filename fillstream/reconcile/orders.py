@@ -14,6 +14,13 @@ import time
 
 import msgspec
 
+from fillstream.binance import Venue, VenueError
+from fillstream.binance.usdm.parse import (
+    algo_link_from_algo_order,
+    decode_row,
+    order_update_from_order,
+)
+from fillstream.binance.usdm.rows import AlgoOrder, Order
 from fillstream.ledger import (
     AlgoLink,
     FillSink,
@@ -22,17 +29,9 @@ from fillstream.ledger import (
     Market,
     OrderUpdate,
     OrderView,
-    Venue,
-    VenueError,
 )
 from fillstream.reconcile.enrich import Enricher
 from fillstream.reconcile.metrics import BAD_ROWS, ORDERS_CHECKED
-from fillstream.reconcile.parse import (
-    algo_link_from_algo_order,
-    decode_row,
-    order_update_from_order,
-)
-from fillstream.reconcile.wire import AlgoOrder, Order
 
 log = logging.getLogger(__name__)
 

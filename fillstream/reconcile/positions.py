@@ -15,6 +15,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
+from fillstream.binance import Venue
+from fillstream.binance.usdm.parse import (
+    correction_from_risk,
+    decode_rows,
+    position_key,
+    position_qty,
+)
+from fillstream.binance.usdm.rows import PositionRisk
 from fillstream.ledger import (
     FillSink,
     FillSource,
@@ -23,17 +31,9 @@ from fillstream.ledger import (
     Position,
     PositionCorrection,
     PositionSide,
-    Venue,
 )
 from fillstream.reconcile.metrics import BAD_ROWS, POSITIONS_CORRECTED
-from fillstream.reconcile.parse import (
-    correction_from_risk,
-    decode_rows,
-    position_key,
-    position_qty,
-)
 from fillstream.reconcile.setaside import SetAside
-from fillstream.reconcile.wire import PositionRisk
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,8 @@ import functools
 import logging
 import time
 
+from fillstream.binance import RestPriority, Venue, VenueError, rest_priority
+from fillstream.binance.retry import Backoff, pacer
 from fillstream.ledger import (
     CursorStore,
     FillIndex,
@@ -39,14 +41,9 @@ from fillstream.ledger import (
     Gap,
     Market,
     OrderView,
-    RestPriority,
     StreamState,
-    Venue,
-    VenueError,
-    rest_priority,
 )
 from fillstream.ledger.errors import ConfigError
-from fillstream.ledger.retry import Backoff, pacer
 from fillstream.reconcile.backfill import Backfill, SweepResult
 from fillstream.reconcile.cursors import CursorTable
 from fillstream.reconcile.enrich import Enricher

@@ -17,13 +17,14 @@ from decimal import Decimal
 
 import msgspec
 
-from fillstream.ledger import PositionCorrection, PositionSide, VenueError
+from fillstream.binance import VenueError
+from fillstream.binance.usdm.rows import UserTrade
+from fillstream.ledger import PositionCorrection, PositionSide
+from fillstream.ledger.amounts import amount as dec  # strict: a missing amount is malformed
 from fillstream.reconcile.backfill import Backfill
-from fillstream.reconcile.parse import dec
 from fillstream.reconcile.positions import Backfiller, PositionSync
 from fillstream.reconcile.setaside import refuses_symbol
 from fillstream.reconcile.symbols import SymbolUniverse
-from fillstream.reconcile.wire import UserTrade
 
 SUBMIT_CHUNK = 1000
 
@@ -52,10 +53,10 @@ class MissingFill(msgspec.Struct, frozen=True, kw_only=True):
             time_ms=t.time,
             side=t.side,
             position_side=t.positionSide,
-            price=dec(t.price),
-            qty=dec(t.qty),
-            realized_pnl=dec(t.realizedPnl),
-            commission=dec(t.commission),
+            price=dec(t.price, "price"),
+            qty=dec(t.qty, "qty"),
+            realized_pnl=dec(t.realizedPnl, "realizedPnl"),
+            commission=dec(t.commission, "commission"),
             commission_asset=t.commissionAsset,
         )
 

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fillstream.ledger import Market, VenueError
+from fillstream.binance import VenueError
+from fillstream.ledger import Market
 from fillstream.reconcile.metrics import SYMBOLS_REFUSED, SYMBOLS_SET_ASIDE
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,12 @@ import logging
 import time
 from collections.abc import Iterable
 
-from fillstream.ledger import FillSink, Market, OrderView, Venue
+from fillstream.binance import Venue
+from fillstream.binance.usdm.parse import decode_rows
+from fillstream.binance.usdm.rows import Income, OpenOrder
+from fillstream.ledger import FillSink, Market, OrderView
 from fillstream.reconcile.cursors import CursorTable
 from fillstream.reconcile.metrics import BAD_ROWS
-from fillstream.reconcile.parse import decode_rows
-from fillstream.reconcile.wire import Income, OpenOrder
 
 log = logging.getLogger(__name__)
 

@@ -7,67 +7,34 @@ close them before returning. A dependency that cannot be reached ends the comman
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import IO, Any
-
-import asyncpg
-from nats.aio.client import Client as NatsClient
 
 from fillstream.ledger import FillSink, IngestBatch, IngestResult, Market, Position
 from fillstream.reconcile import Reconciler, RepairProgress
 from fillstream.sidecar.clients import (
     close_all,
-    connect_nats,
     create_venue,
-    publisher_for,
     reach,
-    reach_pool,
     weight_budgets,
 )
 from fillstream.sidecar.config import AccountConfig, Config
 from fillstream.sidecar.fill_index import PgFillIndex
-from fillstream.sidecar.pipeline import Pipeline
+from fillstream.sidecar.stack import build_stack, open_stack
 from fillstream.storage import (
     Ledger,
-    OutboxRelay,
     PgCursorStore,
     PgOrderView,
-    migrate,
 )
 
 log = logging.getLogger(__name__)
 
 
-@contextlib.asynccontextmanager
-async def _connections(config: Config) -> AsyncIterator[tuple[asyncpg.Pool, NatsClient]]:
-    pool = await reach_pool(config)
-    try:
-        nc = await connect_nats(config)
-        try:
-            yield pool, nc
-        finally:
-            await nc.close()
-    finally:
-        await pool.close()
-
-
 async def republish(config: Config, since_ms: int) -> int:
     """Publish every fact stored since ``since_ms`` again (same ``Nats-Msg-Id``: JetStream and
     consumers drop what they already have). Returns the number of messages sent."""
-    async with _connections(config) as (pool, nc):
-        async with pool.acquire() as conn:
-            await migrate(conn)
-        publisher = publisher_for(config, nc)
-        await publisher.ensure_stream()
-        await publisher.start()
-        try:
-            relay = OutboxRelay(pool, publisher)
-            ledger = Ledger(pool, prefix=config.nats.subject_prefix)
-            sent = await relay.republish(ledger, since_ms)
-        finally:
-            await publisher.aclose()
+    async with open_stack(config, upto="publish", migrate_schema=True) as stack:
+        sent = await stack.relay.republish(stack.ledger, since_ms)
     log.info("republished", extra={"messages": sent, "since_ms": since_ms})
     return sent
 
@@ -95,26 +62,11 @@ async def reconcile(
     service for this account first (or use its ``POST /reconcile``): the position book of a
     running service does not see fills another process stores.
     """
-    pool = await reach_pool(config)
-    opened: list[Any] = []
+    stack = await build_stack(config, upto="ingest" if apply else "ledger", migrate_schema=True)
+    pool = stack.pool
+    opened: list[Any] = [stack]
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
-        ledger = Ledger(pool, prefix=config.nats.subject_prefix)
-        sink: FillSink = _DryRunSink(ledger)
-        relay: OutboxRelay | None = None
-        pipeline: Pipeline | None = None
-        if apply:
-            nc = await connect_nats(config)
-            opened.append(nc)
-            publisher = publisher_for(config, nc)
-            await publisher.ensure_stream()
-            await publisher.start()
-            opened.append(publisher)
-            relay = OutboxRelay(pool, publisher)
-            await relay.start()
-            pipeline = Pipeline(ledger, relay, max_batch=config.pipeline.max_batch)
-            sink = pipeline
+        sink: FillSink = stack.pipeline if stack.ingesting else _DryRunSink(stack.ledger)
         venue = await reach(
             f"the venue's REST API of account {account.name}",
             account.resolved_rest_url,
@@ -142,16 +94,16 @@ async def reconcile(
         report = await reconciler.repair(since_ms, apply=apply, progress=progress)
         for line in report.lines():
             out.write(line + "\n")
-        if pipeline is not None and relay is not None:
-            await pipeline.aclose(config.service.shutdown_deadline_s)
-            if not await relay.wait_idle(config.service.shutdown_deadline_s):
+        if stack.ingesting:
+            await stack.pipeline.aclose(config.service.shutdown_deadline_s)
+            if not await stack.relay.wait_idle(config.service.shutdown_deadline_s):
                 out.write(
                     "warning: some messages are still in the outbox (published at next start)\n"
                 )
-            await relay.aclose()
+            await stack.relay.aclose()
         if not apply and not report.clean:
             out.write("dry run: nothing changed; run again with --apply to repair\n")
             return 3
         return 0
     finally:
-        await close_all([pool, *opened])
+        await close_all(opened)

@@ -23,7 +23,9 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
-from fillstream.ledger import ConfigError, Market, VenueError
+from fillstream.binance import VenueError
+from fillstream.binance.rest import WeightBudgets
+from fillstream.ledger import ConfigError, Market
 from fillstream.sidecar.clients import (
     connect_nats,
     create_venue,
@@ -34,7 +36,6 @@ from fillstream.sidecar.clients import (
 from fillstream.sidecar.config import AccountConfig, Config
 from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.secrets import mask_url, scrub
-from fillstream.sidecar.venue import WeightBudgets
 from fillstream.storage.migrations import available
 
 _TIMEOUT_S = 10.0

@@ -15,12 +15,13 @@ import asyncpg
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from fillstream.binance.rest import BinanceVenue, WeightBudgets
 from fillstream.ledger.errors import ConfigError
 from fillstream.sidecar.config import AccountConfig, Config, nats_tls_context
 from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.secrets import mask_url, scrub
-from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
 from fillstream.storage import JetStreamPublisher
+from fillstream.storage import create_pool as storage_pool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,7 +48,7 @@ async def create_pool(config: Config, environ: Mapping[str, str] | None = None) 
     """The asyncpg pool of ``[database]``; raises what asyncpg raises when it cannot connect.
     Each connection attempt is bounded by ``database.connect_timeout_s``."""
     db = config.database
-    return await asyncpg.create_pool(
+    return await storage_pool(
         db.resolve_dsn(environ),
         min_size=db.pool_min_size,
         max_size=db.pool_max_size,

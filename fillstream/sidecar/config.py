@@ -30,13 +30,13 @@ from urllib.parse import quote
 
 import msgspec
 
+from fillstream.binance.endpoints import REST_URLS, WS_URLS
 from fillstream.ledger.bounds import Range, out_of_range
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
 from fillstream.reconcile.settings import ReconcileSettings
 from fillstream.sidecar.envoverrides import apply_env_overrides
 from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password, url_query_names
-from fillstream.sidecar.venue import REST_URLS
 from fillstream.stream.config import StreamSettings
 
 # The markets both paths implement today; coinm and spot are accepted names, not yet served.
@@ -70,19 +70,7 @@ class Endpoints(enum.StrEnum):
     CUSTOM = "custom"
 
 
-# (market, endpoints) → WebSocket base URL; binance-facts.md §1.2, §1.3, §5, §6. The stream path
-# appends ``/private/ws/<listenKey>`` (USDⓈ-M). REST base URLs are the venue's ``REST_URLS``.
-WS_URLS: dict[tuple[Market, Endpoints], str] = {
-    (Market.USDM, Endpoints.MAINNET): "wss://fstream.binance.com",
-    (Market.USDM, Endpoints.TESTNET): "wss://fstream.binancefuture.com",
-    (Market.USDM, Endpoints.DEMO): "wss://fstream.binancefuture.com",
-    (Market.COINM, Endpoints.MAINNET): "wss://dstream.binance.com",
-    (Market.COINM, Endpoints.TESTNET): "wss://dstream.binancefuture.com",
-    (Market.COINM, Endpoints.DEMO): "wss://dstream.binancefuture.com",
-    (Market.SPOT, Endpoints.MAINNET): "wss://ws-api.binance.com:443/ws-api/v3",
-    (Market.SPOT, Endpoints.TESTNET): "wss://ws-api.testnet.binance.vision/ws-api/v3",
-    (Market.SPOT, Endpoints.DEMO): "wss://demo-ws-api.binance.com/ws-api/v3",
-}
+# The built-in REST and WebSocket base URLs per (market, endpoints) are binance.endpoints'.
 
 
 class DatabaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -411,7 +399,7 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     def resolved_ws_url(self) -> str:
         if self.ws_url is not None:
             return self.ws_url.rstrip("/")
-        return WS_URLS[(self.market, self.endpoints)]
+        return WS_URLS[(self.market, str(self.endpoints))]
 
     def credentials(self, environ: Mapping[str, str] | None = None) -> Credentials:
         """Read the API key and secret (from env or files); :class:`ConfigError` if missing."""

@@ -11,6 +11,10 @@ class Unreachable(FillstreamError):
     ``cannot reach PostgreSQL at postgresql://fill:****@db/fills: ConnectionRefusedError: …``."""
 
 
+class StartupError(FillstreamError):
+    """A dependency the service cannot run without failed at start-up (the message says which)."""
+
+
 def describe(exc: BaseException, limit: int = 500) -> str:
     """``Type: message`` of the first leaf of (nested) exception groups — a TaskGroup wraps the
     real failure — on one line, scrubbed of secrets, at most ``limit`` characters."""

@@ -32,11 +32,8 @@ import gc
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
-import asyncpg
 import msgspec
-from nats.aio.client import Client as NATS
 
 from fillstream.ledger import (
     Fill,
@@ -54,16 +51,10 @@ from fillstream.sidecar.isolate import batch_of, facts, ingest_isolating, merge_
 from fillstream.storage import (
     DB_ERRORS,
     IngestOutcome,
-    JetStreamPublisher,
     Ledger,
-    OrderPublishing,
     OutboxRelay,
-    PublishedListener,
     Quarantine,
-    connect,
-    create_pool,
     is_data_error,
-    migrate,
 )
 from fillstream.storage.quarantine import Fact, declare_metrics, fact_key, kind_of
 
@@ -569,92 +560,3 @@ class Pipeline:
             _fail(list(worker.queue), PipelineClosedError("closed before commit"))
             worker.queue.clear()
         self._workers.clear()
-
-
-class IngestStack:
-    """PostgreSQL pool + migrations, NATS + stream, ledger, relay and pipeline, wired.
-
-    What ``sidecar`` runs, and what tests and benchmarks of the paths use as a real sink::
-
-        stack = await IngestStack.open(dsn, nats_url, stream="FILLSTREAM", prefix="fillstream")
-        try:
-            await stack.pipeline.submit(batch)
-        finally:
-            await stack.aclose()
-    """
-
-    def __init__(
-        self,
-        *,
-        pool: asyncpg.Pool,
-        nc: NATS,
-        publisher: JetStreamPublisher,
-        ledger: Ledger,
-        relay: OutboxRelay,
-        pipeline: Pipeline,
-    ) -> None:
-        self.pool = pool
-        self.nc = nc
-        self.publisher = publisher
-        self.ledger = ledger
-        self.relay = relay
-        self.pipeline = pipeline
-
-    @classmethod
-    async def open(
-        cls,
-        dsn: str,
-        nats_servers: str | list[str],
-        *,
-        stream: str = "FILLSTREAM",
-        prefix: str = "fillstream",
-        duplicate_window_s: float = 7200.0,
-        max_age_s: float = 30 * 86400.0,
-        replicas: int = 1,
-        max_batch: int = 1000,
-        pool_size: int = 10,
-        publish_orders: OrderPublishing = OrderPublishing.ALL,
-        on_published: PublishedListener | None = None,
-        **publisher_options: Any,
-    ) -> IngestStack:
-        """Connect, migrate, ensure the stream, start the relay (it drains leftovers first)."""
-        pool = await create_pool(dsn, min_size=1, max_size=pool_size)
-        try:
-            async with pool.acquire() as conn:
-                await migrate(conn)
-            nc = await connect(nats_servers)
-        except BaseException:
-            await pool.close()
-            raise
-        try:
-            publisher = JetStreamPublisher(
-                nc,
-                stream=stream,
-                prefix=prefix,
-                duplicate_window_s=duplicate_window_s,
-                max_age_s=max_age_s,
-                replicas=replicas,
-                **publisher_options,
-            )
-            await publisher.ensure_stream()
-            ledger = Ledger(pool, prefix=prefix, publish_orders=publish_orders)
-            relay = OutboxRelay(pool, publisher, on_published=on_published)
-            await relay.start()
-            pipeline = Pipeline(ledger, relay, max_batch=max_batch)
-            await pipeline.start()
-        except BaseException:
-            await nc.close()
-            await pool.close()
-            raise
-        return cls(
-            pool=pool, nc=nc, publisher=publisher, ledger=ledger, relay=relay, pipeline=pipeline
-        )
-
-    async def aclose(self, deadline_s: float = 5.0) -> None:
-        """Commit what is queued, publish what is committed (within the deadline), close."""
-        await self.pipeline.aclose(deadline_s)
-        await self.relay.aclose(deadline_s)
-        await self.publisher.aclose()
-        with contextlib.suppress(Exception):
-            await self.nc.close()
-        await self.pool.close()

@@ -27,26 +27,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
 import msgspec
-from nats.aio.client import Client as NatsClient
 
-from fillstream.ledger import ConfigError, FillstreamError, StreamState
+from fillstream.ledger import ConfigError, StreamState
 from fillstream.sidecar.clients import (
-    close_all,
-    connect_nats,
-    create_pool,
-    publisher_for,
     weight_budgets,
 )
 from fillstream.sidecar.config import Config
-from fillstream.sidecar.errors import Unreachable
+from fillstream.sidecar.errors import StartupError
 from fillstream.sidecar.http import HttpServer, Readiness
-from fillstream.sidecar.pipeline import IngestState, Pipeline
-from fillstream.sidecar.secrets import mask_url, scrub
+from fillstream.sidecar.pipeline import IngestState
+from fillstream.sidecar.secrets import scrub
 from fillstream.sidecar.service_metrics import SHUTDOWN_OUTBOX_LEFT
+from fillstream.sidecar.stack import IngestStack, build_stack
 from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts
-from fillstream.storage import Ledger, OrderPublishing, OutboxRelay, migrate
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +63,6 @@ def _ingest_check(state: IngestState) -> str:
     return f"stuck: oldest submission waiting {state.oldest_pending_s:.1f} s"
 
 
-class StartupError(FillstreamError):
-    """A dependency the service cannot run without failed at start-up (the message says which)."""
-
-
 class Service:
     """The running sidecar; also the :class:`~fillstream.sidecar.http.ServiceView` of /status."""
 
@@ -84,6 +74,7 @@ class Service:
         self.config = config
         self._environ = environ
         self._parts: SharedParts | None = None
+        self._stack: IngestStack | None = None
         self._http: HttpServer | None = None
         self.supervisors: dict[str, AccountSupervisor] = {}
         self._started_mono = time.monotonic()
@@ -109,14 +100,15 @@ class Service:
         config = self.config
         if not config.enabled_accounts:
             raise ConfigError("accounts: no enabled account is configured")
-        opened: list[Any] = []
+        stack = await build_stack(config, environ=self._environ, startup=True)
         try:
-            self._parts = await self._open_parts(opened)
+            self._parts = self._shared_parts(stack)
             self._http = await self._start_http()
         except BaseException:
-            await close_all(opened)
+            await stack.aclose()
             self._parts = None
             raise
+        self._stack = stack
         self.supervisors = {
             a.name: AccountSupervisor(self.parts, a) for a in config.enabled_accounts
         }
@@ -129,65 +121,19 @@ class Service:
             },
         )
 
-    async def _open_parts(self, opened: list[Any]) -> SharedParts:
-        """PostgreSQL (migrated), NATS, the stream, relay and pipeline; each opened part is
-        appended to ``opened`` at once, so a later failure closes it."""
-        config = self.config
-        pool = await self._open_pool()
-        opened.append(pool)
-        if config.database.migrate_on_start:
-            await _migrate(pool)
-        nc = await _open_nats(config)
-        opened.append(nc)
-        publisher = publisher_for(config, nc)
-        try:
-            await publisher.ensure_stream()
-        except Exception as exc:
-            raise StartupError(
-                f"cannot create/update JetStream stream {config.nats.stream}: {exc!r}"
-            ) from exc
-        await publisher.start()
-        opened.append(publisher)
-        relay = OutboxRelay(
-            pool,
-            publisher,
-            chunk=config.pipeline.outbox_chunk,
-            retention_s=config.pipeline.outbox_retention_s,
-        )
-        await relay.start()
-        opened.append(relay)
-        ledger = Ledger(
-            pool,
-            prefix=config.nats.subject_prefix,
-            publish_orders=OrderPublishing(config.nats.publish_orders),
-        )
-        pipeline = Pipeline(
-            ledger,
-            relay,
-            max_batch=config.pipeline.max_batch,
-            stuck_after_s=config.pipeline.stuck_after_s,
-        )
-        await pipeline.start()
+    def _shared_parts(self, stack: IngestStack) -> SharedParts:
+        """What every account shares: the stack (built by :func:`build_stack`) and the budgets."""
         return SharedParts(
-            config=config,
+            config=self.config,
             environ=self._environ,
-            pool=pool,
-            nc=nc,
-            publisher=publisher,
-            relay=relay,
-            ledger=ledger,
-            pipeline=pipeline,
-            budgets=weight_budgets(config),
+            pool=stack.pool,
+            nc=stack.nc,
+            publisher=stack.publisher,
+            relay=stack.relay,
+            ledger=stack.ledger,
+            pipeline=stack.pipeline,
+            budgets=weight_budgets(self.config),
         )
-
-    async def _open_pool(self) -> asyncpg.Pool:
-        dsn = self.config.database.resolve_dsn(self._environ)
-        try:
-            return await create_pool(self.config, self._environ)
-        except (OSError, TimeoutError) as exc:
-            raise StartupError(f"cannot connect to PostgreSQL at {mask_url(dsn)}: {exc}") from exc
-        except Exception as exc:
-            raise StartupError(f"PostgreSQL at {mask_url(dsn)}: {exc}") from exc
 
     async def _start_http(self) -> HttpServer:
         config = self.config
@@ -232,16 +178,11 @@ class Service:
         self._closed = True
         if deadline is None:
             deadline = time.monotonic() + self.config.service.shutdown_deadline_s
-        parts = self._parts
 
-        def remaining() -> float:
-            return max(0.1, deadline - time.monotonic())
-
-        if parts is not None:
+        stack = self._stack
+        if stack is not None:
             # 2. flush ingest, 3. drain the outbox until the deadline.
-            await parts.pipeline.aclose(remaining())
-            await parts.relay.aclose(remaining())
-            left = parts.relay.pending
+            left = await stack.drain(deadline - time.monotonic())
             SHUTDOWN_OUTBOX_LEFT.set(left)
             if left:
                 log.warning(
@@ -251,8 +192,8 @@ class Service:
         # 4. close.
         if self._http is not None:
             await self._http.aclose()
-        if parts is not None:
-            await close_all([parts.pool, parts.nc, parts.publisher])
+        if stack is not None:
+            await stack.close()
         log.info("fillstream stopped")
 
     # -- ServiceView --------------------------------------------------------------------------
@@ -320,26 +261,6 @@ class Service:
     async def trigger_reconcile(self, account: str) -> Mapping[str, Any]:
         supervisor = self.supervisors[account]  # KeyError → 404
         return {"account": account, "triggered": supervisor.trigger_reconcile()}
-
-
-async def _migrate(pool: asyncpg.Pool) -> None:
-    try:
-        async with pool.acquire() as conn:
-            applied = await migrate(conn)
-    except Exception as exc:
-        raise StartupError(f"PostgreSQL migrations failed: {exc!r}") from exc
-    if applied:
-        log.info("migrations applied", extra={"versions": ",".join(map(str, applied))})
-
-
-async def _open_nats(config: Config) -> NatsClient:
-    servers = ", ".join(mask_url(s) for s in config.nats.servers)
-    try:
-        return await connect_nats(config)
-    except Unreachable as exc:  # already names NATS and the (masked) servers
-        raise StartupError(str(exc)) from exc
-    except Exception as exc:  # nats-py raises several unrelated types here
-        raise StartupError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
 
 
 def run_service(config: Config) -> int:

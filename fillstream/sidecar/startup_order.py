@@ -29,8 +29,8 @@ import logging
 import time
 from typing import Protocol
 
-from fillstream.ledger import RestPriority
-from fillstream.sidecar.venue_budget import WeightBudgets
+from fillstream.binance import RestPriority
+from fillstream.binance.budget import WeightBudgets
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,9 @@ import asyncpg
 import msgspec
 from nats.aio.client import Client as NatsClient
 
+from fillstream.binance.rest import WeightBudgets
+from fillstream.binance.retry import Backoff, pacer
 from fillstream.ledger import StreamState
-from fillstream.ledger.retry import Backoff, pacer
 from fillstream.reconcile import Reconciler
 from fillstream.sidecar.clients import create_venue
 from fillstream.sidecar.config import AccountConfig, Config
@@ -38,7 +39,6 @@ from fillstream.sidecar.fill_index import PgFillIndex
 from fillstream.sidecar.pipeline import Pipeline
 from fillstream.sidecar.service_metrics import ACCOUNT_RESTARTS, ACCOUNT_RUNNING
 from fillstream.sidecar.startup_order import StartupOrder
-from fillstream.sidecar.venue import WeightBudgets
 from fillstream.storage import JetStreamPublisher, Ledger, OutboxRelay, PgCursorStore, PgOrderView
 from fillstream.stream import UserStream
 

@@ -22,13 +22,33 @@ class SimAccount(msgspec.Struct, frozen=True, kw_only=True):
     api_key: str
     api_secret: str
     hedge_mode: bool = False
+    market: str = "usdm"  # the product the generator trades for it: "usdm" or "coinm"
+    alias: str = ""  # the account alias COIN-M events carry (top-level ``i``)
 
 
-def make_account(seed: int, name: str, *, hedge_mode: bool = False) -> SimAccount:
-    """Deterministic credentials for ``name`` under ``seed`` (64 hex characters each)."""
+_ALIAS_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def make_account(
+    seed: int, name: str, *, hedge_mode: bool = False, market: str = "usdm"
+) -> SimAccount:
+    """Deterministic credentials for ``name`` under ``seed`` (64 hex characters each).
+
+    The key works on both products' paths (one Binance account has a USDⓈ-M and a COIN-M
+    wallet); ``market`` only says which of them the generator trades.
+    """
     key = hashlib.sha256(f"fillstream-sim:{seed}:{name}:key".encode()).hexdigest()
     secret = hashlib.sha256(f"fillstream-sim:{seed}:{name}:secret".encode()).hexdigest()
-    return SimAccount(name=name, api_key=key, api_secret=secret, hedge_mode=hedge_mode)
+    digest = hashlib.sha256(f"fillstream-sim:{seed}:{name}:alias".encode()).digest()
+    alias = "".join(_ALIAS_LETTERS[b % len(_ALIAS_LETTERS)] for b in digest[:14])
+    return SimAccount(
+        name=name,
+        api_key=key,
+        api_secret=secret,
+        hedge_mode=hedge_mode,
+        market=market,
+        alias=alias,
+    )
 
 
 def strip_signature(raw: str) -> tuple[str, str | None]:

@@ -1,14 +1,15 @@
 """The ``/_sim`` admin API (not part of Binance; never rate limited or authenticated).
 
 =========================  =====================================================================
-``GET  /_sim/ledger``      ground truth (``?stable=1`` leaves out wall-clock times)
+``GET  /_sim/ledger``      ground truth (``?stable=1`` leaves out wall-clock times,
+                           ``?market=usdm|coinm`` keeps one product's records)
 ``GET  /_sim/faults``      active faults
 ``POST /_sim/faults``      ``{"account", "kind", ...params}``: inject a fault
 ``DELETE /_sim/faults``    end every fault
 ``POST /_sim/burst``       ``{"account", "symbol", "count", "rate"}``: simple fills, fast
 ``POST /_sim/trade``       ``{"account", "symbol", "side", "qty", "type", "price", ...}``
 ``POST /_sim/mark``        ``{"symbol", "price"}``: move the mark (triggers, liquidations)
-``POST /_sim/close``       ``{"account", "symbol", "kind": liquidation|adl|settlement}``
+``POST /_sim/close``       ``{"account", "symbol", "kind": liquidation|adl|settlement|delivery}``
 ``POST /_sim/funding``     ``{"account"?}``: charge funding now
 ``POST /_sim/clock``       ``{"advance_s"}``: jump the timer clock forward
 ``POST /_sim/pause``       stop the generator; ``/_sim/resume`` restarts it
@@ -71,10 +72,13 @@ class AdminApi:
         return endpoint
 
     async def ledger(self, request: web.Request) -> web.Response:
-        stable = request.rel_url.query.get("stable", "") in ("1", "true")
-        return web.Response(
-            body=self._sim.ground_truth_bytes(stable=stable), content_type="application/json"
-        )
+        query = request.rel_url.query
+        stable = query.get("stable", "") in ("1", "true")
+        try:
+            body = self._sim.ground_truth_bytes(stable=stable, market=query.get("market"))
+        except ValueError as exc:
+            return _json({"error": f"ValueError: {exc}"}, status=400)
+        return web.Response(body=body, content_type="application/json")
 
     async def list_faults(self, body: _Json) -> object:
         return {"faults": self._sim.faults()}
@@ -151,7 +155,8 @@ class AdminApi:
             "accounts": {
                 name: {
                     "fills_generated": s.fills_generated,
-                    "listen_key_active": sim.keys.active(name) is not None,
+                    "market": s.market,
+                    "listen_key_active": sim.keys.active(name, s.market) is not None,
                     "live_sockets": sim.hub.live_subscriptions(name),
                 }
                 for name, s in sim.states.items()

@@ -30,8 +30,18 @@ ALGO_CAUSES = {
 class AlgoService:
     """Conditional orders of every account; call :meth:`on_mark` after each mark-price move."""
 
-    def __init__(self, engine: Engine, rng: random.Random, child_first_p: float = 0.3) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rng: random.Random,
+        child_first_p: float = 0.3,
+        *,
+        coinm_updates: bool = True,
+    ) -> None:
         self.engine = engine
+        # COIN-M conditional orders live in the Algo Service since the 2026 CM-UM integration;
+        # whether dstream pushes ALGO_UPDATE for them is unconfirmed (binance-wave2 §B.2).
+        self.coinm_updates = coinm_updates
         self._rng = rng
         self._child_first_p = child_first_p
         self._next_algo_id = 1_000_000_246_000
@@ -48,11 +58,16 @@ class AlgoService:
         trigger_price: Decimal = ZERO,
         quantity: Decimal = ZERO,
         close_position: bool = False,
+        reduce_only: bool = False,
         callback_rate: Decimal | None = None,
         activate_price: Decimal | None = None,
         client_algo_id: str | None = None,
     ) -> Algo:
-        """Accept a conditional order (ALGO_UPDATE NEW). Raises ``ValueError`` on bad input."""
+        """Accept a conditional order (ALGO_UPDATE NEW). Raises ``ValueError`` on bad input.
+
+        ``reduce_only`` defaults to false, as on Binance; with ``close_position`` it is false
+        whatever was asked (Binance refuses the pair; the close-all already only reduces).
+        """
         if order_type not in ALGO_CAUSES:
             raise ValueError(f"unsupported algo order type {order_type!r}")
         engine = self.engine
@@ -80,7 +95,7 @@ class AlgoService:
             create_time=now,
             created_mono=engine.clock.mono(),
             close_position=close_position,
-            reduce_only=not close_position and not acct.hedge,
+            reduce_only=reduce_only and not close_position,
             update_time=now,
             callback_rate=callback_rate,
             activate_price=spec.price(activate_price) if activate_price else None,
@@ -103,7 +118,11 @@ class AlgoService:
     def expire_for(self, acct: AccountState, pos: PositionState) -> None:
         """A position closed: its remaining conditional orders expire (nothing left to protect)."""
         for algo in list(acct.open_algos.values()):
-            if algo.symbol == pos.symbol and algo.position_side == pos.position_side:
+            if (
+                algo.symbol == pos.symbol
+                and algo.position_side == pos.position_side
+                and _reducing(algo)
+            ):
                 self.cancel(acct, algo, "EXPIRED")
 
     def on_mark(self, symbol: str, mark: Decimal) -> None:
@@ -147,19 +166,19 @@ class AlgoService:
         algo.update_time = now
         acct.open_algos.pop(algo.algo_id, None)
         self._changed(acct, algo)
-        pos = acct.position(algo.symbol, algo.position_side)
-        held = -pos.qty if algo.side == "BUY" else pos.qty
-        if held <= ZERO:
+        qty = self._child_qty(acct, algo)
+        if qty <= ZERO:
             algo.status = "REJECTED"
             algo.reject_reason = "Reduce Only reject"
             self._changed(acct, algo)
             return
         child_first = self._rng.random() < self._child_first_p
+        product = algo.spec.product
         child = engine.new_order(
             acct,
             algo.symbol,
             algo.side,
-            held if algo.close_position else min(algo.quantity, held),
+            qty,
             order_type="MARKET",
             position_side=algo.position_side,
             client_order_id=algo.client_algo_id,
@@ -177,21 +196,42 @@ class AlgoService:
         algo.status = "TRIGGERED"
         new_event = order_trade_update(child, "NEW", now)
         if child_first:
-            emit(acct.name, new_event)
+            emit(acct.name, new_event, product=product)
             engine.sweep(acct, child)
             self._changed(acct, algo)
         else:
             self._changed(acct, algo)
-            emit(acct.name, new_event)
+            emit(acct.name, new_event, product=product)
             engine.sweep(acct, child)
         algo.status = "FINISHED"
         algo.update_time = engine.clock.wall_ms()
         self._changed(acct, algo)
 
+    @staticmethod
+    def _child_qty(acct: AccountState, algo: Algo) -> Decimal:
+        """What the child order may trade: all of ``quantity`` unless the algo only reduces."""
+        if not _reducing(algo):
+            return algo.quantity
+        pos = acct.position(algo.symbol, algo.position_side)
+        held = -pos.qty if algo.side == "BUY" else pos.qty
+        if held <= ZERO:
+            return ZERO
+        return held if algo.close_position else min(algo.quantity, held)
+
     def _changed(self, acct: AccountState, algo: Algo) -> None:
         engine = self.engine
         acct.snapshot(algo, engine.clock.mono(), algo.rest_row)
-        engine.sink.emit(acct.name, algo_update(algo, engine.clock.wall_ms()))
+        product = algo.spec.product
+        if product == "usdm" or self.coinm_updates:
+            payload = algo_update(algo, engine.clock.wall_ms())
+            engine.sink.emit(acct.name, payload, product=product)
+
+
+def _reducing(algo: Algo) -> bool:
+    """Close-all, reduce-only, or the closing side of a hedge-mode position."""
+    if algo.close_position or algo.reduce_only:
+        return True
+    return (algo.position_side, algo.side) in (("LONG", "SELL"), ("SHORT", "BUY"))
 
 
 def _prefix(order_type: str) -> str:

@@ -1,8 +1,9 @@
 """``fillstream sim``: run the fake venue alone.
 
 Prints one JSON line ``{"rest_url", "ws_url", "admin_url", "accounts": [{"name", "api_key",
-"api_secret"}]}`` on stdout (also written to ``--ready-file``, atomically), the same for people
-on stderr (URLs, each account's key and secret), then serves until SIGINT/SIGTERM or
+"api_secret", "market", "rest_base", "listen_key_path", "stream_url"}]}`` on stdout (also
+written to ``--ready-file``, atomically), the same for people on stderr (URLs, each account's
+product, key and secret), then serves until SIGINT/SIGTERM or
 ``--duration`` seconds. ``--write-config F`` also writes a ready-to-run fillstream config for
 its accounts (keys in files next to it: :mod:`fillstream.simulator.client_config`). Exit status
 0 on a clean stop, 2 on bad arguments.
@@ -36,8 +37,8 @@ def _names(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fillstream sim",
-        description="A Binance USD-M futures stand-in: REST, private WebSocket, ground truth "
-        "(/_sim/ledger) and fault injection (/_sim/faults) on one port.",
+        description="A Binance USD-M and COIN-M futures stand-in: REST (/fapi, /dapi), user-data "
+        "WebSockets, ground truth (/_sim/ledger) and fault injection (/_sim/faults) on one port.",
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
@@ -45,6 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accounts", type=_names, default=("alpha",), help="names, comma-separated")
     p.add_argument("--hedge-accounts", type=_names, default=(), help="accounts in hedge mode")
     p.add_argument("--symbols", type=_names, default=("BTCUSDT", "ETHUSDT"), help="comma-separated")
+    p.add_argument(
+        "--coinm-accounts",
+        type=_names,
+        default=(),
+        help="accounts that trade COIN-M (market coinm)",
+    )
+    p.add_argument(
+        "--coinm-symbols",
+        type=_names,
+        default=("BTCUSD_PERP", "ETHUSD_PERP"),
+        help="COIN-M contracts, e.g. BTCUSD_PERP,BTCUSD_250926 (default BTCUSD_PERP,ETHUSD_PERP)",
+    )
+    p.add_argument(
+        "--no-coinm-algo-update",
+        action="store_true",
+        help="COIN-M algo orders push no ALGO_UPDATE (unconfirmed on dstream)",
+    )
     p.add_argument("--rate", type=float, default=5.0, help="fills/s per account (0: generator off)")
     p.add_argument("--ready-file", help="also write the JSON line to this file")
     p.add_argument(
@@ -98,6 +116,9 @@ def parse_all(argv: Sequence[str] | None) -> tuple[SimConfig, Outputs]:
             accounts=args.accounts,
             hedge_accounts=args.hedge_accounts,
             symbols=args.symbols,
+            coinm_accounts=args.coinm_accounts,
+            coinm_symbols=args.coinm_symbols,
+            coinm_algo_update=not args.no_coinm_algo_update,
             rate=args.rate,
             clock_speed=args.clock_speed,
             duration_s=args.duration,
@@ -137,8 +158,10 @@ def describe(sim: Simulator, config_file: Path | None) -> str:
         f"  ground truth {sim.admin_url}/_sim/ledger   faults {sim.admin_url}/_sim/faults",
     ]
     for account in sim.accounts:
+        urls = sim.urls(account.market)
         lines += [
-            f"  account {account.name}",
+            f"  account {account.name} ({account.market}: REST {urls['rest_base']}, "
+            f"stream {urls['stream_url']})",
             f"    API key     {account.api_key}",
             f"    API secret  {account.api_secret}",
         ]
@@ -161,6 +184,7 @@ def _announce(sim: Simulator, outputs: Outputs, human: IO[str]) -> None:
             rest_url=sim.rest_url,
             ws_url=sim.ws_url,
             symbols=sim.config.symbols,
+            coinm_symbols=sim.config.coinm_symbols,
             nats_url=outputs.config_nats,
         )
     line = msgspec.json.encode(sim.ready_info()) + b"\n"

@@ -7,6 +7,10 @@ names those files by absolute path (``api_key_file`` / ``api_secret_file``). Pos
 from ``FILLSTREAM_DSN``; NATS is ``--config-nats`` (default ``nats://127.0.0.1:4222``). Every
 value can still be overridden with ``FILLSTREAM_<SECTION>__<KEY>`` variables.
 
+A COIN-M account (``--coinm-accounts``) gets ``market = "coinm"`` and the COIN-M symbols; its
+REST paths are ``/dapi/...`` and its user stream ``<ws_url>/ws/<listenKey>`` (dstream's form;
+no ``/private`` routing is known for COIN-M), on the same host and port.
+
 Standalone on purpose (the simulator imports nothing of the service): the text is checked by
 ``fillstream check`` in the tests.
 """
@@ -51,6 +55,7 @@ rest_url = {rest_url}
 ws_url = {ws_url}
 symbols = [{symbols}]
 """
+_MARKET = 'market = "coinm"\n'
 
 
 def _s(text: str) -> str:
@@ -87,19 +92,23 @@ def render(
     ws_url: str,
     symbols: Sequence[str],
     nats_url: str,
+    coinm_symbols: Sequence[str] = (),
 ) -> str:
     """The TOML text (no secret in it)."""
     text = _HEADER.format(rest_url=rest_url, path=config_path, nats=_s(nats_url))
     for account in accounts:
         key_file, secret_file = key_files(config_path, account.name)
+        coinm = account.market == "coinm"
         text += _ACCOUNT.format(
             name=_s(account.name),
             key_file=_s(str(key_file)),
             secret_file=_s(str(secret_file)),
             rest_url=_s(rest_url),
             ws_url=_s(ws_url),
-            symbols=", ".join(_s(s) for s in symbols),
+            symbols=", ".join(_s(s) for s in (coinm_symbols if coinm else symbols)),
         )
+        if coinm:
+            text += _MARKET
     return text
 
 
@@ -111,6 +120,7 @@ def write(
     ws_url: str,
     symbols: Sequence[str],
     nats_url: str = "nats://127.0.0.1:4222",
+    coinm_symbols: Sequence[str] = (),
 ) -> Path:
     """Write the config and the key files; returns the config's absolute path."""
     path = Path(config_path).expanduser().resolve()
@@ -120,7 +130,13 @@ def write(
         _write_private(key_file, account.api_key + "\n")
         _write_private(secret_file, account.api_secret + "\n")
     text = render(
-        path, accounts, rest_url=rest_url, ws_url=ws_url, symbols=symbols, nats_url=nats_url
+        path,
+        accounts,
+        rest_url=rest_url,
+        ws_url=ws_url,
+        symbols=symbols,
+        nats_url=nats_url,
+        coinm_symbols=coinm_symbols,
     )
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")

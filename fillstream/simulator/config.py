@@ -7,7 +7,7 @@ import re
 import msgspec
 
 from fillstream.simulator.faults import validate
-from fillstream.simulator.market import spec_for
+from fillstream.simulator.market import COINM, USDM, spec_for
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -37,6 +37,9 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     rate: float = 5.0
     hedge_accounts: tuple[str, ...] = ()
+    coinm_accounts: tuple[str, ...] = ()  # accounts whose generator trades COIN-M (market coinm)
+    coinm_symbols: tuple[str, ...] = ("BTCUSD_PERP", "ETHUSD_PERP")
+    coinm_algo_update: bool = True  # COIN-M algo orders push ALGO_UPDATE (unconfirmed, §B.2)
     clock_speed: float = 1.0
     ping_interval_s: float = 180.0
     pong_timeout_s: float = 600.0
@@ -45,6 +48,15 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_rounds: int | None = None
     funding_interval_s: float = 8 * 3600.0
     faults: tuple[FaultSpec, ...] = ()
+
+    def market(self, account: str) -> str:
+        """The product ``account`` trades: ``coinm`` if listed in ``coinm_accounts``."""
+        return COINM if account in self.coinm_accounts else USDM
+
+    @property
+    def all_symbols(self) -> tuple[str, ...]:
+        """Every symbol served: USDⓈ-M first (their ids and walks do not depend on COIN-M)."""
+        return self.symbols + self.coinm_symbols
 
     def __post_init__(self) -> None:
         self._check_accounts()
@@ -63,15 +75,25 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"account name {name!r} must match [A-Za-z0-9_-]+")
         if len(set(self.accounts)) != len(self.accounts):
             raise ValueError("account names must be unique")
-        unknown = set(self.hedge_accounts) - set(self.accounts)
-        if unknown:
-            raise ValueError(f"hedge_accounts not in accounts: {sorted(unknown)}")
+        for field in ("hedge_accounts", "coinm_accounts"):
+            unknown = set(getattr(self, field)) - set(self.accounts)
+            if unknown:
+                raise ValueError(f"{field} not in accounts: {sorted(unknown)}")
 
     def _check_market(self) -> None:
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
             raise ValueError("symbols must be a non-empty list without repeats")
-        for symbol in self.symbols:
-            spec_for(symbol)
+        if len(set(self.coinm_symbols)) != len(self.coinm_symbols):
+            raise ValueError("coinm_symbols must not repeat")
+        if self.coinm_accounts and not self.coinm_symbols:
+            raise ValueError("coinm_accounts need coinm_symbols")
+        for field, symbols, product in (
+            ("symbols", self.symbols, USDM),
+            ("coinm_symbols", self.coinm_symbols, COINM),
+        ):
+            for symbol in symbols:
+                if spec_for(symbol).product != product:
+                    raise ValueError(f"{field}: {symbol!r} is not a {product} symbol")
         if self.rate < 0:
             raise ValueError("rate must be >= 0")
 

@@ -8,6 +8,10 @@ Binance's order: TRADE_LITE, ORDER_TRADE_UPDATE, ACCOUNT_UPDATE (``m`` = ORDER).
 Commission sign: ``commission`` in ``userTrades`` and ``n`` in ORDER_TRADE_UPDATE are **positive
 when a fee is charged** (maker 0.02 %, taker 0.05 %, asset USDT); the matching ``income``
 COMMISSION row is negative (money leaving the wallet), as on Binance.
+
+COIN-M symbols (``spec.inverse``): quantities are contracts; the fee is the rate times the coin
+traded (``contracts * contractSize / price``), and fees, realized PnL and the wallet are in the
+margin coin (:mod:`.positions` has the inverse PnL rules). No TRADE_LITE.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from fillstream.simulator.events import (
     position_entry,
     trade_lite,
 )
-from fillstream.simulator.market import SymbolState
+from fillstream.simulator.market import SymbolSpec, SymbolState
 from fillstream.simulator.numbers import EIGHT, ZERO, fmt_amount, fmt_plain
 from fillstream.simulator.orders import Order
 from fillstream.simulator.positions import Lifecycle, PositionState
@@ -33,13 +37,15 @@ from fillstream.simulator.state import AccountState
 MAKER_RATE = Decimal("0.0002")
 TAKER_RATE = Decimal("0.0005")
 LEVERAGE = 20
-SYSTEM_CAUSES = frozenset({"liquidation", "adl", "settlement"})
+SYSTEM_CAUSES = frozenset({"liquidation", "adl", "settlement", "delivery"})
 
 
 class EventSink(Protocol):
     """Receives every user-data event of an account, in emission order."""
 
-    def emit(self, account: str, payload: Payload, *, fill: bool = False) -> None: ...
+    def emit(
+        self, account: str, payload: Payload, *, fill: bool = False, product: str = "usdm"
+    ) -> None: ...
 
 
 class Engine:
@@ -164,13 +170,14 @@ class Engine:
             activate_price=activate_price,
             price_rate=price_rate,
             working_type="MARK_PRICE" if algo_id is not None else "CONTRACT_PRICE",
+            alias=acct.account.alias if spec.inverse else "",
         )
         if order_type in {"MARKET", "LIQUIDATION"}:
             order.time_in_force = "GTC" if order_type == "MARKET" else "IOC"
         acct.add_order(order)
         acct.order_changed(order, order.created_mono)
         if emit_new:
-            self.sink.emit(acct.name, order_trade_update(order, "NEW", now))
+            self.sink.emit(acct.name, order_trade_update(order, "NEW", now), product=spec.product)
         return order
 
     def end_order(
@@ -185,7 +192,8 @@ class Engine:
         order.update_time = now
         acct.order_changed(order, self.clock.mono())
         execution = "CANCELED" if status == "CANCELED" else "EXPIRED"
-        self.sink.emit(acct.name, order_trade_update(order, execution, now))
+        payload = order_trade_update(order, execution, now)
+        self.sink.emit(acct.name, payload, product=order.spec.product)
 
     def market(
         self,
@@ -256,6 +264,7 @@ class Engine:
         sym = self.symbols[order.symbol]
         spec = sym.spec
         pos = acct.position(order.symbol, order.position_side)
+        pos.contract_size = spec.contract_size
         if _reduces(
             order.side,
             order.position_side,
@@ -270,90 +279,128 @@ class Engine:
         now = clock.wall_ms()
         mono = clock.mono()
         trade_id = sym.next_trade_id()
-        quote = price * qty
-        rate = MAKER_RATE if maker else TAKER_RATE
-        commission = (quote * rate).quantize(EIGHT) if fee else ZERO
+        money = _Money(spec, qty, price, (MAKER_RATE if maker else TAKER_RATE) if fee else ZERO)
         delta = qty if order.side == "BUY" else -qty
-        realized, closed = pos.apply(delta, price, commission, now)
+        realized, closed = pos.apply(delta, price, money.commission, now)
         order.executed_qty += qty
-        order.cum_quote += quote
+        order.cum_quote += money.quote
+        order.cum_base += money.base
         order.status = "FILLED" if order.executed_qty >= order.orig_qty else "PARTIALLY_FILLED"
         order.update_time = now
         acct.order_changed(order, mono)
         acct.snapshot(pos, mono, pos.core)
-        change = realized - commission
-        acct.balance += change
+        acct.credit(spec.margin_asset, realized - money.commission)
         info = FillInfo(
             trade_id,
             spec.fmt_qty(qty),
             spec.fmt_price(price),
-            fmt_amount(commission),
+            fmt_amount(money.commission),
             fmt_amount(realized),
             maker,
             now,
         )
-        row: dict[str, object] = {
-            "buyer": order.side == "BUY",
-            "commission": info.commission,
-            "commissionAsset": "USDT",
-            "id": trade_id,
-            "maker": maker,
-            "orderId": order.order_id,
-            "price": info.price,
-            "qty": info.qty,
-            "quoteQty": fmt_amount(quote),
-            "realizedPnl": info.realized,
-            "side": order.side,
-            "positionSide": order.position_side,
-            "symbol": spec.symbol,
-            "time": now,
-            "marginAsset": "USDT",
-            "baseQty": info.qty,
-            "pair": spec.symbol,
-        }
+        row = _trade_row(order, info, money)
         acct.add_trade(spec.symbol, trade_id, now, mono, row)
         acct.fills_generated += 1
+        self._book_income(
+            acct,
+            order,
+            realized=realized,
+            commission=money.commission,
+            now=now,
+            mono=mono,
+            trade_id=trade_id,
+        )
+        if closed is not None:
+            self._record_close(acct, order=order, pos=pos, trade_id=trade_id, life=closed, now=now)
+        self._emit_fill(acct, order, info, execution=execution, pos=pos, now=now)
+        if closed is not None:
+            for hook in self.on_close:
+                hook(acct, pos)
+        return info
+
+    def _book_income(
+        self,
+        acct: AccountState,
+        order: Order,
+        *,
+        realized: Decimal,
+        commission: Decimal,
+        now: int,
+        mono: float,
+        trade_id: int,
+    ) -> None:
+        """The fill's ``income`` rows: realized PnL (a delivery's as DELIVERED_SETTELMENT, sic)
+        and the commission (negative: it leaves the wallet)."""
+        symbol = order.symbol
+        asset = order.spec.margin_asset
         if realized != ZERO:
+            kind = "DELIVERED_SETTELMENT" if order.cause == "delivery" else "REALIZED_PNL"
             self.record_income(
                 acct,
-                symbol=spec.symbol,
-                income_type="REALIZED_PNL",
+                symbol=symbol,
+                income_type=kind,
                 amount=realized,
                 time_ms=now,
                 mono=mono,
                 trade_id=str(trade_id),
+                asset=asset,
             )
         if commission != ZERO:
             self.record_income(
                 acct,
-                symbol=spec.symbol,
+                symbol=symbol,
                 income_type="COMMISSION",
                 amount=-commission,
                 time_ms=now,
                 mono=mono,
                 trade_id=str(trade_id),
+                asset=asset,
             )
-        if closed is not None:
-            self._record_close(acct, order=order, pos=pos, trade_id=trade_id, life=closed, now=now)
 
+    def _emit_fill(
+        self,
+        acct: AccountState,
+        order: Order,
+        info: FillInfo,
+        *,
+        execution: str,
+        pos: PositionState,
+        now: int,
+    ) -> None:
+        """TRADE_LITE (USDⓈ-M only), ORDER_TRADE_UPDATE, ACCOUNT_UPDATE ``m`` = ORDER."""
+        spec = order.spec
+        product = spec.product
         emit = self.sink.emit
-        if execution == "TRADE":
+        if execution == "TRADE" and not spec.inverse:
             emit(acct.name, trade_lite(order, info, now))
-        emit(acct.name, order_trade_update(order, execution, now, info), fill=True)
-        entry = position_entry(pos, sym.mark, TAKER_RATE)
+        emit(acct.name, order_trade_update(order, execution, now, info), fill=True, product=product)
         update = account_update(
             "ORDER",
-            acct.balance,
+            acct.wallet(spec.margin_asset),
             balance_change=ZERO,
-            positions=(entry,),
+            positions=self._positions_pushed(acct, pos),
             event_time=now,
             transaction_time=now,
+            asset=spec.margin_asset,
+            alias=acct.account.alias if spec.inverse else None,
         )
-        emit(acct.name, update)
-        if closed is not None:
-            for hook in self.on_close:
-                hook(acct, pos)
-        return info
+        emit(acct.name, update, product=product)
+
+    def _positions_pushed(self, acct: AccountState, pos: PositionState) -> list[Payload]:
+        """USDⓈ-M pushes the changed position; COIN-M "all symbols" (of that margin coin)."""
+        spec = self.symbols[pos.symbol].spec
+        if not spec.inverse:
+            return [position_entry(spec, pos, self.symbols[pos.symbol].mark, TAKER_RATE)]
+        shown = [pos] + [
+            p
+            for p in acct.open_positions()
+            if p is not pos and self.symbols[p.symbol].spec.margin_asset == spec.margin_asset
+        ]
+        return [
+            position_entry(self.symbols[p.symbol].spec, p, self.symbols[p.symbol].mark, TAKER_RATE)
+            for p in shown
+        ]
 
     def record_income(
         self,
@@ -365,6 +412,7 @@ class Engine:
         time_ms: int,
         mono: float,
         trade_id: str,
+        asset: str = "USDT",
     ) -> None:
         acct.add_income(
             time_ms,
@@ -373,7 +421,7 @@ class Engine:
                 "symbol": symbol,
                 "incomeType": income_type,
                 "income": fmt_amount(amount),
-                "asset": "USDT",
+                "asset": asset,
                 "info": income_type,
                 "time": time_ms,
                 "tranId": self.next_tran_id(),
@@ -392,21 +440,65 @@ class Engine:
         now: int,
     ) -> None:
         spec = order.spec
-        acct.closes.append(
-            {
-                "symbol": spec.symbol,
-                "positionSide": pos.position_side,
-                "reason": order.cause,
-                "realizedPnl": fmt_amount(life.realized_pnl),
-                "closeTradeId": trade_id,
-                "closeOrderId": order.order_id,
-                "qty": spec.fmt_qty(life.max_qty),
-                "entryPrice": fmt_plain(life.entry_price),
-                "fees": fmt_amount(life.fees),
-                "openedAt": life.opened_at,
-                "closedAt": now,
-            }
-        )
+        close: dict[str, object] = {
+            "symbol": spec.symbol,
+            "positionSide": pos.position_side,
+            "reason": order.cause,
+            "realizedPnl": fmt_amount(life.realized_pnl),
+            "closeTradeId": trade_id,
+            "closeOrderId": order.order_id,
+            "qty": spec.fmt_qty(life.max_qty),
+            "entryPrice": fmt_plain(life.entry_price),
+            "fees": fmt_amount(life.fees),
+            "openedAt": life.opened_at,
+            "closedAt": now,
+        }
+        if spec.inverse:  # COIN-M: qty in contracts, money in the margin coin
+            close["marginAsset"] = spec.margin_asset
+            close["contractSize"] = int(spec.contract_size)
+        acct.closes.append(close)
+
+
+class _Money:
+    """What one fill is worth: ``quote`` (USDⓈ-M: USDT; COIN-M: USD, contracts * size),
+    ``base`` (the coin), and the commission, in the margin asset, rounded to 8 decimals."""
+
+    __slots__ = ("base", "commission", "quote")
+
+    def __init__(self, spec: SymbolSpec, qty: Decimal, price: Decimal, rate: Decimal) -> None:
+        if spec.inverse:
+            self.quote = qty * spec.contract_size
+            self.base = spec.base_qty(qty, price)
+            self.commission = (self.base * rate).quantize(EIGHT)
+        else:
+            self.quote = price * qty
+            self.base = qty
+            self.commission = (self.quote * rate).quantize(EIGHT)
+
+
+def _trade_row(order: Order, info: FillInfo, money: _Money) -> dict[str, object]:
+    """The ``userTrades`` row (COIN-M: ``qty`` in contracts, ``baseQty`` in the coin)."""
+    spec = order.spec
+    inverse = spec.inverse
+    return {
+        "buyer": order.side == "BUY",
+        "commission": info.commission,
+        "commissionAsset": spec.margin_asset,
+        "id": info.trade_id,
+        "maker": info.maker,
+        "orderId": order.order_id,
+        "price": info.price,
+        "qty": info.qty,
+        "quoteQty": fmt_amount(money.quote),
+        "realizedPnl": info.realized,
+        "side": order.side,
+        "positionSide": order.position_side,
+        "symbol": spec.symbol,
+        "time": info.time,
+        "marginAsset": spec.margin_asset,
+        "baseQty": fmt_amount(money.base) if inverse else info.qty,
+        "pair": spec.pair,
+    }
 
 
 def _reduces(side: str, position_side: str, *, reduce_only: bool, close_position: bool) -> bool:

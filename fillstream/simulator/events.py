@@ -1,5 +1,10 @@
 """User-data event payloads with exactly Binance's shapes and key names (binance-facts §2).
 
+COIN-M (binance-wave2 §B.3): ORDER_TRADE_UPDATE and ACCOUNT_UPDATE carry the account alias as
+top-level ``i``; ``o`` adds ``ma`` (margin asset) and drops ``si``/``ss``/``gtd``; ``q``/``l``/``z``
+are contracts, ``n`` (commission, asset ``N``) and ``rp`` are in the margin coin, ``B[].a`` is the
+coin. There is no TRADE_LITE on COIN-M.
+
 Builders return plain dicts; the hub encodes each event once (msgspec) and fans the bytes out.
 """
 
@@ -9,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from fillstream.simulator.market import SymbolSpec
 from fillstream.simulator.numbers import fmt_amount, fmt_plain
 from fillstream.simulator.orders import Algo, Order
 from fillstream.simulator.positions import PositionState
@@ -80,6 +86,12 @@ def order_trade_update(
     if order.price_rate is not None:
         o["cr"] = format(order.price_rate, "f")  # callback rate
     transaction = fill.time if fill else event_time
+    if spec.inverse:
+        for name in ("si", "ss", "gtd"):
+            del o[name]
+        o["N"] = o["ma"] = spec.margin_asset  # commission in the coin; margin asset
+        alias = order.alias
+        return {"e": "ORDER_TRADE_UPDATE", "E": event_time, "T": transaction, "i": alias, "o": o}
     return {"e": "ORDER_TRADE_UPDATE", "E": event_time, "T": transaction, "o": o}
 
 
@@ -102,12 +114,14 @@ def trade_lite(order: Order, fill: FillInfo, event_time: int) -> Payload:
     }
 
 
-def position_entry(pos: PositionState, mark: Decimal, taker_rate: Decimal) -> Payload:
+def position_entry(
+    spec: SymbolSpec, pos: PositionState, mark: Decimal, taker_rate: Decimal
+) -> Payload:
     return {
         "s": pos.symbol,  # symbol
         "pa": fmt_plain(pos.qty),  # position amount (signed)
-        "ep": fmt_plain(pos.entry),  # entry price
-        "bep": fmt_plain(pos.breakeven(taker_rate)),  # breakeven price
+        "ep": spec.fmt_level(pos.entry),  # entry price
+        "bep": spec.fmt_level(pos.breakeven(taker_rate)),  # breakeven price
         "cr": fmt_amount(pos.cum_realized),  # accumulated realized (pre-fee)
         "up": fmt_amount(pos.unrealized(mark)),  # unrealized PnL
         "mt": "cross",  # margin type
@@ -125,15 +139,20 @@ def account_update(
     event_time: int,
     transaction_time: int,
     funding_symbol: str | None = None,
+    asset: str = "USDT",
+    alias: str | None = None,
 ) -> Payload:
+    """ACCOUNT_UPDATE; ``alias`` (COIN-M) adds the top-level ``i``, ``asset`` is the wallet's."""
     wb = fmt_amount(balance)
     a: Payload = {
         "m": reason,
-        "B": [{"a": "USDT", "wb": wb, "cw": wb, "bc": fmt_amount(balance_change)}],
+        "B": [{"a": asset, "wb": wb, "cw": wb, "bc": fmt_amount(balance_change)}],
         "P": list(positions),
     }
     if funding_symbol is not None:
         a["S"] = funding_symbol
+    if alias is not None:
+        return {"e": "ACCOUNT_UPDATE", "E": event_time, "T": transaction_time, "i": alias, "a": a}
     return {"e": "ACCOUNT_UPDATE", "E": event_time, "T": transaction_time, "a": a}
 
 
@@ -179,7 +198,9 @@ def listen_key_expired(listen_key: str, event_time: int) -> Payload:
 def margin_call(
     cross_wallet: Decimal, pos: PositionState, mark: Decimal, event_time: int, leverage: int
 ) -> Payload:
-    maint = abs(pos.qty) * mark * Decimal("0.004")
+    """MARGIN_CALL (COIN-M: ``cw``, ``up`` and ``mm`` in the coin)."""
+    value = abs(pos.qty) * (pos.contract_size / mark if pos.contract_size else mark)
+    maint = value * Decimal("0.004")
     return {
         "e": "MARGIN_CALL",
         "E": event_time,
@@ -193,7 +214,7 @@ def margin_call(
                 "iw": "0",
                 "mp": fmt_plain(mark),
                 "up": fmt_amount(pos.unrealized(mark)),
-                "mm": fmt_amount(maint + abs(pos.qty) * mark / leverage / 10),
+                "mm": fmt_amount(maint + value / leverage / 10),
             }
         ],
     }

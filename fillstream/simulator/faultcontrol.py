@@ -94,10 +94,10 @@ class FaultControl:
         if kind == "silent":
             return {"sockets": hub.silence(account, float(str(p["seconds"])))}
         if kind == "expire_listen_key":
-            key = self._keys.expire_now(account)
-            if key is not None:
+            keys = self._keys.expire_now(account)
+            for key in keys:
                 hub.key_expired(key, account)
-            return {"listen_key": key}
+            return {"listen_key": keys[0] if keys else None, "listen_keys": keys}
         if kind == "inject_frame":
             return {"sockets": hub.inject_raw(account, str(p["raw"]))}
         if kind == "cut":

@@ -121,6 +121,7 @@ class Frame(NamedTuple):
     etype: str
     data: bytes
     fill: bool
+    product: str = "usdm"  # the stream (USDⓈ-M or COIN-M listenKey) it belongs on
 
 
 class StreamFaults:

@@ -1,6 +1,7 @@
 """Funding fees: every ``funding_interval_s`` of sim time (8 h by default), or on demand.
 
-Each open position pays (or receives) ``position * mark * rate``; the rate per symbol is drawn from
+Each open position pays (or receives) ``position * mark * rate`` (COIN-M: ``contracts * size /
+mark * rate``, in the coin; dated contracts pay none); the rate per symbol is drawn from
 a seeded generator (-0.003 % to +0.006 %, positive: longs pay). Per symbol with a charge, one
 ``ACCOUNT_UPDATE`` with ``m`` = FUNDING_FEE (cross margin: the balance, ``S`` = the symbol, no
 positions) and one ``income`` row FUNDING_FEE with an empty ``tradeId``.
@@ -20,12 +21,19 @@ from fillstream.simulator.state import AccountState
 class Funding:
     """Charges funding to accounts with open positions."""
 
-    def __init__(self, engine: Engine, rng: random.Random) -> None:
+    def __init__(
+        self, engine: Engine, rng: random.Random, coinm_rng: random.Random | None = None
+    ) -> None:
         self.engine = engine
         self._rng = rng
+        self._coinm_rng = coinm_rng or rng  # its own draws: USDⓈ-M rates do not depend on COIN-M
 
     def rates(self) -> dict[str, Decimal]:
-        return {s: Decimal(self._rng.randint(-30, 60)) / 1_000_000 for s in self.engine.symbols}
+        out: dict[str, Decimal] = {}
+        for name, state in self.engine.symbols.items():
+            rng = self._coinm_rng if state.spec.inverse else self._rng
+            out[name] = Decimal(rng.randint(-30, 60)) / 1_000_000
+        return out
 
     def charge(self, accounts: list[AccountState]) -> int:
         """One funding round for ``accounts``; returns the ACCOUNT_UPDATE events it pushed."""
@@ -38,14 +46,20 @@ class Funding:
         mono = engine.clock.mono()
         per_symbol: dict[str, Decimal] = {}
         for pos in acct.open_positions():
-            mark = engine.symbols[pos.symbol].mark
-            amount = (-pos.qty * mark * rates[pos.symbol]).quantize(EIGHT)
+            sym = engine.symbols[pos.symbol]
+            spec = sym.spec
+            if not spec.perpetual:
+                continue
+            value = pos.qty * (spec.contract_size / sym.mark if spec.inverse else sym.mark)
+            amount = (-value * rates[pos.symbol]).quantize(EIGHT)
             per_symbol[pos.symbol] = per_symbol.get(pos.symbol, ZERO) + amount
         charged = 0
         for symbol, amount in per_symbol.items():
             if amount == ZERO:
                 continue
-            acct.balance += amount
+            spec = engine.symbols[symbol].spec
+            asset = spec.margin_asset
+            balance = acct.credit(asset, amount)
             engine.record_income(
                 acct,
                 symbol=symbol,
@@ -54,16 +68,19 @@ class Funding:
                 time_ms=now,
                 mono=mono,
                 trade_id="",
+                asset=asset,
             )
             payload = account_update(
                 "FUNDING_FEE",
-                acct.balance,
+                balance,
                 balance_change=amount,
                 positions=(),
                 event_time=now,
                 transaction_time=now,
                 funding_symbol=symbol,
+                asset=asset,
+                alias=acct.account.alias if spec.inverse else None,
             )
-            engine.sink.emit(acct.name, payload)
+            engine.sink.emit(acct.name, payload, product=spec.product)
             charged += 1
         return charged

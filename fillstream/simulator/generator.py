@@ -8,6 +8,10 @@ closes, flips (one-way mode), TP/SL pairs and trailing stops through the Algo Se
 ADL or a settlement. All randomness comes from generators seeded by (seed, account) and
 (seed, symbol), so the sequence of rounds, hence every id, price, fill and close, depends only on
 the seed and the round count; wall time only decides *when* a round runs.
+
+Each account trades the symbols of its product (``market``): a COIN-M account opens positions of
+the same USD sizes, in contracts, and its "settle" action is a delivery on a dated contract
+(``delivery_autoclose-``; a settlement on a perpetual).
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ class Generator:
         self.symbols = symbols
         self.accounts = accounts
         self._rngs = {a.name: random.Random(f"{seed}:account:{a.name}") for a in accounts}
+        self._by_market: dict[str, list[SymbolState]] = {}
+        for sym in symbols:
+            self._by_market.setdefault(sym.spec.product, []).append(sym)
         self.rounds = 0
 
     def round(self) -> int:
@@ -114,7 +121,10 @@ class Generator:
     def _act_flat(self, acct: AccountState, rng: random.Random) -> None:
         """No open position: open one (market or limit)."""
         action = _pick(rng, _OPEN_ACTIONS)
-        sym = rng.choice(self.symbols)
+        choices = self._by_market.get(acct.market)
+        if not choices:
+            return
+        sym = rng.choice(choices)
         side = rng.choice(("BUY", "SELL"))
         if action == "market":
             self._open_market(acct, rng, sym, side)
@@ -170,6 +180,8 @@ class Generator:
             self._trailing(acct, rng, sym, pos, closing)
         elif action == "adl" and pos.unrealized(sym.mark) > ZERO:
             self.risk.adl(acct, pos)
+        elif action == "settle" and not sym.spec.perpetual:
+            self.risk.deliver(acct, pos)
         elif action == "settle":
             self.risk.settle(acct, pos)
         elif action == "cancel" and acct.open_orders:
@@ -201,8 +213,10 @@ class Generator:
         )
 
     def _lot(self, rng: random.Random, sym: SymbolState) -> Decimal:
+        """A position size worth one of a few USD notionals (COIN-M: in contracts)."""
         notional = Decimal(rng.choice((200, 500, 800, 1200, 2000, 3500)))
-        return sym.spec.qty(notional / sym.mark)
+        spec = sym.spec
+        return spec.qty(notional / (spec.contract_size if spec.inverse else sym.mark))
 
     def _open_market(
         self, acct: AccountState, rng: random.Random, sym: SymbolState, side: str
@@ -271,6 +285,7 @@ class Generator:
                 trigger_price=trigger,
                 quantity=ZERO if whole else qty,
                 close_position=whole,
+                reduce_only=not whole and not acct.hedge,
             )
 
     @staticmethod

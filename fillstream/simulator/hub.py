@@ -38,9 +38,9 @@ def _text_frame_header(length: int) -> bytes:
 
 
 class Subscription:
-    """One listenKey (of one account) on one connection."""
+    """One listenKey (of one account and product) on one connection."""
 
-    __slots__ = ("account", "alive", "conn", "events", "listen_key", "prefix")
+    __slots__ = ("account", "alive", "conn", "events", "listen_key", "prefix", "product")
 
     def __init__(
         self,
@@ -51,9 +51,11 @@ class Subscription:
         events: frozenset[str] | None,
         combined: bool,
         alive: bool,
+        product: str = "usdm",
     ) -> None:
         self.conn = conn
         self.account = account
+        self.product = product  # a USDⓈ-M key gets USDⓈ-M events only, a COIN-M key COIN-M ones
         self.listen_key = listen_key
         self.events = events
         self.alive = alive  # False once the key expired or was deleted: silence from then on
@@ -82,6 +84,7 @@ class Connection:
         self.awaiting_pong_since: float | None = None
         self.silent_until = 0.0  # monotonic
         self.closing = False
+        self.user_data = True  # False on the /market and /public bases: never any user data
         self.sent = 0
 
     def push(self, data: bytes) -> None:
@@ -163,14 +166,16 @@ class Hub:
 
     # -- the event sink ------------------------------------------------------------------------
 
-    def emit(self, account: str, payload: Payload, *, fill: bool = False) -> None:
+    def emit(
+        self, account: str, payload: Payload, *, fill: bool = False, product: str = "usdm"
+    ) -> None:
         self.events_emitted += 1
         faults = self.faults[account]
         if not faults.active and not self._subs[account]:
             if fill:  # nobody listens: skip the encoding, just count the miss
                 self._accounts[account].undelivered_fill_events += 1
             return
-        frame = Frame(str(payload["e"]), self._encode(payload), fill)
+        frame = Frame(str(payload["e"]), self._encode(payload), fill, product)
         if faults.active:
             frames, dropped = faults.apply(frame, self._clock.mono())
             if dropped and fill:
@@ -194,7 +199,7 @@ class Hub:
             etype = frame.etype
             for sub in subs:
                 conn = sub.conn
-                if not sub.alive or conn.closing:
+                if not sub.alive or conn.closing or sub.product != frame.product:
                     continue
                 if conn.silent_until:
                     mono = mono or self._clock.mono()

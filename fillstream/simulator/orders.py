@@ -38,7 +38,8 @@ class Order:
     close_position: bool = False
     status: str = "NEW"
     executed_qty: Decimal = ZERO
-    cum_quote: Decimal = ZERO
+    cum_quote: Decimal = ZERO  # USDⓈ-M: quote (USDT); COIN-M: USD value (contracts * size)
+    cum_base: Decimal = ZERO  # COIN-M: the base coin traded
     update_time: int = 0
     working_type: str = "CONTRACT_PRICE"
     price_protect: bool = False
@@ -47,6 +48,7 @@ class Order:
     expiry_reason: str = "0"
     algo_id: int | None = None
     cause: str = "manual"  # the true close reason if this order closes a position
+    alias: str = ""  # COIN-M events: the account alias (top-level ``i``)
     views: list[tuple[float, dict[str, object]]] | None = None  # rest_lag snapshots
     q_text: str = field(init=False)  # orig_qty and price never change: format them once
     p_text: str = field(init=False)
@@ -70,7 +72,11 @@ class Order:
         return self.orig_qty - self.executed_qty
 
     def avg_price(self) -> Decimal:
-        return self.cum_quote / self.executed_qty if self.executed_qty else ZERO
+        if not self.executed_qty:
+            return ZERO
+        if self.spec.inverse:  # contracts are USD: the average is harmonic
+            return self.executed_qty * self.spec.contract_size / self.cum_base
+        return self.cum_quote / self.executed_qty
 
     def fmt_avg(self) -> str:
         # Formatted once per change of the executed quantity (several events show it).
@@ -111,7 +117,24 @@ class Order:
             row["activatePrice"] = spec.fmt_price(self.activate_price)
         if self.price_rate is not None:
             row["priceRate"] = format(self.price_rate, "f")
+        if spec.inverse:  # COIN-M: cumBase (coin), the pair; no selfTradePreventionMode
+            row["cumBase"] = fmt_fixed(self.cum_base, 8)
+            row["pair"] = spec.pair
+            del row["selfTradePreventionMode"]
         return row
+
+    def ack_row(self) -> dict[str, object]:
+        """The answer to ``POST``/``DELETE`` ``order``: the order row with ``cumQty``, without
+        ``avgPrice``/``cumQuote``/``cumBase`` (gone from acks since 2026-07-15, wave2 §E.3: take
+        fills from the stream or ``userTrades``)."""
+        row = self.rest_row()
+        executed = row["executedQty"]
+        for name in ACK_DROPPED:
+            row.pop(name, None)
+        return {"clientOrderId": row.pop("clientOrderId"), "cumQty": executed, **row}
+
+
+ACK_DROPPED = ("avgPrice", "cumQuote", "cumBase")
 
 
 @dataclass(slots=True)

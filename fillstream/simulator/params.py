@@ -9,10 +9,15 @@ WEEK_MS = 7 * DAY_MS
 
 
 class Params:
-    """The merged query-string and form-body parameters of one request."""
+    """The merged query-string and form-body parameters of one request.
 
-    def __init__(self, values: dict[str, str]) -> None:
+    ``product`` is the product of the path the request came on (``/fapi``: usdm, ``/dapi``:
+    coinm); handlers shared by both use it to see only that product's symbols.
+    """
+
+    def __init__(self, values: dict[str, str], product: str = "usdm") -> None:
         self.values = values
+        self.product = product
 
     def get(self, name: str) -> str | None:
         value = self.values.get(name)

@@ -11,6 +11,15 @@ in hedge mode. Rules (the ground truth and the events use the same ones):
   close) and opens the remainder at the fill price.
 
 A close is reported when the quantity reaches zero or flips.
+
+COIN-M (inverse) positions (``contract_size`` > 0, quantities in contracts) follow the inverse
+contract's rules (binance-wave2 §B.3; BIN-FAQ), with the same rounding:
+
+* the entry price of an increase is the contract-weighted **harmonic** mean
+  ``(|q| + |d|) / (|q| / entry + |d| / price)`` (what keeps the coin value of the position exact);
+* a reducing fill books ``rp = contract_size * reduced * (1/entry - 1/price) * (+1 long / -1
+  short)`` in the base coin, rounded to 8 decimals (a long gains when the price rises);
+* unrealized PnL is ``contract_size * qty * (1/entry - 1/mark)`` (``qty`` signed).
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ class PositionState:
     opened_at: int = 0
     update_time: int = 0
     views: list[tuple[float, dict[str, object]]] | None = None  # rest_lag snapshots
+    contract_size: Decimal = ZERO  # COIN-M: USD per contract (inverse rules); 0: linear
 
     def apply(
         self, delta: Decimal, price: Decimal, commission: Decimal, time_ms: int
@@ -58,14 +68,17 @@ class PositionState:
             return ZERO, None
         if (delta > 0) == (self.qty > 0):
             total = abs(self.qty) + abs(delta)
-            self.entry = (self.entry * abs(self.qty) + price * abs(delta)) / total
+            if self.contract_size:
+                self.entry = total / (abs(self.qty) / self.entry + abs(delta) / price)
+            else:
+                self.entry = (self.entry * abs(self.qty) + price * abs(delta)) / total
             self.qty += delta
             self.life_max = max(self.life_max, abs(self.qty))
             self.life_fees += commission
             return ZERO, None
         reduced = min(abs(delta), abs(self.qty))
         sign = 1 if self.qty > 0 else -1
-        rp = ((price - self.entry) * reduced * sign).quantize(EIGHT)
+        rp = self.pnl(price, reduced * sign)
         self.cum_realized += rp
         self.life_realized += rp
         self.life_fees += commission
@@ -101,8 +114,14 @@ class PositionState:
         """What REST needs to rebuild this position later (the ``rest_lag`` snapshots)."""
         return {"qty": self.qty, "entry": self.entry, "update": self.update_time}
 
+    def pnl(self, price: Decimal, qty: Decimal) -> Decimal:
+        """PnL of ``qty`` (signed: long > 0) bought at the entry price and valued at ``price``."""
+        if self.contract_size:
+            return (self.contract_size * qty * (1 / self.entry - 1 / price)).quantize(EIGHT)
+        return ((price - self.entry) * qty).quantize(EIGHT)
+
     def unrealized(self, mark: Decimal) -> Decimal:
-        return ((mark - self.entry) * self.qty).quantize(EIGHT) if self.qty else ZERO
+        return self.pnl(mark, self.qty) if self.qty else ZERO
 
     def breakeven(self, taker_rate: Decimal) -> Decimal:
         """Entry price moved by the round-trip taker fee (Binance's ``bep``, approximately)."""

@@ -19,10 +19,26 @@ from fillstream.simulator.state import AccountState, Row
 
 
 def _symbol(engine: Engine, params: Params, *, required: bool) -> str | None:
+    """The ``symbol`` parameter, checked against the symbols of the path's product."""
     symbol = params.required("symbol") if required else params.get("symbol")
-    if symbol is not None and symbol not in engine.symbols:
+    if symbol is not None and not in_product(engine, symbol, params.product):
         raise invalid_symbol()
     return symbol
+
+
+def in_product(engine: Engine, symbol: str, product: str) -> bool:
+    """Whether ``symbol`` is served and belongs to ``product`` (``usdm`` / ``coinm``)."""
+    state = engine.symbols.get(symbol)
+    return state is not None and state.spec.product == product
+
+
+HISTORY_MS = 90 * DAY_MS  # userTrades: "past 3 months" (change log 2026-08-26)
+
+
+def trade_window(params: Params, now_ms: int) -> tuple[int, int, bool]:
+    """``params.window`` for ``userTrades``: ≤ 7 days, never older than the 3-month history."""
+    start, end, newest = params.window(now_ms)
+    return max(start, now_ms - HISTORY_MS), end, newest
 
 
 def user_trades(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
@@ -44,7 +60,7 @@ def user_trades(acct: AccountState, params: Params, engine: Engine) -> list[Row]
         return matching[:limit]
     if from_id is not None:
         return [] if log is None else log.from_id(from_id, limit, cutoff)
-    start, end, newest = params.window(engine.clock.wall_ms())
+    start, end, newest = trade_window(params, engine.clock.wall_ms())
     if log is None:
         return []
     if newest:
@@ -65,11 +81,21 @@ def _order_rows(acct: AccountState, orders: Iterable[Order], cutoff: float | Non
 def all_orders(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
     """``GET /fapi/v1/allOrders`` (``orderId`` ≥, or a ≤ 7-day window)."""
     symbol = _symbol(engine, params, required=False)
+    pair = params.get("pair") if params.product == "coinm" else None
+    if symbol is not None and pair is not None:
+        raise combination()
     limit = params.limit(500, 1000)
     order_id = params.integer("orderId")
     cutoff = acct.cutoff(engine.clock.mono())
     if symbol is None:
-        orders = sorted(acct.orders.values(), key=lambda o: (o.time, o.order_id))
+        orders = sorted(
+            (
+                o
+                for o in acct.orders.values()
+                if o.spec.product == params.product and pair in (None, o.spec.pair)
+            ),
+            key=lambda o: (o.time, o.order_id),
+        )
     else:
         orders = list(acct.orders_by_symbol.get(symbol, ()))
     if order_id is not None and not (params.get("startTime") or params.get("endTime")):
@@ -131,7 +157,7 @@ def open_orders(acct: AccountState, params: Params, engine: Engine) -> list[Row]
     orders = (
         o
         for o in sorted(acct.orders.values(), key=lambda o: (o.time, o.order_id))
-        if symbol in (None, o.symbol)
+        if symbol in (None, o.symbol) and o.spec.product == params.product
     )
     rows = _order_rows(acct, orders, cutoff)
     return [r for r in rows if r["status"] in ("NEW", "PARTIALLY_FILLED")]
@@ -144,7 +170,7 @@ def position_risk(acct: AccountState, params: Params, engine: Engine) -> list[Ro
     shown: list[tuple[PositionState, Decimal, Decimal, int]] = []
     active_symbols = {o.symbol for o in acct.open_orders.values()}
     for pos in acct.positions.values():
-        if symbol not in (None, pos.symbol):
+        if symbol not in (None, pos.symbol) or not in_product(engine, pos.symbol, "usdm"):
             continue
         core = acct.view(pos, 0.0, cutoff, pos.core)
         assert core is not None
@@ -164,11 +190,11 @@ def position_risk(acct: AccountState, params: Params, engine: Engine) -> list[Ro
                 "symbol": pos.symbol,
                 "positionSide": pos.position_side,
                 "positionAmt": fmt_plain(qty),
-                "entryPrice": fmt_plain(entry),
-                "breakEvenPrice": fmt_plain(view.breakeven(TAKER_RATE)),
+                "entryPrice": spec.fmt_level(entry),
+                "breakEvenPrice": spec.fmt_level(view.breakeven(TAKER_RATE)),
                 "markPrice": fmt_fixed(mark, spec.price_precision + 6),
                 "unRealizedProfit": fmt_amount(view.unrealized(mark)),
-                "liquidationPrice": fmt_plain(view.liquidation_price(LEVERAGE)),
+                "liquidationPrice": spec.fmt_level(view.liquidation_price(LEVERAGE)),
                 "isolatedMargin": "0",
                 "notional": fmt_amount(notional),
                 "marginAsset": "USDT",
@@ -186,16 +212,82 @@ def position_risk(acct: AccountState, params: Params, engine: Engine) -> list[Ro
     return rows
 
 
-def income(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
-    """``GET /fapi/v1/income`` (REALIZED_PNL, COMMISSION, FUNDING_FEE; ``tradeId`` linked)."""
+def position_risk_v2(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
+    """``GET /fapi/v2/positionRisk``: every symbol (or ``symbol``), flat ones included.
+
+    One-way mode shows ``BOTH``, hedge mode ``LONG`` and ``SHORT``; the v2 field set (leverage,
+    ``maxNotionalValue``, ``marginType``, ``isAutoAddMargin`` as strings).
+    """
     symbol = _symbol(engine, params, required=False)
-    income_type = params.get("incomeType")
-    limit = params.limit(100, 1000)
+    cutoff = acct.cutoff(engine.clock.mono())
+    sides = ("LONG", "SHORT") if acct.hedge else ("BOTH",)
+    rows: list[Row] = []
+    for name in sorted(engine.symbols):
+        if symbol not in (None, name) or not in_product(engine, name, "usdm"):
+            continue
+        sym = engine.symbols[name]
+        for side in sides:
+            pos = acct.positions.get((name, side)) or PositionState(name, side)
+            core = acct.view(pos, 0.0, cutoff, pos.core)
+            assert core is not None
+            qty, entry, update = core["qty"], core["entry"], core["update"]
+            assert isinstance(qty, Decimal) and isinstance(entry, Decimal)
+            view = PositionState(name, side, qty=qty, entry=entry)
+            notional = qty * sym.mark
+            rows.append(
+                {
+                    "symbol": name,
+                    "positionAmt": sym.spec.fmt_qty(qty),
+                    "entryPrice": sym.spec.fmt_level(entry),
+                    "breakEvenPrice": sym.spec.fmt_level(view.breakeven(TAKER_RATE)),
+                    "markPrice": fmt_fixed(sym.mark, sym.spec.price_precision + 6),
+                    "unRealizedProfit": fmt_amount(view.unrealized(sym.mark)),
+                    "liquidationPrice": sym.spec.fmt_level(view.liquidation_price(LEVERAGE)),
+                    "leverage": str(LEVERAGE),
+                    "maxNotionalValue": "250000",
+                    "marginType": "cross",
+                    "isolatedMargin": "0.00000000",
+                    "isAutoAddMargin": "false",
+                    "positionSide": side,
+                    "notional": fmt_amount(notional),
+                    "isolatedWallet": "0",
+                    "updateTime": update,
+                }
+            )
+    return rows
+
+
+def _income_page(params: Params) -> int:
+    """``page`` (fapi): 1 when absent. ``/dapi/v1/income`` no longer reads it (2026-10-16):
+    a request that sends it is refused (``-1104``); paginate by ``startTime`` instead."""
+    if params.product == "coinm":
+        if params.get("page") is not None:
+            read = len([k for k in params.values if k not in ("page", "signature")])
+            sent = read + 1
+            raise ApiError(
+                400,
+                -1104,
+                f"Not all sent parameters were read; read '{read}' parameter(s) but was sent "
+                f"'{sent}'.",
+            )
+        return 1
     page = params.integer("page", 1)
     assert page is not None
     if page < 1:
         raise ApiError(400, -1130, "Data sent for parameter 'page' is not valid.")
-    start, end, newest = params.window(engine.clock.wall_ms(), max_ms=90 * DAY_MS)
+    return page
+
+
+def income(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
+    """``GET /fapi/v1/income`` and ``/dapi/v1/income`` (REALIZED_PNL, COMMISSION, FUNDING_FEE,
+    DELIVERED_SETTELMENT; ``tradeId`` linked). Oldest first from ``startTime``; without it the
+    newest ``limit`` rows. Windows: 90 days (fapi), 1 year (dapi)."""
+    symbol = _symbol(engine, params, required=False)
+    income_type = params.get("incomeType")
+    limit = params.limit(100, 1000)
+    page = _income_page(params)
+    max_ms = (365 if params.product == "coinm" else 90) * DAY_MS
+    start, end, newest = params.window(engine.clock.wall_ms(), max_ms=max_ms)
     cutoff = acct.cutoff(engine.clock.mono())
     rows = [
         row
@@ -204,6 +296,7 @@ def income(acct: AccountState, params: Params, engine: Engine) -> list[Row]:
         and (cutoff is None or mono <= cutoff)
         and symbol in (None, row["symbol"])
         and income_type in (None, row["incomeType"])
+        and in_product(engine, str(row["symbol"]), params.product)
     ]
     offset = (page - 1) * limit
     if newest:
@@ -238,7 +331,7 @@ def algo_order(acct: AccountState, params: Params, engine: Engine) -> Row:
         found = next(
             (a for a in reversed(acct.algos.values()) if a.client_algo_id == client_id), None
         )
-    if found is None:
+    if found is None or found.spec.product != params.product:
         raise no_such_order()
     rows = _algo_rows(acct, (found,), acct.cutoff(engine.clock.mono()))
     if not rows:
@@ -254,7 +347,9 @@ def open_algo_orders(acct: AccountState, params: Params, engine: Engine) -> list
         (
             a
             for a in acct.algos.values()
-            if symbol in (None, a.symbol) and algo_id in (None, a.algo_id)
+            if symbol in (None, a.symbol)
+            and algo_id in (None, a.algo_id)
+            and a.spec.product == params.product
         ),
         acct.cutoff(engine.clock.mono()),
     )

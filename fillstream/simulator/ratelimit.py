@@ -121,3 +121,42 @@ class WeightLimiter:
 
 def _ceil_real(clock: SimClock, sim_seconds: float) -> int:
     return max(1, math.ceil(clock.real_s(sim_seconds)))
+
+
+ORDER_LIMITS = ((10.0, 300, "10S", "TEN_SECONDS"), (60.0, 1200, "1M", "ONE_MINUTE"))
+
+
+class OrderCounter:
+    """New orders per account in 10-second and one-minute windows (sim clock), both products.
+
+    Binance counts new orders (algo orders included, at 0 IP weight) per account and reports
+    them on order endpoints as ``X-MBX-ORDER-COUNT-10S`` / ``-1M``; past 300 per 10 s or 1200 per
+    minute an order is refused with 429 and ``-1015``.
+    """
+
+    def __init__(self, clock: SimClock) -> None:
+        self._clock = clock
+        self._counts: dict[tuple[str, float], tuple[int, int]] = {}  # (account, len) → (win, n)
+
+    def _current(self, account: str, length: float, now: float) -> int:
+        window = int(now // length)
+        seen = self._counts.get((account, length))
+        return seen[1] if seen is not None and seen[0] == window else 0
+
+    def charge(self, account: str, orders: int) -> tuple[dict[str, str], str | None]:
+        """Count ``orders`` new orders: (headers, the refusal message if over a limit)."""
+        now = self._clock.sim_s()
+        counts = {length: self._current(account, length, now) for length, *_ in ORDER_LIMITS}
+        refused: str | None = None
+        for length, limit, _, name in ORDER_LIMITS:
+            if orders and counts[length] + orders > limit:
+                refused = f"Too many new orders; current limit is {limit} orders per {name}."
+        if refused is None and orders:
+            counts = {length: n + orders for length, n in counts.items()}
+            for length, n in counts.items():
+                self._counts[(account, length)] = (int(now // length), n)
+        headers = {
+            f"X-MBX-ORDER-COUNT-{label}": str(counts[length])
+            for length, _, label, _ in ORDER_LIMITS
+        }
+        return headers, refused

@@ -1,4 +1,9 @@
-"""The USDⓈ-M REST API: routing, weights, rate limits, authentication and errors.
+"""The REST API of both products (``/fapi``: USDⓈ-M, ``/dapi``: COIN-M): routing, weights, rate
+limits, authentication and errors.
+
+Both products share one weight pool per IP and one order count per account (the 2026 CM-UM
+integration, binance-wave2 §B.2): the limiter does not look at the path. COIN-M weights are the
+post-migration ones (``userTrades``/``allOrders`` 5 flat, ``positionRisk`` 1, ``income`` 20).
 
 Order of checks, as Binance applies them: IP ban (418) and weight (429) first, then injected
 ``rest_error`` faults, then the API key (``-2014`` malformed/missing, ``-2015`` unknown, HTTP 401),
@@ -19,7 +24,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from aiohttp import web
 
-from fillstream.simulator import queries, trading
+from fillstream.simulator import coinm, queries, trading
 from fillstream.simulator.accounts import signature_valid
 from fillstream.simulator.apierror import (
     AHEAD,
@@ -33,10 +38,11 @@ from fillstream.simulator.apierror import (
     mandatory,
 )
 from fillstream.simulator.engine import Engine
-from fillstream.simulator.exchange_info import exchange_info
+from fillstream.simulator.exchange_info import coinm_exchange_info, exchange_info
 from fillstream.simulator.faults import RestError
+from fillstream.simulator.market import COINM, USDM
 from fillstream.simulator.params import Params
-from fillstream.simulator.ratelimit import WeightLimiter
+from fillstream.simulator.ratelimit import OrderCounter, WeightLimiter
 from fillstream.simulator.state import AccountState
 
 # The account is None only for Security.NONE routes, whose handlers ignore it.
@@ -59,9 +65,9 @@ class RestContext:
         accounts_by_key: dict[str, AccountState],
         limiter: WeightLimiter,
         rest_errors: list[RestError],
-        listen_key_created: Callable[[AccountState], str],
-        listen_key_kept: Callable[[AccountState], str | None],
-        listen_key_deleted: Callable[[AccountState], None],
+        listen_key_created: Callable[[AccountState, str], str],
+        listen_key_kept: Callable[[AccountState, str], str | None],
+        listen_key_deleted: Callable[[AccountState, str], None],
         trading: trading.Trading,
     ) -> None:
         self.engine = engine
@@ -72,11 +78,25 @@ class RestContext:
         self.listen_key_kept = listen_key_kept
         self.listen_key_deleted = listen_key_deleted
         self.trading = trading
+        self.orders = OrderCounter(engine.clock)
         self.requests = 0
         self.by_route: dict[str, int] = {}  # "POST /fapi/v1/listenKey" → requests
 
 
 Weight = int | Callable[[Params], int]
+
+# Order endpoints: the new orders a call counts (0: shows the counters, counts nothing).
+ORDER_ROUTES: dict[tuple[str, str], int] = {
+    (method, f"/{api}/v1/{path}"): count
+    for api in ("fapi", "dapi")
+    for method, path, count in (
+        ("POST", "order", 1),
+        ("DELETE", "order", 0),
+        ("POST", "algoOrder", 1),
+        ("DELETE", "algoOrder", 0),
+    )
+}
+Route = tuple[str, str, Weight, Security, Handler]
 
 
 def _by_symbol(with_symbol: int, without: int) -> Callable[[Params], int]:
@@ -91,58 +111,89 @@ class RestApi:
         self._encode = msgspec.json.Encoder().encode
 
     def routes(self) -> list[web.RouteDef]:
+        return [
+            web.route(
+                method,
+                path,
+                self._wrap(weight, security, handler, ORDER_ROUTES.get((method, path))),
+            )
+            for method, path, weight, security, handler in self._usdm() + self._coinm()
+        ]
+
+    def _shared(self, api: str) -> list[Route]:
+        """Endpoints both products have, with the same weights and handlers."""
         q = queries
         t = self.ctx.trading
-        table: list[tuple[str, str, Weight, Security, Handler]] = [
-            ("GET", "/fapi/v1/ping", 1, Security.NONE, lambda a, p, e: {}),
-            ("GET", "/fapi/v1/time", 1, Security.NONE, self._time),
+        v1 = f"/{api}/v1"
+        return [
+            ("GET", f"{v1}/ping", 1, Security.NONE, lambda a, p, e: {}),
+            ("GET", f"{v1}/time", 1, Security.NONE, self._time),
+            ("POST", f"{v1}/listenKey", 1, Security.USER_STREAM, self._key_create),
+            ("PUT", f"{v1}/listenKey", 1, Security.USER_STREAM, self._key_keepalive),
+            ("DELETE", f"{v1}/listenKey", 1, Security.USER_STREAM, self._key_delete),
+            ("GET", f"{v1}/allOrders", 5, Security.SIGNED, q.all_orders),
+            ("GET", f"{v1}/order", 1, Security.SIGNED, q.order),
+            ("GET", f"{v1}/openOrder", 1, Security.SIGNED, q.open_order),
+            ("GET", f"{v1}/openOrders", _by_symbol(1, 40), Security.SIGNED, q.open_orders),
+            ("GET", f"{v1}/algoOrder", 1, Security.SIGNED, q.algo_order),
+            ("GET", f"{v1}/openAlgoOrders", _by_symbol(1, 40), Security.SIGNED,
+             q.open_algo_orders),
+            ("GET", f"{v1}/allAlgoOrders", 5, Security.SIGNED, q.all_algo_orders),
+            ("DELETE", f"{v1}/order", 1, Security.SIGNED, t.cancel_order),
+            ("POST", f"{v1}/algoOrder", 0, Security.SIGNED, t.place_algo),
+            ("DELETE", f"{v1}/algoOrder", 1, Security.SIGNED, t.cancel_algo),
+            ("GET", f"{v1}/positionSide/dual", 30, Security.SIGNED, t.position_mode),
+            ("POST", f"{v1}/positionSide/dual", 1, Security.SIGNED, t.change_position_mode),
+        ]  # fmt: skip
+
+    def _usdm(self) -> list[Route]:
+        q = queries
+        t = self.ctx.trading
+        return [
+            *self._shared("fapi"),
             ("GET", "/fapi/v1/exchangeInfo", 1, Security.NONE, self._exchange_info),
-            ("POST", "/fapi/v1/listenKey", 1, Security.USER_STREAM, self._key_create),
-            ("PUT", "/fapi/v1/listenKey", 1, Security.USER_STREAM, self._key_keepalive),
-            ("DELETE", "/fapi/v1/listenKey", 1, Security.USER_STREAM, self._key_delete),
             ("GET", "/fapi/v1/userTrades", 5, Security.SIGNED, q.user_trades),
-            ("GET", "/fapi/v1/allOrders", 5, Security.SIGNED, q.all_orders),
-            ("GET", "/fapi/v1/order", 1, Security.SIGNED, q.order),
-            ("GET", "/fapi/v1/openOrder", 1, Security.SIGNED, q.open_order),
-            ("GET", "/fapi/v1/openOrders", _by_symbol(1, 40), Security.SIGNED, q.open_orders),
+            ("GET", "/fapi/v2/positionRisk", 5, Security.SIGNED, q.position_risk_v2),
             ("GET", "/fapi/v3/positionRisk", 5, Security.SIGNED, q.position_risk),
             ("GET", "/fapi/v1/income", 30, Security.SIGNED, q.income),
             ("GET", "/fapi/v2/account", 5, Security.SIGNED, q.account),
             ("GET", "/fapi/v3/account", 5, Security.SIGNED, q.account),
             ("GET", "/fapi/v2/balance", 5, Security.SIGNED, q.balance),
             ("GET", "/fapi/v3/balance", 5, Security.SIGNED, q.balance),
-            ("GET", "/fapi/v1/algoOrder", 1, Security.SIGNED, q.algo_order),
-            (
-                "GET",
-                "/fapi/v1/openAlgoOrders",
-                _by_symbol(1, 40),
-                Security.SIGNED,
-                q.open_algo_orders,
-            ),
-            ("GET", "/fapi/v1/allAlgoOrders", 5, Security.SIGNED, q.all_algo_orders),
             ("POST", "/fapi/v1/order", 0, Security.SIGNED, t.place_order),
-            ("DELETE", "/fapi/v1/order", 1, Security.SIGNED, t.cancel_order),
-            ("POST", "/fapi/v1/algoOrder", 0, Security.SIGNED, t.place_algo),
-            ("DELETE", "/fapi/v1/algoOrder", 1, Security.SIGNED, t.cancel_algo),
-            ("GET", "/fapi/v1/positionSide/dual", 30, Security.SIGNED, t.position_mode),
         ]
+
+    def _coinm(self) -> list[Route]:
+        q = queries
+        t = self.ctx.trading
         return [
-            web.route(method, path, self._wrap(weight, security, handler))
-            for method, path, weight, security, handler in table
+            *self._shared("dapi"),
+            ("GET", "/dapi/v1/exchangeInfo", 1, Security.NONE, self._coinm_exchange_info),
+            ("GET", "/dapi/v1/userTrades", 5, Security.SIGNED, coinm.coinm_user_trades),
+            ("GET", "/dapi/v1/positionRisk", 1, Security.SIGNED, coinm.coinm_position_risk),
+            ("GET", "/dapi/v1/income", 20, Security.SIGNED, q.income),
+            ("GET", "/dapi/v1/account", 5, Security.SIGNED, coinm.coinm_account),
+            ("GET", "/dapi/v1/balance", 1, Security.SIGNED, coinm.coinm_balance),
+            ("POST", "/dapi/v1/order", 1, Security.SIGNED, t.place_order),
         ]
 
     def _wrap(
-        self, weight: Weight, security: Security, handler: Handler
+        self, weight: Weight, security: Security, handler: Handler, orders: int | None
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def endpoint(request: web.Request) -> web.Response:
-            return await self._dispatch(request, weight, security, handler)
+            return await self._dispatch(request, weight, security, handler, orders)
 
         return endpoint
 
     # -- dispatch ------------------------------------------------------------------------------
 
     async def _dispatch(
-        self, request: web.Request, weight: Weight, security: Security, handler: Handler
+        self,
+        request: web.Request,
+        weight: Weight,
+        security: Security,
+        handler: Handler,
+        orders: int | None = None,
     ) -> web.Response:
         ctx = self.ctx
         ctx.requests += 1
@@ -155,7 +206,7 @@ class RestApi:
         values = dict(parse_qsl(raw_query, keep_blank_values=True))
         if raw_body:
             values.update(parse_qsl(raw_body, keep_blank_values=True))
-        params = Params(values)
+        params = Params(values, COINM if request.path.startswith("/dapi/") else USDM)
         headers, limited = self._charge(request, weight, params)
         if limited is not None:
             return limited
@@ -175,6 +226,8 @@ class RestApi:
                 raw_query=raw_query,
                 raw_body=raw_body,
             )
+            if orders is not None and acct is not None:
+                self._count_orders(acct, orders, headers)
             body = handler(acct, params, ctx.engine)
         except ApiError as exc:
             return self._error(exc, headers)
@@ -198,6 +251,13 @@ class RestApi:
         else:
             msg = "Too many requests; current limit of IP is exceeded. Please use websocket."
         return headers, self._error(ApiError(verdict.status, -1003, msg), headers)
+
+    def _count_orders(self, acct: AccountState, orders: int, headers: dict[str, str]) -> None:
+        """Order endpoints: the account's order counters in ``headers``; ``-1015`` past them."""
+        counted, refused = self.ctx.orders.charge(acct.name, orders)
+        headers.update(counted)
+        if refused is not None:
+            raise ApiError(429, -1015, refused)
 
     def _authenticate(
         self,
@@ -276,15 +336,20 @@ class RestApi:
     def _exchange_info(self, acct: AccountState | None, params: Params, engine: Engine) -> object:
         return exchange_info(engine, self.ctx.limiter.limit)
 
+    def _coinm_exchange_info(
+        self, acct: AccountState | None, params: Params, engine: Engine
+    ) -> object:
+        return coinm_exchange_info(engine, self.ctx.limiter.limit)
+
     def _key_create(self, acct: AccountState, params: Params, engine: Engine) -> object:
-        return {"listenKey": self.ctx.listen_key_created(acct)}
+        return {"listenKey": self.ctx.listen_key_created(acct, params.product)}
 
     def _key_keepalive(self, acct: AccountState, params: Params, engine: Engine) -> object:
-        key = self.ctx.listen_key_kept(acct)
+        key = self.ctx.listen_key_kept(acct, params.product)
         if key is None:
             raise LISTEN_KEY_GONE
         return {"listenKey": key}
 
     def _key_delete(self, acct: AccountState, params: Params, engine: Engine) -> object:
-        self.ctx.listen_key_deleted(acct)
+        self.ctx.listen_key_deleted(acct, params.product)
         return {}

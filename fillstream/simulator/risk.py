@@ -8,7 +8,10 @@ They look exactly like Binance's system orders (binance-facts §3):
 * ADL: ``c`` = ``adl_autoclose``, ``o`` = LIQUIDATION, ``x`` = CALCULATED, no commission, only
   ever against a profitable position;
 * settlement (delisting): ``c`` = ``settlement_autoclose-<n>``, a MARKET order at the mark, ``x`` =
-  TRADE, no commission.
+  TRADE, no commission;
+* delivery (COIN-M dated contracts, ``BTCUSD_250926``): ``c`` = ``delivery_autoclose-<n>``, a
+  MARKET order at the mark (the delivery price), ``x`` = TRADE, no commission; its realized PnL
+  is the ``income`` type DELIVERED_SETTELMENT (sic).
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ class Risk:
                 if _crossed(pos, mark, warn_at) and key not in self._warned:
                     self._warned.add(key)
                     now = self.engine.clock.wall_ms()
-                    payload = margin_call(acct.balance, pos, mark, now, LEVERAGE)
-                    self.engine.sink.emit(acct.name, payload)
+                    spec = self.engine.symbols[pos.symbol].spec
+                    wallet = acct.wallet(spec.margin_asset)
+                    payload = margin_call(wallet, pos, mark, now, LEVERAGE)
+                    self.engine.sink.emit(acct.name, payload, product=spec.product)
 
     def liquidate(self, acct: AccountState, pos: PositionState) -> None:
         engine = self.engine
@@ -82,6 +87,21 @@ class Risk:
             order_type="MARKET",
             execution="TRADE",
             cause="settlement",
+            fee=False,
+        )
+
+    def deliver(self, acct: AccountState, pos: PositionState) -> None:
+        """A dated COIN-M contract reached its delivery: the position closes at the mark."""
+        spec = self.engine.symbols[pos.symbol].spec
+        if spec.perpetual:
+            raise ValueError(f"{pos.symbol} is a perpetual: nothing is delivered")
+        self._force_close(
+            acct,
+            pos,
+            client_order_id=f"delivery_autoclose-{self.engine.next_system_id()}",
+            order_type="MARKET",
+            execution="TRADE",
+            cause="delivery",
             fee=False,
         )
 

@@ -1,13 +1,15 @@
 """The simulator: one aiohttp server with Binance's REST and WebSocket paths plus ``/_sim`` admin.
 
-Pointing python-binance's ``AsyncClient`` at it (every USDⓈ-M call our service makes builds its
-URL from ``FUTURES_URL`` + ``/v1``, ``/v2`` or ``/v3``)::
+Both futures products in one process: USDⓈ-M on ``/fapi`` (user stream
+``sim.ws_url + "/private/ws/" + listen_key``) and COIN-M on ``/dapi`` (user stream
+``sim.ws_url + "/ws/" + listen_key``, dstream's form). Pointing python-binance's ``AsyncClient``
+at it (every call builds its URL from ``FUTURES_URL`` / ``FUTURES_COIN_URL`` + ``/v1``, ``/v2``
+or ``/v3``)::
 
     client = AsyncClient(api_key, api_secret)      # not AsyncClient.create(): that pings spot
     client.FUTURES_URL = sim.rest_url + "/fapi"
+    client.FUTURES_COIN_URL = sim.rest_url + "/dapi"
     client.FUTURES_DATA_URL = sim.rest_url + "/futures/data"   # unused by us; keeps it local
-
-and the user stream at ``sim.ws_url + "/private/ws/" + listen_key``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from fillstream.simulator.funding import Funding
 from fillstream.simulator.generator import Generator
 from fillstream.simulator.hub import Hub
 from fillstream.simulator.listenkeys import ListenKeys
-from fillstream.simulator.market import SymbolState, spec_for
+from fillstream.simulator.market import COINM, USDM, SymbolState, spec_for
 from fillstream.simulator.ratelimit import WeightLimiter
 from fillstream.simulator.rest import RestApi, RestContext
 from fillstream.simulator.risk import Risk
@@ -49,18 +51,22 @@ class Simulator:
         seed = config.seed
         self.clock = SimClock(config.clock_speed)
         self.accounts: list[SimAccount] = [
-            make_account(seed, name, hedge_mode=name in config.hedge_accounts)
+            make_account(
+                seed, name, hedge_mode=name in config.hedge_accounts, market=config.market(name)
+            )
             for name in config.accounts
         ]
         self.states: dict[str, AccountState] = {a.name: AccountState(a) for a in self.accounts}
         self._by_key = {a.api_key: self.states[a.name] for a in self.accounts}
         self.symbols: dict[str, SymbolState] = {
             s: SymbolState(spec_for(s), i, random.Random(f"{seed}:symbol:{s}"))
-            for i, s in enumerate(config.symbols)
+            for i, s in enumerate(config.all_symbols)
         }
         self.hub = Hub(self.clock, self.states, seed)
         self.engine = Engine(self.clock, self.symbols, self.states, self.hub)
-        self.algos = AlgoService(self.engine, random.Random(f"{seed}:algos"))
+        self.algos = AlgoService(
+            self.engine, random.Random(f"{seed}:algos"), coinm_updates=config.coinm_algo_update
+        )
         self.risk = Risk(self.engine)
         self.trading = Trading(self.engine, self.algos)
         self.generator = Generator(
@@ -68,13 +74,23 @@ class Simulator:
             algos=self.algos,
             risk=self.risk,
             seed=seed,
-            symbols=list(self.symbols.values()),
+            # Only the products some account trades move on their own (the others stay put
+            # unless set_mark() moves them): no COIN-M walks for a USDⓈ-M-only venue.
+            symbols=[
+                s
+                for s in self.symbols.values()
+                if s.spec.product in {a.market for a in self.accounts}
+            ],
             accounts=list(self.states.values()),
             on_mark=self.on_mark,
         )
         self.keys = ListenKeys(self.clock)
         self.limiter = WeightLimiter(self.clock, config.weight_limit_1m)
-        self.funding_service = Funding(self.engine, random.Random(f"{seed}:funding"))
+        self.funding_service = Funding(
+            self.engine,
+            random.Random(f"{seed}:funding"),
+            random.Random(f"{seed}:funding:coinm"),
+        )
         self.fault_control = FaultControl(
             hub=self.hub, keys=self.keys, states=self.states, clock=self.clock
         )
@@ -160,15 +176,35 @@ class Simulator:
         await self.aclose()
 
     def ready_info(self) -> dict[str, object]:
-        """The one JSON object ``fillstream sim`` prints (design.md §5)."""
+        """The one JSON object ``fillstream sim`` prints (design.md §5).
+
+        Each account also gives its product (``market``) and where to reach it: the REST base
+        of that product (``…/fapi`` or ``…/dapi``), the listenKey path and the user-stream URL
+        with ``{listenKey}`` to fill in.
+        """
         return {
             "rest_url": self.rest_url,
             "ws_url": self.ws_url,
             "admin_url": self.admin_url,
             "accounts": [
-                {"name": a.name, "api_key": a.api_key, "api_secret": a.api_secret}
+                {
+                    "name": a.name,
+                    "api_key": a.api_key,
+                    "api_secret": a.api_secret,
+                    **self.urls(a.market),
+                }
                 for a in self.accounts
             ],
+        }
+
+    def urls(self, market: str) -> dict[str, str]:
+        """Where a client of ``market`` (``usdm``/``coinm``) finds this simulator."""
+        coinm = market == COINM
+        return {
+            "market": market,
+            "rest_base": f"{self.rest_url}/{'dapi' if coinm else 'fapi'}",
+            "listen_key_path": "/dapi/v1/listenKey" if coinm else "/fapi/v1/listenKey",
+            "stream_url": f"{self.ws_url}{'/ws' if coinm else '/private/ws'}/{{listenKey}}",
         }
 
     def account(self, name: str) -> SimAccount:
@@ -230,14 +266,14 @@ class Simulator:
 
     # -- listenKeys ----------------------------------------------------------------------------
 
-    def _key_created(self, acct: AccountState) -> str:
-        return self.keys.create(acct.name)
+    def _key_created(self, acct: AccountState, product: str = USDM) -> str:
+        return self.keys.create(acct.name, product)
 
-    def _key_kept(self, acct: AccountState) -> str | None:
-        return self.keys.keepalive(acct.name)
+    def _key_kept(self, acct: AccountState, product: str = USDM) -> str | None:
+        return self.keys.keepalive(acct.name, product)
 
-    def _key_deleted(self, acct: AccountState) -> None:
-        key = self.keys.delete(acct.name)
+    def _key_deleted(self, acct: AccountState, product: str = USDM) -> None:
+        key = self.keys.delete(acct.name, product)
         if key is not None:
             self.hub.key_deleted(key, acct.name)
 
@@ -320,12 +356,18 @@ class Simulator:
         trigger_price: Decimal | str | None = None,
         quantity: Decimal | str | None = None,
         close_position: bool = False,
+        reduce_only: bool = False,
         callback_rate: Decimal | str | None = None,
         activate_price: Decimal | str | None = None,
         position_side: str | None = None,
         client_algo_id: str | None = None,
     ) -> dict[str, object]:
-        """Place a conditional order (TP/SL/trailing); returns its ``algoOrder`` REST row."""
+        """Place a conditional order (TP/SL/trailing); returns its ``algoOrder`` REST row.
+
+        ``reduce_only`` defaults to false, as on Binance: a triggered order that is not
+        reduce-only trades its whole quantity (it may open or flip a position) and does not
+        expire when the position closes.
+        """
         placed = self.algos.place(
             self._state(account),
             symbol,
@@ -335,6 +377,7 @@ class Simulator:
             trigger_price=Decimal(trigger_price) if trigger_price is not None else Decimal(0),
             quantity=Decimal(quantity) if quantity is not None else Decimal(0),
             close_position=close_position,
+            reduce_only=reduce_only,
             callback_rate=Decimal(callback_rate) if callback_rate is not None else None,
             activate_price=Decimal(activate_price) if activate_price is not None else None,
             client_algo_id=client_algo_id,
@@ -342,12 +385,17 @@ class Simulator:
         return placed.rest_row()
 
     def force_close(self, account: str, symbol: str, kind: str, position_side: str = "") -> bool:
-        """Close a position the exchange's way: ``liquidation``, ``adl`` or ``settlement``."""
+        """Close a position the exchange's way: ``liquidation``, ``adl``, ``settlement`` or
+        (COIN-M dated contracts) ``delivery``."""
         acct = self._state(account)
         sides = [position_side] if position_side else ["BOTH", "LONG", "SHORT"]
-        action = {"liquidation": self.risk.liquidate, "adl": self.risk.adl}.get(
-            kind, self.risk.settle if kind == "settlement" else None
-        )
+        risk = self.risk
+        action = {
+            "liquidation": risk.liquidate,
+            "adl": risk.adl,
+            "settlement": risk.settle,
+            "delivery": risk.deliver,
+        }.get(kind)
         if action is None:
             raise ValueError(f"unknown forced close {kind!r}")
         for ps in sides:
@@ -390,12 +438,25 @@ class Simulator:
 
     # -- ground truth --------------------------------------------------------------------------
 
-    def ground_truth(self, *, stable: bool = False) -> dict[str, Any]:
-        """Every fill, order and close produced so far (same JSON as ``GET /_sim/ledger``)."""
-        return ground_truth(self.states.values(), stable=stable)
+    def ground_truth(self, *, stable: bool = False, market: str | None = None) -> dict[str, Any]:
+        """Every fill, order and close produced so far (same JSON as ``GET /_sim/ledger``).
 
-    def ground_truth_bytes(self, *, stable: bool = False) -> bytes:
-        return ground_truth_bytes(self.states.values(), stable=stable)
+        ``market`` (``usdm``/``coinm``) keeps only that product's records (its symbols).
+        """
+        return ground_truth(self.states.values(), stable=stable, symbols=self._symbols_of(market))
+
+    def ground_truth_bytes(self, *, stable: bool = False, market: str | None = None) -> bytes:
+        return ground_truth_bytes(
+            self.states.values(), stable=stable, symbols=self._symbols_of(market)
+        )
+
+    def _symbols_of(self, market: str | None) -> frozenset[str] | None:
+        """The symbols of ``market``, to filter the ground truth by (None: no filter)."""
+        if market is None:
+            return None
+        if market not in (USDM, COINM):
+            raise ValueError(f"unknown market {market!r}: usdm or coinm")
+        return frozenset(name for name, s in self.symbols.items() if s.spec.product == market)
 
     def _state(self, account: str) -> AccountState:
         state = self.states.get(account)

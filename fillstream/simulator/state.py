@@ -18,7 +18,8 @@ from fillstream.simulator.orders import Algo, Order
 from fillstream.simulator.positions import PositionState
 
 Row = dict[str, object]
-START_BALANCE = Decimal(100_000)
+START_BALANCE = Decimal(100_000)  # USDⓈ-M wallet, USDT
+START_COIN_BALANCE = Decimal(10)  # each COIN-M wallet (BTC, ETH, ...), in its coin
 
 
 class _Viewed(Protocol):
@@ -65,8 +66,10 @@ class AccountState:
     def __init__(self, account: SimAccount) -> None:
         self.account = account
         self.name = account.name
-        self.hedge = account.hedge_mode
+        self.hedge = account.hedge_mode  # one setting for both products (the 2026 CM-UM rule)
+        self.market = account.market
         self.balance = START_BALANCE
+        self.coin_balances: dict[str, Decimal] = {}  # COIN-M wallets by margin coin
         self.positions: dict[tuple[str, str], PositionState] = {}
         self.orders: dict[tuple[str, int], Order] = {}
         self.orders_by_symbol: dict[str, list[Order]] = {}
@@ -85,6 +88,22 @@ class AccountState:
         self.fills_generated = 0
         self.dropped_fill_events = 0
         self.undelivered_fill_events = 0
+
+    # -- wallets -------------------------------------------------------------------------------
+
+    def wallet(self, asset: str) -> Decimal:
+        """The wallet balance of ``asset`` (USDT: the USDⓈ-M wallet; a coin: its COIN-M one)."""
+        if asset == "USDT":
+            return self.balance
+        return self.coin_balances.get(asset, START_COIN_BALANCE)
+
+    def credit(self, asset: str, amount: Decimal) -> Decimal:
+        """Add ``amount`` (negative: a debit) to the ``asset`` wallet; returns the new balance."""
+        if asset == "USDT":
+            self.balance += amount
+            return self.balance
+        balance = self.coin_balances[asset] = self.wallet(asset) + amount
+        return balance
 
     # -- positions -----------------------------------------------------------------------------
 

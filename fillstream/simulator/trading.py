@@ -133,10 +133,9 @@ class Trading:
     # -- REST handlers -------------------------------------------------------------------------
 
     def place_order(self, acct: AccountState, params: Params, engine: Engine) -> Row:
-        """``POST /fapi/v1/order`` (MARKET and LIMIT)."""
-        symbol = params.required("symbol")
-        if symbol not in engine.symbols:
-            raise ApiError(400, -1121, "Invalid symbol.")
+        """``POST /fapi/v1/order`` and ``/dapi/v1/order`` (MARKET and LIMIT; COIN-M quantities
+        in contracts)."""
+        symbol = _product_symbol(params, engine)
         order_type = params.required("type")
         if order_type in CONDITIONAL:
             raise ApiError(
@@ -167,11 +166,11 @@ class Trading:
             )
         except ValueError as exc:
             raise ApiError(400, -2022, f"ReduceOnly Order is rejected. ({exc})") from exc
-        return order.rest_row()
+        return order.ack_row()
 
     def cancel_order(self, acct: AccountState, params: Params, engine: Engine) -> Row:
         """``DELETE /fapi/v1/order``; ``-2011`` when it is not open."""
-        symbol = params.required("symbol")
+        symbol = _product_symbol(params, engine)
         order_id = params.integer("orderId")
         client_id = params.get("origClientOrderId")
         found: Order | None = None
@@ -191,15 +190,13 @@ class Trading:
         if found is None or not found.is_open:
             raise UNKNOWN_ORDER
         engine.end_order(acct, found, "CANCELED")
-        return found.rest_row()
+        return found.ack_row()
 
     def place_algo(self, acct: AccountState, params: Params, engine: Engine) -> Row:
         """``POST /fapi/v1/algoOrder`` (algoType=CONDITIONAL)."""
         if params.required("algoType") != "CONDITIONAL":
             raise ApiError(400, -1130, "Data sent for parameter 'algoType' is not valid.")
-        symbol = params.required("symbol")
-        if symbol not in engine.symbols:
-            raise ApiError(400, -1121, "Invalid symbol.")
+        symbol = _product_symbol(params, engine)
         order_type = params.required("type")
         if order_type not in ALGO_CAUSES:
             raise ApiError(400, -1116, "Invalid orderType.")
@@ -217,6 +214,7 @@ class Trading:
                 trigger_price=_decimal(params, "triggerPrice") or ZERO,
                 quantity=_decimal(params, "quantity", required=not close_position) or ZERO,
                 close_position=close_position,
+                reduce_only=params.flag("reduceOnly"),
                 callback_rate=_decimal(params, "callbackRate"),
                 activate_price=_decimal(params, "activatePrice"),
                 client_algo_id=params.get("clientAlgoId"),
@@ -236,7 +234,7 @@ class Trading:
             if algo_id is not None
             else next((a for a in acct.algos.values() if a.client_algo_id == client_id), None)
         )
-        if algo is None or not algo.is_open:
+        if algo is None or not algo.is_open or algo.spec.product != params.product:
             raise UNKNOWN_ORDER
         self.algos.cancel(acct, algo)
         return {
@@ -247,7 +245,34 @@ class Trading:
         }
 
     def position_mode(self, acct: AccountState, params: Params, engine: Engine) -> Row:
+        """``GET positionSide/dual`` (fapi and dapi: one setting since the CM-UM integration)."""
         return {"dualSidePosition": acct.hedge}
+
+    def change_position_mode(self, acct: AccountState, params: Params, engine: Engine) -> Row:
+        """``POST positionSide/dual``: flips hedge mode for **both** products; refused while
+        either has an open order, algo order or position (binance-wave2 §B.2)."""
+        wanted = params.flag("dualSidePosition")
+        if params.get("dualSidePosition") is None:
+            raise mandatory("dualSidePosition")
+        if wanted == acct.hedge:
+            raise ApiError(400, -4059, "No need to change position side.")
+        if acct.open_orders or acct.open_algos:
+            raise ApiError(
+                400, -4067, "Position side cannot be changed if there exists open orders."
+            )
+        if any(True for _ in acct.open_positions()):
+            raise ApiError(400, -4068, "Position side cannot be changed if there exists position.")
+        acct.hedge = wanted
+        return {"code": 200, "msg": "success"}
+
+
+def _product_symbol(params: Params, engine: Engine) -> str:
+    """The ``symbol`` parameter; ``-1121`` unless it is one of the path's product."""
+    symbol = params.required("symbol")
+    state = engine.symbols.get(symbol)
+    if state is None or state.spec.product != params.product:
+        raise ApiError(400, -1121, "Invalid symbol.")
+    return symbol
 
 
 def _reached(order: Order, mark: Decimal) -> bool:

@@ -15,6 +15,12 @@ Shape (design.md §5 "Stable surface")::
                                        # key expired, socket silent)
     }}}
 
+``"market"`` is the account's product (what its generator trades; ``usdm`` or ``coinm``). An
+account's records of both products are listed together (a symbol names its product; COIN-M
+``fills`` have ``qty`` in contracts and money in ``marginAsset``; COIN-M closes add
+``marginAsset`` and ``contractSize``); ``?market=coinm`` (``ground_truth(market=...)``) keeps one
+product's records only.
+
 Determinism: with the same seed and the same number of generator rounds, the ground truth is
 byte-identical **except** wall-clock times. ``stable=True`` leaves those out (``time``,
 ``updateTime``, ``createTime``, ``triggerTime``, ``openedAt``, ``closedAt``), so that form is
@@ -23,7 +29,7 @@ byte-identical across runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import msgspec
@@ -34,19 +40,27 @@ from fillstream.simulator.state import AccountState, Row
 TIME_FIELDS = frozenset({"time", "updateTime", "createTime", "triggerTime", "openedAt", "closedAt"})
 
 
-def _rows(rows: Iterable[Row], extra: Row, stable: bool) -> list[Row]:
+def _rows(
+    rows: Iterable[Row], extra: Row, stable: bool, symbols: Collection[str] | None = None
+) -> list[Row]:
+    if symbols is not None:
+        rows = [r for r in rows if r["symbol"] in symbols]
     if stable:
         return [{k: v for k, v in r.items() if k not in TIME_FIELDS} | extra for r in rows]
     return [r | extra for r in rows]
 
 
-def account_truth(acct: AccountState, *, stable: bool = False) -> dict[str, object]:
+def account_truth(
+    acct: AccountState, *, stable: bool = False, symbols: Collection[str] | None = None
+) -> dict[str, object]:
     tag: Row = {"account": acct.name}
+    orders = (o.rest_row() for o in acct.orders.values())
     return {
-        "fills": _rows(acct.fills, tag, stable),
-        "closes": _rows(acct.closes, {}, stable),
-        "orders": _rows((o.rest_row() for o in acct.orders.values()), tag, stable),
-        "algo_orders": _rows((a.rest_row() for a in acct.algos.values()), {}, stable),
+        "market": acct.market,
+        "fills": _rows(acct.fills, tag, stable, symbols),
+        "closes": _rows(acct.closes, {}, stable, symbols),
+        "orders": _rows(orders, tag, stable, symbols),
+        "algo_orders": _rows((a.rest_row() for a in acct.algos.values()), {}, stable, symbols),
         "positions": [
             {
                 "symbol": p.symbol,
@@ -55,6 +69,7 @@ def account_truth(acct: AccountState, *, stable: bool = False) -> dict[str, obje
                 "entryPrice": fmt_plain(p.entry),
             }
             for p in acct.open_positions()
+            if symbols is None or p.symbol in symbols
         ],
         "fills_generated": acct.fills_generated,
         "dropped_fill_events": acct.dropped_fill_events,
@@ -62,9 +77,21 @@ def account_truth(acct: AccountState, *, stable: bool = False) -> dict[str, obje
     }
 
 
-def ground_truth(accounts: Iterable[AccountState], *, stable: bool = False) -> dict[str, Any]:
-    return {"accounts": {a.name: account_truth(a, stable=stable) for a in accounts}}
+def ground_truth(
+    accounts: Iterable[AccountState],
+    *,
+    stable: bool = False,
+    symbols: Collection[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "accounts": {a.name: account_truth(a, stable=stable, symbols=symbols) for a in accounts}
+    }
 
 
-def ground_truth_bytes(accounts: Iterable[AccountState], *, stable: bool = False) -> bytes:
-    return msgspec.json.encode(ground_truth(accounts, stable=stable))
+def ground_truth_bytes(
+    accounts: Iterable[AccountState],
+    *,
+    stable: bool = False,
+    symbols: Collection[str] | None = None,
+) -> bytes:
+    return msgspec.json.encode(ground_truth(accounts, stable=stable, symbols=symbols))

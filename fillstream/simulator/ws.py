@@ -5,6 +5,11 @@
 * ``/private/stream?listenKey=k1[&events=..]&listenKey=k2…``: several keys (accounts) on one
   socket, each event wrapped as ``{"stream": <listenKey>, "data": {...}}``.
 
+The other two routed bases, ``/market`` and ``/public`` (market data), take the same three forms:
+the handshake succeeds, pings and ``SUBSCRIBE`` are answered, but no user data ever flows there
+(the simulator has no market streams). The legacy unrouted forms ``/ws/<listenKey>``, ``/ws`` and
+``/stream`` carry user data as ``/private`` does; they are COIN-M's (dstream) only forms.
+
 Like Binance, the handshake succeeds even for an unknown or expired key; such a socket just never
 gets data. A JSON ``SUBSCRIBE`` with listenKeys as params is accepted too. The server pings every
 ``ping_interval_s`` (sim clock) and drops sockets that have not answered within ``pong_timeout_s``;
@@ -60,14 +65,18 @@ class WsEndpoint:
         self.refused = 0
 
     def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/private/ws/{key}", self.handle_path),
-            web.get("/private/ws", self.handle_query),
-            web.get("/private/stream", self.handle_stream),
-        ]
+        routes: list[web.RouteDef] = []
+        for base in ("/private", "/market", "/public", ""):
+            routes += [
+                web.get(f"{base}/ws/{{key}}", self.handle_path),
+                web.get(f"{base}/ws", self.handle_query),
+                web.get(f"{base}/stream", self.handle_stream),
+            ]
+        return routes
 
     async def handle_path(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, [(request.match_info["key"], None)], combined=False)
+        specs: list[KeySpec] = [(request.match_info["key"], None)]
+        return await self._serve(request, specs, combined=False)
 
     async def handle_query(self, request: web.Request) -> web.StreamResponse:
         specs = _parse_keys(request)
@@ -84,6 +93,7 @@ class WsEndpoint:
     async def _serve(
         self, request: web.Request, specs: list[KeySpec], *, combined: bool
     ) -> web.StreamResponse:
+        user_data = not request.path.startswith(("/market/", "/public/"))
         owners = [self._keys.owner(key) for key, _ in specs]
         if self._refused(owners):
             self.refused += 1
@@ -94,6 +104,7 @@ class WsEndpoint:
         transport = request.transport
         await ws.prepare(request)
         conn = Connection(ws, transport, self._clock.sim_s())
+        conn.user_data = user_data
         for key, events in specs:
             conn.subs.append(self._subscription(conn, key, events, combined))
         self._hub.register(conn)
@@ -111,7 +122,7 @@ class WsEndpoint:
     def _subscription(
         self, conn: Connection, key: str, events: frozenset[str] | None, combined: bool
     ) -> Subscription:
-        owner = self._keys.owner(key)
+        owner = self._keys.owner(key) if conn.user_data else None
         return Subscription(
             conn,
             owner,
@@ -119,6 +130,7 @@ class WsEndpoint:
             events=events,
             combined=combined,
             alive=self._keys.is_valid(key),
+            product=self._keys.product(key),
         )
 
     async def _read(self, conn: Connection, combined: bool) -> None:

@@ -5,20 +5,18 @@ Imports only :mod:`fillstream.ledger` and third-party libraries (import-linter e
 ``GapListener`` and a ``StatusSink``.
 """
 
-from fillstream.stream.config import USDM_EVENTS, USDM_WS_URLS, StreamSettings
-from fillstream.stream.decode import FrameDecoder, FrameError
-from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
-from fillstream.stream.listener import UserStream
-from fillstream.stream.parse import (
+from fillstream.binance.usdm.parse import (
     algo_link_from,
     fill_from_order_update,
     order_update_from,
     positions_from_account_update,
 )
+from fillstream.stream.config import StreamSettings
+from fillstream.stream.decode import FrameDecoder, FrameError
+from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
+from fillstream.stream.listener import UserStream
 
 __all__ = [
-    "USDM_EVENTS",
-    "USDM_WS_URLS",
     "AuthFailedError",
     "FrameDecoder",
     "FrameError",

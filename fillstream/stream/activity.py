@@ -12,10 +12,10 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from fillstream.binance.usdm.events import AccountPosition, AccountUpdate
+from fillstream.binance.usdm.parse import dec
 from fillstream.ledger import AlgoLink, OrderUpdate
 from fillstream.ledger.types import TERMINAL_ORDER_STATUSES
-from fillstream.stream.parse import dec
-from fillstream.stream.wire import AccountPosition, AccountUpdate
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

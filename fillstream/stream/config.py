@@ -6,39 +6,15 @@ short intervals. Validation (``validate``) runs once at start-up and raises ``Co
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import quote
 
 import msgspec
 
-from fillstream.ledger import ConfigError
+from fillstream.binance.endpoints import WS_URLS, UrlForm, user_stream_url
+from fillstream.binance.usdm.events import USDM_EVENTS
+from fillstream.ledger import ConfigError, Market
 from fillstream.ledger.bounds import Range, out_of_range
-
-UrlForm = Literal["path", "query", "stream"]
-
-USDM_EVENTS: Final[tuple[str, ...]] = (
-    "ORDER_TRADE_UPDATE",
-    "TRADE_LITE",
-    "ACCOUNT_UPDATE",
-    "ACCOUNT_CONFIG_UPDATE",
-    "MARGIN_CALL",
-    "listenKeyExpired",
-    "ALGO_UPDATE",
-    "STRATEGY_UPDATE",
-    "GRID_UPDATE",
-    "CONDITIONAL_ORDER_TRIGGER_REJECT",
-)
-"""Every USDⓈ-M user-data event: the default ``events=`` filter (an explicit full list is the safe
-choice; peers.md §0 reports production delivering nothing without one)."""
-
-USDM_WS_URLS: Final[dict[str, str]] = {
-    "mainnet": "wss://fstream.binance.com",
-    # binance-facts.md §1.3: which testnet host is canonical is unconfirmed; the SDK's one.
-    "testnet": "wss://fstream.binancefuture.com",
-    "demo": "wss://fstream.binancefuture.com",
-}
-"""Base WebSocket URLs of the USDⓈ-M user stream per endpoint set (``custom`` gives its own)."""
-
 
 _DAY_S = 86400.0
 # Sane range of every number (issue 11): low enough for the tests' fast settings, high enough for
@@ -79,7 +55,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     ``stream`` → ``<ws_url>/private/stream?listenKey=<key>&events=…`` (combined envelopes).
     """
 
-    ws_url: str = USDM_WS_URLS["mainnet"]
+    ws_url: str = WS_URLS[(Market.USDM, "mainnet")]
     url_form: UrlForm = "query"
     ws_path: str = "/private/ws"
     events: tuple[str, ...] = USDM_EVENTS
@@ -134,14 +110,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     def url(self, listen_key: str) -> str:
         """The user-data URL for ``listen_key`` in the configured form."""
-        base = self.ws_url.rstrip("/")
-        key = quote(listen_key, safe="")
-        events = "/".join(self.events)
-        if self.url_form == "path":
-            return f"{base}{self.ws_path}/{key}"
-        if self.url_form == "stream":
-            return f"{base}/private/stream?listenKey={key}&events={events}"
-        return f"{base}{self.ws_path}?listenKey={key}&events={events}"
+        return user_stream_url(self.ws_url, self.url_form, self.ws_path, listen_key, self.events)
 
 
 def mask(listen_key: str) -> str:

@@ -18,7 +18,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from fillstream.stream.wire import USDM_EVENT_TYPES, Event, Header
+from fillstream.binance.usdm.events import USDM_EVENT_TYPES, Event, Header
 
 FrameKind = Literal["malformed", "unknown"]
 

@@ -56,11 +56,17 @@ from typing import Final
 
 from prometheus_client import Counter
 
+from fillstream.binance.usdm.events import (
+    AccountUpdate,
+    AlgoUpdate,
+    Event,
+    OrderTradeUpdate,
+    TradeLite,
+)
+from fillstream.binance.usdm.parse import FILL_EXECUTION_TYPES
 from fillstream.ledger import Gap, Market
 from fillstream.stream.activity import AccountActivity, RecentSet, TradeRef
 from fillstream.stream.metrics import StreamMetrics
-from fillstream.stream.parse import FILL_EXECUTION_TYPES
-from fillstream.stream.wire import AccountUpdate, AlgoUpdate, Event, OrderTradeUpdate, TradeLite
 
 log = logging.getLogger("fillstream.stream.evidence")
 

@@ -1,4 +1,4 @@
-"""The listenKey lifecycle of one account over the :class:`~fillstream.ledger.Venue` protocol.
+"""The listenKey lifecycle of one account over the :class:`~fillstream.binance.Venue` protocol.
 
 Binance facts (binance-facts.md §1.1): POST is an idempotent get-or-create that extends the key
 60 min; PUT extends it; ``-1125`` means the key is gone; DELETE kills it for every process sharing
@@ -16,7 +16,7 @@ import random
 import time
 from typing import Final
 
-from fillstream.ledger import Venue, VenueError
+from fillstream.binance import Venue, VenueError
 from fillstream.stream.backoff import Backoff, pacer
 from fillstream.stream.config import StreamSettings, mask
 from fillstream.stream.metrics import StreamMetrics

@@ -30,6 +30,8 @@ import logging
 import time
 from typing import Final
 
+from fillstream.binance import Venue, VenueError
+from fillstream.binance.usdm.parse import position_from
 from fillstream.ledger import (
     FillSink,
     GapListener,
@@ -38,8 +40,6 @@ from fillstream.ledger import (
     PositionSide,
     StatusSink,
     StreamState,
-    Venue,
-    VenueError,
 )
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.backoff import Backoff, pacer
@@ -50,9 +50,6 @@ from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
 from fillstream.stream.metrics import StreamMetrics
-from fillstream.stream.parse import (
-    position_from,
-)
 from fillstream.stream.processor import Processor
 from fillstream.stream.watchdog import StalenessWatchdog
 

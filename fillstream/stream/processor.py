@@ -19,22 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from fillstream.ledger import AlgoLink, Fill, FillSink, FillSource, IngestBatch, Market, OrderUpdate
-from fillstream.stream.activity import AccountActivity, RecentSet
-from fillstream.stream.backoff import Backoff
-from fillstream.stream.buffer import FrameBuffer
-from fillstream.stream.config import StreamSettings
-from fillstream.stream.connection import Frame
-from fillstream.stream.decode import FrameDecoder, FrameError, truncate
-from fillstream.stream.evidence import DropEvidence
-from fillstream.stream.metrics import StreamMetrics
-from fillstream.stream.parse import (
-    algo_link_from,
-    fill_from_order_update,
-    order_update_from,
-    validate_account_update,
-)
-from fillstream.stream.wire import (
+from fillstream.binance.usdm.events import (
     AccountConfigUpdate,
     AccountUpdate,
     AlgoUpdate,
@@ -47,6 +32,21 @@ from fillstream.stream.wire import (
     StrategyUpdate,
     TradeLite,
 )
+from fillstream.binance.usdm.parse import (
+    algo_link_from,
+    fill_from_order_update,
+    order_update_from,
+    validate_account_update,
+)
+from fillstream.ledger import AlgoLink, Fill, FillSink, FillSource, IngestBatch, Market, OrderUpdate
+from fillstream.stream.activity import AccountActivity, RecentSet
+from fillstream.stream.backoff import Backoff
+from fillstream.stream.buffer import FrameBuffer
+from fillstream.stream.config import StreamSettings
+from fillstream.stream.connection import Frame
+from fillstream.stream.decode import FrameDecoder, FrameError, truncate
+from fillstream.stream.evidence import DropEvidence
+from fillstream.stream.metrics import StreamMetrics
 
 log = logging.getLogger("fillstream.stream")
 

@@ -20,24 +20,15 @@ from typing import Literal
 
 import msgspec
 
-from fillstream.ledger import Venue, VenueError
-from fillstream.ledger.amounts import Id, TimeMs
-from fillstream.ledger.priority import RestPriority, rest_priority
+from fillstream.binance import Venue, VenueError
+from fillstream.binance.priority import RestPriority, rest_priority
+from fillstream.binance.usdm.rows import RiskSymbol, TradeMark
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.config import StreamSettings
 
 log = logging.getLogger("fillstream.stream.watchdog")
 
 Verdict = Literal["ok", "quiet", "mismatch", "error"]
-
-
-class _TradeMark(msgspec.Struct, frozen=True):
-    id: Id  # trade id
-    time: TimeMs  # trade time ms
-
-
-class _RiskRow(msgspec.Struct, frozen=True):
-    symbol: str
 
 
 class Check(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,14 +87,18 @@ class StalenessWatchdog:
         if not symbols:
             # Nothing known locally (e.g. positions opened before we started): positionRisk v3
             # lists exactly the symbols with a position or open orders.
-            rows = msgspec.convert(await self._venue.position_risk(), list[_RiskRow])
+            rows = msgspec.convert(
+                await self._venue.position_risk(), list[RiskSymbol], from_attributes=True
+            )
             symbols = {row.symbol for row in rows}
         if not symbols:
             return Check(verdict="quiet", detail="no open orders or positions")
         missed: set[str] = set()
         for symbol in self._most_recent(symbols):
             marks = msgspec.convert(
-                await self._venue.user_trades(symbol, limit=1), list[_TradeMark]
+                await self._venue.user_trades(symbol, limit=1),
+                list[TradeMark],
+                from_attributes=True,
             )
             if not marks:
                 continue

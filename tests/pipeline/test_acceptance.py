@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from fillstream.ledger import Fill, FillSource, IngestBatch, Market, Side
 from fillstream.sidecar.embedded import EmbeddedNats, EmbeddedPostgres
-from fillstream.sidecar.pipeline import IngestStack
+from fillstream.sidecar.stack import IngestStack
 from fillstream.storage import DB_ERRORS
 from tests.conftest import NatsTarget
 from tests.storage.factories import (

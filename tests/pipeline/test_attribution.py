@@ -8,7 +8,7 @@ import uuid
 from prometheus_client import REGISTRY
 
 from fillstream.ledger import FillSource, IngestBatch, Market, StatusChange, StreamState
-from fillstream.sidecar.pipeline import IngestStack
+from fillstream.sidecar.stack import IngestStack
 from tests.storage.factories import T0, batch_of, make_fill
 
 

@@ -20,7 +20,7 @@ import msgspec
 from prometheus_client import REGISTRY
 
 from fillstream.ledger import FundingFee, IngestBatch, Market, PositionSide, Side
-from fillstream.sidecar.pipeline import IngestStack
+from fillstream.sidecar.stack import IngestStack
 from tests.conftest import NatsTarget
 from tests.storage.factories import T0, batch_of, eventually, make_fill, read_stream
 

@@ -15,12 +15,12 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import REGISTRY
 
+from fillstream.binance.rest import BinanceVenue, WeightBudgets
 from fillstream.ledger import Market
 from fillstream.reconcile import Reconciler, ReconcileSettings
 from fillstream.sidecar.fill_index import PgFillIndex
-from fillstream.sidecar.pipeline import IngestStack
+from fillstream.sidecar.stack import IngestStack
 from fillstream.sidecar.tally import Tally, tally_jetstream, tally_postgres, truth_from_ledger
-from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.storage.cursors import PgCursorStore
 from fillstream.storage.orders import PgOrderView

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+from fillstream.binance.usdm.rows import Income
 from fillstream.ledger import (
     Fill,
     FillSource,
@@ -99,7 +100,11 @@ async def test_close_carries_the_funding_paid_while_it_was_open(rig_factory: Rig
         assert report.funding == 2
         venue = await rig.venue("alpha")
         paid = sum(
-            (dec(r["income"]) for r in await venue.income(income_type="FUNDING_FEE")),
+            (
+                dec(r.income)
+                for r in await venue.income(income_type="FUNDING_FEE")
+                if isinstance(r, Income)
+            ),
             Decimal(0),
         )
         (close,) = (await rig.pg_closes("alpha")).values()

@@ -8,9 +8,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from fillstream.ledger import FillSource, Gap, Market, PositionSide, Side
-from fillstream.reconcile import ReconcileSettings, merge_gaps
-from fillstream.reconcile.parse import (
+from fillstream.binance.usdm.parse import (
     actual_order_id,
     algo_link_from_algo_order,
     correction_from_risk,
@@ -19,7 +17,9 @@ from fillstream.reconcile.parse import (
     order_info,
     order_update_from_order,
 )
-from fillstream.reconcile.wire import AlgoOrder, Order, PositionRisk, UserTrade
+from fillstream.binance.usdm.rows import AlgoOrder, Order, PositionRisk, UserTrade
+from fillstream.ledger import FillSource, Gap, Market, PositionSide, Side
+from fillstream.reconcile import ReconcileSettings, merge_gaps
 
 USER_TRADE = {
     "buyer": False,

@@ -13,6 +13,7 @@ import asyncio
 import time
 from decimal import Decimal
 
+from fillstream.binance.usdm.rows import PositionRisk
 from fillstream.ledger import Market
 from fillstream.simulator import SimConfig
 from tests.reconcile.conftest import RigFactory
@@ -82,7 +83,7 @@ async def test_poison_fill_on_the_stream_quarantined_everything_else_stored(
         assert stored == 0
         # The book holds what the venue holds: the poison's 5 BTC never moved it.
         risk = await (await rig.venue("alpha")).position_risk(None)
-        venue = {r["symbol"]: Decimal(r["positionAmt"]) for r in risk}
+        venue = {r.symbol: Decimal(r.positionAmt) for r in risk if isinstance(r, PositionRisk)}
         book = {p.symbol: p.qty for p in await rig.stack.pipeline.positions("alpha", Market.USDM)}
         assert {s: q for s, q in book.items() if q} == {s: q for s, q in venue.items() if q}
         assert rig.stack.pipeline.ingest_state("alpha", Market.USDM).state == "ok"

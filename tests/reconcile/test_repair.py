@@ -12,7 +12,7 @@ import msgspec
 from fillstream.ledger import Market
 from fillstream.reconcile import Reconciler, RepairProgress
 from fillstream.sidecar.fill_index import PgFillIndex
-from fillstream.sidecar.pipeline import IngestStack
+from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig
 from fillstream.storage.cursors import PgCursorStore
 from fillstream.storage.orders import PgOrderView

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from fillstream.ledger import Market, VenueError
+from fillstream.binance import VenueError
+from fillstream.ledger import Market
 from fillstream.reconcile.setaside import SetAside
 from tests.reconcile.rig import metric
 

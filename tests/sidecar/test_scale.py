@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fillstream.ledger.retry import DEFAULT_PACERS
+from fillstream.binance.retry import DEFAULT_PACERS
 from fillstream.sidecar.service import Service
 from fillstream.simulator import SimConfig, Simulator
 from tests.conftest import NatsTarget

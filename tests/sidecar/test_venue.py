@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import REGISTRY
 
-from fillstream.ledger import Market, RestPriority, VenueError
-from fillstream.sidecar.venue import BinanceVenue, default_rest_url
-from fillstream.sidecar.venue_budget import WeightBudget, WeightBudgets, host_of
+from fillstream.binance import RestPriority, VenueError
+from fillstream.binance.budget import WeightBudget, WeightBudgets, host_of
+from fillstream.binance.rest import BinanceVenue, default_rest_url
+from fillstream.binance.usdm.rows import AlgoOrder, Income, Order, PositionRisk, UserTrade
+from fillstream.ledger import Market
 from fillstream.simulator import SimConfig, Simulator
 
 
@@ -265,18 +267,24 @@ async def test_every_endpoint_lands_on_the_custom_url_signed(sim: Simulator) -> 
         assert await venue.keepalive_listen_key() in (key, "")
         trades = await venue.user_trades("BTCUSDT", from_id=0)
         assert len(trades) == 1
-        order_id = trades[0]["orderId"]
-        assert (await venue.order("BTCUSDT", order_id))["status"] == "FILLED"
-        assert [o["orderId"] for o in await venue.all_orders("BTCUSDT", order_id=order_id)] == [
-            order_id
-        ]
+        trade = trades[0]
+        assert isinstance(trade, UserTrade)  # decoded once, typed
+        order_id = trade.orderId
+        order = await venue.order("BTCUSDT", order_id)
+        assert isinstance(order, Order) and order.status == "FILLED"
+        orders = await venue.all_orders("BTCUSDT", order_id=order_id)
+        assert [o.orderId for o in orders if isinstance(o, Order)] == [order_id]
         risk = await venue.position_risk()
-        assert [(r["symbol"], r["positionAmt"]) for r in risk] == [("BTCUSDT", "0.01")]
-        assert {r["incomeType"] for r in await venue.income(symbol="BTCUSDT")} >= {"COMMISSION"}
+        assert [(r.symbol, r.positionAmt) for r in risk if isinstance(r, PositionRisk)] == [
+            ("BTCUSDT", "0.01")
+        ]
+        income = await venue.income(symbol="BTCUSDT")
+        assert {r.incomeType for r in income if isinstance(r, Income)} >= {"COMMISSION"}
         assert await venue.open_orders() == []
         opened = await venue.open_algo_orders("BTCUSDT")
-        assert [a["algoId"] for a in opened] == [algo["algoId"]]
-        assert (await venue.algo_order(int(str(algo["algoId"]))))["orderType"] == "STOP_MARKET"
+        assert [a.algoId for a in opened if isinstance(a, AlgoOrder)] == [int(str(algo["algoId"]))]
+        one = await venue.algo_order(int(str(algo["algoId"])))
+        assert isinstance(one, AlgoOrder) and one.orderType == "STOP_MARKET"
         assert len(await venue.all_algo_orders("BTCUSDT")) == 1
         assert await venue.server_time_ms() > 0
         with pytest.raises(VenueError) as missing:

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import stat
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import msgspec
 import pytest
 
 from fillstream.sidecar.embedded import free_port
+from fillstream.simulator import client_config
+from fillstream.simulator.accounts import make_account
 from fillstream.simulator.cli import parse
 from tests.conftest import NatsTarget
 from tests.sidecar.harness import run_cli, start_cli, wait_for
@@ -161,3 +164,42 @@ async def test_write_config_runs_fillstream_against_the_sim(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+def test_coinm_arguments_and_client_config(tmp_path: Path) -> None:
+    config, _ = parse(
+        ["--accounts", "um,cm", "--coinm-accounts", "cm", "--coinm-symbols",
+         "BTCUSD_PERP,BTCUSD_261225", "--no-coinm-algo-update"]
+    )  # fmt: skip
+    assert (config.coinm_accounts, config.coinm_symbols, config.coinm_algo_update) == (
+        ("cm",),
+        ("BTCUSD_PERP", "BTCUSD_261225"),
+        False,
+    )
+    assert (config.market("um"), config.market("cm")) == ("usdm", "coinm")
+    for bad in (
+        ["--accounts", "a", "--coinm-accounts", "b"],
+        ["--coinm-symbols", "BTCUSDT"],  # a USDⓈ-M symbol
+        ["--symbols", "BTCUSD_PERP"],  # a COIN-M one
+        ["--coinm-symbols", "BTCUSD_261399"],  # no such day
+    ):
+        with pytest.raises(SystemExit) as exited:
+            parse(bad)
+        assert exited.value.code == 2
+    accounts = [
+        make_account(1, "um"),
+        make_account(1, "cm", market="coinm"),
+    ]
+    path = client_config.write(
+        tmp_path / "f.toml",
+        accounts,
+        rest_url="http://127.0.0.1:1",
+        ws_url="ws://127.0.0.1:1",
+        symbols=("BTCUSDT",),
+        coinm_symbols=("BTCUSD_PERP",),
+    )
+    doc = tomllib.loads(path.read_text())
+    assert [(a["name"], a.get("market", "usdm"), a["symbols"]) for a in doc["accounts"]] == [
+        ("um", "usdm", ["BTCUSDT"]),
+        ("cm", "coinm", ["BTCUSD_PERP"]),
+    ]

@@ -129,6 +129,8 @@ async def test_orders_placed_through_the_client(sim: Simulator, client: AsyncCli
         symbol="ETHUSDT", side="BUY", type="MARKET", quantity="0.500"
     )
     assert placed["status"] == "FILLED"
+    assert placed["cumQty"] == placed["executedQty"] == "0.500"
+    assert "avgPrice" not in placed and "cumQuote" not in placed  # gone from acks (2026-07)
     with pytest.raises(BinanceAPIException) as moved:
         await client._request_futures_api(  # the raw endpoint, as an old client would call it
             "post",

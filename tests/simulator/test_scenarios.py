@@ -44,8 +44,9 @@ async def test_take_profit_lifecycle(sim: Simulator, reader: StreamReader) -> No
         close_position=True,
     )  # fmt: skip
     sl = await sim.algo(
-        "alpha", "BTCUSDT", "STOP_MARKET", "SELL", trigger_price="75000", quantity="0.010"
-    )
+        "alpha", "BTCUSDT", "STOP_MARKET", "SELL", trigger_price="75000", quantity="0.010",
+        reduce_only=True,
+    )  # fmt: skip
     sim.set_mark("BTCUSDT", "78100")
     events = await _settle(sim, reader)
     algo = [(e["o"]["aid"], e["o"]["X"], e["o"]["ai"]) for e in events if e["e"] == "ALGO_UPDATE"]

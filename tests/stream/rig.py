@@ -19,6 +19,8 @@ import msgspec
 import nats
 from prometheus_client import REGISTRY
 
+from fillstream.binance import Venue, VenueError
+from fillstream.binance.rest import BinanceVenue, WeightBudgets
 from fillstream.ledger import (
     Fill,
     FillSource,
@@ -28,11 +30,8 @@ from fillstream.ledger import (
     PositionSide,
     Side,
     StreamState,
-    Venue,
-    VenueError,
 )
-from fillstream.sidecar.pipeline import IngestStack
-from fillstream.sidecar.venue import BinanceVenue, WeightBudgets
+from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.stream import StreamSettings, UserStream
 from tests.conftest import NatsTarget
@@ -165,7 +164,7 @@ class BackfillGaps:
                 raw = await self.venue.user_trades(
                     symbol, from_id=0 if cursor is None else cursor + 1, limit=1000
                 )
-                rows = msgspec.convert(raw, list[_UserTrade])
+                rows = msgspec.convert(raw, list[_UserTrade], from_attributes=True)
                 mine = [r for r in rows if r.time <= until_ms]
                 if mine:
                     self._cursors[symbol] = max(r.id for r in mine)

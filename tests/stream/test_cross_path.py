@@ -17,11 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.fuzz_frames import NOT_AMOUNTS
+from fillstream.binance.usdm.parse import (
+    OrderInfo,
+    decode_rows,
+    fill_from_order_update,
+    fill_from_user_trade,
+)
+from fillstream.binance.usdm.rows import UserTrade
 from fillstream.ledger import Fill, FillSource, Market
-from fillstream.reconcile.parse import OrderInfo, decode_rows, fill_from_user_trade
-from fillstream.reconcile.wire import UserTrade
 from fillstream.stream.decode import FrameDecoder, FrameError
-from fillstream.stream.parse import fill_from_order_update
 
 DECODER = FrameDecoder()
 MALFORMED = "malformed"

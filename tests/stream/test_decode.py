@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec import UNSET
 
-from fillstream.stream.decode import FrameDecoder, FrameError
-from fillstream.stream.wire import (
+from fillstream.binance.usdm.events import (
     AccountConfigUpdate,
     AccountUpdate,
     AlgoUpdate,
@@ -19,6 +18,7 @@ from fillstream.stream.wire import (
     OrderTradeUpdate,
     TradeLite,
 )
+from fillstream.stream.decode import FrameDecoder, FrameError
 from tests.stream import payloads as p
 
 DECODER = FrameDecoder()

@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 
+from fillstream.binance.usdm.events import OrderTradeUpdate, TradeLite
 from fillstream.ledger import Gap, Market
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.decode import FrameDecoder
 from fillstream.stream.evidence import DropEvidence
-from fillstream.stream.wire import OrderTradeUpdate, TradeLite
 
 SYMBOL = "BTCUSDT"
 T0 = 1_789_478_401_000

@@ -7,16 +7,16 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from fillstream.ledger import FillSource, Market, PositionSide, Side
-from fillstream.stream.decode import FrameDecoder
-from fillstream.stream.parse import (
+from fillstream.binance.usdm.events import AccountUpdate, AlgoUpdate, OrderTradeUpdate
+from fillstream.binance.usdm.parse import (
     algo_link_from,
     fill_from_order_update,
     is_fill,
     order_update_from,
     positions_from_account_update,
 )
-from fillstream.stream.wire import AccountUpdate, AlgoUpdate, OrderTradeUpdate
+from fillstream.ledger import FillSource, Market, PositionSide, Side
+from fillstream.stream.decode import FrameDecoder
 from tests.stream import payloads as p
 
 DECODER = FrameDecoder()

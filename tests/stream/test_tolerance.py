@@ -16,14 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fillstream.ledger import Fill, Market, OrderUpdate
-from fillstream.stream.decode import FrameDecoder, FrameError
-from fillstream.stream.parse import (
+from fillstream.binance.usdm.events import AccountUpdate, OrderTradeUpdate
+from fillstream.binance.usdm.parse import (
     fill_from_order_update,
     order_update_from,
     validate_account_update,
 )
-from fillstream.stream.wire import AccountUpdate, OrderTradeUpdate
+from fillstream.ledger import Fill, Market, OrderUpdate
+from fillstream.stream.decode import FrameDecoder, FrameError
 from tests.stream import payloads as p
 
 DECODER = FrameDecoder()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fillstream.binance.usdm.events import AccountPosition, AccountUpdate, AccountUpdateData
 from fillstream.ledger import (
     AlgoLink,
     ConfigError,
@@ -23,7 +24,6 @@ from fillstream.stream.activity import TRACKED_MAX, AccountActivity, RecentSet
 from fillstream.stream.backoff import Backoff
 from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings, mask_url
-from fillstream.stream.wire import AccountPosition, AccountUpdate, AccountUpdateData
 
 
 def test_urls_in_every_form() -> None:

@@ -2,7 +2,7 @@
 
 Frozen msgspec Structs keep Binance's one-letter keys (a trailing comment names each one);
 ``rename`` is used only where a key is not a Python identifier. Amounts and prices stay the
-exchange's strings: they become ``Decimal`` once, in :mod:`fillstream.stream.parse`. Ids and times
+exchange's strings: they become ``Decimal`` once, in :mod:`.parse`. Ids and times
 are ints within ``bigint`` (:data:`~fillstream.ledger.amounts.Id`, ``TimeMs``).
 
 Tolerance is by need (binance-facts.md §2, §3): what a fill or an order transition needs (symbol,
@@ -267,3 +267,7 @@ USDM_EVENT_TYPES: dict[str, type[Event]] = {
     "CONDITIONAL_ORDER_TRIGGER_REJECT": ConditionalOrderTriggerReject,
 }
 """Every USDⓈ-M user-data event type (binance-facts.md §2) and its wire struct."""
+
+USDM_EVENTS: tuple[str, ...] = tuple(USDM_EVENT_TYPES)
+"""Every USDⓈ-M user-data event: the default ``events=`` filter (an explicit full list is the safe
+choice; peers.md §0 reports production delivering nothing without one)."""

@@ -2,7 +2,7 @@
 the wire, amounts kept as strings. Converted to ledger types only in :mod:`.parse`.
 
 Unknown fields are ignored (Binance adds fields); missing optional ones take their defaults.
-Tolerance is by need, as on the stream (:mod:`fillstream.stream.wire`): what a fill or an order
+Tolerance is by need, as on the stream (:mod:`.events`): what a fill or an order
 state needs keeps a strict type; other amounts accept ``null`` (the same as absent); fields
 never read are ``Unused`` (any JSON value). Ids and times are bounded to ``bigint``.
 """
@@ -100,3 +100,16 @@ class OpenOrder(msgspec.Struct, frozen=True):
 
     symbol: str
     orderId: Id
+
+
+class TradeMark(msgspec.Struct, frozen=True):
+    """The two fields of a ``userTrades`` row the stream's staleness watchdog compares."""
+
+    id: Id  # trade id
+    time: TimeMs  # trade time ms
+
+
+class RiskSymbol(msgspec.Struct, frozen=True):
+    """The one field of a ``positionRisk`` row the watchdog needs (which symbols are exposed)."""
+
+    symbol: str

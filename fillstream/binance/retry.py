@@ -18,7 +18,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from fillstream.ledger.errors import VenueError
+from fillstream.binance.errors import VenueError
 
 FAILURE_FLOOR_S = 1.0
 """The least delay before retrying after a timeout, a network error or a 5xx."""

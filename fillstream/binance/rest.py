@@ -1,6 +1,6 @@
 """One account's REST access to Binance, over python-binance's ``AsyncClient``.
 
-:class:`BinanceVenue` implements :class:`fillstream.ledger.Venue`. It adds what python-binance
+:class:`BinanceVenue` implements :class:`fillstream.binance.Venue`. It adds what python-binance
 lacks for a long-running multi-account service:
 
 - every call lands on the account's REST base URL (mainnet, demo/testnet, or an explicit URL
@@ -15,7 +15,12 @@ lacks for a long-running multi-account service:
 - the clock offset is measured with the time endpoint at start and every
   ``time_sync_interval_s``; a ``-1021`` answer resyncs once and retries the call once.
 
-Rows are returned as decoded JSON, exactly as the venue sent them.
+Every body is decoded once, by msgspec, straight into its row type (:mod:`.usdm.rows`):
+python-binance signs the request and owns the session, but its JSON decoding (``json.loads``
+into dicts, which msgspec then converted again) is bypassed by giving each client a response
+handler that returns the body's bytes. A list endpoint answers :data:`Rows` (a row that does not
+fit its type is a :class:`BadRow` in its place, so one malformed row never hides the others); a
+one-row endpoint answers the row or a :class:`BadRow`.
 """
 
 from __future__ import annotations
@@ -28,22 +33,26 @@ import time
 import warnings
 from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import aiohttp
+import msgspec
 
-from fillstream.ledger import ConfigError, Market, RestPriority, VenueError, current_rest_priority
-from fillstream.ledger.errors import TIMESTAMP_OUTSIDE_WINDOW
-from fillstream.ledger.protocols import Json
-from fillstream.sidecar.venue_budget import Grant, WeightBudget, WeightBudgets, host_of
-from fillstream.sidecar.venue_endpoints import (
-    ENDPOINTS,
-    PREFIX,
-    REST_URLS,
-    Endpoint,
-    default_rest_url,
+from fillstream.binance import RestPriority, VenueError, current_rest_priority
+from fillstream.binance.budget import Grant, WeightBudget, WeightBudgets, host_of
+from fillstream.binance.endpoints import ENDPOINTS, PREFIX, REST_URLS, Endpoint, default_rest_url
+from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
+from fillstream.binance.metrics import REST_CLOCK_OFFSET, REST_REQUESTS
+from fillstream.binance.usdm.rows import (
+    AlgoOrder,
+    Income,
+    OpenOrder,
+    Order,
+    PositionRisk,
+    UserTrade,
 )
-from fillstream.sidecar.venue_metrics import REST_CLOCK_OFFSET, REST_REQUESTS
+from fillstream.binance.venue import BadRow, Rows
+from fillstream.ledger import ConfigError, Market
 
 with warnings.catch_warnings():
     # python-binance 1.0.37 imports a name websockets deprecated; harmless, but our test suite
@@ -54,7 +63,9 @@ with warnings.catch_warnings():
 
 __all__ = [
     "REST_URLS",
+    "BadRow",
     "BinanceVenue",
+    "Rows",
     "WeightBudget",
     "WeightBudgets",
     "default_rest_url",
@@ -63,6 +74,87 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _BANNED_UNTIL = re.compile(r"banned until (\d{12,})")
+
+T = TypeVar("T")
+
+_OBJECT: Final = msgspec.json.Decoder(dict[str, Any])
+_ANY: Final = msgspec.json.Decoder()
+_RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_DECODERS: dict[type[Any], tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]] = {}
+
+
+def _decoders(row_type: type[T]) -> tuple[msgspec.json.Decoder[list[T]], msgspec.json.Decoder[T]]:
+    """(the whole-list decoder, the one-row decoder) of ``row_type``, built once."""
+    found = _DECODERS.get(row_type)
+    if found is None:
+        found = _DECODERS[row_type] = (
+            msgspec.json.Decoder(list[row_type]),  # type: ignore[valid-type]  # runtime type
+            msgspec.json.Decoder(row_type),
+        )
+    return found
+
+
+def decode_rows(body: bytes, row_type: type[T], endpoint: str) -> Rows[T]:
+    """A JSON array body as ``row_type`` rows, decoded once; a row that does not fit is a
+    :class:`BadRow` in its place. Raises :class:`VenueError` when the body is not a JSON array."""
+    whole, one = _decoders(row_type)
+    try:
+        return list[T | BadRow](whole.decode(body))
+    except msgspec.ValidationError:
+        pass  # some row does not fit (or the body is no array): row by row
+    except msgspec.DecodeError as exc:
+        raise VenueError(200, None, f"invalid JSON: {exc}"[:200], endpoint=endpoint) from exc
+    try:
+        items = _RAW_LIST.decode(body)
+    except msgspec.ValidationError as exc:  # (a DecodeError too: this clause goes first)
+        reason = f"expected a JSON array: {exc}"[:200]
+        raise VenueError(200, None, reason, endpoint=endpoint) from exc
+    except msgspec.DecodeError as exc:  # a row did not fit before the JSON broke off
+        raise VenueError(200, None, f"invalid JSON: {exc}"[:200], endpoint=endpoint) from exc
+    rows: Rows[T] = []
+    for item in items:
+        try:
+            rows.append(one.decode(item))
+        except msgspec.ValidationError as exc:
+            rows.append(BadRow(_ANY.decode(item), str(exc)))
+    return rows
+
+
+def decode_row(body: bytes, row_type: type[T], endpoint: str) -> T | BadRow:
+    """A JSON object body as one ``row_type`` row, or a :class:`BadRow` when it does not fit."""
+    try:
+        return _decoders(row_type)[1].decode(body)
+    except msgspec.ValidationError as exc:
+        return BadRow(_any(body, endpoint), str(exc))
+    except msgspec.DecodeError as exc:
+        raise VenueError(200, None, f"invalid JSON: {exc}"[:200], endpoint=endpoint) from exc
+
+
+def _object(body: bytes, endpoint: str) -> dict[str, Any]:
+    """A JSON object body (an empty body is ``{}``); :class:`VenueError` otherwise."""
+    if not body.strip():
+        return {}
+    try:
+        return _OBJECT.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise VenueError(
+            200, None, f"expected a JSON object: {exc}"[:200], endpoint=endpoint
+        ) from exc
+
+
+def _any(body: bytes, endpoint: str) -> Any:
+    try:
+        return _ANY.decode(body)
+    except msgspec.DecodeError as exc:
+        raise VenueError(200, None, f"invalid JSON: {exc}"[:200], endpoint=endpoint) from exc
+
+
+async def _body(response: aiohttp.ClientResponse) -> bytes:
+    """python-binance's response handler, without its JSON decoding: a non-2xx answer raises
+    what python-binance raises (``BinanceAPIException``), a 2xx answer is its bytes."""
+    if not 200 <= response.status < 300:
+        raise BinanceAPIException(response, response.status, await response.text())
+    return await response.read()
 
 
 class _Exchange:
@@ -116,7 +208,7 @@ def _retry_after(headers: Mapping[str, str], message: str) -> float | None:
 
 
 class BinanceVenue:
-    """One account's REST client; implements :class:`fillstream.ledger.Venue`.
+    """One account's REST client; implements :class:`fillstream.binance.Venue`.
 
     Build with :meth:`create`, close with :meth:`aclose` (idempotent). The API key and secret live
     only inside python-binance's client and never appear in ``repr``, logs or metrics.
@@ -201,6 +293,7 @@ class BinanceVenue:
             setattr(client, attr, f"{base}/api")
         client.REQUEST_RECVWINDOW = recv_window_ms
         client.REQUEST_TIMEOUT = request_timeout_s
+        client._handle_response = _body  # the body is decoded once, here, by msgspec
         venue = cls(
             account=account,
             market=market,
@@ -251,7 +344,7 @@ class BinanceVenue:
             # waits on it.
             body = await self._call("time", {}, priority=RestPriority.STREAM, retry_clock=False)
             after = time.time()
-            server_ms = int(body["serverTime"])
+            server_ms = _server_time(body)
             offset = server_ms - int((before + after) / 2 * 1000)
             self._client.timestamp_offset = offset
             self._synced_at = after
@@ -269,8 +362,15 @@ class BinanceVenue:
                 self.budget.limit,
             )
             return
-        for rule in info.get("rateLimits", ()) if isinstance(info, dict) else ():
-            if (
+        try:
+            rules = _object(info, "exchangeInfo").get("rateLimits", ())
+        except VenueError as exc:
+            log.warning(
+                "exchangeInfo on %s: %s; keeping limit %d", self.rest_url, exc, self.budget.limit
+            )
+            return
+        for rule in rules if isinstance(rules, list) else ():
+            if isinstance(rule, dict) and (
                 rule.get("rateLimitType") == "REQUEST_WEIGHT"
                 and rule.get("interval") == "MINUTE"
                 and int(rule.get("intervalNum", 1)) == 1
@@ -280,18 +380,21 @@ class BinanceVenue:
     # -- the Venue protocol --------------------------------------------------------------------
 
     async def server_time_ms(self) -> int:
-        body = await self._call("time", {})
-        return int(body["serverTime"])
+        return _server_time(await self._call("time", {}))
 
     async def create_listen_key(self) -> str:
         self._require_futures("listenKey")
         body = await self._call("listenKey.create", {}, priority=RestPriority.STREAM)
-        return str(body["listenKey"])
+        key = _object(body, "listenKey.create").get("listenKey")
+        if not isinstance(key, str) or not key:
+            raise VenueError(200, None, "no listenKey in the answer", endpoint="listenKey.create")
+        return key
 
     async def keepalive_listen_key(self) -> str:
         self._require_futures("listenKey")
         body = await self._call("listenKey.keepalive", {}, priority=RestPriority.STREAM)
-        return str(body.get("listenKey", "")) if isinstance(body, dict) else ""
+        key = _object(body, "listenKey.keepalive").get("listenKey", "")
+        return key if isinstance(key, str) else ""
 
     async def close_listen_key(self) -> None:
         self._require_futures("listenKey")
@@ -305,9 +408,9 @@ class BinanceVenue:
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-    ) -> list[Json]:
+    ) -> Rows[UserTrade]:
         params = {"symbol": symbol, "fromId": from_id, "startTime": start_ms, "endTime": end_ms}
-        return await self._rows("userTrades", {**params, "limit": limit})
+        return await self._rows("userTrades", {**params, "limit": limit}, UserTrade)
 
     async def all_orders(
         self,
@@ -317,20 +420,21 @@ class BinanceVenue:
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-    ) -> list[Json]:
+    ) -> Rows[Order]:
         params = {"symbol": symbol, "orderId": order_id, "startTime": start_ms, "endTime": end_ms}
-        return await self._rows("allOrders", {**params, "limit": limit})
+        return await self._rows("allOrders", {**params, "limit": limit}, Order)
 
-    async def order(self, symbol: str, order_id: int) -> Json:
-        return await self._call("order", {"symbol": symbol, "orderId": order_id})
+    async def order(self, symbol: str, order_id: int) -> Order | BadRow:
+        body = await self._call("order", {"symbol": symbol, "orderId": order_id})
+        return decode_row(body, Order, "order")
 
-    async def open_orders(self, symbol: str | None = None) -> list[Json]:
-        return await self._rows("openOrders", {"symbol": symbol})
+    async def open_orders(self, symbol: str | None = None) -> Rows[OpenOrder]:
+        return await self._rows("openOrders", {"symbol": symbol}, OpenOrder)
 
-    async def position_risk(self, symbol: str | None = None) -> list[Json]:
+    async def position_risk(self, symbol: str | None = None) -> Rows[PositionRisk]:
         if self.market is Market.SPOT:
             return []
-        return await self._rows("positionRisk", {"symbol": symbol})
+        return await self._rows("positionRisk", {"symbol": symbol}, PositionRisk)
 
     async def income(
         self,
@@ -340,7 +444,7 @@ class BinanceVenue:
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-    ) -> list[Json]:
+    ) -> Rows[Income]:
         if self.market is Market.SPOT:
             return []
         params = {
@@ -350,16 +454,17 @@ class BinanceVenue:
             "endTime": end_ms,
             "limit": limit,
         }
-        return await self._rows("income", params)
+        return await self._rows("income", params, Income)
 
-    async def algo_order(self, algo_id: int) -> Json:
+    async def algo_order(self, algo_id: int) -> AlgoOrder | BadRow:
         self._require_usdm("algoOrder")
-        return await self._call("algoOrder", {"algoId": algo_id})
+        body = await self._call("algoOrder", {"algoId": algo_id})
+        return decode_row(body, AlgoOrder, "algoOrder")
 
-    async def open_algo_orders(self, symbol: str | None = None) -> list[Json]:
+    async def open_algo_orders(self, symbol: str | None = None) -> Rows[AlgoOrder]:
         if self.market is not Market.USDM:
             return []
-        return await self._rows("openAlgoOrders", {"symbol": symbol})
+        return await self._rows("openAlgoOrders", {"symbol": symbol}, AlgoOrder)
 
     async def all_algo_orders(
         self,
@@ -369,20 +474,19 @@ class BinanceVenue:
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
-    ) -> list[Json]:
+    ) -> Rows[AlgoOrder]:
         if self.market is not Market.USDM:
             return []
         params = {"symbol": symbol, "algoId": algo_id, "startTime": start_ms, "endTime": end_ms}
-        return await self._rows("allAlgoOrders", {**params, "limit": limit})
+        return await self._rows("allAlgoOrders", {**params, "limit": limit}, AlgoOrder)
 
     async def account_permissions(self) -> Mapping[str, bool]:
         """``read`` (the signed account call worked) plus the venue's ``can*`` flags."""
-        body = await self._call("account", {})
+        body = _object(await self._call("account", {}), "account")
         perms = {"read": True}
-        if isinstance(body, dict):
-            for name in ("canTrade", "canDeposit", "canWithdraw"):
-                if isinstance(body.get(name), bool):
-                    perms[name] = body[name]
+        for name in ("canTrade", "canDeposit", "canWithdraw"):
+            if isinstance(body.get(name), bool):
+                perms[name] = body[name]
         return perms
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -395,13 +499,8 @@ class BinanceVenue:
         if self.market is not Market.USDM:
             raise ConfigError(f"{what}: the Algo Service exists on USD-M futures only")
 
-    async def _rows(self, name: str, params: dict[str, Any]) -> list[Json]:
-        body = await self._call(name, params)
-        if not isinstance(body, list):
-            raise VenueError(
-                200, None, f"expected a JSON array, got {type(body).__name__}", endpoint=name
-            )
-        return body
+    async def _rows(self, name: str, params: dict[str, Any], row_type: type[T]) -> Rows[T]:
+        return decode_rows(await self._call(name, params), row_type, name)
 
     async def _call(
         self,
@@ -410,7 +509,7 @@ class BinanceVenue:
         *,
         priority: RestPriority | None = None,
         retry_clock: bool = True,
-    ) -> Any:
+    ) -> bytes:
         endpoint = self._endpoints.get(name)
         if endpoint is None:
             raise ConfigError(f"{name} is not available on {self.market}")
@@ -430,7 +529,7 @@ class BinanceVenue:
 
     async def _send(
         self, endpoint: Endpoint, data: dict[str, Any], priority: RestPriority | None
-    ) -> Any:
+    ) -> bytes:
         weight = endpoint.weight
         if endpoint.heavy_weight is not None and "symbol" not in data:
             weight = endpoint.heavy_weight
@@ -463,19 +562,22 @@ class BinanceVenue:
         self._settle(grant, endpoint, exchange, exchange.status or 200, None)
         return body
 
-    async def _request(self, endpoint: Endpoint, data: dict[str, Any]) -> Any:
+    async def _request(self, endpoint: Endpoint, data: dict[str, Any]) -> bytes:
         client = self._client
-        if self.market is Market.USDM:
-            send = client._request_futures_api
-        elif self.market is Market.COINM:
-            send = client._request_futures_coin_api
-        else:
-            return await client._request_api(
+        if self.market is Market.SPOT:
+            body = await client._request_api(
                 endpoint.method, endpoint.path, endpoint.signed, f"v{endpoint.version}", data=data
             )
-        return await send(
-            endpoint.method, endpoint.path, endpoint.signed, endpoint.version, data=data
-        )
+        else:
+            send = (
+                client._request_futures_api
+                if self.market is Market.USDM
+                else client._request_futures_coin_api
+            )
+            body = await send(
+                endpoint.method, endpoint.path, endpoint.signed, endpoint.version, data=data
+            )
+        return bytes(body)  # what _body returned
 
     def _error(
         self, endpoint: Endpoint, status: int, code: Any, message: str, exchange: _Exchange
@@ -509,6 +611,13 @@ class BinanceVenue:
                 self.budget.host,
                 f"{self.budget.paused_for()[1]:.1f}",
             )
+
+
+def _server_time(body: bytes) -> int:
+    value = _object(body, "time").get("serverTime")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise VenueError(200, None, "no serverTime in the answer", endpoint="time")
+    return value
 
 
 def rest_host(rest_url: str) -> str:

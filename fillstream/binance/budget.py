@@ -34,9 +34,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from fillstream.ledger import RestPriority, VenueError
-from fillstream.ledger.errors import TOO_MANY_REQUESTS
-from fillstream.sidecar.venue_metrics import (
+from fillstream.binance import RestPriority, VenueError
+from fillstream.binance.errors import TOO_MANY_REQUESTS
+from fillstream.binance.metrics import (
     REST_PAUSED_SECONDS,
     REST_QUEUED_WEIGHT,
     REST_WEIGHT_LIMIT,

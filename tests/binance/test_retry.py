@@ -7,8 +7,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fillstream.ledger import VenueError
-from fillstream.ledger.retry import Backoff, PacerLimits, RetryPacer, is_overload
+from fillstream.binance import VenueError
+from fillstream.binance.retry import Backoff, PacerLimits, RetryPacer, is_overload
 
 
 def test_a_timeout_or_5xx_is_retried_no_sooner_than_a_second() -> None:

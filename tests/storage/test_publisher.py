@@ -102,7 +102,7 @@ async def test_many_messages_go_as_atomic_batches_each_with_its_msg_id(
     nc = await connect(nats_target.url)
     try:
         publisher = JetStreamPublisher(
-            nc, stream=nats_target.stream, prefix=nats_target.prefix, atomic_batch=40
+            nc, stream=nats_target.stream, prefix=nats_target.prefix, atomic_batch=40, atomic_min=2
         )
         await publisher.ensure_stream()
         info = await nc.jetstream().stream_info(nats_target.stream)
@@ -141,7 +141,9 @@ async def test_a_batch_with_a_stored_message_is_published_again_one_by_one(
             await single.publish_many([message(n, prefix) for n in (3, 7)])
             == [PublishOutcome.ACKED] * 2
         )
-        publisher = JetStreamPublisher(nc, stream=nats_target.stream, prefix=prefix, atomic_batch=5)
+        publisher = JetStreamPublisher(
+            nc, stream=nats_target.stream, prefix=prefix, atomic_batch=5, atomic_min=2
+        )
         await publisher.ensure_stream()
         outcomes = await publisher.publish_many([message(n, prefix) for n in range(12)])
         duplicate, acked = PublishOutcome.DUPLICATE, PublishOutcome.ACKED
@@ -170,7 +172,7 @@ async def test_a_stream_refusing_atomic_batches_gets_each_message_alone(
     nc = await connect(nats_target.url)
     try:
         publisher = JetStreamPublisher(
-            nc, stream=nats_target.stream, prefix=nats_target.prefix, atomic_batch=10
+            nc, stream=nats_target.stream, prefix=nats_target.prefix, atomic_batch=10, atomic_min=2
         )
         await publisher.ensure_stream()
         js = nc.jetstream()
@@ -230,7 +232,11 @@ async def test_without_nats_py_private_buffer_every_message_takes_its_publish(
     nc = await connect(nats_target.url)
     try:
         publisher = JetStreamPublisher(
-            nc, stream=nats_target.stream, prefix=nats_target.prefix, atomic_batch=atomic_batch
+            nc,
+            stream=nats_target.stream,
+            prefix=nats_target.prefix,
+            atomic_batch=atomic_batch,
+            atomic_min=2,
         )
         assert publisher.raw_frames  # this nats-py still has it
         publisher.raw_frames = False  # as if a release dropped it
@@ -242,6 +248,30 @@ async def test_without_nats_py_private_buffer_every_message_takes_its_publish(
         assert [m.msg_id for m in stored] == [f"fill:{n}" for n in range(25)]
         headers = await batch_headers(nats_target.url, nats_target.stream, 10)
         assert ("Nats-Batch-Commit" in headers) is (atomic_batch == 10)
+        await publisher.aclose()
+    finally:
+        await nc.close()
+
+
+async def test_a_few_messages_go_one_by_one(nats_target: NatsTarget) -> None:
+    # Low rate: a batch of a fill, its order and a close would wait longer for an atomic
+    # commit than for three single acks (measured); only calls of atomic_min or more batch.
+    nc = await connect(nats_target.url)
+    try:
+        publisher = JetStreamPublisher(
+            nc, stream=nats_target.stream, prefix=nats_target.prefix, atomic_min=4
+        )
+        await publisher.ensure_stream()
+        assert (
+            await publisher.publish_many([message(n, nats_target.prefix) for n in range(3)])
+            == [PublishOutcome.ACKED] * 3
+        )
+        assert (
+            await publisher.publish_many([message(n, nats_target.prefix) for n in range(3, 7)])
+            == [PublishOutcome.ACKED] * 4
+        )
+        assert "Nats-Batch-Id" not in await batch_headers(nats_target.url, nats_target.stream, 3)
+        assert "Nats-Batch-Id" in await batch_headers(nats_target.url, nats_target.stream, 4)
         await publisher.aclose()
     finally:
         await nc.close()

@@ -685,7 +685,42 @@ one message at a time; a lone message and `fillstream republish` go one by one. 
 against 171 ms for pipelined single publishes. Consumers now see the three batch headers on
 messages published in a batch; `Nats-Msg-Id` and payloads are unchanged.
 
-RESULTS_TBD
+*Measured after the change* (quick runs, one lock session, 22:58-23:15 UTC, load 0.6-1.1 at
+the start of each; the naive baseline in the same run; before = 79265b6's parent, i.e. main
+af012f1, same settings, load 1.1-1.3 at 21:37):
+
+| run (commit) | max/s (naive) | x | 100/s p50/p99 (naive) | 1k/s (naive) | nats µs |
+|---|---|---|---|---|---|
+| default, before (af012f1) | 3,996 (481) | 8.3 | 2.93/24.6 (1.4/8.4) | 4.88/56.7 (0.93/1.78) | 28 |
+| always, ≥ 2 (70b7e21) | 3,204 (643) | 5.0 | 7.74/42.1 (1.32/10.4) | 25.6/126 (1.61/6.5) | 33 |
+| default, ≥ 2 (70b7e21) | 3,475 (919) | 3.8 | 4.23/34.6 (1.09/3.74) | 11.9/71.4 (0.91/4.38) | 37 |
+| none, ≥ 32 (5f3a9c3) | 3,753 (807) | 4.7 | 3.37/31.4 (1.40/9.87) | 5.00/85.5 (0.80/1.60) | 27 |
+ALWAYS2_ROW
+
+(`≥ n`: calls of n or more messages go as atomic batches; `none`: `publish_orders = none`,
+the others `all`; `x`: max fills/s over the naive's; latencies receipt → ack in ms.)
+
+Read: (a) with `sync_interval: always` the atomic batches lift the ceiling from the 690-730
+fills/s the issue recorded (nats-server fsyncing each of ~1.9 messages per fill) to 3,204 fills/s,
+with nats-server at 33 µs per fill at max against 237 before; the ceiling is now the service's
+own CPU (~250 µs per fill on this day's machine, against 122 in the quietest run of the first
+pass), as with the default sync. (b) Small atomic batches are a loss: a batch of 2-12 messages
+(a lone fill with its order and close, or a 1,000/s batch) cost nats-server 1.6-2.5 ms of CPU
+per fill at 100/s and took 4-26 ms to its commit ack, so only calls of `atomic_min` (32) or more
+messages batch (5f3a9c3); low-rate publishing is per message again, as before. (c) The low-rate
+targets are not met: at 100/s fillstream's p50 is 2-3x the naive consumer's and its p99 3x; the
+p50 is the ingest statement (see above); the p99 is pauses of the process on a shared 2-core
+machine, and the start-up freeze did not visibly move it (p99 24.6 before, 31.4 after, both
+within the spread between runs). p99 ≤ 5 ms at 1,000/s was not reached in any run.
+
+What would close them: at low rate, a lighter statement for a lone fill (the fill, its order
+and its outbox rows; positions and closes in the same statement only when the book changed
+them) or a prepared server-side function taking the arrays (planning and 60 parameter encodings
+per call are most of the 1.0-1.4 ms); the tail needs the ingest and the venue off the service's
+core (PostgreSQL, nats-server and the replay venue all run on the same two cores here), which a
+benchmark on this machine cannot show. The acceptance figures (≥ 6,000 fills/s default sync,
+≥ 5,000 sync always, ≥ 10x naive) remain unconfirmed here: the naive baseline itself moved
+481-919 fills/s between runs of the same session.
 
 **First pass (the earlier change of this issue).** Its end-to-end figures were measured while
 the shared 2-core machine ran at a 1-minute load of 5-12 (other engineers' suites and

@@ -663,9 +663,7 @@ fill in flight), young/middle ones 0.1-5 ms at ~20 a second, and the event loop 
 over 5 ms per 4 s run (a 1 ms sleep overshooting) on a machine where the service, PostgreSQL,
 nats-server and the replay venue share two cores.
 
-What changed: the start-up objects are frozen out of the collector (`Pipeline.start`: one
-`gc.collect()` then `gc.freeze()` per process; a larger young threshold, 20,000, was tried and
-made each young collection 8-9 ms, so it was dropped); the relay gathers acks for 100 ms before
+What changed: the relay gathers acks for 100 ms before
 deleting their rows (was 20 ms: one `DELETE` per ~2.4 fills at 100/s, beside the ingests);
 **atomic batch publish** (below); the `outbox_pending` gauge is set to the table's count up or
 down whenever that count is exact (no outbox write between its commit and its offer, no mark
@@ -710,8 +708,10 @@ per fill at 100/s and took 4-26 ms to its commit ack, so only calls of `atomic_m
 messages batch (5f3a9c3); low-rate publishing is per message again, as before. (c) The low-rate
 targets are not met: at 100/s fillstream's p50 is 2-3x the naive consumer's and its p99 3x; the
 p50 is the ingest statement (see above); the p99 is pauses of the process on a shared 2-core
-machine, and the start-up freeze did not visibly move it (p99 24.6 before, 31.4 after, both
-within the spread between runs). p99 ≤ 5 ms at 1,000/s was not reached in any run.
+machine. Two collector settings were tried and dropped: `gc.freeze()` after start-up left the
+full collections at 39 ms (what they walk is allocated after start-up: books, the benchmark's
+samples), and a young threshold of 20,000 made each young collection 8-9 ms. p99 ≤ 5 ms at
+1,000/s was not reached in any run.
 
 What would close them: at low rate, a lighter statement for a lone fill (the fill, its order
 and its outbox rows; positions and closes in the same statement only when the book changed

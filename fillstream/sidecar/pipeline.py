@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -63,7 +62,6 @@ log = logging.getLogger(__name__)
 # The store is unavailable or refused the batch (ValueError: a fill of another account).
 _INGEST_ERRORS: tuple[type[Exception], ...] = (*DB_ERRORS, ValueError)
 POISONED_MAX = 10_000  # quarantined fact keys remembered per account (skipped on sight)
-_frozen = False  # the process's start-up objects are frozen out of the collector (Pipeline.start)
 
 
 class PipelineClosedError(RuntimeError):
@@ -464,21 +462,8 @@ class Pipeline:
         self._closed = False
 
     async def start(self) -> None:
-        """Freeze what start-up allocated; workers start with an account's first submission.
-
-        Measured on the fast path (benchmarks/end_to_end at 100 fills/s): a full collection
-        walked every object the process holds for 27-37 ms, a pause that lands on whichever
-        fill is in flight. What exists by now (modules, configuration, clients) lives as long
-        as the process: frozen, no collection walks it again. (A larger young-generation
-        threshold was tried and measured worse: 20,000 made each young collection 8-9 ms.)
-        Once per process, after a collection (so no garbage is frozen with it).
-        """
+        """Nothing to prepare: workers start with an account's first submission."""
         self._closed = False
-        global _frozen  # noqa: PLW0603 - once per process, whatever the number of pipelines
-        if not _frozen:
-            _frozen = True
-            gc.collect()
-            gc.freeze()
 
     def _worker(self, account: str, market: Market) -> _Worker:
         worker = self._workers.get((account, market))

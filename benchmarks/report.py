@@ -696,7 +696,8 @@ af012f1, same settings, load 1.1-1.3 at 21:37):
 | always, ≥ 32 (3c4c750) † | 2,298 (550) | 4.2 | 3.69/27.5 (3.0/12.3) | 98.5/341 (2.5/15.8) | 68 |
 
 (†: load 3.0, the others 0.6-1.1. `≥ n`: calls of n or more messages go as atomic batches;
-`none`: `publish_orders = none`, the others `all`; `x`: max fills/s over the naive's; latencies receipt → ack in ms.)
+`none`: `publish_orders = none`, the others `all`; `x`: max fills/s over the naive's;
+latencies receipt → ack in ms.)
 
 Read: (a) with `sync_interval: always` the atomic batches lift the ceiling from the 690-730
 fills/s the issue recorded (nats-server fsyncing each of ~1.9 messages per fill) to 3,204 fills/s,

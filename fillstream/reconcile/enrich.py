@@ -224,28 +224,42 @@ class Enricher:
         if not unknown:
             return result
         end = max(times.get(oid, 0) for oid in unknown) + 60_000
-        for algo in await self._all_algos(symbol, end - ALGO_WINDOW_MS, end, ALGO_SPLIT_DEPTH):
-            child = actual_order_id(algo)
-            if child is not None:
-                _lru_put(self._algos, self.cache_size, (symbol, child), algo)
-                if child in unknown:
-                    result[child] = algo
+        window = (end - ALGO_WINDOW_MS, end)
+        await self._find_algos(symbol, set(unknown), window, ALGO_SPLIT_DEPTH, result)
         return result
 
-    async def _all_algos(
-        self, symbol: str, start_ms: int, end_ms: int, depth: int
-    ) -> list[AlgoOrder]:
+    async def _find_algos(
+        self,
+        symbol: str,
+        wanted: set[int],
+        window: tuple[int, int],
+        depth: int,
+        found: dict[int, AlgoOrder],
+    ) -> None:
+        """Read ``allAlgoOrders`` of ``window`` (``[start_ms, end_ms]``) until every ``wanted``
+        child's algo is in ``found`` (every algo read is cached).
+
+        A full page may hide rows: the window is halved, the newer half first (a triggered
+        child's algo was most likely placed shortly before), and the search stops as soon as
+        every wanted child is found.
+        """
+        start_ms, end_ms = window
         raw = await self.venue.all_algo_orders(symbol, start_ms=start_ms, end_ms=end_ms, limit=1000)
         rows, bad = decode_rows(raw, AlgoOrder)
         self._bad("allAlgoOrders", bad)
+        for algo in rows:
+            child = actual_order_id(algo)
+            if child is not None:
+                _lru_put(self._algos, self.cache_size, (symbol, child), algo)
+                if child in wanted:
+                    found[child] = algo
         if len(raw) < 1000 or depth <= 0 or end_ms - start_ms < 2:
-            return rows
-        # A full page may hide older or newer rows: split the window until each half fits.
+            return
         mid = (start_ms + end_ms) // 2
-        return [
-            *await self._all_algos(symbol, start_ms, mid, depth - 1),
-            *await self._all_algos(symbol, mid + 1, end_ms, depth - 1),
-        ]
+        for half in ((mid + 1, end_ms), (start_ms, mid)):
+            if wanted <= found.keys():
+                return
+            await self._find_algos(symbol, wanted, half, depth - 1, found)
 
     # -- helpers -------------------------------------------------------------------------------
 

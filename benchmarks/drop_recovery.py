@@ -234,6 +234,7 @@ async def scenario(
             "recovery_p90_s": round(_quantile(lags, 0.9), 3),
             "recovery_p99_s": round(_quantile(lags, 0.99), 3),
             "recovered_over_2s": sum(1 for x in lags if x > 2.0),
+            "recovered_over_5s": sum(1 for x in lags if x > 5.0),
             "runs": _delta(runs_by_trigger(account), runs0),
             "requests": requests,
             "weight_per_min_by_endpoint": {

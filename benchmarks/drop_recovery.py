@@ -89,12 +89,19 @@ class GapTap:
 
 
 def weight_by_endpoint(requests: dict[str, int]) -> dict[str, int]:
-    """``endpoint/status`` counts as weight per endpoint (every status costs the weight)."""
+    """``endpoint/status`` counts as weight per endpoint (every status costs the weight).
+
+    The metric does not tell the all-symbol form of ``openOrders`` (40) from the one-symbol form
+    (1); here its only caller is symbol discovery, which reads all symbols: counted as 40.
+    """
     out: dict[str, int] = {}
     for key, n in requests.items():
         name = key.split("/", 1)[0]
         endpoint = USDM_ENDPOINTS.get(name)
-        out[name] = out.get(name, 0) + n * (endpoint.weight if endpoint else 1)
+        weight = 1 if endpoint is None else endpoint.weight
+        if endpoint is not None and name == "openOrders":
+            weight = endpoint.heavy_weight or weight
+        out[name] = out.get(name, 0) + n * weight
     return out
 
 

@@ -571,6 +571,10 @@ class FillstreamClient:
             self.done.set()
 
     async def __aenter__(self) -> FillstreamClient:
+        # The whole stream path imported before the stack starts, as in the service: what
+        # start-up allocated is frozen out of the collector's walks (Pipeline.start).
+        import fillstream.binance.rest
+        import fillstream.stream  # noqa: F401
         from fillstream.sidecar.stack import IngestStack
         from fillstream.storage import OrderPublishing
 

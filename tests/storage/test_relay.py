@@ -225,3 +225,40 @@ async def test_a_relay_falling_behind_drains_from_the_table_instead_of_queueing(
         assert sorted(ids) == sorted(m.msg_id for m in outcome.messages)
     finally:
         await relay.aclose()
+
+
+async def test_the_pending_gauge_rises_to_rows_it_was_not_told_of_and_counts_offers_once(
+    pool: asyncpg.Pool, private_nats: EmbeddedNats
+) -> None:
+    nc = await connect(private_nats.url, reconnect_time_wait_s=0.1)
+    publisher = JetStreamPublisher(nc, stream="GAUGE", prefix="gr", ack_timeout_s=1)
+    await publisher.ensure_stream()
+    relay = OutboxRelay(pool, publisher, backoff_max_s=0.5, resync_interval_s=0.05)
+    await relay.start()
+    ledger = Ledger(pool, prefix="gr")
+    try:
+        private_nats.kill()
+        await eventually(lambda: _disconnected(nc), what="client noticed the outage")
+        # Committed and never offered (a writer the relay is not told of): the table has them.
+        await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 21))))
+
+        async def gauge_is(n: int) -> bool:
+            return relay.pending == await unpublished(pool) == n
+
+        await eventually(lambda: gauge_is(20), what="the gauge rose to the table")
+        # Rows committed and offered inside committing(): counted once, whatever the resyncs.
+        with relay.committing():
+            outcome = await ledger.ingest(batch_of(*(make_fill(i) for i in range(21, 31))))
+            assert await unpublished(pool) == 30
+            await relay._resync_pending()  # the count has rows not offered yet: skipped
+            assert relay.pending == 20
+            relay.offer(outcome.messages)
+        assert relay.pending == 30
+        await eventually(lambda: gauge_is(30), what="the gauge still equals the table")
+        private_nats.start()
+        await eventually(lambda: gauge_is(0), what="everything published")
+        assert await stream_count(private_nats.url, "GAUGE") == 30
+    finally:
+        await relay.aclose()
+        await publisher.aclose()
+        await nc.close()

@@ -6,7 +6,10 @@ stream → outbox relay (drains leftovers first) → ingest pipeline → HTTP en
 
 Running (:meth:`Service.serve`): an :class:`asyncio.TaskGroup` holds one
 :class:`~fillstream.sidecar.supervisor.AccountSupervisor` per enabled account. An account that
-crashes is restarted with backoff by its supervisor; the others keep running.
+crashes is restarted with backoff by its supervisor; the others keep running. With
+``[replicas] enabled``, :class:`~fillstream.sidecar.ownership.Ownership` decides which accounts
+run here (one supervisor per account whose lease this process holds, started and stopped as
+leases come and go), and shutdown step 1 hands the leases back.
 
 Shutdown (when ``stop`` is set, e.g. SIGTERM/SIGINT), within ``service.shutdown_deadline_s``:
 
@@ -39,16 +42,21 @@ from fillstream.sidecar.clients import (
     publisher_for,
     weight_budgets,
 )
-from fillstream.sidecar.config import Config
+from fillstream.sidecar.config import AccountConfig, Config
 from fillstream.sidecar.errors import Unreachable
 from fillstream.sidecar.http import HttpServer, Readiness
+from fillstream.sidecar.ownership import NATS_ERRORS, Ownership
 from fillstream.sidecar.pipeline import IngestState, Pipeline
 from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.sidecar.service_metrics import SHUTDOWN_OUTBOX_LEFT
 from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts
 from fillstream.storage import Ledger, OrderPublishing, OutboxRelay, migrate
+from fillstream.storage.fence import Fences
+from fillstream.storage.leases import LeaseStore
 
 log = logging.getLogger(__name__)
+
+_LEASE_OPEN_ERRORS: tuple[type[Exception], ...] = (*NATS_ERRORS, ValueError)
 
 # An account is ready when its stream delivers, or when it is deliberately polling because the
 # stream is down (degraded): data keeps flowing either way.
@@ -86,6 +94,10 @@ class Service:
         self._parts: SharedParts | None = None
         self._http: HttpServer | None = None
         self.supervisors: dict[str, AccountSupervisor] = {}
+        self.ownership: Ownership | None = None
+        self._fences = Fences(enabled=config.replicas.enabled)
+        self._tg: asyncio.TaskGroup | None = None
+        self._account_tasks: dict[str, asyncio.Task[None]] = {}
         self._started_mono = time.monotonic()
         self._serving = False
         self._stopping = False
@@ -112,14 +124,17 @@ class Service:
         opened: list[Any] = []
         try:
             self._parts = await self._open_parts(opened)
+            if config.replicas.enabled:
+                self.ownership = await self._open_ownership(self._parts)
             self._http = await self._start_http()
         except BaseException:
             await close_all(opened)
             self._parts = None
             raise
-        self.supervisors = {
-            a.name: AccountSupervisor(self.parts, a) for a in config.enabled_accounts
-        }
+        if self.ownership is None:
+            self.supervisors = {
+                a.name: AccountSupervisor(self.parts, a) for a in config.enabled_accounts
+            }
         log.info(
             "fillstream started",
             extra={
@@ -160,6 +175,7 @@ class Service:
             pool,
             prefix=config.nats.subject_prefix,
             publish_orders=OrderPublishing(config.nats.publish_orders),
+            fences=self._fences,
         )
         pipeline = Pipeline(
             ledger,
@@ -179,6 +195,59 @@ class Service:
             pipeline=pipeline,
             budgets=weight_budgets(config),
         )
+
+    async def _open_ownership(self, parts: SharedParts) -> Ownership:
+        settings = self.config.replicas
+        try:
+            store = await LeaseStore.open(
+                parts.nc.jetstream(),
+                bucket=settings.bucket,
+                ttl_s=settings.lease_ttl_s,
+                replicas=settings.kv_replicas,
+                storage=settings.kv_storage,
+            )
+        except _LEASE_OPEN_ERRORS as exc:
+            raise StartupError(f"cannot open the lease bucket {settings.bucket}: {exc}") from exc
+        return Ownership(
+            settings,
+            self.config.enabled_accounts,
+            store=store,
+            pool=parts.pool,
+            ledger=parts.ledger,
+            fences=self._fences,
+            runner=self,
+            shutdown_deadline_s=self.config.service.shutdown_deadline_s,
+        )
+
+    # -- AccountRunner (replicas) ---------------------------------------------------------------
+
+    def start_account(self, account: AccountConfig, takeover_since_ms: int | None) -> None:
+        """Run ``account`` here (its lease was just taken)."""
+        assert self._tg is not None
+        supervisor = AccountSupervisor(
+            self.parts, account, replica=True, takeover_since_ms=takeover_since_ms
+        )
+        self.supervisors[account.name] = supervisor
+        self._account_tasks[account.name] = self._tg.create_task(
+            supervisor.run(), name=f"account-{account.name}"
+        )
+
+    async def stop_account(self, name: str, deadline: float, *, delete_listen_key: bool) -> None:
+        """Stop ``name`` by ``deadline``, then wait (until then) for its facts to commit."""
+        supervisor = self.supervisors.get(name)
+        task = self._account_tasks.pop(name, None)
+        if supervisor is None or task is None:
+            return
+        supervisor.delete_listen_key = delete_listen_key
+        supervisor.stop(deadline)
+        done, _ = await asyncio.wait([task], timeout=max(0.1, deadline - time.monotonic()))
+        if not done:
+            task.cancel()
+            await asyncio.wait([task])
+        self.supervisors.pop(name, None)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await self.parts.pipeline.wait_idle()
 
     async def _open_pool(self) -> asyncpg.Pool:
         dsn = self.config.database.resolve_dsn(self._environ)
@@ -210,8 +279,11 @@ class Service:
         self._serving = True
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 for name, supervisor in self.supervisors.items():
                     tg.create_task(supervisor.run(), name=f"account-{name}")
+                if self.ownership is not None:
+                    self.ownership.start()
                 await stop.wait()
                 self._stopping = True
                 self._deadline = time.monotonic() + self.config.service.shutdown_deadline_s
@@ -219,6 +291,8 @@ class Service:
                     "shutting down", extra={"deadline_s": self.config.service.shutdown_deadline_s}
                 )
                 # 1. stop reading (streams flush their frames and delete their listenKeys).
+                if self.ownership is not None:  # ... and hand the leases back
+                    await self.ownership.aclose(self._deadline)
                 for supervisor in self.supervisors.values():
                     supervisor.stop(self._deadline)
         finally:
@@ -271,6 +345,8 @@ class Service:
         except Exception as exc:
             checks["postgres"] = scrub(f"unreachable: {exc!r}")
         checks["nats"] = "ok" if parts.nc.is_connected else "disconnected"
+        if self.ownership is not None:
+            checks["replicas"] = "ok" if self.ownership.healthy() else "lease bucket unreadable"
         for name, supervisor in self.supervisors.items():
             state = supervisor.state
             checks[f"account:{name}"] = "ok" if state in _READY_STATES else str(state)
@@ -296,6 +372,7 @@ class Service:
                 "outbox_pending": parts.relay.pending if parts else None,
                 "startup": parts.startup.status() if parts else None,
                 "rest": parts.budgets.status() if parts else None,
+                "replicas": None if self.ownership is None else self.ownership.status(),
             },
             "accounts": {
                 name: {

@@ -53,7 +53,7 @@ import nats.errors
 from fillstream.ledger import Market
 from fillstream.sidecar import replica_metrics as metrics
 from fillstream.sidecar.config import AccountConfig, ReplicasConfig
-from fillstream.storage import DB_ERRORS, Ledger, fence
+from fillstream.storage import DB_ERRORS, Ledger, OutboxRelay, fence
 from fillstream.storage.fence import Fences
 from fillstream.storage.leases import (
     Lease,
@@ -118,6 +118,7 @@ class Ownership:
         store: LeaseStore,
         pool: asyncpg.Pool,
         ledger: Ledger,
+        relay: OutboxRelay,
         fences: Fences,
         runner: AccountRunner,
         shutdown_deadline_s: float,
@@ -127,6 +128,7 @@ class Ownership:
         self.store = store
         self.pool = pool
         self.ledger = ledger
+        self.relay = relay
         self.fences = fences
         self.runner = runner
         self.shutdown_deadline_s = shutdown_deadline_s
@@ -140,7 +142,8 @@ class Ownership:
         self._first_seen: dict[str, float] = {}
         self._free_since: dict[str, float] = {}
         self._stops: dict[str, asyncio.Task[None]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._drain: asyncio.Task[None] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         fences.listen(self._on_refused)
 
@@ -153,23 +156,27 @@ class Ownership:
             (self._guard_loop, "guard"),
             (self._poll_loop, "poll"),
         ):
-            self._tasks.append(asyncio.create_task(loop(), name=f"replicas-{name}"))
+            self._tasks[name] = asyncio.create_task(loop(), name=f"replicas-{name}")
 
     async def aclose(self, deadline: float) -> None:
         """Clean shutdown: stop taking accounts, stop every held one by ``deadline`` (deleting
         listenKeys only when no other member is alive), give the leases back, leave."""
         self._closing = True
-        for task in self._tasks[2:]:  # the poll loop: no new accounts
-            task.cancel()
+        poll = self._tasks.get("poll")
+        if poll is not None:  # no new accounts
+            poll.cancel()
         alone = await self._alone()
         for held in list(self.held.values()):
             self._drop(held, "released", deadline=deadline, delete_listen_key=alone)
         stops = list(self._stops.values())
         if stops:
             await asyncio.wait(stops, timeout=max(0.1, deadline - time.monotonic()))
-        for task in self._tasks:
+        tasks = list(self._tasks.values())
+        if self._drain is not None:
+            tasks.append(self._drain)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *stops, return_exceptions=True)
+        await asyncio.gather(*tasks, *stops, return_exceptions=True)
         with contextlib.suppress(*NATS_ERRORS):
             async with asyncio.timeout(1.0):
                 await self.store.leave(self.member)
@@ -248,12 +255,26 @@ class Ownership:
     async def _poll(self, snapshot: Snapshot) -> None:
         now = time.monotonic()
         self._observe(snapshot, now)
+        taken = 0
         for account in self._to_take(snapshot, now):
             if self._closing:
                 return
-            await self._take(account)
+            taken += await self._take(account)
+        if taken:
+            self._publish_leftovers()
         for held in self._to_hand_over(now):
             self._drop(held, "released")
+
+    def _publish_leftovers(self) -> None:
+        """Publish the outbox rows a previous owner committed and never published (it died):
+        its relay was the only one that knew of them. One read of the table, in a task;
+        rows another relay publishes meanwhile are deduplicated by their Nats-Msg-Id."""
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.create_task(self._drain_once(), name="replicas-leftovers")
+
+    async def _drain_once(self) -> None:
+        if not await self.relay.run_once():
+            log.warning("replicas: the outbox left by a previous owner is not drained yet")
 
     def _observe(self, snapshot: Snapshot, now: float) -> None:
         self.members = snapshot.members | {self.member}
@@ -290,15 +311,16 @@ class Ownership:
             and rendezvous(held.lease.key, settled) != self.member
         ]
 
-    async def _take(self, account: AccountConfig) -> None:
+    async def _take(self, account: AccountConfig) -> bool:
+        """Take ``account`` if its lease is still free; whether this process now runs it."""
         name, market = account.name, account.market
         try:
             lease = await self.store.acquire(account_key(name, market), self._value())
         except NATS_ERRORS as exc:
             log.warning("%s: cannot take the lease: %r", name, exc)
-            return
+            return False
         if lease is None:
-            return  # taken by another process since the listing
+            return False  # taken by another process since the listing
         try:
             epoch = await fence.claim(
                 self.pool,
@@ -314,8 +336,9 @@ class Ownership:
         if epoch is None or time.monotonic() >= lease.valid_until - self.settings.stop_margin_s:
             self._count(account, "refused")
             await self._give_back(lease)
-            return
+            return False
         await self._run(account, lease, epoch)
+        return True
 
     async def _run(self, account: AccountConfig, lease: Lease, epoch: int) -> None:
         name, market = account.name, account.market

@@ -214,6 +214,7 @@ class Service:
             store=store,
             pool=parts.pool,
             ledger=parts.ledger,
+            relay=parts.relay,
             fences=self._fences,
             runner=self,
             shutdown_deadline_s=self.config.service.shutdown_deadline_s,

@@ -28,7 +28,13 @@ import time
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
-from nats.js.errors import APIError, BucketNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
 from fillstream.ledger import Market
@@ -83,6 +89,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(LeaseValue).decode
 
 
 class LeaseStore:
@@ -146,8 +153,33 @@ class LeaseStore:
         try:
             lease.revision = await self.kv.update(lease.key, value, last=lease.revision)
         except KeyWrongLastSequenceError as exc:
-            raise LeaseLostError(lease.key) from exc
+            # An earlier renewal whose answer we never got (a timeout) may have been applied:
+            # then the key holds our own newer revision, not someone else's.
+            if not await self._adopt(lease, member):
+                raise LeaseLostError(lease.key) from exc
+            sent = time.monotonic()
+            try:
+                lease.revision = await self.kv.update(lease.key, value, last=lease.revision)
+            except KeyWrongLastSequenceError as again:
+                raise LeaseLostError(lease.key) from again
         lease.renewed = sent
+
+    async def _adopt(self, lease: Lease, member: str) -> bool:
+        """Whether the key's latest revision is ours (then ``lease`` takes its revision)."""
+        try:
+            entry = await self.kv.get(lease.key)
+        except NotFoundError:  # expired or deleted
+            return False
+        if entry.value is None or entry.revision is None:
+            return False
+        try:
+            holder = _decode(entry.value).member
+        except msgspec.DecodeError:
+            return False
+        if holder != member:
+            return False
+        lease.revision = entry.revision
+        return True
 
     async def release(self, lease: Lease) -> None:
         """Give ``lease`` back now (a delete marker, only if it is still our revision): the next

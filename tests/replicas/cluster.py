@@ -20,9 +20,9 @@ REPLICAS = """
 [replicas]
 enabled = true
 bucket = "{bucket}"
-lease_ttl_s = 3
-renew_interval_s = 0.5
-stop_margin_s = 1.5
+lease_ttl_s = {ttl}
+renew_interval_s = {renew}
+stop_margin_s = {margin}
 poll_interval_s = 0.3
 takeover_grace_s = 0.3
 cooldown_s = {cooldown_s}
@@ -85,13 +85,22 @@ def make_cluster(
     count: int,
     *,
     cooldown_s: float = 3.0,
+    lease_ttl_s: float = 3.0,
 ) -> list[Replica]:
     bucket = f"leases_{uuid.uuid4().hex[:8]}"
     replicas = []
     for n in range(count):
         path, env, port = write_config(tmp_path / f"replica{n}.toml", sim, nats_target)
         with path.open("a") as f:
-            f.write(REPLICAS.format(bucket=bucket, cooldown_s=cooldown_s))
+            f.write(
+                REPLICAS.format(
+                    bucket=bucket,
+                    cooldown_s=cooldown_s,
+                    ttl=lease_ttl_s,
+                    renew=lease_ttl_s / 6,
+                    margin=lease_ttl_s / 2,
+                )
+            )
         env["TEST_DSN"] = pg_dsn
         replicas.append(Replica(f"r{n}", path, env, port, tmp_path / f"replica{n}.log"))
     return replicas

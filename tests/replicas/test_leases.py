@@ -97,3 +97,23 @@ async def test_every_replica_must_use_one_ttl(nc: NatsClient, bucket: str) -> No
     with pytest.raises(ValueError, match="lease_ttl_s"):
         await LeaseStore.open(nc.jetstream(), bucket=bucket, ttl_s=10.0)
     await asyncio.sleep(0)
+
+
+async def test_a_renewal_applied_but_unanswered_is_adopted(nc: NatsClient, bucket: str) -> None:
+    """A renewal that timed out on our side but reached the server leaves our own newer
+    revision in the key: the next renewal adopts it instead of giving the account up."""
+    store = await LeaseStore.open(nc.jetstream(), bucket=bucket, ttl_s=TTL_S)
+    key = account_key("alpha", Market.USDM)
+    lease = await store.acquire(key, "a/1")
+    assert lease is not None
+    stale = lease.revision
+    await store.renew(lease, "a/1")  # as if its answer had been lost:
+    applied = lease.revision
+    lease.revision = stale
+    await store.renew(lease, "a/1")
+    assert lease.revision > applied
+    other = await store.acquire(account_key("beta", Market.USDM), "b/2")
+    assert other is not None
+    other.revision -= 1  # another holder's revision in between: not ours
+    with pytest.raises(LeaseLostError):
+        await store.renew(other, "a/1")

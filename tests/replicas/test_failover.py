@@ -118,6 +118,20 @@ async def test_split_brain_paused_replica_is_fenced_and_gives_up(
             stood_down = sum(handovers.get(k, 0) for k in ("expired", "lost", "fenced"))
             assert stood_down >= len(accounts), handovers
             await wait_one_owner_each(replicas, accounts, 10)  # still one owner each
+            # A standby (owning nothing) is ready, and says so per check; its metrics agree.
+            status, ready = await paused.proc.get_json("/readyz")
+            assert status == 200
+            assert ready["checks"] == {"postgres": "ok", "nats": "ok", "replicas": "ok"}
+            _, text = await paused.proc.get("/metrics")
+            for line in (
+                'fillstream_replica_owned{account="alpha",market="usdm"} 0.0',
+                "fillstream_replica_members 2.0",
+                'fillstream_replica_handovers_total{account="alpha",kind="acquired",'
+                'market="usdm"} 1.0',
+            ):
+                assert line in text, line
+            _, text = await other.proc.get("/metrics")
+            assert 'fillstream_replica_owned{account="alpha",market="usdm"} 1.0' in text
             # Giving up never deleted the key the other replica streams on.
             assert all(sim.keys.active(a) is not None for a in accounts)
 

@@ -166,6 +166,11 @@ class Ownership:
         if poll is not None:  # no new accounts
             poll.cancel()
         alone = await self._alone()
+        # Leave first: the others then hash the accounts over themselves, and take each one
+        # as soon as its lease is given back below.
+        with contextlib.suppress(*NATS_ERRORS):
+            async with asyncio.timeout(1.0):
+                await self.store.leave(self.member)
         for held in list(self.held.values()):
             self._drop(held, "released", deadline=deadline, delete_listen_key=alone)
         stops = list(self._stops.values())
@@ -177,9 +182,6 @@ class Ownership:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, *stops, return_exceptions=True)
-        with contextlib.suppress(*NATS_ERRORS):
-            async with asyncio.timeout(1.0):
-                await self.store.leave(self.member)
 
     async def _alone(self) -> bool:
         """Whether no other member is alive (unknown counts as not alone: keep the keys)."""

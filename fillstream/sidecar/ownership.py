@@ -43,7 +43,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -156,7 +156,19 @@ class Ownership:
             (self._guard_loop, "guard"),
             (self._poll_loop, "poll"),
         ):
-            self._tasks[name] = asyncio.create_task(loop(), name=f"replicas-{name}")
+            self._tasks[name] = asyncio.create_task(
+                self._supervised(loop, name), name=f"replicas-{name}"
+            )
+
+    async def _supervised(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
+        """A loop that fails on a bug is logged and started again: the guard, above all,
+        must keep running."""
+        while True:
+            try:
+                await loop()
+            except Exception:  # a supervisor: log with the traceback, go on
+                log.exception("replicas: the %s loop failed; restarting it", name)
+                await asyncio.sleep(_RETRY_S)
 
     async def aclose(self, deadline: float) -> None:
         """Clean shutdown: stop taking accounts, stop every held one by ``deadline`` (deleting

@@ -40,8 +40,6 @@ import msgspec
 
 from fillstream.binance import RestPriority, VenueError, current_rest_priority
 from fillstream.binance.budget import Grant, WeightBudget, WeightBudgets, host_of
-from fillstream.binance.coinm.rows import PositionRisk as CoinmPositionRisk
-from fillstream.binance.coinm.rows import UserTrade as CoinmUserTrade
 from fillstream.binance.endpoints import ENDPOINTS, PREFIX, REST_URLS, Endpoint, default_rest_url
 from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
 from fillstream.binance.metrics import REST_CLOCK_OFFSET, REST_REQUESTS
@@ -413,8 +411,7 @@ class BinanceVenue:
         limit: int = 1000,
     ) -> Rows[UserTrade]:
         params = {"symbol": symbol, "fromId": from_id, "startTime": start_ms, "endTime": end_ms}
-        row_type = CoinmUserTrade if self.market is Market.COINM else UserTrade
-        return await self._rows("userTrades", {**params, "limit": limit}, row_type)
+        return await self._rows("userTrades", {**params, "limit": limit}, UserTrade)
 
     async def all_orders(
         self,
@@ -446,7 +443,7 @@ class BinanceVenue:
         """``/dapi/v1/positionRisk`` takes ``pair`` (not ``symbol``) and lists every symbol,
         flat ones too: narrowed to ``symbol`` and to open positions, as fapi's v3 answers."""
         pair = None if symbol is None else pair_of(symbol)
-        rows = await self._rows("positionRisk", {"pair": pair}, CoinmPositionRisk)
+        rows = await self._rows("positionRisk", {"pair": pair}, PositionRisk)
         return [r for r in rows if isinstance(r, BadRow) or _open_on(r, symbol)]
 
     async def income(

@@ -40,6 +40,8 @@ import msgspec
 
 from fillstream.binance import RestPriority, VenueError, current_rest_priority
 from fillstream.binance.budget import Grant, WeightBudget, WeightBudgets, host_of
+from fillstream.binance.coinm.rows import PositionRisk as CoinmPositionRisk
+from fillstream.binance.coinm.rows import UserTrade as CoinmUserTrade
 from fillstream.binance.endpoints import ENDPOINTS, PREFIX, REST_URLS, Endpoint, default_rest_url
 from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
 from fillstream.binance.metrics import REST_CLOCK_OFFSET, REST_REQUESTS
@@ -411,7 +413,8 @@ class BinanceVenue:
         limit: int = 1000,
     ) -> Rows[UserTrade]:
         params = {"symbol": symbol, "fromId": from_id, "startTime": start_ms, "endTime": end_ms}
-        return await self._rows("userTrades", {**params, "limit": limit}, UserTrade)
+        row_type = CoinmUserTrade if self.market is Market.COINM else UserTrade
+        return await self._rows("userTrades", {**params, "limit": limit}, row_type)
 
     async def all_orders(
         self,
@@ -443,7 +446,9 @@ class BinanceVenue:
         """``/dapi/v1/positionRisk`` takes ``pair`` (not ``symbol``) and lists every symbol,
         flat ones too: narrowed to ``symbol`` and to open positions, as fapi's v3 answers."""
         pair = None if symbol is None else pair_of(symbol)
-        rows = await self._rows("positionRisk", {"pair": pair}, PositionRisk)
+        rows: Rows[PositionRisk] = await self._rows(
+            "positionRisk", {"pair": pair}, CoinmPositionRisk
+        )
         return [r for r in rows if isinstance(r, BadRow) or _open_on(r, symbol)]
 
     async def income(

@@ -73,6 +73,17 @@ async def _stored(dsn: str, account: str) -> int:
         await conn.close()
 
 
+async def _sources(dsn: str, account: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT source, count(*) FROM fills WHERE account = $1 GROUP BY 1", account
+        )
+    finally:
+        await conn.close()
+    return {r[0]: int(r[1]) for r in rows}
+
+
 async def _pg_closes(dsn: str, account: str) -> dict[int, dict[str, Any]]:
     """Effective closes (latest revision, not retracted) of ``account`` by closing trade id."""
     conn = await asyncpg.connect(dsn)
@@ -153,6 +164,9 @@ async def test_coinm_and_usdm_in_one_process_with_faults(
     assert "delivery" in {c["reason"] for c in truth["cm"]["closes"]}
     for account in ("cm", "um"):
         await _check_closes(account, truth[account], pg_dsn)
+        sources = await _sources(pg_dsn, account)
+        assert sources.get("stream", 0) > 0, (account, sources)  # the stream path works...
+        assert sources.get("reconcile", 0) > 0, (account, sources)  # ...and REST healed drops
     await _check_payloads(nats_target)
 
 

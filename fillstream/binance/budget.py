@@ -2,6 +2,8 @@
 
 A pool is a REST host, except that USDⓈ-M and COIN-M share one (``fapi``/``dapi``: one pool per
 IP since the 2026 CM-UM integration; :func:`host_of`), so COIN-M traffic is in the USDⓈ-M budget.
+(The integration also made hedge mode, ``dualSidePosition``, one setting for both products:
+fillstream never reads or changes it; every fill and position carries its own position side.)
 
 Binance limits request weight per IP per minute (fapi: 2400) and reports the weight used so far in
 ``X-MBX-USED-WEIGHT-1M``. A budget keeps an estimate of that figure (the last header of this

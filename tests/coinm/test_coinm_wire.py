@@ -19,6 +19,7 @@ from fillstream.binance.usdm.events import AlgoUpdate
 from fillstream.ledger import Market, PositionBook, Side
 from fillstream.ledger.errors import MalformedInput
 from fillstream.sidecar.config import load_config
+from fillstream.simulator import SimConfig, Simulator, client_config
 from fillstream.storage.payloads import close_body, fill_message
 from fillstream.stream.decode import FrameDecoder, FrameError
 from tests.coinm.test_inverse_book import _fill
@@ -175,3 +176,29 @@ def test_close_payload_names_the_margin_coin() -> None:
     body = close_body(close)
     assert (body.qty_unit, body.margin_asset, body.pnl_asset) == ("contracts", "BTC", "BTC")
     assert body.reason == "liquidation"
+
+
+async def test_the_simulators_written_config_loads_and_streams_where_it_says(
+    tmp_path: Path,
+) -> None:
+    config = SimConfig(accounts=("um", "cm"), coinm_accounts=("cm",), rate=0)
+    async with Simulator(config) as sim:
+        path = client_config.write(
+            tmp_path / "fs.toml",
+            sim.accounts,
+            rest_url=sim.rest_url,
+            ws_url=sim.ws_url,
+            symbols=config.symbols,
+            coinm_symbols=config.coinm_symbols,
+        )
+        loaded = load_config(path, {"FILLSTREAM_DSN": "postgresql://f@127.0.0.1:5433/f"})
+        ready = {a["name"]: a for a in sim.ready_info()["accounts"]}  # type: ignore[attr-defined]
+    for account in loaded.accounts:
+        expected = ready[account.name]
+        assert account.market == expected["market"]
+        url = account.stream_settings.url("KEY")
+        path_form = str(expected["stream_url"]).replace("{listenKey}", "KEY")
+        if account.market is Market.COINM:
+            assert url == path_form  # dstream's /ws/<key>
+        else:  # USDⓈ-M takes the query form of the same route by default
+            assert url.startswith(path_form.removesuffix("/KEY") + "?listenKey=KEY&events=")

@@ -123,18 +123,30 @@ async def _grew(dsn: str, account: str, than: int) -> bool:
     return await _stored(dsn, account) > than
 
 
+async def _flatten(sim: Simulator, symbol: str) -> None:
+    """Close ``symbol``'s position on ``cm`` by hand (a manual close), if there is one."""
+    pos = sim.ground_truth(market="coinm")["accounts"]["cm"]["positions"]
+    qty = sum(Decimal(p["positionAmt"]) for p in pos if p["symbol"] == symbol)
+    if qty > 0:
+        await sim.trade("cm", symbol, "SELL", str(qty), reduce_only=True)
+    elif qty < 0:
+        await sim.trade("cm", symbol, "BUY", str(-qty), reduce_only=True)
+
+
 async def _trade_and_deliver(sim: Simulator) -> None:
-    """A manual round trip on the perpetual (an increase at a second price: the harmonic entry)
-    and a dated position the exchange delivers."""
+    """A manual round trip on the perpetual (an increase at a second price: the harmonic entry),
+    a stop-loss from the Algo Service, and a dated position the exchange delivers."""
     await sim.trade("cm", "BTCUSD_PERP", "BUY", "3")
     sim.set_mark("BTCUSD_PERP", str(sim.mark("BTCUSD_PERP") * Decimal("1.01")))
     await sim.trade("cm", "BTCUSD_PERP", "BUY", "7")
-    pos = sim.ground_truth(market="coinm")["accounts"]["cm"]["positions"]
-    qty = sum(Decimal(p["positionAmt"]) for p in pos if p["symbol"] == "BTCUSD_PERP")
-    if qty > 0:
-        await sim.trade("cm", "BTCUSD_PERP", "SELL", str(qty), reduce_only=True)
-    elif qty < 0:
-        await sim.trade("cm", "BTCUSD_PERP", "BUY", str(-qty), reduce_only=True)
+    await _flatten(sim, "BTCUSD_PERP")
+    await _flatten(sim, "ETHUSD_PERP")
+    await sim.trade("cm", "ETHUSD_PERP", "BUY", "50")
+    mark = sim.mark("ETHUSD_PERP")
+    trigger = (mark * Decimal("0.99")).quantize(Decimal("0.01"))
+    await sim.algo("cm", "ETHUSD_PERP", "STOP_MARKET", "SELL", trigger_price=trigger,
+                   close_position=True)  # fmt: skip
+    sim.set_mark("ETHUSD_PERP", str(trigger - 1))
     await sim.trade("cm", DATED, "SELL", "4")
     sim.set_mark(DATED, str(sim.mark(DATED) * Decimal("0.98")))
     for ps in ("BOTH", "LONG", "SHORT"):
@@ -161,7 +173,7 @@ async def test_coinm_and_usdm_in_one_process_with_faults(
     assert any(k.split(":")[2] == "coinm" for k in result.postgres.fill_ids)
     truth = sim.ground_truth()["accounts"]
     assert truth["cm"]["market"] == "coinm"
-    assert "delivery" in {c["reason"] for c in truth["cm"]["closes"]}
+    assert {"delivery", "stop_loss", "manual"} <= {c["reason"] for c in truth["cm"]["closes"]}
     for account in ("cm", "um"):
         await _check_closes(account, truth[account], pg_dsn)
         sources = await _sources(pg_dsn, account)

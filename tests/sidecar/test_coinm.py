@@ -52,12 +52,15 @@ def _coinm_lines() -> str:
     return f'market = "coinm"\nsymbols = [{symbols}]'
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
+@pytest.fixture(params=[True, False], ids=["algo-update", "no-algo-update"])
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
+    """With and without ALGO_UPDATE on dstream (unconfirmed on Binance: without it, a COIN-M
+    stop's close is classified from the Algo Service over REST or the child order's type)."""
     config = SimConfig(
         accounts=("cm", "um"),
         coinm_accounts=("cm",),
         coinm_symbols=COINM_SYMBOLS,
+        coinm_algo_update=request.param,
         rate=15,
         seed=13,
     )

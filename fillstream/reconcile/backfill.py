@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fillstream.binance import Venue
+from fillstream.binance.products import trade_fill
 from fillstream.binance.usdm.parse import (
     algo_link_from_algo_order,
     decode_rows,
-    fill_from_user_trade,
     order_update_from_order,
 )
 from fillstream.binance.usdm.rows import UserTrade
@@ -278,7 +278,7 @@ class Backfill:
         for t in trades:
             try:
                 fills.append(
-                    fill_from_user_trade(
+                    trade_fill(
                         t,
                         account=self.account,
                         market=self.market,

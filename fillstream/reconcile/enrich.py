@@ -144,7 +144,7 @@ class Enricher:
             if (info.orig_type in CONDITIONAL_REASONS or info.order_type in CONDITIONAL_REASONS)
         ]
         children += [oid for oid in missing if oid not in result.info]
-        if children and self.market is Market.USDM:
+        if children and self.market is not Market.SPOT:  # USDⓈ-M and COIN-M algo service
             result.algos = await self._algo_parents(symbol, children, times)
         return result
 

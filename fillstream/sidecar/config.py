@@ -30,7 +30,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from fillstream.binance.endpoints import REST_URLS, WS_URLS
+from fillstream.binance.coinm.events import COINM_EVENTS
+from fillstream.binance.endpoints import COINM_WS_PATH, REST_URLS, WS_URLS
 from fillstream.ledger.bounds import Range, out_of_range
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
@@ -39,8 +40,8 @@ from fillstream.sidecar.envoverrides import apply_env_overrides
 from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password, url_query_names
 from fillstream.stream.config import StreamSettings
 
-# The markets both paths implement today; coinm and spot are accepted names, not yet served.
-SUPPORTED_MARKETS = (Market.USDM,)
+# The markets both paths implement today; spot is an accepted name, not yet served.
+SUPPORTED_MARKETS = (Market.USDM, Market.COINM)
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # A NATS subject token: no whitespace, no wildcards, no separators.
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -471,9 +472,22 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     @property
     def stream_settings(self) -> StreamSettings:
-        """The stream settings of this account, on this account's WebSocket URL."""
+        """The stream settings of this account, on this account's WebSocket URL.
+
+        COIN-M (dstream) has no ``/private`` routing and no ``events=`` filter: its defaults are
+        the ``path`` form on ``/ws`` (``<ws_url>/ws/<listenKey>``) and the COIN-M events; a
+        ``url_form`` or ``ws_path`` set away from the USDⓈ-M defaults is kept."""
         base = self.stream if self.stream is not None else StreamSettings()
-        return msgspec.structs.replace(base, ws_url=self.resolved_ws_url)
+        settings = msgspec.structs.replace(base, ws_url=self.resolved_ws_url)
+        if self.market is not Market.COINM:
+            return settings
+        usdm = StreamSettings()
+        return msgspec.structs.replace(
+            settings,
+            url_form="path" if base.url_form == usdm.url_form else base.url_form,
+            ws_path=COINM_WS_PATH if base.ws_path == usdm.ws_path else base.ws_path,
+            events=COINM_EVENTS if base.events == usdm.events else base.events,
+        )
 
     @property
     def reconcile_settings(self) -> ReconcileSettings:

@@ -88,15 +88,25 @@ class GapTap:
         self.reconciler.on_stream_state(account, market, state)
 
 
-def rest_weight(account: str) -> int:
-    """Weight of the REST requests ``account`` sent (heavy all-symbol forms not told apart)."""
-    total = 0
-    for family in REGISTRY.collect():
-        for s in family.samples:
-            if s.name == "fillstream_rest_requests_total" and s.labels.get("account") == account:
-                endpoint = USDM_ENDPOINTS.get(s.labels.get("endpoint", ""))
-                total += int(s.value) * (endpoint.weight if endpoint else 1)
-    return total
+def weight_by_endpoint(requests: dict[str, int]) -> dict[str, int]:
+    """``endpoint/status`` counts as weight per endpoint (every status costs the weight).
+
+    The metric does not tell the all-symbol form of ``openOrders`` (40) from the one-symbol form
+    (1); here its only caller is symbol discovery, which reads all symbols: counted as 40.
+    """
+    out: dict[str, int] = {}
+    for key, n in requests.items():
+        name = key.split("/", 1)[0]
+        endpoint = USDM_ENDPOINTS.get(name)
+        weight = 1 if endpoint is None else endpoint.weight
+        if endpoint is not None and name == "openOrders":
+            weight = endpoint.heavy_weight or weight
+        out[name] = out.get(name, 0) + n * weight
+    return out
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
 
 
 def requests_by_endpoint(account: str) -> dict[str, int]:
@@ -172,11 +182,13 @@ async def scenario(
     rec_task = asyncio.create_task(reconciler.run())
     stream.start()
     try:
+        # The steady state: streaming, and the start-up run (cold backfill) over, so the weight
+        # measured below is that of periodic polls and evidence sweeps only.
         up = await _until(
-            lambda: stream.state is StreamState.STREAMING and reconciler.last_run is not None, 60
+            lambda: stream.state is StreamState.STREAMING and reconciler.startup_done.is_set(), 60
         )
         assert up, "stream or start-up run did not come up"
-        weight0 = rest_weight(account)
+        requests0, runs0 = requests_by_endpoint(account), runs_by_trigger(account)
         t0_ms = int(time.time() * 1000)
         sim.inject(account, "drop_rate", p=p)
         await asyncio.sleep(duration_s)
@@ -190,7 +202,9 @@ async def scenario(
         }
         settled = await _until(lambda: ids <= acks.acked_ns.keys(), 30)
         elapsed_min = (time.time() * 1000 - t0_ms) / 60_000
-        weight = rest_weight(account) - weight0
+        requests = _delta(requests_by_endpoint(account), requests0)
+        by_endpoint = weight_by_endpoint(requests)
+        weight = sum(by_endpoint.values())
         rows = await pool.fetch(
             "SELECT symbol, trade_id, order_id, trade_time_ms FROM fills"
             " WHERE account = $1 AND source = 'reconcile' AND trade_time_ms >= $2",
@@ -227,8 +241,12 @@ async def scenario(
             "recovery_p90_s": round(_quantile(lags, 0.9), 3),
             "recovery_p99_s": round(_quantile(lags, 0.99), 3),
             "recovered_over_2s": sum(1 for x in lags if x > 2.0),
-            "runs": runs_by_trigger(account),
-            "requests": requests_by_endpoint(account),
+            "recovered_over_5s": sum(1 for x in lags if x > 5.0),
+            "runs": _delta(runs_by_trigger(account), runs0),
+            "requests": requests,
+            "weight_per_min_by_endpoint": {
+                k: round(v / elapsed_min, 1) for k, v in by_endpoint.items()
+            },
             "recovery_max_s": round(max(lags, default=0.0), 3),
             "evidence": {k: v for k, v in stream.evidence.counts.items() if v},
             "evidence_gaps": len(tap.narrow),
@@ -258,17 +276,22 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     try:
         for rate in rates:
-            baseline: float | None = None
+            baseline: dict[str, float] | None = None
             for p in drops:
                 r = await scenario(
                     stack, acks, rate=rate, p=p, duration_s=args.duration, seed=args.seed
                 )
                 r["loadavg_1m"] = os.getloadavg()[0]
+                by_endpoint = r["weight_per_min_by_endpoint"]
                 if p == 0:
-                    baseline = r["weight_per_min"]
+                    baseline = by_endpoint
                 if baseline is not None:
-                    extra = r["weight_per_min"] - baseline
-                    r["extra_weight_per_min"] = round(extra, 1)
+                    extra = {
+                        k: round(by_endpoint.get(k, 0) - baseline.get(k, 0), 1)
+                        for k in sorted(by_endpoint.keys() | baseline.keys())
+                    }
+                    r["extra_weight_per_min"] = round(sum(extra.values()), 1)
+                    r["extra_weight_per_min_by_endpoint"] = {k: v for k, v in extra.items() if v}
                     r["accounts_per_ip"] = int(IP_USABLE_PER_MIN // max(r["weight_per_min"], 1))
                 runs.append(r)
                 print(_line(r), flush=True)

@@ -65,6 +65,38 @@ class Recorder:
         self.pipeline.on_status(change)
 
 
+class TracedVenue:
+    """``--trace``: the venue, logging every REST call's start, duration and row count."""
+
+    def __init__(self, venue: Any) -> None:
+        self._venue = venue
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._venue, name)
+        if not callable(attr) or name.startswith("_") or name == "aclose":
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                result = await attr(*args, **kwargs)
+            except Exception as exc:
+                TRACE.info("%s%r %s failed in %.3fs: %s", name, args, kwargs, _since(started), exc)
+                raise
+            rows = len(result) if isinstance(result, list) else 1
+            TRACE.info("%s%r %s: %d rows in %.3fs", name, args, kwargs, rows, _since(started))
+            return result
+
+        return call
+
+
+TRACE = logging.getLogger("benchmarks.gap_recovery.trace")
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
 def _fill_id(f: dict[str, Any]) -> str:
     return f"fill:{ACCOUNT}:usdm:{f['symbol']}:{f['id']}:{f['orderId']}"
 
@@ -88,6 +120,7 @@ async def one_outage(
     sim.inject(ACCOUNT, "disconnect")
     await _wait(lambda: len(rec.streaming_ns) > backs, outage_s + 120, "stream back")
     back_ns = rec.streaming_ns[-1]
+    TRACE.info("stream back")
     back_ms = back_ns // 1_000_000
     fills = sim.ground_truth()["accounts"][ACCOUNT]["fills"]
     missed = [_fill_id(f) for f in fills if cut_ms - 1000 <= int(f["time"]) <= back_ms]
@@ -136,7 +169,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     reconciler = Reconciler(
         account=ACCOUNT,
         market=Market.USDM,
-        venue=venue,
+        venue=TracedVenue(venue) if args.trace else venue,
         sink=stack.pipeline,
         cursors=PgCursorStore(stack.pool),
         orders=PgOrderView(stack.pool),
@@ -210,8 +243,14 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="fills/s while trading")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--trace", action="store_true", help="log REST calls, gaps and runs with timestamps"
+    )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(name)s %(message)s")
+    if args.trace:
+        for name in ("benchmarks.gap_recovery.trace", "fillstream.reconcile", "fillstream.stream"):
+            logging.getLogger(name).setLevel(logging.INFO)
     report = asyncio.run(main(args))
     print()
     print(f"{'outage':>8} {'runs':>5} {'recovery min':>13} {'median':>8} {'max':>8} {'missed':>7}")

@@ -1,4 +1,9 @@
-"""The REST weight budget, one per REST host, shared by every account and both paths.
+"""The REST weight budget, one per REST weight pool, shared by every account and both paths.
+
+A pool is a REST host, except that USDⓈ-M and COIN-M share one (``fapi``/``dapi``: one pool per
+IP since the 2026 CM-UM integration; :func:`host_of`), so COIN-M traffic is in the USDⓈ-M budget.
+(The integration also made hedge mode, ``dualSidePosition``, one setting for both products:
+fillstream never reads or changes it; every fill and position carries its own position side.)
 
 Binance limits request weight per IP per minute (fapi: 2400) and reports the weight used so far in
 ``X-MBX-USED-WEIGHT-1M``. A budget keeps an estimate of that figure (the last header of this
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from fillstream.binance import RestPriority, VenueError
+from fillstream.binance.endpoints import SHARED_POOLS
 from fillstream.binance.errors import TOO_MANY_REQUESTS
 from fillstream.binance.metrics import (
     REST_PAUSED_SECONDS,
@@ -430,8 +436,11 @@ class WeightBudgets:
 
 
 def host_of(rest_url: str) -> str:
-    """The budget key of a REST base URL: its host[:port]."""
+    """The budget key of a REST base URL: its host[:port], or the host whose weight pool it
+    shares (``dapi.binance.com`` → ``fapi.binance.com``: USDⓈ-M and COIN-M count against one
+    pool per IP, :data:`~fillstream.binance.endpoints.SHARED_POOLS`)."""
     netloc = urlsplit(rest_url).netloc
     if not netloc:
         raise ValueError(f"not an absolute URL: {rest_url!r}")
-    return netloc.lower()
+    host = netloc.lower()
+    return SHARED_POOLS.get(host, host)

@@ -106,8 +106,9 @@ USDM_ENDPOINTS: Final[Mapping[str, Endpoint]] = {
 }
 COINM_ENDPOINTS: Final[Mapping[str, Endpoint]] = {
     **USDM_ENDPOINTS,
-    "userTrades": Endpoint("userTrades", "get", "userTrades", 1, 20),
-    "allOrders": Endpoint("allOrders", "get", "allOrders", 1, 20),
+    # binance-wave2.md §B.2/§B.4 (after the 2026 CM-UM integration): userTrades and allOrders
+    # 5 flat (was 20/40), positionRisk v1 weight 1, income 20, account v1; the Algo Service
+    # endpoints (COIN-M conditional orders since then) as on fapi.
     "positionRisk": Endpoint("positionRisk", "get", "positionRisk", 1, 1),
     "income": Endpoint("income", "get", "income", 1, 20),
     "account": Endpoint("account", "get", "account", 1, 5),
@@ -134,3 +135,18 @@ PREFIX: Final[Mapping[Market, str]] = {
     Market.COINM: "dapi",
     Market.SPOT: "api",
 }
+
+
+SHARED_POOLS: Final[Mapping[str, str]] = {
+    "dapi.binance.com": "fapi.binance.com",
+    "demo-dapi.binance.com": "demo-fapi.binance.com",
+}
+"""REST hosts that count against another host's weight pool: since the 2026 CM-UM integration
+USDⓈ-M and COIN-M share ONE request-weight pool per IP (2400/min, binance-wave2.md §B.2), so the
+dapi hosts map to their fapi sibling and one budget serves both products (the testnet serves both
+products on ``testnet.binancefuture.com`` already; a simulator serves both on one host)."""
+
+COINM_WS_PATH: Final = "/ws"
+"""dstream's user-stream path (``wss://dstream.binance.com/ws/<listenKey>``): no ``/private``
+routing is known for COIN-M (binance-wave2.md §B.1), so the ``path`` form on ``/ws`` is the
+default; ``ws_url``/``stream.ws_path``/``stream.url_form`` override it."""

@@ -40,6 +40,8 @@ import msgspec
 
 from fillstream.binance import RestPriority, VenueError, current_rest_priority
 from fillstream.binance.budget import Grant, WeightBudget, WeightBudgets, host_of
+from fillstream.binance.coinm.rows import PositionRisk as CoinmPositionRisk
+from fillstream.binance.coinm.rows import UserTrade as CoinmUserTrade
 from fillstream.binance.endpoints import ENDPOINTS, PREFIX, REST_URLS, Endpoint, default_rest_url
 from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
 from fillstream.binance.metrics import REST_CLOCK_OFFSET, REST_REQUESTS
@@ -53,6 +55,7 @@ from fillstream.binance.usdm.rows import (
 )
 from fillstream.binance.venue import BadRow, Rows
 from fillstream.ledger import ConfigError, Market
+from fillstream.ledger.units import pair_of
 
 with warnings.catch_warnings():
     # python-binance 1.0.37 imports a name websockets deprecated; harmless, but our test suite
@@ -410,7 +413,8 @@ class BinanceVenue:
         limit: int = 1000,
     ) -> Rows[UserTrade]:
         params = {"symbol": symbol, "fromId": from_id, "startTime": start_ms, "endTime": end_ms}
-        return await self._rows("userTrades", {**params, "limit": limit}, UserTrade)
+        row_type = CoinmUserTrade if self.market is Market.COINM else UserTrade
+        return await self._rows("userTrades", {**params, "limit": limit}, row_type)
 
     async def all_orders(
         self,
@@ -434,7 +438,18 @@ class BinanceVenue:
     async def position_risk(self, symbol: str | None = None) -> Rows[PositionRisk]:
         if self.market is Market.SPOT:
             return []
+        if self.market is Market.COINM:
+            return await self._coinm_position_risk(symbol)
         return await self._rows("positionRisk", {"symbol": symbol}, PositionRisk)
+
+    async def _coinm_position_risk(self, symbol: str | None) -> Rows[PositionRisk]:
+        """``/dapi/v1/positionRisk`` takes ``pair`` (not ``symbol``) and lists every symbol,
+        flat ones too: narrowed to ``symbol`` and to open positions, as fapi's v3 answers."""
+        pair = None if symbol is None else pair_of(symbol)
+        rows: Rows[PositionRisk] = await self._rows(
+            "positionRisk", {"pair": pair}, CoinmPositionRisk
+        )
+        return [r for r in rows if isinstance(r, BadRow) or _open_on(r, symbol)]
 
     async def income(
         self,
@@ -457,12 +472,12 @@ class BinanceVenue:
         return await self._rows("income", params, Income)
 
     async def algo_order(self, algo_id: int) -> AlgoOrder | BadRow:
-        self._require_usdm("algoOrder")
+        self._require_algo_service("algoOrder")
         body = await self._call("algoOrder", {"algoId": algo_id})
         return decode_row(body, AlgoOrder, "algoOrder")
 
     async def open_algo_orders(self, symbol: str | None = None) -> Rows[AlgoOrder]:
-        if self.market is not Market.USDM:
+        if self.market not in ALGO_SERVICE_MARKETS:
             return []
         return await self._rows("openAlgoOrders", {"symbol": symbol}, AlgoOrder)
 
@@ -475,7 +490,7 @@ class BinanceVenue:
         end_ms: int | None = None,
         limit: int = 1000,
     ) -> Rows[AlgoOrder]:
-        if self.market is not Market.USDM:
+        if self.market not in ALGO_SERVICE_MARKETS:
             return []
         params = {"symbol": symbol, "algoId": algo_id, "startTime": start_ms, "endTime": end_ms}
         return await self._rows("allAlgoOrders", {**params, "limit": limit}, AlgoOrder)
@@ -495,9 +510,9 @@ class BinanceVenue:
         if self.market is Market.SPOT:
             raise ConfigError(f"{what}: spot has no REST listenKey since 2026-02-20")
 
-    def _require_usdm(self, what: str) -> None:
-        if self.market is not Market.USDM:
-            raise ConfigError(f"{what}: the Algo Service exists on USD-M futures only")
+    def _require_algo_service(self, what: str) -> None:
+        if self.market not in ALGO_SERVICE_MARKETS:
+            raise ConfigError(f"{what}: the Algo Service exists on USD-M and COIN-M futures only")
 
     async def _rows(self, name: str, params: dict[str, Any], row_type: type[T]) -> Rows[T]:
         return decode_rows(await self._call(name, params), row_type, name)
@@ -611,6 +626,19 @@ class BinanceVenue:
                 self.budget.host,
                 f"{self.budget.paused_for()[1]:.1f}",
             )
+
+
+ALGO_SERVICE_MARKETS: Final = frozenset({Market.USDM, Market.COINM})
+"""Conditional orders live in the Algo Service on USDⓈ-M and, since the 2026 CM-UM integration,
+on COIN-M (``/dapi/v1/algoOrder``; ``/dapi/v1/order`` answers -4120: binance-wave2.md §B.2)."""
+
+
+def _open_on(row: PositionRisk, symbol: str | None) -> bool:
+    """A COIN-M positionRisk row of ``symbol`` (None: any) with a position open."""
+    if symbol is not None and row.symbol != symbol:
+        return False
+    return row.positionAmt.strip("+-0.") != ""  # "0", "0.000", "-0": flat; anything else:
+    # open, or not a number, which the caller's parse reports
 
 
 def _server_time(body: bytes) -> int:

@@ -33,6 +33,7 @@ from fillstream.ledger.types import (
     PositionKey,
     PositionSide,
 )
+from fillstream.ledger.units import average_entry, average_price, price_weight
 
 ZERO = Decimal(0)
 DEFAULT_HORIZON_MS = 6 * 3600 * 1000  # of trade time: how late a fill may be and still refold
@@ -87,7 +88,7 @@ class _Lifecycle:
     entry_price: Decimal = ZERO
     max_abs_qty: Decimal = ZERO
     realized_pnl: Decimal = ZERO
-    exit_notional: Decimal = ZERO
+    exit_notional: Decimal = ZERO  # Σ price*qty (linear) or Σ qty/price (inverse): units.py
     exit_qty: Decimal = ZERO
     fees: dict[str, Decimal] = field(default_factory=dict)
     closing_fills: list[FillKey] = field(default_factory=list)
@@ -154,14 +155,15 @@ class _PositionLedger:
             s.open(delta, fill.price, fill.trade_time_ms)
             return []
         if (delta > 0) == (s.qty > 0):
-            total = abs(s.qty) + abs(delta)
-            s.entry_price = (s.entry_price * abs(s.qty) + fill.price * abs(delta)) / total
+            s.entry_price = average_entry(
+                self.key.market, abs(s.qty), s.entry_price, abs(delta), fill.price
+            )
             s.qty += delta
             s.max_abs_qty = max(s.max_abs_qty, abs(s.qty))
             return []
         reduced = min(abs(delta), abs(s.qty))
         s.realized_pnl += fill.realized_pnl
-        s.exit_notional += fill.price * reduced
+        s.exit_notional += price_weight(self.key.market, reduced, fill.price)
         s.exit_qty += reduced
         s.closing_fills.append(fill.key)
         remainder = s.qty + delta
@@ -210,7 +212,7 @@ class _PositionLedger:
         self, *, reason: CloseReason, trade_id: int, order_id: int, time_ms: int, source: FillSource
     ) -> PositionClose:
         s = self.state
-        exit_price = s.exit_notional / s.exit_qty if s.exit_qty else ZERO
+        exit_price = average_price(self.key.market, s.exit_qty, s.exit_notional)
         return PositionClose(
             account=self.key.account,
             market=self.key.market,

@@ -1,7 +1,8 @@
 """Why a position closed, read from the fill that closed it.
 
 Priority (binance-facts §3): the exchange's own system orders are recognised by their client order
-id (``autoclose-`` liquidation, ``adl_autoclose``, ``settlement_autoclose-``/``delivery``) or the
+id (``autoclose-`` liquidation, ``adl_autoclose``, ``settlement_autoclose-``, and COIN-M's
+``delivery_autoclose-``/``delivery-``: a delivery, its own reason) or the
 ``LIQUIDATION`` order type; then a conditional order, through the algo linkage (ALGO_UPDATE ``ai``
 or REST ``actualOrderId``) or, failing that, the child order's original type ``ot``; else manual.
 """
@@ -24,8 +25,8 @@ _PREFIXES: tuple[tuple[str, CloseReason], ...] = (
     ("autoclose-", CloseReason.LIQUIDATION),
     ("adl_autoclose", CloseReason.ADL),
     ("settlement_autoclose-", CloseReason.SETTLEMENT),
-    ("delivery_autoclose-", CloseReason.SETTLEMENT),
-    ("delivery-", CloseReason.SETTLEMENT),
+    ("delivery_autoclose-", CloseReason.DELIVERY),
+    ("delivery-", CloseReason.DELIVERY),
 )
 
 

@@ -46,6 +46,7 @@ class CloseReason(enum.StrEnum):
     LIQUIDATION = "liquidation"
     ADL = "adl"
     SETTLEMENT = "settlement"
+    DELIVERY = "delivery"  # COIN-M dated contract delivered (delivery_autoclose-)
     MANUAL = "manual"
     RECONCILED_UNKNOWN = "reconciled_unknown"
 

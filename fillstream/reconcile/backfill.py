@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fillstream.binance import Venue
+from fillstream.binance.products import trade_fill
 from fillstream.binance.usdm.parse import (
     algo_link_from_algo_order,
     decode_rows,
-    fill_from_user_trade,
     order_update_from_order,
 )
 from fillstream.binance.usdm.rows import UserTrade
@@ -164,19 +164,35 @@ class Backfill:
         lo = max(0, since_ms)
         while lo <= until_ms:
             hi = min(until_ms, lo + WEEK_MS - 1)
-            while True:
-                raw = await self.venue.user_trades(
-                    symbol, start_ms=lo, end_ms=hi, limit=self.page_limit
-                )
-                if len(raw) < self.page_limit or hi <= lo:
-                    break
-                hi = lo + (hi - lo) // 2
-            rows = self._decode(raw)
-            ids = [r.id for r in rows if r.time >= since_ms]
-            if ids:
-                return min(ids)
+            first = await self._first_in(symbol, lo, hi)
+            if first is not None:
+                return first
             lo = hi + 1
         return None
+
+    async def _first_in(self, symbol: str, lo: int, hi: int) -> int | None:
+        """The id of the first trade in ``[lo, hi]`` (at most 7 days), by bisection.
+
+        A full page is ambiguous (the venue may have cut either end): its window is halved. An
+        empty one moves ``lo`` past it, towards the smallest end known full: one request per
+        halving (a cold start at 100 fills/s: ~17 per symbol, not ~35).
+        """
+        full_hi: int | None = None  # the least end of a window from ``lo`` seen full
+        while True:
+            raw = await self.venue.user_trades(
+                symbol, start_ms=lo, end_ms=hi, limit=self.page_limit
+            )
+            if len(raw) >= self.page_limit and hi > lo:
+                full_hi = hi
+                hi = lo + (hi - lo) // 2
+                continue
+            ids = [r.id for r in self._decode(raw) if r.time >= lo]
+            if ids:
+                return min(ids)
+            if full_hi is None or hi >= full_hi:
+                return None
+            lo = hi + 1  # nothing in [lo, hi]: the first trade is in (hi, full_hi]
+            hi = lo + (full_hi - lo) // 2
 
     # -- pages ---------------------------------------------------------------------------------
 
@@ -262,7 +278,7 @@ class Backfill:
         for t in trades:
             try:
                 fills.append(
-                    fill_from_user_trade(
+                    trade_fill(
                         t,
                         account=self.account,
                         market=self.market,

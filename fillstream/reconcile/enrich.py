@@ -5,17 +5,22 @@ comes from them (``autoclose-`` liquidation, ``adl_autoclose``, settlement, the 
 order types) and from the algo linkage (``actualOrderId`` → TP/SL/trailing). So new fills are
 enriched *before* they reach the pipeline: a close classified wrongly would be published wrongly.
 
-Cost control: one ``allOrders`` page (weight 5, ≤ 1000 orders from an order id upwards) instead
-of one ``order`` call (weight 1) per order when more than a few are missing; order details are
-cached (they never change); the algo endpoints are read only for children of conditional orders.
+Cost control: the stream's own data first — an order the stream reported (any of its
+ORDER_TRADE_UPDATEs was stored) has its details in the store, and a child whose ALGO_UPDATE named
+it (``ai``) has its algo link there (the book already holds it), so neither costs REST weight.
+Only what the store lacks is read over REST: one ``allOrders`` page (weight 5, ≤ 1000 orders
+from an order id upwards) instead of one ``order`` call (weight 1) per order when more than a few
+are missing; order details are cached (they never change); the algo endpoints are read only for
+children of conditional orders with no stored link. An order found in the store is not
+re-submitted: its state is the stream's (a dropped final transition is order sync's job).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
 from fillstream.binance import Venue, VenueError
 from fillstream.binance.usdm.parse import (
@@ -26,7 +31,7 @@ from fillstream.binance.usdm.parse import (
     order_info,
 )
 from fillstream.binance.usdm.rows import AlgoOrder, Order
-from fillstream.ledger import Market
+from fillstream.ledger import Market, OrderUpdate
 from fillstream.ledger.classify import CONDITIONAL_REASONS
 from fillstream.reconcile.metrics import BAD_ROWS
 
@@ -40,6 +45,29 @@ ALGO_SPLIT_DEPTH = 6
 
 
 V = TypeVar("V")
+
+
+@runtime_checkable
+class StoredOrders(Protocol):
+    """What the store knows of orders from the stream (``storage.PgOrderView`` implements it)."""
+
+    def orders_by_id(
+        self, account: str, market: Market, symbol: str, order_ids: Sequence[int]
+    ) -> Awaitable[list[OrderUpdate]]: ...
+
+    def linked_orders(
+        self, account: str, market: Market, symbol: str, order_ids: Sequence[int]
+    ) -> Awaitable[set[int]]: ...
+
+
+def stored_info(order: OrderUpdate) -> OrderInfo:
+    """A stored order's details, as :func:`order_info` makes them from a REST row."""
+    return OrderInfo(
+        client_order_id=order.client_order_id,
+        order_type=order.order_type or None,
+        orig_type=order.orig_type or order.order_type or None,
+        reduce_only=order.reduce_only,
+    )
 
 
 def _lru_put(
@@ -64,12 +92,19 @@ class Enricher:
     """Order and algo lookups for one account, with a bounded cache of order details."""
 
     def __init__(
-        self, venue: Venue, *, account: str, market: Market, cache_size: int = 20000
+        self,
+        venue: Venue,
+        *,
+        account: str,
+        market: Market,
+        cache_size: int = 20000,
+        stored: StoredOrders | None = None,
     ) -> None:
         self.venue = venue
         self.account = account
         self.market = market
         self.cache_size = cache_size
+        self.stored = stored
         self._info: OrderedDict[tuple[str, int], OrderInfo] = OrderedDict()
         self._algos: OrderedDict[tuple[str, int], AlgoOrder] = OrderedDict()
 
@@ -96,6 +131,8 @@ class Enricher:
             else:
                 self._info.move_to_end((symbol, oid))
                 result.info[oid] = info
+        if missing and self.stored is not None:
+            missing = await self._from_store(symbol, missing, result)
         if missing:
             for order in await self._fetch_orders(symbol, missing):
                 self.remember(order)
@@ -107,9 +144,18 @@ class Enricher:
             if (info.orig_type in CONDITIONAL_REASONS or info.order_type in CONDITIONAL_REASONS)
         ]
         children += [oid for oid in missing if oid not in result.info]
-        if children and self.market is Market.USDM:
+        if children and self.market is not Market.SPOT:  # USDⓈ-M and COIN-M algo service
             result.algos = await self._algo_parents(symbol, children, times)
         return result
+
+    async def _from_store(self, symbol: str, ids: list[int], result: Enrichment) -> list[int]:
+        """Take what the store holds of ``ids`` into ``result`` (and the cache); the rest."""
+        assert self.stored is not None
+        for order in await self.stored.orders_by_id(self.account, self.market, symbol, ids):
+            info = stored_info(order)
+            _lru_put(self._info, self.cache_size, (symbol, order.order_id), info)
+            result.info[order.order_id] = info
+        return [oid for oid in ids if oid not in result.info]
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -172,31 +218,49 @@ class Enricher:
                 unknown.append(oid)
             else:
                 result[oid] = algo
+        if unknown and self.stored is not None:
+            # Linked on the stream (ALGO_UPDATE ``ai``): the book holds the link already.
+            linked = await self.stored.linked_orders(self.account, self.market, symbol, unknown)
+            unknown = [oid for oid in unknown if oid not in linked]
         if not unknown:
             return result
         end = max(times.get(oid, 0) for oid in unknown) + 60_000
-        for algo in await self._all_algos(symbol, end - ALGO_WINDOW_MS, end, ALGO_SPLIT_DEPTH):
-            child = actual_order_id(algo)
-            if child is not None:
-                _lru_put(self._algos, self.cache_size, (symbol, child), algo)
-                if child in unknown:
-                    result[child] = algo
+        window = (end - ALGO_WINDOW_MS, end)
+        await self._find_algos(symbol, set(unknown), window, ALGO_SPLIT_DEPTH, result)
         return result
 
-    async def _all_algos(
-        self, symbol: str, start_ms: int, end_ms: int, depth: int
-    ) -> list[AlgoOrder]:
+    async def _find_algos(
+        self,
+        symbol: str,
+        wanted: set[int],
+        window: tuple[int, int],
+        depth: int,
+        found: dict[int, AlgoOrder],
+    ) -> None:
+        """Read ``allAlgoOrders`` of ``window`` (``[start_ms, end_ms]``) until every ``wanted``
+        child's algo is in ``found`` (every algo read is cached).
+
+        A full page may hide rows: the window is halved, the newer half first (a triggered
+        child's algo was most likely placed shortly before), and the search stops as soon as
+        every wanted child is found.
+        """
+        start_ms, end_ms = window
         raw = await self.venue.all_algo_orders(symbol, start_ms=start_ms, end_ms=end_ms, limit=1000)
         rows, bad = decode_rows(raw, AlgoOrder)
         self._bad("allAlgoOrders", bad)
+        for algo in rows:
+            child = actual_order_id(algo)
+            if child is not None:
+                _lru_put(self._algos, self.cache_size, (symbol, child), algo)
+                if child in wanted:
+                    found[child] = algo
         if len(raw) < 1000 or depth <= 0 or end_ms - start_ms < 2:
-            return rows
-        # A full page may hide older or newer rows: split the window until each half fits.
+            return
         mid = (start_ms + end_ms) // 2
-        return [
-            *await self._all_algos(symbol, start_ms, mid, depth - 1),
-            *await self._all_algos(symbol, mid + 1, end_ms, depth - 1),
-        ]
+        for half in ((mid + 1, end_ms), (start_ms, mid)):
+            if wanted <= found.keys():
+                return
+            await self._find_algos(symbol, wanted, half, depth - 1, found)
 
     # -- helpers -------------------------------------------------------------------------------
 

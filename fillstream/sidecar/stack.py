@@ -52,6 +52,7 @@ from fillstream.storage import (
     PublishedListener,
     migrate,
 )
+from fillstream.storage.fence import Fences
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +171,12 @@ async def build_stack(
     migrate_schema: bool | None = None,
     startup: bool = False,
     on_published: PublishedListener | None = None,
+    fences: Fences | None = None,
 ) -> IngestStack:
     """Open the stack ``config`` describes, up to ``upto`` (see the module doc).
 
-    ``migrate_schema`` None: ``database.migrate_on_start``.
+    ``migrate_schema`` None: ``database.migrate_on_start``. ``fences``: the replicas' write
+    fences every ingest checks (the service's, when ``[replicas]`` is enabled); none by default.
     """
     opened: list[Any] = []
     try:
@@ -183,7 +186,10 @@ async def build_stack(
             await _migrate(pool, startup)
         n = config.nats
         ledger = Ledger(
-            pool, prefix=n.subject_prefix, publish_orders=OrderPublishing(n.publish_orders)
+            pool,
+            prefix=n.subject_prefix,
+            publish_orders=OrderPublishing(n.publish_orders),
+            fences=fences,
         )
         stack = IngestStack(config, pool, ledger)
         if upto == "ledger":

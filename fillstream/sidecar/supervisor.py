@@ -12,6 +12,11 @@ account was down is backfilled.
 
 At process start the supervisors report to one :class:`StartupOrder`: every account's socket
 first, then every gap, then the start-up reconciles (see :mod:`.startup_order`).
+
+With replicas (:mod:`.ownership`), an account taken over from another process starts with a
+``takeover`` gap from its last committed fill, and its stream never deletes the listenKey it
+shares with the other processes: only a clean shutdown that sees no other replica alive sets
+:attr:`AccountSupervisor.delete_listen_key`.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ import asyncpg
 import msgspec
 from nats.aio.client import Client as NatsClient
 
+from fillstream.binance import Venue, VenueError
 from fillstream.binance.rest import WeightBudgets
 from fillstream.binance.retry import Backoff, pacer
-from fillstream.ledger import StreamState
+from fillstream.ledger import Gap, StreamState
 from fillstream.reconcile import Reconciler
 from fillstream.sidecar.clients import create_venue
 from fillstream.sidecar.config import AccountConfig, Config
@@ -66,9 +72,20 @@ class SharedParts:
 class AccountSupervisor:
     """Keeps one account running until :meth:`stop`."""
 
-    def __init__(self, parts: SharedParts, account: AccountConfig) -> None:
+    def __init__(
+        self,
+        parts: SharedParts,
+        account: AccountConfig,
+        *,
+        replica: bool = False,
+        takeover_since_ms: int | None = None,
+    ) -> None:
         self.parts = parts
         self.account = account
+        self.replica = replica
+        self.takeover_since_ms = takeover_since_ms
+        # Replicas: whether stopping deletes the shared listenKey (a clean, last shutdown only).
+        self.delete_listen_key = False
         self.restarts = 0
         self.last_error: str | None = None
         self.stream: UserStream | None = None
@@ -163,15 +180,19 @@ class AccountSupervisor:
                 index=PgFillIndex(parts.pool),
                 settings=account.reconcile_settings,
             )
+            settings = account.stream_settings
+            if self.replica:  # the stream never deletes the key other processes share
+                settings = msgspec.structs.replace(settings, delete_key_on_shutdown=False)
             stream = UserStream(
                 account.name,
                 venue,
                 parts.pipeline,
                 reconciler,
-                account.stream_settings,
+                settings,
                 status=parts.pipeline,
                 market=account.market,
             )
+            self._takeover_gap(reconciler)
             self.reconciler, self.stream = reconciler, stream
             parts.startup.attach(account.name, reconciler)
             self._running.set(1)
@@ -189,11 +210,41 @@ class AccountSupervisor:
                     # deletes its listenKey; then the reconciler (its work is idempotent).
                     await stream.aclose(max(0.5, self._deadline - time.monotonic()))
                     await reconciler.aclose()
+                    if self.replica and stream.listen_key is not None:
+                        await self._release_shared_key(venue)
             finally:
                 self._running.set(0)
                 self.reconciler, self.stream = None, None
         finally:
             await venue.aclose()
+
+    def _takeover_gap(self, reconciler: Reconciler) -> None:
+        """Taken over from another process: backfill from its last committed fill, like after
+        a reconnect (the start-up run, from the cursors, goes deeper later)."""
+        since = self.takeover_since_ms
+        if since is None:
+            return
+        self.takeover_since_ms = None  # a restarted incarnation has its own start gap
+        account = self.account
+        reconciler.on_gap(
+            Gap(
+                account=account.name,
+                market=account.market,
+                since_ms=since,
+                until_ms=time.time_ns() // 1_000_000,
+                reason="takeover",
+            )
+        )
+
+    async def _release_shared_key(self, venue: Venue) -> None:
+        """DELETE the listenKey: only on a clean shutdown with no other replica alive."""
+        if not (self.delete_listen_key and self.account.stream_settings.delete_key_on_shutdown):
+            return
+        try:
+            async with asyncio.timeout(max(1.0, self._deadline - time.monotonic())):
+                await venue.close_listen_key()
+        except (VenueError, TimeoutError) as exc:
+            log.warning("%s: listenKey delete failed: %s", self.account.name, exc)
 
     def status(self) -> dict[str, Any]:
         """This account for ``/status``: names and numbers only, never a key."""

@@ -46,9 +46,11 @@ class Tally(msgspec.Struct, kw_only=True):
 
 
 def truth_from_ledger(doc: Mapping[str, Any], market: str = "usdm") -> Tally:
-    """From the simulator's ``/_sim/ledger`` document."""
+    """From the simulator's ``/_sim/ledger`` document (each account's own ``market`` when the
+    document gives it, else ``market``)."""
     tally = Tally()
     for account, facts in doc.get("accounts", {}).items():
+        market = str(facts.get("market", market))
         for f in facts.get("fills", []):
             tally.fills[f"fill:{account}:{market}:{f['symbol']}:{f['id']}:{f['orderId']}"] += 1
         for c in facts.get("closes", []):

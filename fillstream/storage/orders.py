@@ -4,6 +4,7 @@ are published."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -61,3 +62,31 @@ class PgOrderView:
             order_id,
         )
         return None if record is None else rows.order_from_record(record)
+
+    async def orders_by_id(
+        self, account: str, market: Market, symbol: str, order_ids: Sequence[int]
+    ) -> list[OrderUpdate]:
+        """The stored state of those of ``order_ids`` the store holds (for REST enrichment)."""
+        records = await self.pool.fetch(
+            "SELECT * FROM orders WHERE account = $1 AND market = $2 AND symbol = $3"
+            " AND order_id = ANY($4::bigint[])",
+            account,
+            market.value,
+            symbol,
+            list(order_ids),
+        )
+        return [rows.order_from_record(r) for r in records]
+
+    async def linked_orders(
+        self, account: str, market: Market, symbol: str, order_ids: Sequence[int]
+    ) -> set[int]:
+        """Those of ``order_ids`` a stored algo link names as its triggered child."""
+        records = await self.pool.fetch(
+            "SELECT DISTINCT order_id FROM algo_links WHERE account = $1 AND market = $2"
+            " AND order_id = ANY($3::bigint[]) AND symbol = $4",
+            account,
+            market.value,
+            list(order_ids),
+            symbol,
+        )
+        return {int(r["order_id"]) for r in records}

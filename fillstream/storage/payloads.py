@@ -25,6 +25,7 @@ from fillstream.ledger import (
     StatusChange,
     StreamState,
     subjects,
+    units,
 )
 
 
@@ -53,6 +54,11 @@ class FillMessage(msgspec.Struct, frozen=True, kw_only=True):
     reduce_only: bool | None
     event_time_ms: int | None
     source: FillSource
+    # Units (ledger/units.py): ``qty`` is ``contracts`` (COIN-M: USD contractSize each, price in
+    # USD, commission and realized_pnl in ``margin_asset``, the coin) or ``base`` (USDⓈ-M: the
+    # base asset; margin_asset null: the account's, as commission_asset names it).
+    qty_unit: str = "base"
+    margin_asset: str | None = None
 
 
 class OrderMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +110,12 @@ class CloseMessage(msgspec.Struct, frozen=True, kw_only=True):
     closing_fills: tuple[FillKey, ...]
     source: FillSource
     revision: int
+    # Units: ``qty`` in ``qty_unit`` (contracts or base), ``realized_pnl`` and ``funding`` in
+    # ``pnl_asset`` (COIN-M: the margin coin; null on USDⓈ-M: the account's margin asset);
+    # entry and exit prices are contract-weighted harmonic means on COIN-M (as Binance's).
+    qty_unit: str = "base"
+    margin_asset: str | None = None
+    pnl_asset: str | None = None
 
 
 class CorrectedMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,6 +199,8 @@ def fill_message(prefix: str, fill: Fill) -> OutboxMessage:
         reduce_only=fill.reduce_only,
         event_time_ms=fill.event_time_ms,
         source=fill.source,
+        qty_unit=units.qty_unit(fill.market),
+        margin_asset=units.margin_asset(fill.market, fill.symbol),
     )
     return OutboxMessage(
         subject=subjects.fill_subject(prefix, key),
@@ -233,6 +247,7 @@ def order_message(prefix: str, order: OrderUpdate) -> OutboxMessage:
 
 
 def close_body(close: PositionClose) -> CloseMessage:
+    margin = units.margin_asset(close.market, close.symbol)
     return CloseMessage(
         account=close.account,
         market=close.market,
@@ -252,6 +267,9 @@ def close_body(close: PositionClose) -> CloseMessage:
         closing_fills=close.closing_fills,
         source=close.source,
         revision=close.revision,
+        qty_unit=units.qty_unit(close.market),
+        margin_asset=margin,
+        pnl_asset=margin,
     )
 
 

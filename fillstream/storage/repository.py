@@ -38,13 +38,16 @@ from fillstream.ledger import (
     subjects,
 )
 from fillstream.ledger.book import DEFAULT_MAX_ENTRIES
-from fillstream.storage import payloads, rows, sql
+from fillstream.storage import fence, payloads, rows, sql
 from fillstream.storage.books import load_book
 from fillstream.storage.orders import OrderPublishing
 from fillstream.storage.payloads import OutboxMessage
 from fillstream.storage.records import Records, assign_ids
 
 log = logging.getLogger(__name__)
+
+# The one-statement ingest with the fence (replicas): built from sql.INGEST_STREAM as it is.
+_INGEST_STREAM_FENCED, _FENCE_PARAM = fence.fenced_statement(sql.INGEST_STREAM)
 
 DEFAULT_HORIZON_MS = 6 * 3600 * 1000
 
@@ -161,8 +164,10 @@ class Ledger(Records):
         horizon_ms: int = DEFAULT_HORIZON_MS,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         publish_orders: OrderPublishing = OrderPublishing.ALL,
+        fences: fence.Fences | None = None,
     ) -> None:
         self.pool = pool
+        self.fences = fences or fence.Fences()
         self.publish_orders = publish_orders
         self.prefix = prefix
         self.horizon_ms = horizon_ms
@@ -186,9 +191,14 @@ class Ledger(Records):
                     if outcome is not None:
                         return outcome
                 async with conn.transaction():
+                    epoch = self.fences.epoch(*key)
+                    if epoch is not None:  # first: holds the owner row until the commit
+                        await fence.check(conn, batch.account, batch.market, epoch)
                     return await self._ingest(conn, batch)
-        except BaseException:
+        except BaseException as exc:
             self._books.pop(key, None)
+            if fence.is_refusal(exc):
+                self.fences.refused(batch.account, batch.market, exc)
             raise
 
     async def _ingest_bet(
@@ -222,9 +232,11 @@ class Ledger(Records):
         tags = [(None, None)] * len(fills) + list(order_messages)
         tags += [(None, None)] * len(change.closes)
         sealed = [book.sealed_through(x.symbol, x.position_side) for x in change.positions]
+        epoch = self.fences.epoch(batch.account, batch.market)
+        fenced = () if epoch is None else (epoch,)
         try:
             records = await conn.fetch(
-                sql.INGEST_STREAM,
+                sql.INGEST_STREAM if epoch is None else _INGEST_STREAM_FENCED,
                 batch.account,
                 batch.market.value,
                 rows.fills_json(fills),
@@ -239,6 +251,7 @@ class Ledger(Records):
                 [t[1] for t in tags],
                 len(fills),
                 len(change.closes),
+                *fenced,
             )
         except asyncpg.PostgresError as exc:
             # A refused value (class 22, also asyncpg's own encoding errors; or 23) is retried on

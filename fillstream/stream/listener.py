@@ -31,6 +31,7 @@ import time
 from typing import Final
 
 from fillstream.binance import Venue, VenueError
+from fillstream.binance.products import EVENT_TYPES
 from fillstream.binance.usdm.parse import position_from
 from fillstream.ledger import (
     FillSink,
@@ -113,7 +114,7 @@ class UserStream:
             settings=self.settings,
             metrics=self.metrics,
             activity=self.activity,
-            decoder=decoder or FrameDecoder(),
+            decoder=decoder or FrameDecoder(EVENT_TYPES[self.market]),
             on_key_expired=self._key_expired,
             evidence=self.evidence,
         )

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from fillstream.binance.products import EVENT_TYPES, product_handlers, stream_fill
 from fillstream.binance.usdm.events import (
     AccountConfigUpdate,
     AccountUpdate,
@@ -34,7 +35,6 @@ from fillstream.binance.usdm.events import (
 )
 from fillstream.binance.usdm.parse import (
     algo_link_from,
-    fill_from_order_update,
     order_update_from,
     validate_account_update,
 )
@@ -113,6 +113,7 @@ class Processor:
             ListenKeyExpired: self._listen_key_expired,
             MarginCall: self._margin_call,
         }
+        self._handlers.update(product_handlers(EVENT_TYPES[market], self._handlers))
 
     @property
     def backlog(self) -> int:
@@ -216,7 +217,7 @@ class Processor:
         self, event: OrderTradeUpdate, received_ns: int, conn_id: int, now: float, pending: _Pending
     ) -> None:
         account, market, activity = self.account, self.market, self.activity
-        fill = fill_from_order_update(event, account, market, received_at_ns=received_ns)
+        fill = stream_fill(event, account, market, received_at_ns=received_ns)
         update = order_update_from(event, account, market, received_at_ns=received_ns)
         self._data(event.e, event.E, received_ns, now)
         if fill is not None:

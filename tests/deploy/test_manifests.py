@@ -203,6 +203,7 @@ CORE_MANIFESTS = [
     "secret.yaml",
     "configmap.yaml",
     "deployment.yaml",
+    "pdb.yaml",
     "service.yaml",
 ]
 
@@ -280,6 +281,26 @@ def test_k8s_sidecar_contract(tmp_path: Path) -> None:
         ref = env["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
     assert raw["database"]["dsn_env"] in {e["name"] for e in sidecar["env"]}
+
+
+def test_k8s_two_replicas_share_the_accounts(tmp_path: Path) -> None:
+    """Two pods, spread over nodes, one always up, sharing the accounts through leases."""
+    deployment = _k8s("deployment.yaml")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod_labels = spec["template"]["metadata"]["labels"]
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    pdb = _k8s("pdb.yaml")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    config = _load(_k8s("configmap.yaml")["data"]["fillstream.toml"], tmp_path, {})
+    assert config.replicas.enabled
+    # A pod that cannot renew stands down before its lease can expire, within the grace period.
+    assert config.replicas.stop_margin_s < config.replicas.lease_ttl_s
 
 
 def test_k8s_service_and_servicemonitor_select_the_sidecar() -> None:

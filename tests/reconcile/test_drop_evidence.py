@@ -9,11 +9,15 @@ an ``evidence`` run: the assertions check exactly that, not how fast it was.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from fillstream.ledger import Market
 from fillstream.reconcile import ReconcileSettings
+from fillstream.reconcile.enrich import Enricher
 from fillstream.simulator import SimConfig
+from fillstream.storage.orders import PgOrderView
 from tests.reconcile.conftest import RigFactory
 from tests.reconcile.rig import metric, stream_settings, until
 
@@ -30,7 +34,15 @@ ONLY_EVIDENCE = ReconcileSettings(
     funding_interval_s=0,
     symbols=("BTCUSDT", "ETHUSDT"),
 )
-SIGNALS = ("trade_lite_unmatched", "position_amount", "cumulative_qty", "trade_lite_missing")
+# Every kind the generator's mix produces at this seed (algo_child needs an algo's child to lose
+# all its events; tests/stream/test_evidence.py covers it on venue-shaped frames).
+SIGNALS = (
+    "trade_lite_unmatched",
+    "position_amount",
+    "cumulative_qty",
+    "order_transition",
+    "trade_lite_missing",
+)
 
 
 def _runs(trigger: str) -> float:
@@ -103,3 +115,59 @@ async def test_dropped_fills_are_recovered_through_drop_evidence(rig_factory: Ri
         )
         assert reconciled >= dropped
         assert metric("fillstream_fills_missed_by_stream_total", account=ACCOUNT) >= dropped
+
+
+async def test_recovered_fills_take_their_order_details_from_the_stream(
+    rig_factory: RigFactory,
+) -> None:
+    # The orders (and algo links) the stream stored enrich a REST fill without any REST lookup:
+    # what makes an evidence sweep cost one userTrades call (reconcile/enrich.py).
+    async with rig_factory(SimConfig(accounts=(ACCOUNT,), rate=0, seed=17)) as rig:
+        stream = stream_settings(rig.sim, trade_lite_grace_s=HOUR, stale_after_s=HOUR)
+        await rig.run(ACCOUNT, settings=ONLY_EVIDENCE, stream=stream)
+        await until(rig.streaming, what="stream up")
+        rig.sim.step(20)
+
+        async def stored() -> bool:
+            return await rig.pg_fill_count(ACCOUNT) == len(
+                rig.truth()["accounts"][ACCOUNT]["fills"]
+            )
+
+        await until(stored, what="fills stored")
+        pool = rig.stack.pool
+        rows = await pool.fetch(
+            "SELECT symbol, order_id, client_order_id, order_type, orig_type, reduce_only"
+            " FROM orders WHERE account = $1 AND source = 'stream' ORDER BY order_id",
+            ACCOUNT,
+        )
+        assert rows
+        symbol = rows[0]["symbol"]
+        mine = {
+            r["order_id"]: (r["client_order_id"], r["order_type"], r["orig_type"], r["reduce_only"])
+            for r in rows
+            if r["symbol"] == symbol
+        }
+        venue = await rig.venue(ACCOUNT)
+        times = dict.fromkeys(mine, int(time.time() * 1000))
+
+        def lookups() -> float:
+            return sum(
+                metric("fillstream_rest_requests_total", account=ACCOUNT, endpoint=e)
+                for e in ("order", "allOrders", "allAlgoOrders", "algoOrder")
+            )
+
+        before = lookups()
+        enricher = Enricher(venue, account=ACCOUNT, market=Market.USDM, stored=PgOrderView(pool))
+        found = await enricher.lookup(symbol, mine, times=times)
+        assert lookups() == before
+        assert {
+            oid: (i.client_order_id, i.order_type, i.orig_type, i.reduce_only)
+            for oid, i in found.info.items()
+        } == mine
+        assert found.orders == {}  # the stored state stands; nothing to re-submit
+        # Without the store the same lookup goes to the venue, and learns the same details.
+        plain = await Enricher(venue, account=ACCOUNT, market=Market.USDM).lookup(
+            symbol, mine, times=times
+        )
+        assert lookups() > before
+        assert plain.info == found.info

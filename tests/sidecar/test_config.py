@@ -338,7 +338,7 @@ def test_every_number_of_every_section_has_a_range() -> None:
     for name in ("DatabaseConfig", "NatsConfig", "HttpConfig", "PipelineConfig"):
         cls = getattr(sidecar_config, name)
         tables.append((cls, cls._ranges))
-    for name in ("RestConfig", "ServiceConfig"):
+    for name in ("RestConfig", "ServiceConfig", "ReplicasConfig"):
         cls = getattr(sidecar_config, name)
         tables.append((cls, cls._ranges))
     missing = []

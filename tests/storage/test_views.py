@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
+import msgspec
 
-from fillstream.ledger import Cursor, Gap, Market
+from fillstream.ledger import AlgoLink, Cursor, Gap, Market
 from fillstream.storage import Ledger, PgCursorStore, PgOrderView
 from tests.storage.factories import batch_of, make_order
 
@@ -48,6 +49,34 @@ async def test_open_orders_are_the_stale_unfinished_ones(ledger: Ledger) -> None
     one = await view.order("alpha", Market.USDM, "BTCUSDT", 4)
     assert one is not None and one.status == "CANCELED"
     assert await view.order("alpha", Market.USDM, "BTCUSDT", 99) is None
+
+
+async def test_stored_orders_and_algo_links_by_order_id(ledger: Ledger) -> None:
+    # What REST enrichment takes from the store instead of the venue (reconcile/enrich.py).
+    link = AlgoLink(
+        account="alpha",
+        market=Market.USDM,
+        symbol="BTCUSDT",
+        algo_id=7000,
+        client_algo_id="sl-1",
+        algo_type="STOP_MARKET",
+        status="TRIGGERED",
+        order_id=5,
+        update_time_ms=300,
+    )
+    other = msgspec.structs.replace(link, symbol="ETHUSDT", algo_id=7001, order_id=6)
+    batch = batch_of(
+        orders=(make_order(5, "NEW", 100), make_order(6, "NEW", 100, symbol="ETHUSDT"))
+    )
+    await ledger.ingest(msgspec.structs.replace(batch, algo_links=(link, other)))
+    view = PgOrderView(ledger.pool)
+    found = await view.orders_by_id("alpha", Market.USDM, "BTCUSDT", [5, 6, 99])
+    assert [(o.order_id, o.client_order_id) for o in found] == [
+        (5, make_order(5, "NEW", 1).client_order_id)
+    ]
+    assert await view.orders_by_id("beta", Market.USDM, "BTCUSDT", [5]) == []
+    assert await view.linked_orders("alpha", Market.USDM, "BTCUSDT", [5, 6, 99]) == {5}
+    assert await view.linked_orders("alpha", Market.COINM, "BTCUSDT", [5]) == set()
 
 
 async def test_sessions_and_gaps_are_recorded_for_operators(ledger: Ledger) -> None:

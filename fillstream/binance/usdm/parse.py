@@ -393,8 +393,9 @@ def decode_rows(raw: Sequence[Any], row_type: type[T]) -> tuple[list[T], list[An
     """(rows that fit ``row_type``, rows that did not, as JSON). Order is kept.
 
     The venue's rows (:data:`~fillstream.binance.venue.Rows`) are decoded already: they pass
-    through, and each :class:`~fillstream.binance.venue.BadRow` is a row that did not fit. Plain
-    JSON is checked here the same way.
+    through (a product's subclass of ``row_type`` too: COIN-M's rows extend USDⓈ-M's), and each
+    :class:`~fillstream.binance.venue.BadRow` is a row that did not fit. Plain JSON is checked
+    here the same way.
     """
     try:
         return msgspec.convert(raw, list[row_type]), []  # type: ignore[valid-type]  # runtime type
@@ -405,6 +406,9 @@ def decode_rows(raw: Sequence[Any], row_type: type[T]) -> tuple[list[T], list[An
     for item in raw:
         if isinstance(item, BadRow):
             bad.append(item.raw)
+            continue
+        if isinstance(item, row_type):  # a product's row extending this one (coinm/rows.py)
+            good.append(item)
             continue
         try:
             good.append(msgspec.convert(item, row_type))

@@ -1,0 +1,80 @@
+"""Per product: the wire events a user stream decodes (``e`` → struct), and which product's
+parse module turns a fill event or a ``userTrades`` row into a ledger fill (both paths call
+:func:`stream_fill` and :func:`trade_fill`, so each product has one parse module for both).
+
+One row per product folder (``usdm/``, ``coinm/``); spot has no stream decoder yet and falls
+back to USDⓈ-M's (``market = "spot"`` is refused at config time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, TypeVar
+
+from fillstream.binance.coinm import events as coinm_events
+from fillstream.binance.coinm import parse as coinm
+from fillstream.binance.coinm import rows as coinm_rows
+from fillstream.binance.coinm.events import COINM_EVENT_TYPES
+from fillstream.binance.usdm import parse as usdm
+from fillstream.binance.usdm.events import USDM_EVENT_TYPES, Event, OrderTradeUpdate
+from fillstream.binance.usdm.rows import UserTrade
+from fillstream.ledger import Fill, FillSource, Market
+
+EVENT_TYPES: Final[Mapping[Market, Mapping[str, type[Event]]]] = {
+    Market.USDM: USDM_EVENT_TYPES,
+    Market.COINM: COINM_EVENT_TYPES,
+    Market.SPOT: USDM_EVENT_TYPES,
+}
+
+H = TypeVar("H")
+
+
+def product_handlers(
+    event_types: Mapping[str, type[Event]], handlers: Mapping[type[Event], H]
+) -> dict[type[Event], H]:
+    """Handlers for a product's own event structs: a struct extending a handled one (COIN-M's
+    OrderTradeUpdate extends USDⓈ-M's) gets its base's handler, so a dispatch by exact type
+    (one dict lookup per frame) serves every product."""
+    out: dict[type[Event], H] = {}
+    for struct in event_types.values():
+        if struct in handlers:
+            continue
+        for base in struct.__mro__[1:]:
+            if base in handlers:
+                out[struct] = handlers[base]
+                break
+    return out
+
+
+def stream_fill(
+    event: OrderTradeUpdate,
+    account: str,
+    market: Market,
+    *,
+    received_at_ns: int | None = None,
+    source: FillSource = FillSource.STREAM,
+) -> Fill | None:
+    """The fill of an ORDER_TRADE_UPDATE (None: not a fill), by the product's parse module.
+    Raises ``MalformedInput``."""
+    if market is Market.COINM and isinstance(event, coinm_events.OrderTradeUpdate):
+        return coinm.stream_fill(event, account, received_at_ns=received_at_ns, source=source)
+    return usdm.fill_from_order_update(
+        event, account, market, received_at_ns=received_at_ns, source=source
+    )
+
+
+def trade_fill(
+    trade: UserTrade,
+    *,
+    account: str,
+    market: Market,
+    info: usdm.OrderInfo | None,
+    received_at_ns: int | None = None,
+) -> Fill:
+    """A ``userTrades`` row as a reconcile-sourced fill, by the product's parse module.
+    Raises ``MalformedInput``."""
+    if market is Market.COINM and isinstance(trade, coinm_rows.UserTrade):
+        return coinm.trade_fill(trade, account=account, info=info, received_at_ns=received_at_ns)
+    return usdm.fill_from_user_trade(
+        trade, account=account, market=market, info=info, received_at_ns=received_at_ns
+    )

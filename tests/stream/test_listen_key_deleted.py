@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -21,7 +22,9 @@ import pytest
 
 from fillstream.ledger import StreamState
 from fillstream.simulator import SimConfig
-from fillstream.stream import UserStream
+from fillstream.stream import StreamSettings, UserStream
+from fillstream.stream.activity import AccountActivity
+from fillstream.stream.watchdog import SilenceProbe
 from tests.conftest import NatsTarget
 from tests.stream.rig import Rig, eventually, fast_settings, sample
 
@@ -124,3 +127,36 @@ async def test_a_key_deleted_by_another_client_is_replaced_and_its_silence_backf
     assert not uncovered, f"fills missed outside every gap: {uncovered}"
     ids = await rig.published_fill_ids(account)
     assert len(ids) == len(set(ids)) == len(truth)
+
+
+def test_the_probe_is_bounded_one_per_threshold_and_backs_off_while_the_key_answers() -> None:
+    activity = AccountActivity()
+    probe = SilenceProbe(
+        activity, StreamSettings(silence_probe_after_s=5.0, silence_probe_max_s=20.0)
+    )
+    fresh = 100.0  # the last data event (monotonic s)
+    assert not probe.due(104.9, fresh)
+    assert probe.due(105.0, fresh)
+    probe.probed(105.0)
+    # The same silence, nothing working: no second probe, however long it lasts.
+    assert not probe.due(1000.0, fresh)
+    # Orders working: again, at 5, 10, 20, 20 s intervals (never more than one per threshold).
+    activity.open_orders[("BTCUSDT", 1)] = None
+    assert not probe.due(109.9, fresh)
+    due_at = [110.0]
+    for _ in range(4):
+        assert probe.due(due_at[-1], fresh)
+        probe.probed(due_at[-1])
+        assert not probe.due(due_at[-1] + 4.9, fresh)
+        ticks = range(int(due_at[-1] * 10), 10**5)
+        due_at.append(next(t / 10 for t in ticks if probe.due(t / 10, fresh)))
+    assert [round(b - a, 1) for a, b in itertools.pairwise(due_at)] == [10, 20, 20, 20]
+    # Data flowed: start over from the threshold.
+    assert not probe.due(due_at[-1] + 1.0, due_at[-1])
+    assert probe.due(due_at[-1] + 5.0, due_at[-1])
+
+
+def test_the_probe_can_be_turned_off() -> None:
+    probe = SilenceProbe(AccountActivity(), StreamSettings(silence_probe_after_s=0.0))
+    assert not probe.enabled
+    assert not probe.due(1e9, 0.0)

@@ -31,6 +31,8 @@ _RANGES: Final[dict[str, Range]] = {
     "stale_after_s": (0.1, _DAY_S),
     "stale_recheck_max_s": (0.0, _DAY_S),
     "watchdog_symbols_max": (1, 1000),
+    "silence_probe_after_s": (0.0, _DAY_S),
+    "silence_probe_max_s": (0.1, _DAY_S),
     "tick_s": (0.01, 60.0),
     "trade_lite_grace_s": (0.0, 3600.0),
     "rotate_after_s": (0.1, _DAY_S),
@@ -74,6 +76,11 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     stale_after_s: float = 120.0
     stale_recheck_max_s: float = 600.0
     watchdog_symbols_max: int = 10
+    # Silence probe (watchdog.SilenceProbe): a socket silent this long after data, or while orders
+    # work, gets its key PUT once (weight 1); -1125 or another key → new key, new socket, gap.
+    # Backs off to the max while the key answers; 0 turns the probe off.
+    silence_probe_after_s: float = 5.0
+    silence_probe_max_s: float = 300.0
     tick_s: float = 1.0
     # TRADE_LITE seen but no ORDER_TRADE_UPDATE for the trade within this long → a gap.
     trade_lite_grace_s: float = 10.0

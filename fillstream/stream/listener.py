@@ -13,8 +13,11 @@ Tasks (one TaskGroup per stream, so a bug anywhere brings the stream down loudly
 - the **processor** (:mod:`.processor`) decodes, dedups and parses what is queued and hands the
   sink one :class:`~fillstream.ledger.IngestBatch` at a time;
 - the **keepalive** loop PUTs the key on a jittered schedule;
-- the **ticker** updates gauges, runs the staleness watchdog, turns TRADE_LITE signals still
-  unmatched after ``trade_lite_grace_s`` into gaps (a backstop: the drop detector,
+- the **ticker** updates gauges, probes the key of a socket gone silent while the account was
+  active (:class:`~.watchdog.SilenceProbe`: one PUT; a key deleted behind our back answers
+  ``-1125``, and the state leaves ``streaming`` from the moment the silence is suspected until
+  the probe clears it or a new socket is live), runs the staleness watchdog, turns TRADE_LITE
+  signals still unmatched after ``trade_lite_grace_s`` into gaps (a backstop: the drop detector,
   :mod:`.evidence`, judges them after ``drop_evidence_wait_s`` and raises narrow gaps), and
   triggers rotation before the 24 h cut.
 
@@ -52,7 +55,7 @@ from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.processor import Processor
-from fillstream.stream.watchdog import StalenessWatchdog
+from fillstream.stream.watchdog import SilenceProbe, StalenessWatchdog
 
 log = logging.getLogger("fillstream.stream")
 
@@ -98,6 +101,7 @@ class UserStream:
         self.activity = AccountActivity()
         self._keys = ListenKeyManager(venue, account, self.settings, self.metrics)
         self._watchdog = StalenessWatchdog(venue, self.activity, self.settings)
+        self._probe = SilenceProbe(self.activity, self.settings)
         self.evidence = DropEvidence(
             account,
             self.market,
@@ -128,6 +132,7 @@ class UserStream:
         self._rotating = False
         self._rotation_retry_at = 0.0
         self._verifying: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[None] | None = None
         # Data watermark, for gap windows and staleness.
         self._started_ms = now_ms()
         self._started_mono = time.monotonic()
@@ -168,8 +173,7 @@ class UserStream:
                     tg.create_task(self._tick(), name="stream-ticker"),
                 ]
                 await self._closing.wait()
-                if self._verifying is not None:
-                    background.append(self._verifying)
+                background.extend(t for t in (self._verifying, self._probing) if t is not None)
                 for task in background:
                     task.cancel()
                 # Let them finish first: a supervisor cancelled just after a handshake has
@@ -534,6 +538,8 @@ class UserStream:
                 self._signal("rotation")
                 continue
             fresh = max(last or 0.0, self._live_since_mono)
+            if self._maybe_probe(now, fresh, current):
+                continue
             verifying = self._verifying is not None and not self._verifying.done()
             if not verifying and self._watchdog.due(now, fresh):
                 # In a task of its own: REST may wait on the shared weight budget, and the
@@ -542,6 +548,44 @@ class UserStream:
                 self._verifying = self._tg.create_task(
                     self._verify(now, current), name="stream-watchdog"
                 )
+
+    def _maybe_probe(self, now: float, fresh: float, current: Connection) -> bool:
+        """Start a silence probe if one is due (see :class:`SilenceProbe`); True if started."""
+        if self._probing is not None and not self._probing.done():
+            return True
+        if not self._probe.due(now, fresh):
+            return False
+        log.warning(
+            "%s/%s: socket %d silent for %.1fs; probing the listenKey",
+            self.account,
+            self.market,
+            current.id,
+            now - fresh,
+        )
+        # Not streaming from the moment the silence is suspected: a dead key is a blind stream.
+        self._set_state(StreamState.RECOVERING, "silence_probe")
+        assert self._tg is not None
+        self._probing = self._tg.create_task(self._probe_key(current), name="stream-probe")
+        return True
+
+    async def _probe_key(self, current: Connection) -> None:
+        """One keepalive PUT (weight 1, RestPriority.STREAM; retryable failures paced by the
+        shared keepalive pacer): a dead key reconnects with a new one and a gap for the silence;
+        a live one puts the state back, if nothing else happened meanwhile."""
+        try:
+            outcome = await self._keys.keepalive()
+        except AuthFailedError as exc:
+            self._auth_failed(exc)
+            return
+        if outcome is not KeepaliveOutcome.OK:
+            log.warning("%s/%s: silence probe: %s", self.account, self.market, outcome.value)
+            if self._current is current:  # else a new socket (and key) settled it already
+                self._signal(outcome.value)
+            return
+        self._probe.probed(time.monotonic())
+        untouched = self._current is current and not current.done and self._trouble_reason is None
+        if untouched and self.state is StreamState.RECOVERING:
+            self._set_state(StreamState.STREAMING, "silence probe: key alive")
 
     async def _verify(self, now: float, current: Connection) -> None:
         check = await self._watchdog.verify(now, self._live_since_ms)

@@ -118,3 +118,55 @@ class StalenessWatchdog:
         seen = self._activity.symbol_seen
         ranked = sorted(symbols, key=lambda s: seen.get(s, 0.0), reverse=True)
         return ranked[: self._settings.watchdog_symbols_max]
+
+
+class SilenceProbe:
+    """Decides when a silent socket's key is probed with one keepalive PUT (weight 1).
+
+    A listenKey deleted by another client of the account (binance-facts.md §1.1) leaves an open
+    socket that sends nothing: pings are answered, and the REST watchdog only notices once
+    ``stale_after_s`` passed *and* a missed trade shows up. The probe is cheaper and earlier: once
+    the socket has been silent for ``silence_probe_after_s`` after data flowed (or after it went
+    live), and again while orders are working, the key is PUT; ``-1125`` or another key means the
+    key is dead. While the answer stays "alive" the interval doubles up to
+    ``silence_probe_max_s``; it starts over as soon as data flows. So an account never sees more
+    than one probe per threshold, and an idle account one probe per silence.
+    """
+
+    def __init__(self, activity: AccountActivity, settings: StreamSettings) -> None:
+        self._activity = activity
+        self._after_s = settings.silence_probe_after_s
+        self._max_s = max(settings.silence_probe_max_s, self._after_s)
+        self._interval_s = self._after_s
+        self._next = 0.0
+        self._fresh_since: float | None = None
+        self._probed = False
+
+    @property
+    def enabled(self) -> bool:
+        return self._after_s > 0
+
+    def due(self, now: float, fresh_since: float) -> bool:
+        """Whether to probe now; ``fresh_since`` as in :meth:`StalenessWatchdog.due`."""
+        if not self.enabled:
+            return False
+        if fresh_since != self._fresh_since:
+            self._fresh_since = fresh_since
+            self._interval_s = self._after_s
+            self._next = fresh_since + self._after_s
+            self._probed = False
+        if now < self._next:
+            return False
+        # The first probe of a silence always (the account was just active); later ones only
+        # while orders are working (a resting order's fill would be lost on a dead key).
+        return not self._probed or self._working()
+
+    def _working(self) -> bool:
+        activity = self._activity
+        return bool(activity.open_orders or activity.open_algos)
+
+    def probed(self, now: float) -> None:
+        """A probe was made at ``now`` and the key was alive: back off."""
+        self._probed = True
+        self._next = now + self._interval_s
+        self._interval_s = min(self._interval_s * 2, self._max_s)

@@ -202,13 +202,21 @@ def check_js_fields(pg: PgFacts, js: JsFacts) -> Check:
     details: list[str] = []
     bad = 0
     compared = 0
-    expected_keys = {*FILL_FIELDS, "schema"}
+    # Units are derived from the market, not stored: the soak trades USDⓈ-M (base quantity,
+    # margin asset null: the account's, as commission_asset names it).
+    units = {"qty_unit": "base", "margin_asset": None}
+    expected_keys = {*FILL_FIELDS, *units, "schema"}
     for key, row in pg.fills.items():
         msg = js.fills.get(key)
         if msg is None:
             continue
         compared += 1
         problem = _diff(row, msg, FILL_FIELDS)
+        problem += "".join(
+            f" {name} {msg.get(name)!r} != {want!r}"
+            for name, want in units.items()
+            if name in msg and msg[name] != want
+        )
         if set(msg) != expected_keys or msg.get("schema") != "fill/v1":
             problem += f" keys/schema {sorted(set(msg) ^ expected_keys)} {msg.get('schema')}"
         for name in AMOUNTS:

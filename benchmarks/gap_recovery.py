@@ -251,6 +251,8 @@ def cli() -> None:
     if args.trace:
         for name in ("benchmarks.gap_recovery.trace", "fillstream.reconcile", "fillstream.stream"):
             logging.getLogger(name).setLevel(logging.INFO)
+        # A stream batch that was not all new (a fill REST stored first): the book is reloaded.
+        logging.getLogger("fillstream.storage.repository").setLevel(logging.DEBUG)
     report = asyncio.run(main(args))
     print()
     print(f"{'outage':>8} {'runs':>5} {'recovery min':>13} {'median':>8} {'max':>8} {'missed':>7}")

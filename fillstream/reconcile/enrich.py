@@ -11,8 +11,9 @@ it (``ai``) has its algo link there (the book already holds it), so neither cost
 Only what the store lacks is read over REST: one ``allOrders`` page (weight 5, ≤ 1000 orders
 from an order id upwards) instead of one ``order`` call (weight 1) per order when more than a few
 are missing; order details are cached (they never change); the algo endpoints are read only for
-children of conditional orders with no stored link. An order found in the store is not
-re-submitted: its state is the stream's (a dropped final transition is order sync's job).
+children of conditional orders with no stored link. An order found in the store keeps the
+stream's state unless that state is not final and older than the fill recovered (the stream
+lost the transition the fill made): then its current state is read (``order``, weight 1).
 """
 
 from __future__ import annotations
@@ -131,10 +132,11 @@ class Enricher:
             else:
                 self._info.move_to_end((symbol, oid))
                 result.info[oid] = info
+        stale: list[int] = []
         if missing and self.stored is not None:
-            missing = await self._from_store(symbol, missing, result)
-        if missing:
-            for order in await self._fetch_orders(symbol, missing):
+            missing, stale = await self._from_store(symbol, missing, times, result)
+        if missing or stale:
+            for order in await self._fetch_orders(symbol, sorted(missing + stale)):
                 self.remember(order)
                 result.orders[order.orderId] = order
                 result.info[order.orderId] = order_info(order)
@@ -148,14 +150,24 @@ class Enricher:
             result.algos = await self._algo_parents(symbol, children, times)
         return result
 
-    async def _from_store(self, symbol: str, ids: list[int], result: Enrichment) -> list[int]:
-        """Take what the store holds of ``ids`` into ``result`` (and the cache); the rest."""
+    async def _from_store(
+        self, symbol: str, ids: list[int], times: Mapping[int, int], result: Enrichment
+    ) -> tuple[list[int], list[int]]:
+        """Take what the store holds of ``ids`` into ``result`` (and the cache).
+
+        Returns the ids the store lacks, and the stored orders whose state is older than the
+        fill being recovered and not final (the stream lost its later transitions: their
+        current state is read over REST and stored, as for an order the store lacks).
+        """
         assert self.stored is not None
+        stale: list[int] = []
         for order in await self.stored.orders_by_id(self.account, self.market, symbol, ids):
             info = stored_info(order)
             _lru_put(self._info, self.cache_size, (symbol, order.order_id), info)
             result.info[order.order_id] = info
-        return [oid for oid in ids if oid not in result.info]
+            if not order.terminal and order.update_time_ms < times.get(order.order_id, 0):
+                stale.append(order.order_id)
+        return [oid for oid in ids if oid not in result.info], stale
 
     # -- orders --------------------------------------------------------------------------------
 

@@ -203,9 +203,9 @@ def check_js_fields(pg: PgFacts, js: JsFacts) -> Check:
     bad = 0
     compared = 0
     # Units are derived from the market, not stored: the soak trades USDⓈ-M (base quantity,
-    # margin asset null: the account's, as commission_asset names it).
-    units = {"qty_unit": "base", "margin_asset": None}
-    expected_keys = {*FILL_FIELDS, *units, "schema"}
+    # margin asset null: the account's, as commission_asset names it; no contract size).
+    units = {"qty_unit": "base", "margin_asset": None, "contract_size": None}
+    expected_keys = {*FILL_FIELDS, *units, "base_qty", "schema"}
     for key, row in pg.fills.items():
         msg = js.fills.get(key)
         if msg is None:
@@ -217,6 +217,8 @@ def check_js_fields(pg: PgFacts, js: JsFacts) -> Check:
             for name, want in units.items()
             if name in msg and msg[name] != want
         )
+        if msg.get("base_qty") != msg.get("qty"):  # linear: the base quantity is qty
+            problem += f" base_qty {msg.get('base_qty')!r} != qty {msg.get('qty')!r}"
         if set(msg) != expected_keys or msg.get("schema") != "fill/v1":
             problem += f" keys/schema {sorted(set(msg) ^ expected_keys)} {msg.get('schema')}"
         for name in AMOUNTS:

@@ -9,6 +9,7 @@ back to USDⓈ-M's (``market = "spot"`` is refused at config time).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Final, TypeVar
 
 from fillstream.binance.coinm import events as coinm_events
@@ -53,11 +54,19 @@ def stream_fill(
     *,
     received_at_ns: int | None = None,
     source: FillSource = FillSource.STREAM,
+    contract_size: Decimal | None = None,
 ) -> Fill | None:
-    """The fill of an ORDER_TRADE_UPDATE (None: not a fill), by the product's parse module.
+    """The fill of an ORDER_TRADE_UPDATE (None: not a fill), by the product's parse module;
+    ``contract_size`` (COIN-M: the symbol's; ignored on linear products) goes on the fill.
     Raises ``MalformedInput``."""
     if market is Market.COINM and isinstance(event, coinm_events.OrderTradeUpdate):
-        return coinm.stream_fill(event, account, received_at_ns=received_at_ns, source=source)
+        return coinm.stream_fill(
+            event,
+            account,
+            received_at_ns=received_at_ns,
+            source=source,
+            contract_size=contract_size,
+        )
     return usdm.fill_from_order_update(
         event, account, market, received_at_ns=received_at_ns, source=source
     )
@@ -70,11 +79,18 @@ def trade_fill(
     market: Market,
     info: usdm.OrderInfo | None,
     received_at_ns: int | None = None,
+    contract_size: Decimal | None = None,
 ) -> Fill:
-    """A ``userTrades`` row as a reconcile-sourced fill, by the product's parse module.
-    Raises ``MalformedInput``."""
+    """A ``userTrades`` row as a reconcile-sourced fill, by the product's parse module
+    (``contract_size`` as in :func:`stream_fill`). Raises ``MalformedInput``."""
     if market is Market.COINM and isinstance(trade, coinm_rows.UserTrade):
-        return coinm.trade_fill(trade, account=account, info=info, received_at_ns=received_at_ns)
+        return coinm.trade_fill(
+            trade,
+            account=account,
+            info=info,
+            received_at_ns=received_at_ns,
+            contract_size=contract_size,
+        )
     return usdm.fill_from_user_trade(
         trade, account=account, market=market, info=info, received_at_ns=received_at_ns
     )

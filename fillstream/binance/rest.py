@@ -31,7 +31,10 @@ import logging
 import re
 import time
 import warnings
+import weakref
 from collections.abc import Mapping
+from decimal import Decimal
+from functools import partial
 from types import SimpleNamespace
 from typing import Any, Final, TypeVar
 
@@ -42,6 +45,7 @@ from fillstream.binance import RestPriority, VenueError, current_rest_priority
 from fillstream.binance.budget import Grant, WeightBudget, WeightBudgets, host_of
 from fillstream.binance.coinm.rows import PositionRisk as CoinmPositionRisk
 from fillstream.binance.coinm.rows import UserTrade as CoinmUserTrade
+from fillstream.binance.coinm.sizes import ContractSizes
 from fillstream.binance.endpoints import ENDPOINTS, PREFIX, REST_URLS, Endpoint, default_rest_url
 from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
 from fillstream.binance.metrics import REST_CLOCK_OFFSET, REST_REQUESTS
@@ -81,6 +85,8 @@ _BANNED_UNTIL = re.compile(r"banned until (\d{12,})")
 T = TypeVar("T")
 
 _OBJECT: Final = msgspec.json.Decoder(dict[str, Any])
+# COIN-M contract sizes, one cache per host (its weight budget: shared by the host's accounts).
+_SIZES: weakref.WeakKeyDictionary[WeightBudget, ContractSizes] = weakref.WeakKeyDictionary()
 _ANY: Final = msgspec.json.Decoder()
 _RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _DECODERS: dict[type[Any], tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]] = {}
@@ -242,6 +248,7 @@ class BinanceVenue:
         self._synced_at = 0.0
         self._sync_lock = asyncio.Lock()
         self._closed = False
+        self._sizes = _SIZES.setdefault(budget, ContractSizes()) if market is Market.COINM else None
 
     def __repr__(self) -> str:
         return (
@@ -316,6 +323,8 @@ class BinanceVenue:
                     if not host_budget.limits_loaded:
                         await venue._load_limits()  # a failure keeps the default: tried once
                         host_budget.limits_loaded = True
+            if venue._sizes is not None and venue._sizes.never_read:
+                await venue._sizes.refresh(venue._exchange_info)  # COIN-M: once per host
         except BaseException:
             await venue.aclose()
             raise
@@ -354,9 +363,15 @@ class BinanceVenue:
             REST_CLOCK_OFFSET.labels(self.account, self.market).set(offset)
             return offset
 
-    async def _load_limits(self) -> None:
+    async def _exchange_info(self, priority: RestPriority = RestPriority.STREAM) -> bytes:
+        return await self._call("exchangeInfo", {}, priority=priority)
+
+    async def _read_exchange_info(self) -> bytes | None:
+        """exchangeInfo for the rate limits; on COIN-M the same read fills the contract sizes."""
+        if self._sizes is not None and (body := await self._sizes.refresh(self._exchange_info)):
+            return body
         try:
-            info = await self._call("exchangeInfo", {}, priority=RestPriority.STREAM)
+            return await self._exchange_info()
         except VenueError as exc:
             log.warning(
                 "exchangeInfo on %s failed (%s); keeping limit %d",
@@ -364,6 +379,11 @@ class BinanceVenue:
                 exc,
                 self.budget.limit,
             )
+            return None
+
+    async def _load_limits(self) -> None:
+        info = await self._read_exchange_info()
+        if info is None:
             return
         try:
             rules = _object(info, "exchangeInfo").get("rateLimits", ())
@@ -381,6 +401,16 @@ class BinanceVenue:
                 self.budget.set_limit(int(rule["limit"]))
 
     # -- the Venue protocol --------------------------------------------------------------------
+
+    def contract_size(self, symbol: str) -> Decimal | None:
+        if self._sizes is None:
+            return None
+        return self._sizes.lookup(symbol, self._exchange_info)
+
+    async def contract_size_of(self, symbol: str) -> Decimal | None:
+        if self._sizes is None:
+            return None
+        return await self._sizes.size(symbol, partial(self._exchange_info, RestPriority.HISTORY))
 
     async def server_time_ms(self) -> int:
         return _server_time(await self._call("time", {}))

@@ -10,6 +10,7 @@ and log), a one-row endpoint the row or a :class:`BadRow`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
+from decimal import Decimal
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 from fillstream.binance.usdm.rows import (
@@ -57,6 +58,15 @@ class Venue(Protocol):
     market: Market
 
     def server_time_ms(self) -> Awaitable[int]: ...
+
+    def contract_size(self, symbol: str) -> Decimal | None:
+        """COIN-M: USD per contract of ``symbol`` if known, without waiting (an unknown symbol
+        starts a bounded exchangeInfo read, at most one a minute per host); None on linear."""
+        ...
+
+    def contract_size_of(self, symbol: str) -> Awaitable[Decimal | None]:
+        """:meth:`contract_size`, waiting for that read when the symbol is unknown."""
+        ...
 
     def create_listen_key(self) -> Awaitable[str]: ...
 

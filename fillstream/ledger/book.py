@@ -95,6 +95,7 @@ class _Lifecycle:
     opened_at_ms: int | None = None
     updated_at_ms: int = 0
     funding: Decimal | None = None  # Σ funding paid/received while open, once any is known
+    contract_size: Decimal | None = None  # COIN-M: the latest fill's that knew it
 
     def open(self, qty: Decimal, price: Decimal, time_ms: int) -> None:
         self.qty = qty
@@ -151,6 +152,7 @@ class _PositionLedger:
         delta = fill.signed_qty
         asset = fill.commission_asset
         s.fees[asset] = s.fees.get(asset, ZERO) + fill.commission
+        s.contract_size = fill.contract_size or s.contract_size
         if s.qty == ZERO:
             s.open(delta, fill.price, fill.trade_time_ms)
             return []
@@ -231,6 +233,7 @@ class _PositionLedger:
             closed_at_ms=time_ms,
             closing_fills=tuple(s.closing_fills),
             source=source,
+            contract_size=s.contract_size,
         )
 
     def refold(self, algo_types: Mapping[int, str]) -> list[PositionClose]:

@@ -101,6 +101,9 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     # Exchange event time (stream only) and our receipt time (ns, time.time_ns) for latency metrics.
     event_time_ms: int | None = None
     received_at_ns: int | None = None
+    # USD per contract (COIN-M, from exchangeInfo ``contractSize``; None when unknown and on
+    # linear products): what turns ``qty`` contracts into USD notional or the coin amount.
+    contract_size: Decimal | None = None
 
     @property
     def key(self) -> FillKey:
@@ -215,6 +218,7 @@ class PositionClose(msgspec.Struct, frozen=True, kw_only=True):
     closing_fills: tuple[FillKey, ...]
     source: FillSource  # source of the fill that closed it
     revision: int = 0
+    contract_size: Decimal | None = None  # COIN-M: USD per contract, from the fills (units.py)
 
 
 class PositionCorrection(msgspec.Struct, frozen=True, kw_only=True):

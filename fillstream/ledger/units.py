@@ -22,6 +22,7 @@ from fillstream.ledger.types import Market
 
 CONTRACTS: Final = "contracts"
 BASE: Final = "base"
+COIN_STEP: Final = Decimal("0.00000001")  # a coin amount's 8 decimals, as Binance's baseQty
 
 
 def inverse(market: Market) -> bool:
@@ -76,3 +77,15 @@ def price_weight(market: Market, qty: Decimal, price: Decimal) -> Decimal:
 def base_qty(qty: Decimal, price: Decimal, contract_size: Decimal) -> Decimal:
     """The coin amount of ``qty`` contracts at ``price``: ``qty * contract_size / price``."""
     return qty * contract_size / price
+
+
+def fill_base_qty(
+    market: Market, qty: Decimal, price: Decimal, contract_size: Decimal | None
+) -> Decimal | None:
+    """A fill's base quantity: ``qty`` itself (linear), the coin amount to 8 decimals (inverse,
+    with a known contract size and a positive price), else None (a consumer must not guess)."""
+    if not inverse(market):
+        return qty
+    if contract_size is None or contract_size <= 0 or price <= 0:
+        return None
+    return base_qty(qty, price, contract_size).quantize(COIN_STEP)

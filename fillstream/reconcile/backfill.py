@@ -284,6 +284,7 @@ class Backfill:
                         market=self.market,
                         info=found.info.get(t.orderId),
                         received_at_ns=received_ns,
+                        contract_size=await self.venue.contract_size_of(symbol),
                     )
                 )
             except ValueError as exc:

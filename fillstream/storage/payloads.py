@@ -57,8 +57,13 @@ class FillMessage(msgspec.Struct, frozen=True, kw_only=True):
     # Units (ledger/units.py): ``qty`` is ``contracts`` (COIN-M: USD contractSize each, price in
     # USD, commission and realized_pnl in ``margin_asset``, the coin) or ``base`` (USDⓈ-M: the
     # base asset; margin_asset null: the account's, as commission_asset names it).
+    # ``contract_size``: USD per contract (COIN-M, exchangeInfo ``contractSize``; null on USDⓈ-M,
+    # or when not known); ``base_qty``: the coin amount, ``qty * contract_size / price`` (COIN-M;
+    # null when the size is not known), ``qty`` itself on USDⓈ-M.
     qty_unit: str = "base"
     margin_asset: str | None = None
+    contract_size: Decimal | None = None
+    base_qty: Decimal | None = None
 
 
 class OrderMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,6 +121,7 @@ class CloseMessage(msgspec.Struct, frozen=True, kw_only=True):
     qty_unit: str = "base"
     margin_asset: str | None = None
     pnl_asset: str | None = None
+    contract_size: Decimal | None = None  # COIN-M: USD per contract (null on USDⓈ-M)
 
 
 class CorrectedMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -201,6 +207,8 @@ def fill_message(prefix: str, fill: Fill) -> OutboxMessage:
         source=fill.source,
         qty_unit=units.qty_unit(fill.market),
         margin_asset=units.margin_asset(fill.market, fill.symbol),
+        contract_size=fill.contract_size,
+        base_qty=units.fill_base_qty(fill.market, fill.qty, fill.price, fill.contract_size),
     )
     return OutboxMessage(
         subject=subjects.fill_subject(prefix, key),
@@ -270,6 +278,7 @@ def close_body(close: PositionClose) -> CloseMessage:
         qty_unit=units.qty_unit(close.market),
         margin_asset=margin,
         pnl_asset=margin,
+        contract_size=close.contract_size,
     )
 
 
@@ -295,6 +304,7 @@ def close_from_json(data: bytes | str) -> PositionClose:
         closing_fills=m.closing_fills,
         source=m.source,
         revision=m.revision,
+        contract_size=m.contract_size,
     )
 
 

@@ -61,6 +61,7 @@ def fill_from_record(r: Record) -> Fill:
         orig_type=r["orig_type"],
         reduce_only=r["reduce_only"],
         event_time_ms=r["event_time_ms"],
+        contract_size=r["contract_size"],
     )
 
 

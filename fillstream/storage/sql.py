@@ -21,17 +21,17 @@ _FILLS = """
 INSERT INTO fills (
     account, market, symbol, trade_id, order_id, side, position_side, price, qty, quote_qty,
     commission, commission_asset, realized_pnl, maker, trade_time_ms, client_order_id,
-    order_type, orig_type, reduce_only, event_time_ms, source, received_at)
+    order_type, orig_type, reduce_only, event_time_ms, source, received_at, contract_size)
 SELECT $1, $2, u.symbol, u.trade_id, u.order_id, u.side, u.position_side, u.price, u.qty,
     u.quote_qty, u.commission, u.commission_asset, u.realized_pnl, u.maker, u.trade_time_ms,
     u.client_order_id, u.order_type, u.orig_type, u.reduce_only, u.event_time_ms, u.source,
-    coalesce(to_timestamp(u.received_at_ns / 1e9), now())
+    coalesce(to_timestamp(u.received_at_ns / 1e9), now()), u.contract_size
 FROM json_to_recordset($3::text::json) AS u(
     symbol text, trade_id bigint, order_id bigint, side text, position_side text,
     price numeric, qty numeric, quote_qty numeric, commission numeric, commission_asset text,
     realized_pnl numeric, maker boolean, trade_time_ms bigint, client_order_id text,
     order_type text, orig_type text, reduce_only boolean, event_time_ms bigint, source text,
-    received_at_ns bigint)
+    received_at_ns bigint, contract_size numeric)
 ON CONFLICT DO NOTHING
 """
 
@@ -138,7 +138,7 @@ FILL_SELECT = """
 SELECT f.account, f.market, f.symbol, f.trade_id, f.order_id, f.side, f.position_side, f.price,
     f.qty, f.quote_qty, f.commission, f.commission_asset, f.realized_pnl, f.maker,
     f.trade_time_ms, f.client_order_id, f.order_type, f.orig_type, f.reduce_only,
-    f.event_time_ms, f.source
+    f.event_time_ms, f.source, f.contract_size
 FROM fills f
 """
 

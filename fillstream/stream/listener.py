@@ -121,6 +121,7 @@ class UserStream:
             decoder=decoder or FrameDecoder(EVENT_TYPES[self.market]),
             on_key_expired=self._key_expired,
             evidence=self.evidence,
+            contract_size=venue.contract_size,
         )
         self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
         # Connections: the current one, plus the old one during a make-before-break overlap.

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 from fillstream.binance.products import EVENT_TYPES, product_handlers, stream_fill
@@ -57,6 +58,12 @@ KeyExpiredHook = Callable[[int, str], None]
 
 _CountedOnly = AccountConfigUpdate | StrategyUpdate | GridUpdate | ConditionalOrderTriggerReject
 _Handler = Callable[[Any, int, int, float, "_Pending"], None]
+
+
+def _no_size(symbol: str) -> Decimal | None:
+    return None
+
+
 """One event type's handler: (event, received ns, connection id, monotonic now, pending)."""
 
 
@@ -79,6 +86,7 @@ class Processor:
         decoder: FrameDecoder,
         on_key_expired: KeyExpiredHook,
         evidence: DropEvidence | None = None,
+        contract_size: Callable[[str], Decimal | None] | None = None,
     ) -> None:
         self.account = account
         self.market = market
@@ -90,6 +98,8 @@ class Processor:
         self._decoder = decoder
         self._on_key_expired = on_key_expired
         self.evidence = evidence
+        # COIN-M: the symbol's contract size, put on its fills (Venue.contract_size).
+        self._contract_size = contract_size or _no_size
         self._counts: dict[str, int] = {}  # events by type in the current pass
         self._pending = _Pending()
         self._pending_ready = asyncio.Event()
@@ -217,7 +227,8 @@ class Processor:
         self, event: OrderTradeUpdate, received_ns: int, conn_id: int, now: float, pending: _Pending
     ) -> None:
         account, market, activity = self.account, self.market, self.activity
-        fill = stream_fill(event, account, market, received_at_ns=received_ns)
+        size = self._contract_size(event.o.s)
+        fill = stream_fill(event, account, market, received_at_ns=received_ns, contract_size=size)
         update = order_update_from(event, account, market, received_at_ns=received_ns)
         self._data(event.e, event.E, received_ns, now)
         if fill is not None:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import nats
 import pytest
@@ -23,6 +24,7 @@ from fillstream.sidecar.config import load_config
 from fillstream.sidecar.service import Service
 from fillstream.sidecar.tally import _read_all
 from fillstream.simulator import SimConfig, Simulator
+from fillstream.storage import Ledger, create_pool
 from tests.conftest import NatsTarget
 from tests.sidecar.harness import ACCOUNT, TOML, converge, wait_for
 
@@ -182,7 +184,10 @@ async def test_coinm_and_usdm_in_one_process_with_faults(
         sources = await _sources(pg_dsn, account)
         assert sources.get("stream", 0) > 0, (account, sources)  # the stream path works...
         assert sources.get("reconcile", 0) > 0, (account, sources)  # ...and REST healed drops
-    await _check_payloads(nats_target)
+    sizes = await _served_sizes(sim)
+    for account in ("cm", "um"):
+        await _check_close_sizes(account, sizes, pg_dsn)
+    await _check_payloads(nats_target, sizes, pg_dsn)
 
 
 async def _check_closes(account: str, facts: dict[str, Any], dsn: str) -> None:
@@ -202,7 +207,25 @@ async def _check_closes(account: str, facts: dict[str, Any], dsn: str) -> None:
             assert got["qty_unit"] == "base", where
 
 
-async def _check_payloads(nats_target: NatsTarget) -> None:
+async def _served_sizes(sim: Simulator) -> dict[str, str]:
+    """``symbol → contractSize`` as the simulator's ``/dapi/v1/exchangeInfo`` serves them."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(sim.rest_url + "/dapi/v1/exchangeInfo") as resp,
+    ):
+        info = await resp.json()
+    return {s["symbol"]: str(s["contractSize"]) for s in info["symbols"]}
+
+
+async def _check_close_sizes(account: str, sizes: dict[str, str], dsn: str) -> None:
+    stored = await _pg_closes(dsn, account)
+    assert stored, account
+    for close in stored.values():
+        want = sizes[close["symbol"]] if close["market"] == "coinm" else None
+        assert close["contract_size"] == want, close
+
+
+async def _check_payloads(nats_target: NatsTarget, sizes: dict[str, str], dsn: str) -> None:
     nc = await nats.connect(nats_target.url)
     try:
         msgs = await _read_all(nc, nats_target.stream, f"{nats_target.prefix}.fill.>")
@@ -213,3 +236,29 @@ async def _check_payloads(nats_target: NatsTarget) -> None:
     }
     assert ("coinm", "contracts", "BTC") in units
     assert ("usdm", "base", None) in units
+    published = {msg_id: json.loads(d) for _, msg_id, d in msgs}
+    for body in published.values():
+        _check_fill_units(body, sizes)
+    # republish rebuilds every fill payload from PostgreSQL: the same bytes' meaning, units too.
+    pool = await create_pool(dsn)
+    try:
+        rebuilt = {
+            m.msg_id: json.loads(m.payload)
+            async for chunk in Ledger(pool, prefix=nats_target.prefix).stored_messages(0)
+            for m in chunk
+            if m.msg_id.startswith("fill:")
+        }
+    finally:
+        await pool.close()
+    assert rebuilt == published
+
+
+def _check_fill_units(body: dict[str, Any], sizes: dict[str, str]) -> None:
+    if body["market"] == "coinm":
+        size = sizes[body["symbol"]]
+        assert body["contract_size"] == size, body
+        coins = Decimal(body["qty"]) * Decimal(size) / Decimal(body["price"])
+        assert Decimal(body["base_qty"]) == coins.quantize(Decimal("0.00000001")), body
+    else:
+        assert body["contract_size"] is None, body
+        assert body["base_qty"] == body["qty"], body

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
+import msgspec
+
 from fillstream.binance.coinm.events import OrderTradeUpdate
 from fillstream.binance.coinm.rows import ContractSymbol, ExchangeInfo, UserTrade
 from fillstream.binance.usdm.parse import (
@@ -53,6 +55,7 @@ __all__ = [
     "positions_from_account_update",
     "stream_fill",
     "trade_fill",
+    "with_contract_size",
 ]
 
 
@@ -72,24 +75,41 @@ def stream_fill(
     *,
     received_at_ns: int | None = None,
     source: FillSource = FillSource.STREAM,
+    contract_size: Decimal | None = None,
 ) -> Fill | None:
-    """The fill of a COIN-M ORDER_TRADE_UPDATE (None: not a fill), margin asset checked."""
+    """The fill of a COIN-M ORDER_TRADE_UPDATE (None: not a fill), margin asset checked,
+    carrying ``contract_size`` (the symbol's, from exchangeInfo; None: not known)."""
     fill = fill_from_order_update(
         event, account, Market.COINM, received_at_ns=received_at_ns, source=source
     )
-    if fill is not None:
-        check_margin_asset(fill.symbol, event.o.ma)
-    return fill
+    if fill is None:
+        return None
+    check_margin_asset(fill.symbol, event.o.ma)
+    return with_contract_size(fill, contract_size)
 
 
 def trade_fill(
-    trade: UserTrade, *, account: str, info: OrderInfo | None, received_at_ns: int | None = None
+    trade: UserTrade,
+    *,
+    account: str,
+    info: OrderInfo | None,
+    received_at_ns: int | None = None,
+    contract_size: Decimal | None = None,
 ) -> Fill:
-    """A COIN-M ``userTrades`` row as a reconcile-sourced fill, margin asset checked."""
+    """A COIN-M ``userTrades`` row as a reconcile-sourced fill, margin asset checked, carrying
+    ``contract_size`` as :func:`stream_fill` does."""
     check_margin_asset(trade.symbol, trade.marginAsset)
-    return fill_from_user_trade(
+    fill = fill_from_user_trade(
         trade, account=account, market=Market.COINM, info=info, received_at_ns=received_at_ns
     )
+    return with_contract_size(fill, contract_size)
+
+
+def with_contract_size(fill: Fill, contract_size: Decimal | None) -> Fill:
+    """``fill`` carrying ``contract_size`` (a size ≤ 0 is not one: None)."""
+    if contract_size is None or contract_size <= 0:
+        return fill
+    return msgspec.structs.replace(fill, contract_size=contract_size)
 
 
 def contract_sizes(info: ExchangeInfo | Iterable[ContractSymbol]) -> dict[str, Decimal]:

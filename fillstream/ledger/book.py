@@ -277,10 +277,13 @@ class _PositionLedger:
         """The newest flat point strictly before ``dirty_from`` held by exactly one entry."""
         if self.unordered or self.dirty_from is None:
             return None
-        for key in sorted((k for k in self.flat_at if k < self.dirty_from), reverse=True):
+        candidates = [k for k in self.flat_at if k < self.dirty_from]
+        while candidates:  # the newest one nearly always qualifies: no sort needed
+            key = max(candidates)
             lo = bisect.bisect_left(self.sort_keys, key)
             if bisect.bisect_right(self.sort_keys, key) - lo == 1:
                 return key
+            candidates.remove(key)
         return None
 
     # -- bookkeeping ---------------------------------------------------------------------------

@@ -120,6 +120,11 @@ class _PositionLedger:
         # Entries after which the position was exactly flat: the only safe seal points (a flip
         # closes one position but leaves the other side open, which a restart must not lose).
         self.flat_at: set[SortKey] = set()
+        # The oldest sort key inserted out of order since the last fold (None: nothing is).
+        self.dirty_from: SortKey | None = None
+        # An entry older than the sealed range was appended out of order: sort keys no longer
+        # say where the position stood, so every refold of this ledger is a full one.
+        self.unordered = False
 
     def position(self) -> Position:
         s = self.state
@@ -237,12 +242,52 @@ class _PositionLedger:
         )
 
     def refold(self, algo_types: Mapping[int, str]) -> list[PositionClose]:
+        """Fold every held entry again, from a fresh state."""
+        self.dirty_from = None
         self.state = _Lifecycle()
         self.flat_at = set()
         closes: list[PositionClose] = []
         for entry in self.entries:
             closes.extend(self.step(entry, algo_types))
         return closes
+
+    def refold_late(self, algo_types: Mapping[int, str], change: BookChange) -> None:
+        """Refold after late inserts, from the last flat point before the oldest of them.
+
+        Entries up to a flat point are untouched by a younger insert, and a flat position
+        carries nothing forward but ``updated_at_ms``: with entries in trade order that is the
+        flat point's own trade time. So the fold restarts there, and only closes after it are
+        compared with what was emitted. Without such a point it is the full refold.
+        """
+        start = self._restart_point()
+        if start is None:
+            self.diff(self.refold(algo_types), change)
+            return
+        self.dirty_from = None
+        self.state = _Lifecycle(updated_at_ms=start[0])
+        self.flat_at = {k for k in self.flat_at if k <= start}
+        closes: list[PositionClose] = []
+        for entry in self.entries[bisect.bisect_right(self.sort_keys, start) :]:
+            closes.extend(self.step(entry, algo_types))
+        self.diff(closes, change, after=start)
+
+    def mark_dirty(self, key: SortKey) -> None:
+        """What is held from ``key`` on must be folded again."""
+        if self.dirty_from is None or key < self.dirty_from:
+            self.dirty_from = key
+
+    def _restart_point(self) -> SortKey | None:
+        """The newest flat point strictly before ``dirty_from`` held by exactly one entry."""
+        if self.unordered or self.dirty_from is None:
+            return None
+        candidates = [k for k in self.flat_at if k < self.dirty_from]
+        while candidates:  # the newest one nearly always qualifies: no sort needed
+            key = max(candidates)
+            lo = bisect.bisect_left(self.sort_keys, key)
+            if bisect.bisect_right(self.sort_keys, key) - lo == 1:
+                return key
+            candidates.remove(key)
+        return None
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -258,10 +303,17 @@ class _PositionLedger:
             self.funding_keys.add(entry.tran_id)
         return index == len(self.entries) - 1
 
-    def diff(self, closes: Iterable[PositionClose], change: BookChange) -> None:
-        """Compare a full refold's closes with what was emitted before; record the differences."""
+    def diff(
+        self, closes: Iterable[PositionClose], change: BookChange, after: SortKey | None = None
+    ) -> None:
+        """Compare a refold's closes with what was emitted before; record the differences.
+
+        ``after``: the refold started past this flat point; closes up to it stay as emitted.
+        """
         fresh = {_close_id(c): c for c in closes}
         for cid, old in list(self.emitted.items()):
+            if after is not None and _close_sort_key(old) <= after:
+                continue
             if cid not in fresh:
                 change.retracted.append(old)
                 del self.emitted[cid]
@@ -345,6 +397,7 @@ class _PositionLedger:
         if self.sealed_through is None or sort_key(entry) > self.sealed_through:
             return self.insert(entry)
         # Older than anything we still hold: fold it in last rather than lose it.
+        self.unordered = True
         self.entries.append(entry)
         self.sort_keys.append(self.sort_keys[-1] if self.sort_keys else sort_key(entry))
         if isinstance(entry, Fill):
@@ -380,6 +433,7 @@ class PositionBook:
         *,
         horizon_ms: int = DEFAULT_HORIZON_MS,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        partial_refold: bool = True,
     ) -> None:
         if max_entries < 2:
             raise ValueError("max_entries must be at least 2")
@@ -387,6 +441,8 @@ class PositionBook:
         self.market = market
         self.horizon_ms = horizon_ms
         self.max_entries = max_entries
+        # False: every late entry refolds all that is held (the tests' oracle for the partial one).
+        self.partial_refold = partial_refold
         self._ledgers: dict[PositionKey, _PositionLedger] = {}
         self._algo_types: dict[int, str] = {}
 
@@ -418,7 +474,9 @@ class PositionBook:
             self._fold(entry, touched, change)
         for key, needs_refold in touched.items():
             ledger = self._ledgers[key]
-            if needs_refold:
+            if needs_refold and self.partial_refold:
+                ledger.refold_late(self._algo_types, change)
+            elif needs_refold:
                 ledger.diff(ledger.refold(self._algo_types), change)
             ledger.seal(self.horizon_ms, self.max_entries)
             change.positions.append(ledger.position())
@@ -433,11 +491,15 @@ class PositionBook:
         if not relinked:
             return {}
         self._algo_types.update(relinked)
-        return {
-            ledger.key: True
-            for ledger in self._ledgers.values()
-            if any(c.close_order_id in relinked for c in ledger.emitted.values())
-        }
+        touched: dict[PositionKey, bool] = {}
+        for ledger in self._ledgers.values():
+            stale = [
+                _close_sort_key(c) for c in ledger.emitted.values() if c.close_order_id in relinked
+            ]
+            if stale:
+                ledger.mark_dirty(min(stale))  # the refold restarts before the oldest stale close
+                touched[ledger.key] = True
+        return touched
 
     def _fold(self, entry: Entry, touched: dict[PositionKey, bool], change: BookChange) -> None:
         if entry.account != self.account or entry.market is not self.market:
@@ -446,6 +508,8 @@ class PositionBook:
         if ledger.holds(entry):
             return
         youngest = ledger.add(entry)
+        if not youngest:
+            ledger.mark_dirty(sort_key(entry))
         if touched.get(ledger.key) or not youngest:
             touched[ledger.key] = True
             return

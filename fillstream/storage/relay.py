@@ -200,10 +200,14 @@ class OutboxRelay:
             return
         self._closing = True
         self._wake.set()
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(deadline_s):
                 await self._queue_empty.wait()
                 await self._flush_marks()
+        except TimeoutError:
+            pass
+        except DB_ERRORS as exc:  # the rows stay; the next start publishes them again (deduped)
+            log.warning("outbox marking at close: PostgreSQL unavailable: %s", exc)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

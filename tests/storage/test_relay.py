@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import asyncpg
 import pytest
@@ -30,6 +32,27 @@ async def publisher(nc: NATS, nats_target: NatsTarget) -> AsyncIterator[JetStrea
 
 async def unpublished(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+
+
+@contextlib.asynccontextmanager
+async def relay_cut_off(
+    pool: asyncpg.Pool, nats: EmbeddedNats, stream: str, prefix: str, **relay_options: Any
+) -> AsyncIterator[tuple[OutboxRelay, Ledger]]:
+    """A started relay and a ledger on ``nats``, which is then killed (the client has noticed);
+    all closed on exit."""
+    nc = await connect(nats.url, reconnect_time_wait_s=0.1)
+    publisher = JetStreamPublisher(nc, stream=stream, prefix=prefix, ack_timeout_s=1)
+    await publisher.ensure_stream()
+    relay = OutboxRelay(pool, publisher, **relay_options)
+    await relay.start()
+    try:
+        nats.kill()
+        await eventually(lambda: _disconnected(nc), what="client noticed the outage")
+        yield relay, Ledger(pool, prefix=prefix)
+    finally:
+        await relay.aclose()
+        await publisher.aclose()
+        await nc.close()
 
 
 async def test_leftovers_are_drained_in_id_order_at_start(
@@ -80,15 +103,10 @@ async def _accepting(relay: OutboxRelay) -> bool:
 async def test_nats_outage_grows_the_outbox_and_it_drains_after(
     pool: asyncpg.Pool, private_nats: EmbeddedNats
 ) -> None:
-    nc = await connect(private_nats.url, reconnect_time_wait_s=0.1)
-    publisher = JetStreamPublisher(nc, stream="RELAY", prefix="rl", ack_timeout_s=1)
-    await publisher.ensure_stream()
-    relay = OutboxRelay(pool, publisher, backoff_max_s=0.5)
-    await relay.start()
-    ledger = Ledger(pool, prefix="rl")
-    try:
-        private_nats.kill()
-        await eventually(lambda: _disconnected(nc), what="client noticed the outage")
+    async with relay_cut_off(pool, private_nats, "RELAY", "rl", backoff_max_s=0.5) as (
+        relay,
+        ledger,
+    ):
         for start in range(1, 200, 50):
             outcome = await ledger.ingest(
                 batch_of(*(make_fill(i) for i in range(start, start + 50)))
@@ -104,10 +122,6 @@ async def test_nats_outage_grows_the_outbox_and_it_drains_after(
         # Republishing from the facts changes nothing on the stream.
         assert await relay.republish(ledger, since_ms=0) == 200
         assert await stream_count(private_nats.url, "RELAY") == 200
-    finally:
-        await relay.aclose()
-        await publisher.aclose()
-        await nc.close()
 
 
 async def _disconnected(nc: NATS) -> bool:
@@ -174,15 +188,10 @@ async def test_a_deleted_stream_is_recreated_and_the_outbox_drains(
 async def test_the_pending_gauge_comes_down_to_the_table_after_a_drain(
     pool: asyncpg.Pool, private_nats: EmbeddedNats
 ) -> None:
-    nc = await connect(private_nats.url, reconnect_time_wait_s=0.1)
-    publisher = JetStreamPublisher(nc, stream="GAUGE", prefix="ga", ack_timeout_s=1)
-    await publisher.ensure_stream()
-    relay = OutboxRelay(pool, publisher, backoff_max_s=0.5)
-    await relay.start()
-    ledger = Ledger(pool, prefix="ga")
-    try:
-        private_nats.kill()
-        await eventually(lambda: _disconnected(nc), what="client noticed the outage")
+    async with relay_cut_off(pool, private_nats, "GAUGE", "ga", backoff_max_s=0.5) as (
+        relay,
+        ledger,
+    ):
         outcome = await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 21))))
         relay.offer(outcome.messages)
         assert relay.pending == 20
@@ -197,10 +206,6 @@ async def test_the_pending_gauge_comes_down_to_the_table_after_a_drain(
 
         await eventually(gauge_is_the_table, what="the gauge resynchronised with the table")
         assert await stream_count(private_nats.url, "GAUGE") == left
-    finally:
-        await relay.aclose()
-        await publisher.aclose()
-        await nc.close()
 
 
 async def test_a_relay_falling_behind_drains_from_the_table_instead_of_queueing(
@@ -230,15 +235,9 @@ async def test_a_relay_falling_behind_drains_from_the_table_instead_of_queueing(
 async def test_the_pending_gauge_rises_to_rows_it_was_not_told_of_and_counts_offers_once(
     pool: asyncpg.Pool, private_nats: EmbeddedNats
 ) -> None:
-    nc = await connect(private_nats.url, reconnect_time_wait_s=0.1)
-    publisher = JetStreamPublisher(nc, stream="GAUGE", prefix="gr", ack_timeout_s=1)
-    await publisher.ensure_stream()
-    relay = OutboxRelay(pool, publisher, backoff_max_s=0.5, resync_interval_s=0.05)
-    await relay.start()
-    ledger = Ledger(pool, prefix="gr")
-    try:
-        private_nats.kill()
-        await eventually(lambda: _disconnected(nc), what="client noticed the outage")
+    async with relay_cut_off(
+        pool, private_nats, "GAUGE", "gr", backoff_max_s=0.5, resync_interval_s=0.05
+    ) as (relay, ledger):
         # Committed and never offered (a writer the relay is not told of): the table has them.
         await ledger.ingest(batch_of(*(make_fill(i) for i in range(1, 21))))
 
@@ -258,7 +257,3 @@ async def test_the_pending_gauge_rises_to_rows_it_was_not_told_of_and_counts_off
         private_nats.start()
         await eventually(lambda: gauge_is(0), what="everything published")
         assert await stream_count(private_nats.url, "GAUGE") == 30
-    finally:
-        await relay.aclose()
-        await publisher.aclose()
-        await nc.close()

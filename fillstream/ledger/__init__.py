@@ -17,6 +17,8 @@ from fillstream.ledger.protocols import (
 )
 from fillstream.ledger.types import (
     AlgoLink,
+    BalanceChange,
+    BalanceKind,
     CloseReason,
     Fill,
     FillKey,
@@ -39,6 +41,8 @@ from fillstream.ledger.types import (
 
 __all__ = [
     "AlgoLink",
+    "BalanceChange",
+    "BalanceKind",
     "BookChange",
     "CloseReason",
     "ConfigError",

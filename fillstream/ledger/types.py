@@ -250,6 +250,36 @@ class FundingFee(msgspec.Struct, frozen=True, kw_only=True):
     tran_id: int
 
 
+class BalanceKind(enum.StrEnum):
+    """Which spot account event reported a balance."""
+
+    POSITION = "position"  # outboundAccountPosition: the asset's free and locked amounts now
+    DELTA = "delta"  # balanceUpdate: a deposit, withdrawal or transfer of ``delta``
+    EXTERNAL_LOCK = "external_lock"  # externalLockUpdate: ``delta`` locked (+) or unlocked (-)
+
+
+class BalanceChange(msgspec.Struct, frozen=True, kw_only=True):
+    """One asset's balance on a spot account, as the venue reported it (an exchange fact).
+
+    ``POSITION`` carries ``free`` and ``locked`` (``delta`` is None); ``DELTA`` and
+    ``EXTERNAL_LOCK`` carry ``delta`` (``free``/``locked`` None). ``time_ms`` is the event's own
+    time (``u`` last account update, or ``T`` clear time); with (account, market, asset, kind) it
+    identifies the fact.
+    """
+
+    account: str
+    market: Market
+    asset: str
+    kind: BalanceKind
+    time_ms: int
+    event_time_ms: int
+    source: FillSource
+    free: Decimal | None = None
+    locked: Decimal | None = None
+    delta: Decimal | None = None
+    received_at_ns: int | None = None
+
+
 class Gap(msgspec.Struct, frozen=True, kw_only=True):
     """A window in which the stream may have missed events; the reconciler backfills it at once.
 
@@ -288,6 +318,7 @@ class IngestBatch(msgspec.Struct, frozen=True, kw_only=True):
     algo_links: tuple[AlgoLink, ...] = ()
     corrections: tuple[PositionCorrection, ...] = ()
     funding: tuple[FundingFee, ...] = ()
+    balances: tuple[BalanceChange, ...] = ()  # spot only
 
 
 class IngestResult(msgspec.Struct, frozen=True, kw_only=True):

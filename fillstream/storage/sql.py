@@ -260,15 +260,12 @@ WITH fills_written AS ({_FILLS}RETURNING 1
                 $70::text[], $71::text[], $72::bigint[])
         WITH ORDINALITY AS u(subject, msg_id, payload, order_symbol, order_id,
                              balance_asset, balance_kind, balance_time_ms, n)
-    WHERE CASE
-        WHEN u.order_id IS NOT NULL THEN EXISTS (
-            SELECT 1 FROM orders_written w
-            WHERE w.symbol = u.order_symbol AND w.order_id = u.order_id)
-        WHEN u.balance_kind IS NOT NULL THEN EXISTS (
-            SELECT 1 FROM balances_written w
-            WHERE w.asset = u.balance_asset AND w.kind = u.balance_kind
-                AND w.time_ms = u.balance_time_ms)
-        ELSE true END
+    -- A join, not a correlated EXISTS: a batch's thousands of balance facts are one hash join,
+    -- not one scan of balances_written per message. Its rows are unique on the join key.
+    LEFT JOIN balances_written b ON b.asset = u.balance_asset AND b.kind = u.balance_kind
+        AND b.time_ms = u.balance_time_ms
+    WHERE (u.balance_kind IS NULL OR b.asset IS NOT NULL) AND (u.order_id IS NULL OR EXISTS (
+        SELECT 1 FROM orders_written w WHERE w.symbol = u.order_symbol AND w.order_id = u.order_id))
     ORDER BY u.n
     RETURNING id, msg_id
 )

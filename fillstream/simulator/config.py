@@ -52,7 +52,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     faults: tuple[FaultSpec, ...] = ()
     # Spot (market "spot"): accounts of their own, served on /api/v3 and the WS API.
     spot_accounts: tuple[str, ...] = ()
-    spot_symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "ETHBTC")
+    spot_symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "ETHBTC", "BTCFDUSD")
     spot_key_types: dict[str, str] = {}  # spot account -> "HMAC" (default), "RSA" or "ED25519"
     spot_weight_limit_1m: int = 6000  # the spot REQUEST_WEIGHT pool (REST + WS API) per IP
     ws_api_ping_interval_s: float = 20.0

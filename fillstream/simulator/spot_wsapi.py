@@ -34,6 +34,7 @@ import functools
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -225,9 +226,7 @@ class WsApi:
         verdict = self._limiter.charge(session.ip, WEIGHT)
         if verdict.status != 200:
             self._answer(session, request.id, verdict=verdict, limited=verdict)
-            if verdict.status == 418:
-                self._hub.spawn(session.conn.close(1008, b"IP banned"))
-            return
+            return  # a ban also disconnects: see tick()
         accounts = [str(s.account) for s in session.subs.values()]
         api_key = request.params.get("apiKey")
         known = self._credentials.get(api_key) if isinstance(api_key, str) else None
@@ -303,9 +302,14 @@ class WsApi:
         account = known.state.name
         self._refusals(account)
         self._check_timestamp(_number(params["timestamp"], "timestamp"), recv_window)
-        payload = "&".join(f"{k}={_text(v)}" for k, v in sorted(params.items()) if k != "signature")
+        signed = sorted((k, _text(v)) for k, v in params.items() if k != "signature")
+        # The payload as the docs write it, or percent-encoded (python-binance's urlencode);
+        # they differ only for values that need encoding.
+        payloads = {"&".join(f"{k}={v}" for k, v in signed), urlencode(signed)}
         signature = params["signature"]
-        if not isinstance(signature, str) or not known.key.valid(payload, signature):
+        if not isinstance(signature, str) or not any(
+            known.key.valid(p, signature) for p in payloads
+        ):
             raise ApiError(400, -1022, "Signature for this request is not valid.")
         return account
 
@@ -426,6 +430,9 @@ class WsApi:
         for session in list(self.sessions.values()):
             conn = session.conn
             if conn.closing:
+                continue
+            if self._limiter.banned(session.ip):  # banned (by REST or WS API): disconnected
+                self._hub.spawn(conn.close(1008, b"IP banned"))
                 continue
             if session.shutdown_at is not None and mono >= session.shutdown_at:
                 self._hub.spawn(conn.close(1001, b"server shutdown"))

@@ -18,8 +18,8 @@ Checks of ``subscribe.signature``, in order: mandatory parameters (``-1102``), `
 ``refuse_subscribe`` fault answers), ``timestamp`` (``-1021``: accepted iff
 ``timestamp < serverTime + 1000`` and ``serverTime - timestamp <= recvWindow``), the signature
 (``-1022``), then the connection's limits: one subscription per account (``-2035``), 1,000
-active and 65,535 over the connection's life (``-2042``). The last three codes are our best
-reading of Binance's error list (the docs only say "an error").
+active and 65,535 over the connection's life (``-2042``; both configurable). The last three
+codes are our best reading of Binance's error list (the docs only say "an error").
 
 Timers (sim clock): a ping every ``ping_interval_s`` (20 s) with a payload the pong must echo
 (other pongs do not count), no echo within ``pong_timeout_s`` (60 s) and the connection is cut,
@@ -49,8 +49,6 @@ from fillstream.simulator.spot_keys import SpotKey
 from fillstream.simulator.state import AccountState
 
 WEIGHT = 2
-MAX_ACTIVE = 1000
-MAX_LIFETIME = 65535
 _KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
 _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 _TOO_MUCH = (
@@ -146,6 +144,8 @@ class WsApi:
         ping_interval_s: float,
         pong_timeout_s: float,
         cut_after_s: float,
+        max_active: int = 1000,
+        max_lifetime: int = 65535,
     ) -> None:
         self._hub = hub
         self._clock = clock
@@ -156,6 +156,8 @@ class WsApi:
         self._ping_interval_s = ping_interval_s
         self._pong_timeout_s = pong_timeout_s
         self._cut_after_s = cut_after_s
+        self._max_active = max_active
+        self._max_lifetime = max_lifetime
         self._decode = msgspec.json.Decoder(_Request)
         self._encode = msgspec.json.Encoder().encode
         self.faults = SpotWsFaults()
@@ -275,9 +277,9 @@ class WsApi:
         account = self._authenticate(params)
         if any(s.account == account for s in session.subs.values()):
             raise ApiError(400, -2035, "User Data Stream subscription already active.")
-        if len(session.subs) >= MAX_ACTIVE:
+        if len(session.subs) >= self._max_active:
             raise ApiError(400, -2042, "Maximum active subscriptions reached for this connection.")
-        if session.next_id >= MAX_LIFETIME:
+        if session.next_id >= self._max_lifetime:
             raise ApiError(400, -2042, "Maximum subscription ID reached for this connection.")
         sub_id = session.next_id
         session.next_id += 1

@@ -292,7 +292,7 @@ class WsApi:
         for name in ("apiKey", "timestamp", "signature"):
             if params.get(name) in (None, ""):
                 raise mandatory(name)
-        recv_window = _number(params.get("recvWindow", 5000), "recvWindow")
+        recv_window = _window(params.get("recvWindow", 5000))
         if recv_window > 60000 or recv_window <= 0:
             raise ApiError(400, -1131, "recvWindow must be less than 60000")
         api_key = params["apiKey"]
@@ -324,7 +324,7 @@ class WsApi:
             status = 401 if refusal in (-2014, -2015) else 400
             raise ApiError(status, refusal, "Invalid API-key, IP, or permissions for action.")
 
-    def _check_timestamp(self, timestamp: int, recv_window: int) -> None:
+    def _check_timestamp(self, timestamp: int, recv_window: float) -> None:
         server = self._clock.server_ms()
         if timestamp >= server + 1000:
             raise ApiError(
@@ -470,6 +470,18 @@ def _number(value: object, name: str) -> int:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
+
+
+def _window(value: object) -> float:
+    """``recvWindow``: milliseconds, up to three decimals (microseconds) allowed."""
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return _number(value, "recvWindow")
 
 
 def _text(value: object) -> str:

@@ -174,3 +174,22 @@ async def test_spot_only_kinds_refuse_futures_accounts(make_sim: SimFactory) -> 
     with pytest.raises(ValueError, match="spot accounts"):
         sim.inject("f1", "terminate_subscription")
     assert signed(sim.account("s1"))["apiKey"] == sim.account("s1").api_key
+
+
+async def test_cut_inject_frame_reorder_and_refused_handshakes(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    client = await _both(sim, http)
+    sim.inject("s1", "reorder", count=2)
+    await sim.spot_trade("s1", "BTCUSDT", "BUY", "0.001")  # NEW, TRADE, position: 2 held
+    events = await client.wait_events(3)
+    assert [e["event"].get("x") for e in events[:2]] == ["TRADE", "NEW"]
+    assert sim.inject("s1", "inject_frame", raw='{"event":{"e":"odd"}}')["sockets"] == 1
+    assert (await client.wait_events(4))[3] == {"event": {"e": "odd"}}
+    assert sim.inject("s2", "cut")["sockets"] == 1
+    await asyncio.wait_for(client._reader, 5)
+    assert client.ws.close_code == 1001
+    sim.inject(None, "refuse_ws", seconds=30)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(sim.ws_url + "/ws-api/v3")
+    assert refused.value.status == 503

@@ -71,7 +71,15 @@ async def test_stream_agrees_with_ground_truth(
         for position in _of(events, sub, "outboundAccountPosition"):
             balances.update({b["a"]: {"free": b["f"], "locked": b["l"]} for b in position["B"]})
         assert balances == {a: v for a, v in mine["balances"].items() if a in balances}
-        assert _of(events, sub, "balanceUpdate") or _of(events, sub, "externalLockUpdate")
+        moves = [
+            ("DELTA" if e["e"] == "balanceUpdate" else "EXTERNAL_LOCK", e["a"], e["d"], e["T"])
+            for e in (x["event"] for x in events if x["subscriptionId"] == sub)
+            if e["e"] in ("balanceUpdate", "externalLockUpdate")
+        ]
+        assert moves, "no balanceUpdate/externalLockUpdate in 60 rounds"
+        assert moves == [
+            (b["kind"], b["asset"], b["delta"], b["time"]) for b in mine["balance_events"]
+        ]
 
 
 async def test_deterministic_given_the_seed() -> None:

@@ -9,7 +9,8 @@ parameter but ``signature``, sorted by name, as ``k=v&...``), ``userDataStream.u
 ``time``; anything else is ``-1020``. Events go out one per text frame as
 ``{"subscriptionId": N, "event": {...}}``; ``serverShutdown`` without ``subscriptionId``.
 
-Every request and the handshake cost weight 2 in the spot ``REQUEST_WEIGHT`` pool (per IP,
+Every answer carries ``rateLimits`` (not with ``?returnRateLimits=false`` on the URL). Every
+request and the handshake cost weight 2 in the spot ``REQUEST_WEIGHT`` pool (per IP,
 shared with spot REST): past the limit a request is answered 429 with ``retryAfter`` (epoch ms)
 in ``error.data``; an IP that keeps going is banned (418) and its connections are closed.
 
@@ -85,6 +86,7 @@ class Session:
         self.subs: dict[int, ApiSubscription] = {}
         self.shutdown_at: float | None = None  # monotonic: close after a serverShutdown
         self.after: list[Callable[[], None]] = []  # run once the current answer is queued
+        self.return_rate_limits = True  # ?returnRateLimits=false on the URL leaves them out
 
 
 class Credentials(msgspec.Struct, frozen=True):
@@ -186,6 +188,7 @@ class WsApi:
         conn = Connection(ws, request.transport, self._clock.sim_s())
         conn.ws_api = True
         session = Session(conn, ip, self._clock.wall_ms())
+        session.return_rate_limits = request.query.get("returnRateLimits", "true") != "false"
         self.sessions[conn] = session
         self._hub.register(conn)
         self.accepted += 1
@@ -267,7 +270,7 @@ class WsApi:
                 "apiKey": None,
                 "authorizedSince": None,
                 "connectedSince": session.connected_ms,
-                "returnRateLimits": True,
+                "returnRateLimits": session.return_rate_limits,
                 "serverTime": self._clock.server_ms(),
                 "userDataStream": bool(session.subs),
             }
@@ -376,7 +379,7 @@ class WsApi:
         else:
             body["status"] = 200
             body["result"] = result
-        if verdict is not None:
+        if verdict is not None and session.return_rate_limits:
             body["rateLimits"] = [
                 {
                     "rateLimitType": "REQUEST_WEIGHT",

@@ -212,6 +212,12 @@ async def test_signature_covers_recv_window_and_time_and_ping(
     assert abs(server - time.time() * 1000) < 5000
     unknown = await client.request("session.logon")
     assert unknown["error"]["code"] == -1020
+    async with aiohttp.ClientSession() as http:
+        url = spot_sim.ws_url + "/ws-api/v3?returnRateLimits=false"
+        quiet = WsApiClient(await http.ws_connect(url))
+        answer = await quiet.request("session.status")
+        assert "rateLimits" not in answer and answer["result"]["returnRateLimits"] is False
+        await quiet.close()
 
 
 @pytest.mark.parametrize("key_type", ["RSA", "ED25519"])

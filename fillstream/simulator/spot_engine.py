@@ -102,13 +102,15 @@ class SpotEngine:
         order_list: SpotOrderList | None = None,
         pending: bool = False,
         lock: bool = True,
+        lock_price: Decimal | None = None,
         generated: bool = False,
         emit: bool = True,
     ) -> SpotOrder:
         """Accept an order: lock what it needs, push its ``NEW`` executionReport.
 
         ``pending`` makes an OTO's pending order (``PENDING_NEW``, nothing locked yet);
-        ``lock=False`` an OCO leg whose quantity the list's first leg already holds.
+        ``lock=False`` an OCO leg whose quantity the list's first leg already holds;
+        ``lock_price`` locks a buy at that price instead (a BUY OCO holds its dearer leg's).
         Raises :class:`InsufficientBalance` (nothing changed) when the balance is short.
         """
         sym = self.symbol(symbol)
@@ -138,7 +140,7 @@ class SpotEngine:
         if order_type == "MARKET":
             self._check_market(book, order, sym)
         elif lock and not pending:
-            changed = self._lock(book, order)
+            changed = self._lock(book, order, lock_price)
         book.add_order(order)
         if emit:
             self._report(book, order, "NEW")
@@ -155,11 +157,14 @@ class SpotEngine:
         if book.free(asset) < need:
             raise InsufficientBalance("Account has insufficient balance for requested action.")
 
-    def _lock(self, book: SpotBook, order: SpotOrder) -> list[str]:
+    def _lock(
+        self, book: SpotBook, order: SpotOrder, lock_price: Decimal | None = None
+    ) -> list[str]:
         """Move what a resting order needs from free to locked; returns the asset touched."""
         spec = self.symbol(order.symbol).spec
         if order.side == "BUY":
-            asset, amount = spec.quote_asset, (order.remaining * order.price).quantize(EIGHT)
+            price = max(order.price, lock_price or order.price)
+            asset, amount = spec.quote_asset, (order.remaining * price).quantize(EIGHT)
         else:
             asset, amount = spec.base_asset, order.remaining
         held = book.asset(asset)
@@ -171,11 +176,16 @@ class SpotEngine:
         return [asset]
 
     def activate(self, book: SpotBook, order: SpotOrder) -> None:
-        """An OTO's pending order becomes working (its working order has filled)."""
+        """An OTO's pending order becomes working (its working order has filled); it expires
+        (``eR`` REJECTED) if the balance it must lock is no longer there."""
         now = self.clock.wall_ms()
+        try:
+            changed = self._lock(book, order)
+        except InsufficientBalance:
+            self.end_order(book, order, "EXPIRED", expiry_reason="REJECTED")
+            return
         order.status = "NEW"
         order.working_time = order.update_time = now
-        changed = self._lock(book, order)
         book.order_changed(order, self.clock.mono())
         self._report(book, order, "NEW")
         self._positions(book, changed, now)
@@ -324,9 +334,10 @@ class SpotEngine:
 
     # -- order lists ---------------------------------------------------------------------------
 
-    def new_list(self, book: SpotBook, contingency: str, symbol: str) -> SpotOrderList:
+    def new_list(self, contingency: str, symbol: str) -> SpotOrderList:
+        """An order list to place legs in; :meth:`list_started` makes it the account's."""
         self._list_id += 1
-        group = SpotOrderList(
+        return SpotOrderList(
             list_id=self._list_id,
             contingency=contingency,
             client_list_id=self.next_client_id("list"),
@@ -334,8 +345,6 @@ class SpotEngine:
             orders=[],
             time=self.clock.wall_ms(),
         )
-        book.lists[group.list_id] = group
-        return group
 
     def report_new(self, book: SpotBook, order: SpotOrder) -> None:
         """The ``NEW`` executionReport of an order accepted with ``emit=False`` (a list leg)."""
@@ -343,6 +352,7 @@ class SpotEngine:
 
     def list_started(self, book: SpotBook, group: SpotOrderList) -> None:
         """``listStatus`` EXEC_STARTED after the legs' reports, then the balances they lock."""
+        book.lists[group.list_id] = group
         now = self.clock.wall_ms()
         self._emit(book, list_status(group, now=now))
         spec = self.symbol(group.symbol).spec

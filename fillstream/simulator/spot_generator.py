@@ -123,7 +123,7 @@ class SpotGenerator:
             self._balance(book, rng, action)
             return
         sym = rng.choice(self.symbols)
-        side = rng.choice(("BUY", "SELL"))
+        side = self._side(book, sym, rng)
         qty = self._size(book, sym, side, rng)
         if qty is None:
             return
@@ -138,6 +138,17 @@ class SpotGenerator:
                 self._oto(book, sym, qty, rng)
         except InsufficientBalance:
             return  # a lock the balance could not cover: the order was never accepted
+
+    def _side(self, book: SpotBook, sym: SymbolState, rng: random.Random) -> str:
+        """BUY or SELL, leaning towards the side that evens out the pair's two balances, so
+        that hours of activity never drain one asset."""
+        spec = sym.spec
+        engine = self.engine
+        quote = engine.usdt_value(spec.quote_asset, book.free(spec.quote_asset))
+        base = engine.usdt_value(spec.base_asset, book.free(spec.base_asset))
+        total = quote + base
+        buy_p = float(quote / total) if total > 0 else 0.5
+        return "BUY" if rng.random() < min(max(buy_p, 0.1), 0.9) else "SELL"
 
     def _size(
         self, book: SpotBook, sym: SymbolState, side: str, rng: random.Random
@@ -218,10 +229,10 @@ class SpotGenerator:
         profit = mark * (1 + away) if side == "SELL" else mark * (1 - away)
         stop = mark * (1 - away) if side == "SELL" else mark * (1 + away)
         symbol = sym.spec.symbol
-        group = engine.new_list(book, "OCO", symbol)
+        group = engine.new_list("OCO", symbol)
         maker = engine.new_order(
             book, symbol, side, "LIMIT_MAKER", qty, price=profit, order_list=group,
-            generated=True, emit=False,
+            lock_price=stop, generated=True, emit=False,
         )  # fmt: skip
         group.orders.append(maker)
         stop_leg = engine.new_order(
@@ -237,7 +248,7 @@ class SpotGenerator:
         engine = self.engine
         mark = sym.mark
         symbol = sym.spec.symbol
-        group = engine.new_list(book, "OTO", symbol)
+        group = engine.new_list("OTO", symbol)
         working = engine.new_order(
             book, symbol, "BUY", "LIMIT", qty, price=mark * Decimal("0.998"), order_list=group,
             generated=True, emit=False,

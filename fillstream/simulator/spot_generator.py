@@ -123,7 +123,7 @@ class SpotGenerator:
             self._balance(book, rng, action)
             return
         sym = rng.choice(self.symbols)
-        side = self._side(book, sym, rng)
+        side = "BUY" if action == "oto" else self._side(book, sym, rng)  # an OTO buys first
         qty = self._size(book, sym, side, rng)
         if qty is None:
             return

@@ -57,6 +57,7 @@ class SpotEngine:
         self.sink = sink
         self._execution_id = 70_000_000
         self._list_id = 3_000_000
+        self._prevented_id = 0
         self._client_seq = 0
 
     # -- lookups -------------------------------------------------------------------------------
@@ -294,6 +295,60 @@ class SpotEngine:
             return (qty * rate).quantize(EIGHT), spec.base_asset
         return (quote * rate).quantize(EIGHT), spec.quote_asset
 
+    def amend(self, book: SpotBook, order: SpotOrder, new_qty: Decimal) -> None:
+        """Reduce a working order's quantity keeping its priority (``order.amend.keepPriority``):
+        ``x`` REPLACED, the same order id, the lock shrinks with it."""
+        spec = self.symbol(order.symbol).spec
+        new_qty = spec.qty(new_qty)
+        if not order.is_open or not order.executed_qty < new_qty < order.orig_qty:
+            return
+        now = self.clock.wall_ms()
+        old_lock = order.locked
+        order.orig_qty = new_qty
+        order.update_time = now
+        changed: list[str] = []
+        if old_lock > ZERO:
+            asset = spec.quote_asset if order.side == "BUY" else spec.base_asset
+            keep = order.remaining * order.price if order.side == "BUY" else order.remaining
+            freed = old_lock - min(keep.quantize(EIGHT), old_lock)
+            held = book.asset(asset)
+            held.locked -= freed
+            held.free += freed
+            order.locked -= freed
+            changed = [asset]
+        book.order_changed(order, self.clock.mono())
+        self._report(book, order, "REPLACED")
+        if changed:
+            self._positions(book, changed, now)
+
+    def prevent_match(self, book: SpotBook, order: SpotOrder, taker_order_id: int) -> None:
+        """Self-trade prevention (EXPIRE_MAKER): the account's own taker met this resting order,
+        which expires in the match (``x`` TRADE_PREVENTION, ``X`` EXPIRED_IN_MATCH)."""
+        if not order.is_open:
+            return
+        now = self.clock.wall_ms()
+        qty = order.remaining
+        order.status = "EXPIRED_IN_MATCH"
+        order.update_time = now
+        order.ended_sim = self.clock.sim_s()
+        changed = self._release(book, order)
+        book.order_changed(order, self.clock.mono())
+        self._prevented_id += 1
+        block: Payload = {
+            "v": self._prevented_id,
+            "A": f8(qty),
+            "B": f8(qty),
+            "u": self._prevented_id,
+            "U": taker_order_id,
+            "Cs": order.symbol,
+            "pl": f8(qty),
+            "pL": f8(order.price),
+            "pY": f8((qty * order.price).quantize(EIGHT)),
+        }
+        self._report(book, order, "TRADE_PREVENTION", prevented=block)
+        if changed:
+            self._positions(book, changed, now)
+
     def end_order(
         self,
         book: SpotBook,
@@ -425,6 +480,7 @@ class SpotEngine:
         trade: Execution | None = None,
         client_id: str | None = None,
         orig: str = "",
+        prevented: Payload | None = None,
     ) -> None:
         self._execution_id += 1
         payload = execution_report(
@@ -435,6 +491,7 @@ class SpotEngine:
             trade=trade,
             client_order_id=client_id,
             orig_client_order_id=orig,
+            prevented=prevented,
         )
         self.sink.emit(book.name, payload, fill=trade is not None, product=SPOT)
 

@@ -4,7 +4,8 @@ A round moves every spot symbol one step of its walk, works the generator's rest
 (partial maker fills, the odd cancel, OCO legs triggering, OTO phases), then lets every spot
 account take one action: market orders (sometimes in several executions, sometimes expiring for
 ``INSUFFICIENT_LIQUIDITY``), limit orders (GTC resting; IOC and FOK expiring with their
-``eR``), OCO and OTO lists, cancels, a deposit or withdrawal (``balanceUpdate``) now and then
+``eR``), OCO and OTO lists, cancels, amends (``REPLACED``), self-trade prevention
+(``TRADE_PREVENTION``), a deposit or withdrawal (``balanceUpdate``) now and then
 and rarely an ``externalLockUpdate``. Orders stay within the account's free balance. All
 randomness comes from generators seeded by (seed, account) and (seed, symbol), so the sequence
 depends only on the seed and the round count.
@@ -29,6 +30,8 @@ _ACTIONS = (
     ("oco", 8),
     ("oto", 6),
     ("cancel", 5),
+    ("amend", 2),
+    ("self_trade", 1),
     ("transfer", 2),
     ("external_lock", 0.6),
     ("idle", 20),
@@ -116,8 +119,8 @@ class SpotGenerator:
         action = _pick(rng, _ACTIONS)
         if action == "idle":
             return
-        if action == "cancel":
-            self._cancel(book, rng)
+        if action in ("cancel", "amend", "self_trade"):
+            self._resting(book, rng, action)
             return
         if action in ("transfer", "external_lock"):
             self._balance(book, rng, action)
@@ -267,14 +270,22 @@ class SpotGenerator:
         for leg in legs:
             engine.report_new(book, leg)
 
-    def _cancel(self, book: SpotBook, rng: random.Random) -> None:
+    def _resting(self, book: SpotBook, rng: random.Random, action: str) -> None:
+        """Cancel, amend (keep priority) or self-trade-prevent one of the resting orders."""
         engine = self.engine
         mine = [o for o in book.open_orders.values() if o.generated and o.is_open]
         if not mine:
             return
         order = rng.choice(mine)
         if order.order_list_id == -1:
-            engine.end_order(book, order, "CANCELED")
+            if action == "amend":
+                engine.amend(book, order, order.executed_qty + order.remaining / 2)
+            elif action == "self_trade":
+                engine.prevent_match(book, order, engine.symbol(order.symbol).next_order_id())
+            else:
+                engine.end_order(book, order, "CANCELED")
+            return
+        if action != "cancel":
             return
         group = book.lists[order.order_list_id]
         for leg in group.orders:

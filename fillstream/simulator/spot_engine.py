@@ -398,7 +398,6 @@ class SpotEngine:
             client_list_id=self.next_client_id("list"),
             symbol=symbol,
             orders=[],
-            time=self.clock.wall_ms(),
         )
 
     def report_new(self, book: SpotBook, order: SpotOrder) -> None:

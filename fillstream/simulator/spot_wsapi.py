@@ -62,6 +62,18 @@ _BANNED = (
 )
 
 
+# What a ``refuse_subscribe`` fault answers, by the code it is given.
+_REFUSALS: dict[int, tuple[int, str]] = {
+    -2015: (401, "Invalid API-key, IP, or permissions for action."),
+    -2014: (401, "API-key format invalid."),
+    -1022: (400, "Signature for this request is not valid."),
+    -1001: (503, "Internal error; unable to process your request. Please try again."),
+    -1007: (503, "Timeout waiting for response from backend server. Send status unknown; "
+                 "execution status unknown."),
+    -1003: (429, _TOO_MUCH.format(limit=6000)),
+}  # fmt: skip
+
+
 class ApiSubscription(Subscription):
     """One account's user-data subscription on a WS API connection."""
 
@@ -324,8 +336,8 @@ class WsApi:
             raise ApiError(503, -1001, "Internal error; unable to process your request.")
         refusal = self.faults.take_refusal(account)
         if refusal is not None:
-            status = 401 if refusal in (-2014, -2015) else 400
-            raise ApiError(status, refusal, "Invalid API-key, IP, or permissions for action.")
+            status, msg = _REFUSALS.get(refusal, (400, "Request refused (refuse_subscribe fault)."))
+            raise ApiError(status, refusal, msg)
 
     def _check_timestamp(self, timestamp: int, recv_window: float) -> None:
         server = self._clock.server_ms()

@@ -23,8 +23,8 @@ product's records only.
 
 Determinism: with the same seed and the same number of generator rounds, the ground truth is
 byte-identical **except** wall-clock times. ``stable=True`` leaves those out (``time``,
-``updateTime``, ``createTime``, ``triggerTime``, ``openedAt``, ``closedAt``), so that form is
-byte-identical across runs.
+``updateTime``, ``createTime``, ``triggerTime``, ``openedAt``, ``closedAt``, spot
+``workingTime``), so that form is byte-identical across runs. Spot accounts: :mod:`.spot_truth`.
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ import msgspec
 from fillstream.simulator.numbers import fmt_plain
 from fillstream.simulator.state import AccountState, Row
 
-TIME_FIELDS = frozenset({"time", "updateTime", "createTime", "triggerTime", "openedAt", "closedAt"})
+TIME_FIELDS = frozenset(
+    {"time", "updateTime", "createTime", "triggerTime", "openedAt", "closedAt", "workingTime"}
+)
 
 
-def _rows(
+def tagged_rows(
     rows: Iterable[Row], extra: Row, stable: bool, symbols: Collection[str] | None = None
 ) -> list[Row]:
     if symbols is not None:
@@ -57,10 +59,12 @@ def account_truth(
     orders = (o.rest_row() for o in acct.orders.values())
     return {
         "market": acct.market,
-        "fills": _rows(acct.fills, tag, stable, symbols),
-        "closes": _rows(acct.closes, {}, stable, symbols),
-        "orders": _rows(orders, tag, stable, symbols),
-        "algo_orders": _rows((a.rest_row() for a in acct.algos.values()), {}, stable, symbols),
+        "fills": tagged_rows(acct.fills, tag, stable, symbols),
+        "closes": tagged_rows(acct.closes, {}, stable, symbols),
+        "orders": tagged_rows(orders, tag, stable, symbols),
+        "algo_orders": tagged_rows(
+            (a.rest_row() for a in acct.algos.values()), {}, stable, symbols
+        ),
         "positions": [
             {
                 "symbol": p.symbol,

@@ -136,6 +136,10 @@ class WeightBudget:
     def limit(self) -> int:
         return self._limit
 
+    def clock(self) -> float:
+        """The budget's clock (epoch seconds; a fake one in tests)."""
+        return self._clock()
+
     @property
     def usable(self) -> int:
         return max(1, math.floor(self._limit * (1 - self.headroom)))
@@ -273,6 +277,11 @@ class WeightBudget:
             # request. Forgetting its weight would let the estimate fall behind the venue's
             # count with every timeout, and end in 429s, then a ban.
             self._used += grant.weight
+        self.refused(status, retry_after_s)
+
+    def refused(self, status: int, retry_after_s: float | None = None) -> None:
+        """The venue answered ``status``: 429 pauses the pool for ``retry_after_s`` (or to the
+        next minute), 418 for the ban (at least 2 minutes); other statuses change nothing."""
         if status == 429:
             self._pause("rate_limited", retry_after_s or (self._next_minute() - self._clock() + 1))
         elif status == 418:
@@ -462,6 +471,32 @@ class WeightBudgets:
         budget = self.for_url(url, market=market)
         return Charge(budget, await budget.acquire(weight, priority, max_wait_s=max_wait_s))
 
+    async def spend(
+        self,
+        url: str,
+        weight: int,
+        *,
+        market: Market = Market.SPOT,
+        max_wait_s: float | None = None,
+    ) -> None:
+        """:meth:`charge` and settle at once, the weight counted as spent: for a caller that
+        reads no ``rateLimits`` (a connection attempt, a fire-and-forget request). A refusal
+        the server sends later goes to :meth:`refused`."""
+        (await self.charge(url, weight, market=market, max_wait_s=max_wait_s)).settle()
+
+    def refused(
+        self,
+        url: str,
+        status: int,
+        *,
+        retry_after_ms: int | None = None,
+        market: Market = Market.SPOT,
+    ) -> None:
+        """A WS-API request to ``url`` was answered 429 or 418, ``retryAfter`` (epoch ms, from
+        the error's data) when given: the pool, REST included, pauses until then."""
+        budget = self.for_url(url, market=market)
+        budget.refused(status, _seconds_until(budget, retry_after_ms))
+
     def __iter__(self) -> itertools.chain[WeightBudget]:
         return itertools.chain(self._budgets.values())
 
@@ -490,12 +525,16 @@ class Charge:
         then). Idempotent."""
         if limit is not None and limit > 0 and not self.grant.settled:
             self.budget.set_limit(limit)  # a configured limit stays
-        retry_after_s = None
-        if retry_after_ms is not None:
-            retry_after_s = max(0.0, retry_after_ms / 1000 - self.budget._clock())
         self.budget.settle(
-            self.grant, used_weight=used_weight, status=status, retry_after_s=retry_after_s
+            self.grant,
+            used_weight=used_weight,
+            status=status,
+            retry_after_s=_seconds_until(self.budget, retry_after_ms),
         )
+
+
+def _seconds_until(budget: WeightBudget, epoch_ms: int | None) -> float | None:
+    return None if epoch_ms is None else max(0.0, epoch_ms / 1000 - budget.clock())
 
 
 def request_weight(rate_limits: Iterable[Mapping[str, Any]]) -> tuple[int | None, int | None]:

@@ -83,7 +83,7 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     refused_symbol_retry_max_s: float = 6 * 3600.0
     evidence_interval_s: float = 1.0
     spot_quote_assets: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "BTC", "ETH", "BNB")
-    spot_probe_max: int = 20
+    spot_probe_max: int = 10
 
     def __post_init__(self) -> None:
         problem = out_of_range(self, _RANGES)

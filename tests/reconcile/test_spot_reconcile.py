@@ -208,3 +208,24 @@ async def test_the_reconciler_stays_inside_the_spot_weight_pool(rig_factory: Rig
             assert metric("fillstream_rest_requests_total", status="429") == limited
             for account in ("s1", "s2"):
                 assert (await pg_fills(rig, account)).keys() == truth_fills(rig, account).keys()
+
+
+async def test_a_symbol_the_balances_name_but_never_traded_costs_one_call(
+    rig_factory: RigFactory,
+) -> None:
+    config = SimConfig(
+        accounts=(),
+        spot_accounts=("s1",),
+        spot_symbols=("BTCUSDT", "ETHUSDT", "BNBUSDT", "ETHBTC", "BTCFDUSD"),
+        rate=0,
+    )
+    async with rig_factory(config) as rig, spot_account(rig, "s1") as rec:
+        calls = metric("fillstream_rest_requests_total", account="s1", endpoint="userTrades")
+        report = await rec.run_once(Trigger.STARTUP)
+        assert report.outcome == "ok", report.error
+        # USDT, BTC, ETH, BNB and FDUSD are held: every listed symbol is a probe, none traded.
+        assert report.symbols == 5 and report.found == 0
+        after = metric("fillstream_rest_requests_total", account="s1", endpoint="userTrades")
+        assert after - calls == 5  # the newest trade of each: none, no search by time
+        report = await rec.run_once(Trigger.PERIODIC)  # balances unchanged: nothing to probe
+        assert (report.outcome, report.symbols) == ("ok", 0)

@@ -61,7 +61,8 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
       evidence arriving meanwhile is coalesced into the next (latency vs REST weight).
     - ``spot_quote_assets`` / ``spot_probe_max``: spot only, which symbols the balances point
       at (reconcile/spot_symbols.py): quote assets tried beside the held ones, and the most
-      symbols probed per balance read (0: never probe from balances).
+      symbols probed per balance read (0: the balances are read, and submitted, but name no
+      symbols).
     """
 
     interval_s: float = 60.0

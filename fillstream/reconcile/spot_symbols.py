@@ -19,6 +19,11 @@ balances. A trade moves two balances, its symbol's base and quote asset; so the 
 4. at most ``spot_probe_max`` of them, those with both assets changed first, then by the quote
    asset's place in ``spot_quote_assets``, then by name.
 
+The same read heals missed balance events: the assets it finds changed are submitted as
+``position`` balance facts (source ``reconcile``, at the account's ``updateTime``: the ``u`` of
+the stream's outboundAccountPosition for the same update, so a fact the stream delivered is not
+stored twice); an asset gone since the previous read is a fact of zero.
+
 The candidates are *probes*: swept once, and polled on only if that found a trade (it leaves a
 cursor, and symbols with recent cursors are polled). A probe without a cursor costs one
 ``myTrades`` call (the newest trade: none, or older than the horizon, ends it, backfill.py)
@@ -30,12 +35,14 @@ else; a busy one at most ``spot_probe_max`` probes per interval, at the run's pr
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from fillstream.binance import Venue
-from fillstream.binance.spot.rows import AccountInfo, SymbolInfo
-from fillstream.ledger import Market
+from fillstream.binance.spot.parse import account_balances
+from fillstream.binance.spot.rows import AccountBalance, AccountInfo, SymbolInfo
+from fillstream.ledger import BalanceChange, FillSink, FillSource, IngestBatch, Market
 from fillstream.ledger.amounts import amount
 from fillstream.reconcile.metrics import BAD_ROWS
 
@@ -68,37 +75,72 @@ def candidates(
     return [symbol for _, _, symbol in found[:limit]]
 
 
-class BalanceProbe:
-    """One spot account's balance reads, and the symbols they point at."""
+def changed_facts(
+    info: AccountInfo,
+    changed: set[str],
+    *,
+    account: str,
+    received_at_ns: int | None = None,
+) -> tuple[BalanceChange, ...]:
+    """The balance facts of the ``changed`` assets of an account read (an asset no longer
+    listed: free and locked 0). Raises ``MalformedInput``."""
+    listed = {b.asset: b for b in info.balances}
+    rows = tuple(
+        listed.get(asset) or AccountBalance(asset=asset, free="0", locked="0")
+        for asset in sorted(changed)
+    )
+    snapshot = AccountInfo(balances=rows, updateTime=info.updateTime)
+    return account_balances(snapshot, account=account, received_at_ns=received_at_ns)
 
-    def __init__(self, *, account: str, venue: Venue, quotes: Sequence[str], limit: int) -> None:
+
+class BalanceProbe:
+    """One spot account's balance reads: the symbols they point at, and the balances that
+    changed as facts for the pipeline."""
+
+    def __init__(
+        self, *, account: str, venue: Venue, sink: FillSink, quotes: Sequence[str], limit: int
+    ) -> None:
         self.account = account
         self.venue = venue
+        self.sink = sink
         self.quotes = tuple(quotes)
         self.limit = limit
         self._amounts: dict[str, tuple[Decimal, Decimal]] | None = None  # asset → free, locked
 
     async def probe(self) -> list[str]:
-        """Read the balances and return the symbols to probe (empty: nothing changed). Raises
-        ``VenueError`` when the venue says no; a malformed answer is counted and yields none."""
+        """Read the balances, submit the changed ones, and return the symbols to probe (empty:
+        nothing changed). Raises ``VenueError`` when the venue says no; a malformed answer is
+        counted and yields none."""
         info = await self.venue.account_info()
         if not isinstance(info, AccountInfo):
             self._bad(info.reason)
             return []
         try:
             amounts = _amounts(info)
+            previous = self._amounts
+            if previous is None:
+                changed = set(amounts)
+            else:
+                changed = {
+                    a for a in amounts.keys() | previous.keys() if amounts.get(a) != previous.get(a)
+                }
+            facts = changed_facts(
+                info, changed, account=self.account, received_at_ns=time.time_ns()
+            )
         except ValueError as exc:
             self._bad(str(exc))
             return []
-        previous = self._amounts
-        self._amounts = amounts
-        if previous is None:
-            changed = set(amounts)
-        else:
-            changed = {
-                a for a in amounts.keys() | previous.keys() if amounts.get(a) != previous.get(a)
-            }
-        if not changed:
+        if facts:
+            await self.sink.submit(
+                IngestBatch(
+                    account=self.account,
+                    market=Market.SPOT,
+                    source=FillSource.RECONCILE,
+                    balances=facts,
+                )
+            )
+        self._amounts = amounts  # after the submit: a failed one is tried again next read
+        if not changed or not self.limit:
             return []
         symbols = await self.venue.spot_symbols()
         return candidates(

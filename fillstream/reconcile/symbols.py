@@ -74,9 +74,13 @@ class SymbolUniverse:
         self._income_since_ms = int(time.time() * 1000) - discovery_lookback_ms
         self.balances = (
             BalanceProbe(
-                account=account, venue=venue, quotes=spot_quote_assets, limit=spot_probe_max
+                account=account,
+                venue=venue,
+                sink=sink,
+                quotes=spot_quote_assets,
+                limit=spot_probe_max,
             )
-            if market is Market.SPOT and spot_probe_max > 0
+            if market is Market.SPOT
             else None
         )
         self.probes: set[str] = set()  # spot: symbols the balances point at, not yet swept

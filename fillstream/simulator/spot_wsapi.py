@@ -9,7 +9,8 @@ parameter but ``signature``, sorted by name, as ``k=v&...``), ``userDataStream.u
 ``time``; anything else is ``-1020``. Events go out one per text frame as
 ``{"subscriptionId": N, "event": {...}}``; ``serverShutdown`` without ``subscriptionId``.
 
-Every request and the handshake cost weight 2 in the spot ``REQUEST_WEIGHT`` pool (per IP,
+Every answer carries ``rateLimits`` (not with ``?returnRateLimits=false`` on the URL). Every
+request and the handshake cost weight 2 in the spot ``REQUEST_WEIGHT`` pool (per IP,
 shared with spot REST): past the limit a request is answered 429 with ``retryAfter`` (epoch ms)
 in ``error.data``; an IP that keeps going is banned (418) and its connections are closed.
 
@@ -18,8 +19,8 @@ Checks of ``subscribe.signature``, in order: mandatory parameters (``-1102``), `
 ``refuse_subscribe`` fault answers), ``timestamp`` (``-1021``: accepted iff
 ``timestamp < serverTime + 1000`` and ``serverTime - timestamp <= recvWindow``), the signature
 (``-1022``), then the connection's limits: one subscription per account (``-2035``), 1,000
-active and 65,535 over the connection's life (``-2042``). The last three codes are our best
-reading of Binance's error list (the docs only say "an error").
+active and 65,535 over the connection's life (``-2042``; both configurable). The last three
+codes are our best reading of Binance's error list (the docs only say "an error").
 
 Timers (sim clock): a ping every ``ping_interval_s`` (20 s) with a payload the pong must echo
 (other pongs do not count), no echo within ``pong_timeout_s`` (60 s) and the connection is cut,
@@ -34,6 +35,7 @@ import functools
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -48,8 +50,6 @@ from fillstream.simulator.spot_keys import SpotKey
 from fillstream.simulator.state import AccountState
 
 WEIGHT = 2
-MAX_ACTIVE = 1000
-MAX_LIFETIME = 65535
 _KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
 _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 _TOO_MUCH = (
@@ -86,6 +86,7 @@ class Session:
         self.subs: dict[int, ApiSubscription] = {}
         self.shutdown_at: float | None = None  # monotonic: close after a serverShutdown
         self.after: list[Callable[[], None]] = []  # run once the current answer is queued
+        self.return_rate_limits = True  # ?returnRateLimits=false on the URL leaves them out
 
 
 class Credentials(msgspec.Struct, frozen=True):
@@ -145,6 +146,8 @@ class WsApi:
         ping_interval_s: float,
         pong_timeout_s: float,
         cut_after_s: float,
+        max_active: int = 1000,
+        max_lifetime: int = 65535,
     ) -> None:
         self._hub = hub
         self._clock = clock
@@ -155,6 +158,8 @@ class WsApi:
         self._ping_interval_s = ping_interval_s
         self._pong_timeout_s = pong_timeout_s
         self._cut_after_s = cut_after_s
+        self._max_active = max_active
+        self._max_lifetime = max_lifetime
         self._decode = msgspec.json.Decoder(_Request)
         self._encode = msgspec.json.Encoder().encode
         self.faults = SpotWsFaults()
@@ -183,6 +188,7 @@ class WsApi:
         conn = Connection(ws, request.transport, self._clock.sim_s())
         conn.ws_api = True
         session = Session(conn, ip, self._clock.wall_ms())
+        session.return_rate_limits = request.query.get("returnRateLimits", "true") != "false"
         self.sessions[conn] = session
         self._hub.register(conn)
         self.accepted += 1
@@ -225,9 +231,7 @@ class WsApi:
         verdict = self._limiter.charge(session.ip, WEIGHT)
         if verdict.status != 200:
             self._answer(session, request.id, verdict=verdict, limited=verdict)
-            if verdict.status == 418:
-                self._hub.spawn(session.conn.close(1008, b"IP banned"))
-            return
+            return  # a ban also disconnects: see tick()
         accounts = [str(s.account) for s in session.subs.values()]
         api_key = request.params.get("apiKey")
         known = self._credentials.get(api_key) if isinstance(api_key, str) else None
@@ -266,7 +270,7 @@ class WsApi:
                 "apiKey": None,
                 "authorizedSince": None,
                 "connectedSince": session.connected_ms,
-                "returnRateLimits": True,
+                "returnRateLimits": session.return_rate_limits,
                 "serverTime": self._clock.server_ms(),
                 "userDataStream": bool(session.subs),
             }
@@ -276,9 +280,9 @@ class WsApi:
         account = self._authenticate(params)
         if any(s.account == account for s in session.subs.values()):
             raise ApiError(400, -2035, "User Data Stream subscription already active.")
-        if len(session.subs) >= MAX_ACTIVE:
+        if len(session.subs) >= self._max_active:
             raise ApiError(400, -2042, "Maximum active subscriptions reached for this connection.")
-        if session.next_id >= MAX_LIFETIME:
+        if session.next_id >= self._max_lifetime:
             raise ApiError(400, -2042, "Maximum subscription ID reached for this connection.")
         sub_id = session.next_id
         session.next_id += 1
@@ -291,7 +295,7 @@ class WsApi:
         for name in ("apiKey", "timestamp", "signature"):
             if params.get(name) in (None, ""):
                 raise mandatory(name)
-        recv_window = _number(params.get("recvWindow", 5000), "recvWindow")
+        recv_window = _window(params.get("recvWindow", 5000))
         if recv_window > 60000 or recv_window <= 0:
             raise ApiError(400, -1131, "recvWindow must be less than 60000")
         api_key = params["apiKey"]
@@ -303,9 +307,14 @@ class WsApi:
         account = known.state.name
         self._refusals(account)
         self._check_timestamp(_number(params["timestamp"], "timestamp"), recv_window)
-        payload = "&".join(f"{k}={_text(v)}" for k, v in sorted(params.items()) if k != "signature")
+        signed = sorted((k, _text(v)) for k, v in params.items() if k != "signature")
+        # The payload as the docs write it, or percent-encoded (python-binance's urlencode);
+        # they differ only for values that need encoding.
+        payloads = {"&".join(f"{k}={v}" for k, v in signed), urlencode(signed)}
         signature = params["signature"]
-        if not isinstance(signature, str) or not known.key.valid(payload, signature):
+        if not isinstance(signature, str) or not any(
+            known.key.valid(p, signature) for p in payloads
+        ):
             raise ApiError(400, -1022, "Signature for this request is not valid.")
         return account
 
@@ -318,7 +327,7 @@ class WsApi:
             status = 401 if refusal in (-2014, -2015) else 400
             raise ApiError(status, refusal, "Invalid API-key, IP, or permissions for action.")
 
-    def _check_timestamp(self, timestamp: int, recv_window: int) -> None:
+    def _check_timestamp(self, timestamp: int, recv_window: float) -> None:
         server = self._clock.server_ms()
         if timestamp >= server + 1000:
             raise ApiError(
@@ -370,7 +379,7 @@ class WsApi:
         else:
             body["status"] = 200
             body["result"] = result
-        if verdict is not None:
+        if verdict is not None and session.return_rate_limits:
             body["rateLimits"] = [
                 {
                     "rateLimitType": "REQUEST_WEIGHT",
@@ -427,6 +436,9 @@ class WsApi:
             conn = session.conn
             if conn.closing:
                 continue
+            if self._limiter.banned(session.ip):  # banned (by REST or WS API): disconnected
+                self._hub.spawn(conn.close(1008, b"IP banned"))
+                continue
             if session.shutdown_at is not None and mono >= session.shutdown_at:
                 self._hub.spawn(conn.close(1001, b"server shutdown"))
                 continue
@@ -461,6 +473,18 @@ def _number(value: object, name: str) -> int:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
+
+
+def _window(value: object) -> float:
+    """``recvWindow``: milliseconds, up to three decimals (microseconds) allowed."""
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return _number(value, "recvWindow")
 
 
 def _text(value: object) -> str:

@@ -292,12 +292,18 @@ class SpotUserStream:
         self._signal(reason, session)
 
     def _signal(self, reason: str, session: WsApiSession | None = None) -> None:
-        """Report trouble about ``session`` (None: about this account) to the supervisor; the
-        first reason wins until it is taken."""
-        if self._trouble_reason is None:
-            self._trouble_reason = reason
-            self._trouble_session = session
-            self._trouble.set()
+        """Report trouble about ``session`` (None: about this account) to the supervisor. The
+        first reason wins until it is taken, except over one about a connection we have left
+        (stale) and a lost subscription over a pending move (it has nothing left to move)."""
+        pending = self._trouble_reason
+        if pending is not None:
+            about = self._trouble_session
+            stale = about is not None and about is not self.session
+            if not stale and not (pending == "migrate" and reason != "migrate"):
+                return
+        self._trouble_reason = reason
+        self._trouble_session = session
+        self._trouble.set()
 
     async def _next_trouble(self) -> str:
         while True:
@@ -330,7 +336,9 @@ class SpotUserStream:
                 return
             old = self.session
             self.session = self.subscription_id = None
-            if old is not None:
+            if old is not None and (reason != "terminated" or old.done):
+                # A terminated subscription keeps its place: it resubscribes on the same
+                # connection, its neighbours untouched.
                 old.forget(self)
                 self.pool.leave(self, old)
             if reason == "auth_failed":

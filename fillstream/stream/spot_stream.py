@@ -92,14 +92,17 @@ class _Refused(Exception):
 class SpotUserStream:
     """The spot user data of one account (see module docstring).
 
-    ``pool`` defaults to the process's pool for ``settings.ws_url`` (:func:`shared_pool`), so
-    every account on one endpoint shares its connections.
+    ``settings.ws_url`` is the WS-API endpoint itself (``wss://ws-api.binance.com:443/ws-api/v3``,
+    :data:`~fillstream.binance.endpoints.WS_URLS`). ``pool`` defaults to the process's pool for
+    it (:func:`shared_pool`), so every account on one endpoint shares its connections. ``venue``
+    (REST) is not used by the stream itself: the reconciler backfills its gaps; it is taken for
+    the same call as :class:`~.listener.UserStream` and gives ``market`` when that is not set.
     """
 
     def __init__(
         self,
         account: str,
-        venue: Venue,
+        venue: Venue | None,
         sink: FillSink,
         gaps: GapListener,
         settings: StreamSettings | None = None,
@@ -111,7 +114,10 @@ class SpotUserStream:
         decoder: FrameDecoder | None = None,
     ) -> None:
         self.account = account
-        self.market = market or venue.market
+        market = market or (venue.market if venue is not None else None)
+        if market is None:
+            raise ValueError("SpotUserStream needs a market (or a venue to take it from)")
+        self.market = market
         self.settings = (settings or StreamSettings()).validate()
         self.credentials = credentials
         self.metrics = StreamMetrics(account, self.market.value)
@@ -350,7 +356,6 @@ class SpotUserStream:
     async def _subscribe(self, reason: str) -> None:
         """Subscribe (with backoff, forever) until live; raises :class:`_Refused`."""
         backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
-        resynced = False
         while True:
             pause = self.pool.paused_until_mono - time.monotonic()
             if pause > 0:
@@ -361,10 +366,6 @@ class SpotUserStream:
                 self.attempted.set()
                 if exc.is_auth:
                     raise _Refused(exc) from exc
-                if exc.code == TIMESTAMP_OUTSIDE_WINDOW and not resynced:
-                    resynced = await self._resync()
-                    if resynced:
-                        continue
                 await self._retry_later(reason, exc, backoff)
                 continue
             except _RETRYABLE as exc:
@@ -376,36 +377,35 @@ class SpotUserStream:
             return
 
     async def _subscribe_once(self, *, avoid: WsApiSession | None) -> tuple[WsApiSession, int]:
+        """Place the account and subscribe; a ``-1021`` re-syncs the clock (the venue's
+        ``time``) and tries once more on the same connection at once."""
         pool = self.pool
         session = await pool.place(self, avoid=avoid)
         try:
-            await pool.charge(wsapi.SUBSCRIBE_WEIGHT)
-            params = wsapi.subscribe_params(
-                self.credentials.api_key,
-                self.credentials.signer,
-                timestamp_ms=pool.now_ms(),
-                recv_window_ms=self.settings.recv_window_ms or None,
-            )
-            sid = await session.subscribe(self, params)
+            try:
+                sid = await self._send_subscribe(session)
+            except VenueError as exc:
+                if exc.code != TIMESTAMP_OUTSIDE_WINDOW:
+                    raise
+                log.warning("%s: %s; re-syncing the clock", self.account, exc.message)
+                await pool.resync_time(session)
+                sid = await self._send_subscribe(session)
         except BaseException:
             session.forget(self)
             pool.leave(self, session)
             raise
         return session, sid
 
-    async def _resync(self) -> bool:
-        try:
-            session = await self.pool.place(self)
-        except (VenueError, *_RETRYABLE):
-            return False
-        try:
-            await self.pool.resync_time(session)
-            return True
-        except (VenueError, *_RETRYABLE) as exc:
-            log.warning("%s: clock re-sync failed: %s", self.account, exc)
-            return False
-        finally:
-            self.pool.leave(self, session)
+    async def _send_subscribe(self, session: WsApiSession) -> int:
+        pool = self.pool
+        await pool.charge(wsapi.SUBSCRIBE_WEIGHT)
+        params = wsapi.subscribe_params(
+            self.credentials.api_key,
+            self.credentials.signer,
+            timestamp_ms=pool.now_ms(),  # fresh on every attempt: a stale one is -1021
+            recv_window_ms=self.settings.recv_window_ms or None,
+        )
+        return await session.subscribe(self, params)
 
     async def _retry_later(self, reason: str, exc: BaseException, backoff: Backoff) -> None:
         if isinstance(exc, VenueError) and (exc.is_rate_limited or exc.is_banned):

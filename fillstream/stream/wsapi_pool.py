@@ -132,7 +132,9 @@ class WsApiPool:
         session.members.discard(member)
         self._gauges()
         if not session.members and not session.done and session.close_reason is None:
-            self._spawn(session.close("idle" if not session.retiring else "retired"))
+            reason = "retired" if session.retiring else "idle"
+            session.retiring = True  # from now: placed on by no one, while it closes
+            self._spawn(session.close(reason))
 
     def _on_closed(self, session: WsApiSession, reason: str) -> None:
         self.sessions.pop(session.id, None)

@@ -241,7 +241,6 @@ class SpotUserStream:
         try:
             if sid is not None and not session.done:
                 async with asyncio.timeout(max(timeout_s, 0.1)):
-                    await self.pool.charge(wsapi.SUBSCRIBE_WEIGHT)
                     await session.unsubscribe(sid)
         except (VenueError, *_RETRYABLE) as exc:
             log.info("%s: unsubscribe %d failed (%s); dropped", self.account, sid, exc)
@@ -398,7 +397,6 @@ class SpotUserStream:
 
     async def _send_subscribe(self, session: WsApiSession) -> int:
         pool = self.pool
-        await pool.charge(wsapi.SUBSCRIBE_WEIGHT)
         params = wsapi.subscribe_params(
             self.credentials.api_key,
             self.credentials.signer,

@@ -41,6 +41,7 @@ import aiohttp
 import msgspec
 from aiohttp import WSMsgType
 
+from fillstream.binance.budget import Charge, WeightBudgets, request_weight
 from fillstream.binance.spot import wsapi
 from fillstream.binance.spot.wsapi import Frame, ParamValue
 from fillstream.binance.usdm.events import Header
@@ -113,6 +114,8 @@ class WsApiSession:
         settings: StreamSettings,
         market: str,
         on_closed: Callable[[WsApiSession, str], None],
+        budgets: WeightBudgets | None = None,
+        url: str = "",
     ) -> None:
         self.id = conn_id
         self.socket = socket
@@ -131,6 +134,8 @@ class WsApiSession:
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._on_closed = on_closed
+        self._budgets = budgets
+        self._url = url
         self._pong = asyncio.Event()
         self._done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -165,10 +170,39 @@ class WsApiSession:
         """Send one request and wait for its answer (``request_timeout_s``).
 
         ``on_ok`` runs in the reader when a 200 answer arrives, before the next frame is read.
+        The weight is taken from the spot pool of ``budgets`` first (waiting as REST does; a
+        pause outlasting ``backoff_max_s`` raises its 429/418 at once) and settled with the
+        answer's ``rateLimits`` or refusal.
         Raises ``VenueError`` (the venue refused; 429/418 with ``retry_after_s``),
         :class:`SessionClosedError`, or ``TimeoutError``."""
         if self.done or self.close_reason is not None:
             raise SessionClosedError(f"connection {self.id} is closed")
+        charge = await self._charge(method)
+        frame: Frame | None = None
+        try:
+            frame = await self._exchange(method, params, on_ok)
+        finally:
+            if charge is not None:
+                _settle(charge, frame)
+        if frame.status != 200:
+            WSAPI_REQUESTS.labels(self.market, method, str(frame.status)).inc()
+            raise wsapi.error_of(frame, method=method, now_ms=time.time_ns() // 1_000_000)
+        WSAPI_REQUESTS.labels(self.market, method, "ok").inc()
+        return frame
+
+    async def _charge(self, method: str) -> Charge | None:
+        if self._budgets is None:
+            return None
+        return await self._budgets.charge(
+            self._url, wsapi.WEIGHTS.get(method, 2), max_wait_s=self.settings.backoff_max_s
+        )
+
+    async def _exchange(
+        self,
+        method: str,
+        params: Mapping[str, ParamValue] | None,
+        on_ok: Callable[[Frame], None] | None,
+    ) -> Frame:
         request_id = str(next(self._ids))
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = _Pending(method, future, on_ok)
@@ -179,17 +213,12 @@ class WsApiSession:
             except (OSError, aiohttp.ClientError, RuntimeError) as exc:
                 raise SessionClosedError(f"connection {self.id}: send failed: {exc}") from exc
             async with asyncio.timeout(self.settings.request_timeout_s):
-                frame = await future
+                return await future
         except (SessionClosedError, TimeoutError):
             WSAPI_REQUESTS.labels(self.market, method, "failed").inc()
             raise
         finally:
             self._pending.pop(request_id, None)
-        if frame.status != 200:
-            WSAPI_REQUESTS.labels(self.market, method, str(frame.status)).inc()
-            raise wsapi.error_of(frame, method=method, now_ms=time.time_ns() // 1_000_000)
-        WSAPI_REQUESTS.labels(self.market, method, "ok").inc()
-        return frame
 
     async def subscribe(self, member: Member, params: Mapping[str, ParamValue]) -> int:
         """``userDataStream.subscribe.signature`` for ``member``; its subscription id. The
@@ -410,6 +439,16 @@ class WsApiSession:
         """Stop a reader stuck on a full buffer (shutdown past its deadline)."""
         if self._task is not None and not self._done.is_set():
             self._task.cancel()
+
+
+def _settle(charge: Charge, frame: Frame | None) -> None:
+    """Settle a request's weight with its answer (none came: status 0, counted as spent)."""
+    if frame is None:
+        charge.settle(status=0)
+        return
+    used, limit = request_weight(frame.rateLimits)
+    retry_after_ms = wsapi.retry_data(frame).retryAfter if frame.status in (418, 429) else None
+    charge.settle(status=frame.status, used_weight=used, limit=limit, retry_after_ms=retry_after_ms)
 
 
 def _event_type(event: msgspec.Raw) -> str:

@@ -10,6 +10,7 @@ connection, each with a gap; frames for an unknown subscription are counted.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from fillstream.binance.budget import WeightBudgets
 from fillstream.binance.signing import Signer
 from fillstream.ledger import Gap, Market, StreamState
 from fillstream.sidecar.stack import IngestStack
@@ -54,7 +56,8 @@ class SpotRig:
         self.sim = sim
         self.stack = stack
         self.settings = settings
-        self.pool = WsApiPool(settings.ws_url, settings)
+        self.budgets = WeightBudgets()
+        self.pool = WsApiPool(settings.ws_url, settings, budgets=self.budgets)
         self.streams: dict[str, SpotUserStream] = {}
         self.gaps: dict[str, Gaps] = {}
 
@@ -191,6 +194,9 @@ async def test_accounts_share_connections_and_every_fill_arrives(make_rig: RigFa
     sessions = {rig.session_of(x) for x in (a, b, c)}
     assert len(sessions) == 2
     assert rig.pool.connects == 2
+    # Weight in the spot pool, as the venue counted it: 2 per connection, 2 per subscribe.
+    budget = rig.budgets.for_url(rig.settings.ws_url)
+    assert budget.used == 2 * 2 + 3 * 2
     rig.sim.resume()
     await eventually(
         lambda: all(rig.streams[x].fills >= 5 for x in (a, b, c)), what="fills on every account"
@@ -380,11 +386,18 @@ async def test_rate_limited_subscribe_waits_retry_after_then_streams(
     (a,) = names(rig)
     await rig.streaming(a)
     await rig.streams[a].aclose()
-    rig.sim.inject(a, "ws_api_rate_limit", count=1, retry_after=1.0)
+    failures = sample("fillstream_stream_connect_failures_total", account=a, market="spot")
+    rig.sim.inject(a, "ws_api_rate_limit", count=1, retry_after=2.0)
+    started = time.monotonic()
     stream = rig.add(a)
+    budget = rig.budgets.for_url(rig.settings.ws_url)
+    # The 429 pauses the shared spot pool (REST waits with the WS API) for its retryAfter.
+    await eventually(lambda: budget.paused_for()[1] > 0, what="the spot pool paused")
     await rig.streaming(a)
-    assert rig.pool.paused_until_mono > 0
-    assert sample("fillstream_stream_connect_failures_total", account=a, market="spot") >= 1
+    assert time.monotonic() - started >= 1.5
+    assert sample("fillstream_stream_connect_failures_total", account=a, market="spot") == (
+        failures + 1
+    )
     assert stream.state is StreamState.STREAMING
 
 

@@ -18,7 +18,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from fillstream.binance import Venue
 from fillstream.binance.budget import WeightBudgets
+from fillstream.binance.rest import BinanceVenue
 from fillstream.binance.signing import Signer
 from fillstream.ledger import Gap, Market, StreamState
 from fillstream.sidecar.stack import IngestStack
@@ -61,13 +63,15 @@ class SpotRig:
         self.streams: dict[str, SpotUserStream] = {}
         self.gaps: dict[str, Gaps] = {}
 
-    def add(self, account: str, *, api_key: str | None = None) -> SpotUserStream:
+    def add(
+        self, account: str, *, api_key: str | None = None, venue: Venue | None = None
+    ) -> SpotUserStream:
         creds = self.sim.account(account)
         secret = creds.private_key_pem or creds.api_secret
         gaps = self.gaps[account] = Gaps()
         stream = SpotUserStream(
             account,
-            None,
+            venue,
             self.stack.pipeline,
             gaps,
             self.settings,
@@ -348,6 +352,39 @@ async def test_a_clock_behind_the_venue_is_resynced(make_rig: RigFactory) -> Non
     rig.add(a)
     await rig.streaming(a)
     assert 19_000 <= rig.pool.clock_offset_ms <= 21_000
+
+
+async def test_a_socket_that_answers_but_delivers_nothing_is_caught_by_rest(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(accounts=1, settings={"stale_after_s": 1.0}, rate=20.0)
+    (a,) = names(rig)
+    await rig.streaming(a)
+    await rig.streams[a].aclose()
+    creds = rig.sim.account(a)
+    venue = await BinanceVenue.create(
+        account=a,
+        market=Market.SPOT,
+        api_key=creds.api_key,
+        api_secret=creds.api_secret,
+        rest_url=rig.sim.rest_url,
+        budget=rig.budgets,
+    )
+    try:
+        stream = rig.add(a, venue=venue)
+        await rig.streaming(a)
+        rig.sim.resume()
+        await eventually(lambda: bool(stream.activity.open_orders), what="an order working")
+        silent = rig.session_of(a)
+        rig.sim.inject(a, "silent", seconds=30.0)  # pings and requests answered, no events
+        await eventually(lambda: "stale" in rig.gaps[a].reasons(), what="the stale verdict")
+        await rig.streaming(a)
+        assert rig.session_of(a) != silent  # resubscribed on another connection
+        fills = stream.fills
+        await eventually(lambda: stream.fills > fills, what="fills flow again")
+    finally:
+        await rig.streams[a].aclose()
+        await venue.aclose()
 
 
 async def test_unknown_subscription_id_is_counted_and_harmless(make_rig: RigFactory) -> None:

@@ -1,7 +1,8 @@
 """One spot WS-API connection: requests and their answers, and events routed to their accounts.
 
 Many accounts share a connection (binance-wave2.md §A.3), each with a subscription of its own.
-The reader decodes each frame's envelope once (:class:`~fillstream.binance.spot.wsapi.Frame`):
+The reader decodes each frame's envelope once (:class:`~fillstream.binance.spot.wsapi.Frame`;
+an event laid out exactly as Binance writes it is sliced instead, :func:`_split`):
 
 - an answer resolves its request's future. A subscribe's route (subscription id → account) is
   registered *in the reader*, before the next frame is read: the account's first events follow
@@ -57,6 +58,8 @@ log = logging.getLogger("fillstream.stream.wsapi")
 TERMINATED: Final = "eventStreamTerminated"
 SHUTDOWN: Final = "serverShutdown"
 _HEADER: Final = msgspec.json.Decoder(Header)
+_ENVELOPE: Final = b'{"subscriptionId":'
+_ENVELOPE_LEN: Final = len(_ENVELOPE)
 _DATA: Final = (WSMsgType.TEXT, WSMsgType.BINARY)
 _ENDED: Final = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
@@ -311,24 +314,30 @@ class WsApiSession:
     async def _frame(self, received_ns: int, data: bytes | str) -> None:
         self.stats.frames += 1
         self.last_frame_mono = time.monotonic()
+        split = _split(data) if isinstance(data, bytes) else None
+        if split is not None:
+            await self._event(received_ns, split[0], split[1], data)
+            return
         try:
             frame = wsapi.FRAME_DECODER.decode(data)
         except DECODE_ERRORS:
             self._unrouted("malformed", data)
             return
-        if not len(frame.event):
-            if frame.id is not None:
-                self._answer(frame)
-            else:
-                self._unrouted("unknown", data)
-            return
-        event = frame.event
+        if len(frame.event):
+            await self._event(received_ns, frame.subscriptionId, bytes(frame.event), data)
+        elif frame.id is not None:
+            self._answer(frame)
+        else:
+            self._unrouted("unknown", data)
+
+    async def _event(
+        self, received_ns: int, sid: int | None, event: bytes, data: bytes | str
+    ) -> None:
         event_type = _event_type(event)
         if event_type == SHUTDOWN:
             log.warning("wsapi connection %d: serverShutdown", self.id)
             self._migrate_all()
             return
-        sid = frame.subscriptionId
         route = self._route_of(sid)
         if route is None:
             if sid is None or sid not in self._retired:  # else: a late frame of an ended one
@@ -341,7 +350,7 @@ class WsApiSession:
             return
         self.stats.events += 1
         buffer = route.member.buffer
-        item = (received_ns, self.id, bytes(event))
+        item = (received_ns, self.id, event)
         if buffer.full():
             self.backpressured = True
             await buffer.put(item)
@@ -451,8 +460,21 @@ def _settle(charge: Charge, frame: Frame | None) -> None:
     charge.settle(status=frame.status, used_weight=used, limit=limit, retry_after_ms=retry_after_ms)
 
 
-def _event_type(event: msgspec.Raw) -> str:
-    head = bytes(memoryview(event)[:48])  # Binance writes ``e`` first: no JSON pass needed
+def _split(data: bytes) -> tuple[int, bytes] | None:
+    """``(subscription id, event bytes)`` of a frame laid out exactly as Binance writes it,
+    ``{"subscriptionId":N,"event":{...}}``, without a JSON pass (a fifth of the reader's cost
+    per frame); None for any other layout, which takes the full envelope decode."""
+    if not data.startswith(_ENVELOPE) or not data.endswith(b"}}"):
+        return None
+    comma = data.find(b",", _ENVELOPE_LEN, _ENVELOPE_LEN + 20)
+    digits = data[_ENVELOPE_LEN:comma]
+    if comma < 0 or not digits.isdigit() or data[comma : comma + 10] != b',"event":{':
+        return None
+    return int(digits), data[comma + 9 : -1]
+
+
+def _event_type(event: bytes) -> str:
+    head = event[:48]  # Binance writes ``e`` first: no JSON pass needed
     if head.startswith(b'{"e":"') and b'"' in head[6:]:
         return head[6 : head.find(b'"', 6)].decode("utf-8", "replace")
     try:

@@ -416,6 +416,28 @@ async def test_unknown_subscription_id_is_counted_and_harmless(make_rig: RigFact
     assert rig.gaps[a].reasons() == ["start"]
 
 
+async def test_envelopes_in_any_layout_reach_their_account(make_rig: RigFactory) -> None:
+    rig = await make_rig(accounts=1)
+    (a,) = names(rig)
+    await rig.streaming(a)
+    stream = rig.streams[a]
+    sid = stream.subscription_id
+    event = '{"e":"balanceUpdate","E":1789478401230,"a":"BTC","d":"1.5","T":1789478401230}'
+    frames = stream.frames
+    # Keys reordered and spaced (the full envelope decode), and without subscriptionId (one
+    # subscription on the connection: the connection is the account).
+    rig.sim.inject(a, "inject_frame", raw=f'{{ "event": {event}, "subscriptionId": {sid} }}')
+    rig.sim.inject(a, "inject_frame", raw=f'{{"event":{event}}}')
+    await eventually(lambda: stream.frames == frames + 2, what="both frames processed")
+    await eventually(
+        lambda: (
+            sample("fillstream_stream_events_total", account=a, market="spot", type="balanceUpdate")
+            == 2
+        ),
+        what="two balance events counted",
+    )
+
+
 async def test_rate_limited_subscribe_waits_retry_after_then_streams(
     make_rig: RigFactory,
 ) -> None:

@@ -387,6 +387,34 @@ async def test_a_socket_that_answers_but_delivers_nothing_is_caught_by_rest(
         await venue.aclose()
 
 
+async def test_duplicated_events_are_deduplicated(make_rig: RigFactory) -> None:
+    rig = await make_rig(accounts=1)
+    (a,) = names(rig)
+    await rig.streaming(a)
+    rig.sim.inject(a, "duplicate", count=40)
+    rig.sim.resume()
+    stream = rig.streams[a]
+    await eventually(lambda: stream.duplicates >= 5, what="duplicates dropped")
+    await rig.converged(a)
+
+
+async def test_a_dropped_fill_is_proven_by_the_next_report_and_narrowly_gapped(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(accounts=1, rate=20.0)
+    (a,) = names(rig)
+    await rig.streaming(a)
+    rig.sim.resume()
+    stream = rig.streams[a]
+    # First the stream sees orders from their NEW (evidence judges only orders seen whole)...
+    await eventually(lambda: stream.fills >= 5, what="fills before the drops")
+    rig.sim.inject(a, "drop_rate", p=0.3)  # ...then the venue drops events now and then
+    await eventually(
+        lambda: any(g.reason == "drop_evidence" and g.narrow for g in rig.gaps[a].gaps),
+        what="a drop_evidence gap",
+    )
+
+
 async def test_unknown_subscription_id_is_counted_and_harmless(make_rig: RigFactory) -> None:
     rig = await make_rig(accounts=1)
     (a,) = names(rig)

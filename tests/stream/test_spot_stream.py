@@ -18,14 +18,20 @@ from typing import Any
 import msgspec
 import pytest
 
-from fillstream.binance import Venue
+from fillstream.binance import Venue, VenueError
 from fillstream.binance.budget import WeightBudgets
 from fillstream.binance.rest import BinanceVenue
 from fillstream.binance.signing import Signer
 from fillstream.ledger import Gap, Market, StreamState
 from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig, Simulator
-from fillstream.stream import SpotCredentials, SpotUserStream, StreamSettings, WsApiPool
+from fillstream.stream import (
+    SpotCredentials,
+    SpotUserStream,
+    StreamSettings,
+    WsApiPool,
+    check_subscription,
+)
 from tests.conftest import NatsTarget
 from tests.stream.rig import eventually, fast_settings, sample
 
@@ -496,6 +502,20 @@ async def test_rsa_and_ed25519_keys_subscribe(make_rig: RigFactory, key_type: st
     await rig.streaming(a, b)
     rig.sim.resume()
     await eventually(lambda: rig.streams[a].fills >= 2, what=f"fills with an {key_type} key")
+
+
+async def test_check_subscription_subscribes_once_and_reports_a_refusal(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(accounts=1)
+    (a,) = names(rig)
+    creds = rig.sim.account(a)
+    good = SpotCredentials(creds.api_key, Signer.from_secret(creds.api_secret))
+    assert await check_subscription(a, good, rig.settings) == 0  # its own connection
+    wrong = SpotCredentials(creds.api_key, Signer.from_secret("not-the-secret"))
+    with pytest.raises(VenueError) as refused:
+        await check_subscription(a, wrong, rig.settings)
+    assert refused.value.is_auth and refused.value.code == -1022
 
 
 def test_credentials_repr_masks_the_key() -> None:

@@ -37,15 +37,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Final
 
 from fillstream.binance import Venue, VenueError
-from fillstream.binance.budget import WeightBudgets
-from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
 from fillstream.binance.products import EVENT_TYPES
-from fillstream.binance.signing import Signer
-from fillstream.binance.spot import wsapi
 from fillstream.ledger import FillSink, GapListener, Market, StatusSink, StreamState
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.backoff import Backoff, pacer
@@ -58,9 +53,10 @@ from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.spot_processor import SpotProcessor
+from fillstream.stream.spot_subscribe import SpotCredentials, subscribe
 from fillstream.stream.watchdog import StalenessWatchdog
 from fillstream.stream.wsapi_pool import WsApiPool, shared_pool
-from fillstream.stream.wsapi_session import Member, SessionClosedError, WsApiSession
+from fillstream.stream.wsapi_session import SessionClosedError, WsApiSession
 
 log = logging.getLogger("fillstream.stream")
 
@@ -73,17 +69,6 @@ _GAP_REASONS: Final = {
     "silent": "stale",
     "terminated": "subscription_terminated",
 }
-
-
-@dataclass(frozen=True)
-class SpotCredentials:
-    """The account's API key and its signer (HMAC, RSA or Ed25519); never printed."""
-
-    api_key: str
-    signer: Signer
-
-    def __repr__(self) -> str:
-        return f"SpotCredentials({self.api_key[:4]}…, {self.signer!r})"
 
 
 class _Refused(Exception):
@@ -408,7 +393,7 @@ class SpotUserStream:
         pool = self.pool
         session = await pool.place(self, avoid=avoid)
         try:
-            sid = await _subscribe(pool, session, self, self.credentials, self.settings)
+            sid = await subscribe(pool, session, self, self.credentials, self.settings)
         except BaseException:
             session.forget(self)
             pool.leave(self, session)
@@ -547,66 +532,3 @@ class SpotUserStream:
         if check.verdict == "mismatch" and self.session is session and self.connected:
             log.warning("%s/%s subscription is stale: %s", self.account, self.market, check.detail)
             self._signal("stale", session)
-
-
-async def _subscribe(
-    pool: WsApiPool,
-    session: WsApiSession,
-    member: Member,
-    credentials: SpotCredentials,
-    settings: StreamSettings,
-) -> int:
-    """``userDataStream.subscribe.signature`` with a fresh timestamp; a ``-1021`` re-syncs the
-    clock (the venue's ``time``) and tries once more on the same connection at once."""
-
-    async def attempt() -> int:
-        params = wsapi.subscribe_params(
-            credentials.api_key,
-            credentials.signer,
-            timestamp_ms=pool.now_ms(),  # fresh on every attempt: a stale one is -1021
-            recv_window_ms=settings.recv_window_ms or None,
-        )
-        return await session.subscribe(member, params)
-
-    try:
-        return await attempt()
-    except VenueError as exc:
-        if exc.code != TIMESTAMP_OUTSIDE_WINDOW:
-            raise
-        log.warning("%s: %s; re-syncing the clock", member.account, exc.message)
-        await pool.resync_time(session)
-        return await attempt()
-
-
-class _Probe:
-    """The member of a one-shot subscription (:func:`check_subscription`); its few events are
-    never read (the subscription ends at once)."""
-
-    def __init__(self, account: str) -> None:
-        self.account = account
-        self.buffer: FrameBuffer[QueuedFrame | None] = FrameBuffer(1 << 20)
-
-    def on_subscription_ended(self, session: WsApiSession, reason: str) -> None:
-        return None
-
-
-async def check_subscription(
-    account: str,
-    credentials: SpotCredentials,
-    settings: StreamSettings,
-    *,
-    budgets: WeightBudgets | None = None,
-) -> int:
-    """Subscribe once and unsubscribe, on a connection of its own (``fillstream check``): the
-    subscription id the venue gave. Raises ``VenueError`` (the key or signature was refused:
-    ``is_auth``; ``-1021`` even after a clock re-sync) or what connecting raises
-    (:data:`~.connection.CONNECT_ERRORS`, ``TimeoutError``)."""
-    pool = WsApiPool(settings.ws_url, settings, budgets=budgets)
-    probe = _Probe(account)
-    try:
-        session = await pool.place(probe)
-        sid = await _subscribe(pool, session, probe, credentials, settings)
-        await session.unsubscribe(sid)
-        return sid
-    finally:
-        await pool.aclose(settings.close_timeout_s + 1)

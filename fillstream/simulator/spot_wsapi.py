@@ -6,10 +6,12 @@ Requests are JSON text frames ``{"id", "method", "params"}``; every answer is
 Methods: ``userDataStream.subscribe.signature`` (any key type; the signature covers every
 parameter but ``signature``, sorted by name, as ``k=v&...``), ``userDataStream.unsubscribe``
 (one ``subscriptionId``, or all), ``session.subscriptions``, ``session.status``, ``ping``,
-``time``; anything else is ``-1020``. Events go out one per text frame as
+``time``, and the logon flow (``session.logon`` with an Ed25519 key, ``userDataStream.subscribe``,
+``session.logout``); anything else is ``-1020``. Events go out one per text frame as
 ``{"subscriptionId": N, "event": {...}}``; ``serverShutdown`` without ``subscriptionId``.
 
-Every request and the handshake cost weight 2 in the spot ``REQUEST_WEIGHT`` pool (per IP,
+Every answer carries ``rateLimits`` (not with ``?returnRateLimits=false`` on the URL). Every
+request and the handshake cost weight 2 in the spot ``REQUEST_WEIGHT`` pool (per IP,
 shared with spot REST): past the limit a request is answered 429 with ``retryAfter`` (epoch ms)
 in ``error.data``; an IP that keeps going is banned (418) and its connections are closed.
 
@@ -18,8 +20,8 @@ Checks of ``subscribe.signature``, in order: mandatory parameters (``-1102``), `
 ``refuse_subscribe`` fault answers), ``timestamp`` (``-1021``: accepted iff
 ``timestamp < serverTime + 1000`` and ``serverTime - timestamp <= recvWindow``), the signature
 (``-1022``), then the connection's limits: one subscription per account (``-2035``), 1,000
-active and 65,535 over the connection's life (``-2042``). The last three codes are our best
-reading of Binance's error list (the docs only say "an error").
+active and 65,535 over the connection's life (``-2042``; both configurable). The last three
+codes are our best reading of Binance's error list (the docs only say "an error").
 
 Timers (sim clock): a ping every ``ping_interval_s`` (20 s) with a payload the pong must echo
 (other pongs do not count), no echo within ``pong_timeout_s`` (60 s) and the connection is cut,
@@ -45,33 +47,35 @@ from fillstream.simulator.market import SPOT
 from fillstream.simulator.ratelimit import Verdict, WeightLimiter
 from fillstream.simulator.spot_events import event_stream_terminated, server_shutdown
 from fillstream.simulator.spot_keys import SpotKey
+from fillstream.simulator.spot_wsapi_rules import (
+    BANNED,
+    REFUSALS,
+    TOO_MUCH,
+    SpotWsFaults,
+    number,
+    signature_payloads,
+    window,
+)
 from fillstream.simulator.state import AccountState
 
 WEIGHT = 2
-MAX_ACTIVE = 1000
-MAX_LIFETIME = 65535
 _KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
 _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
-_TOO_MUCH = (
-    "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
-    "Please use WebSocket Streams for live updates to avoid polling the API."
-)
-_BANNED = (
-    "Way too much request weight used; IP banned until {until}. "
-    "Please use WebSocket Streams for live updates to avoid bans."
-)
 
 
 class ApiSubscription(Subscription):
     """One account's user-data subscription on a WS API connection."""
 
-    __slots__ = ("subscription_id",)
+    __slots__ = ("logon", "subscription_id")
 
-    def __init__(self, conn: Connection, account: str, subscription_id: int) -> None:
+    def __init__(
+        self, conn: Connection, account: str, subscription_id: int, *, logon: bool = False
+    ) -> None:
         super().__init__(
             conn, account, listen_key="", events=None, combined=False, alive=True, product=SPOT
         )
         self.subscription_id = subscription_id
+        self.logon = logon  # made by userDataStream.subscribe (session.logout ends it)
         self.prefix = b'{"subscriptionId":%d,"event":' % subscription_id
 
 
@@ -86,6 +90,8 @@ class Session:
         self.subs: dict[int, ApiSubscription] = {}
         self.shutdown_at: float | None = None  # monotonic: close after a serverShutdown
         self.after: list[Callable[[], None]] = []  # run once the current answer is queued
+        self.return_rate_limits = True  # ?returnRateLimits=false on the URL leaves them out
+        self.logon: tuple[Credentials, int] | None = None  # session.logon: (key, since ms)
 
 
 class Credentials(msgspec.Struct, frozen=True):
@@ -93,35 +99,6 @@ class Credentials(msgspec.Struct, frozen=True):
 
     state: AccountState
     key: SpotKey
-
-
-class SpotWsFaults:
-    """WS API faults that act on requests, per account (``None``: any account)."""
-
-    def __init__(self) -> None:
-        self.refuse: dict[str, tuple[int, int]] = {}  # account -> (subscribes left, code)
-        self.rate_limited: dict[str | None, tuple[int, float]] = {}  # -> (left, retry after s)
-
-    def take_refusal(self, account: str) -> int | None:
-        left, code = self.refuse.get(account, (0, 0))
-        if left <= 0:
-            return None
-        if left == 1:
-            del self.refuse[account]
-        else:
-            self.refuse[account] = (left - 1, code)
-        return code
-
-    def take_rate_limit(self, accounts: list[str]) -> float | None:
-        for who in (*accounts, None):
-            left, retry = self.rate_limited.get(who, (0, 0.0))
-            if left > 0:
-                if left == 1:
-                    del self.rate_limited[who]
-                else:
-                    self.rate_limited[who] = (left - 1, retry)
-                return retry
-        return None
 
 
 class _Request(msgspec.Struct):
@@ -145,6 +122,8 @@ class WsApi:
         ping_interval_s: float,
         pong_timeout_s: float,
         cut_after_s: float,
+        max_active: int = 1000,
+        max_lifetime: int = 65535,
     ) -> None:
         self._hub = hub
         self._clock = clock
@@ -155,6 +134,8 @@ class WsApi:
         self._ping_interval_s = ping_interval_s
         self._pong_timeout_s = pong_timeout_s
         self._cut_after_s = cut_after_s
+        self._max_active = max_active
+        self._max_lifetime = max_lifetime
         self._decode = msgspec.json.Decoder(_Request)
         self._encode = msgspec.json.Encoder().encode
         self.faults = SpotWsFaults()
@@ -183,6 +164,7 @@ class WsApi:
         conn = Connection(ws, request.transport, self._clock.sim_s())
         conn.ws_api = True
         session = Session(conn, ip, self._clock.wall_ms())
+        session.return_rate_limits = request.query.get("returnRateLimits", "true") != "false"
         self.sessions[conn] = session
         self._hub.register(conn)
         self.accepted += 1
@@ -225,9 +207,7 @@ class WsApi:
         verdict = self._limiter.charge(session.ip, WEIGHT)
         if verdict.status != 200:
             self._answer(session, request.id, verdict=verdict, limited=verdict)
-            if verdict.status == 418:
-                self._hub.spawn(session.conn.close(1008, b"IP banned"))
-            return
+            return  # a ban also disconnects: see tick()
         accounts = [str(s.account) for s in session.subs.values()]
         api_key = request.params.get("apiKey")
         known = self._credentials.get(api_key) if isinstance(api_key, str) else None
@@ -256,42 +236,67 @@ class WsApi:
         if method == "time":
             return {"serverTime": self._clock.server_ms()}
         if method == "userDataStream.subscribe.signature":
-            return self._subscribe(session, params)
+            return self._subscribe(session, self._authenticate(params).state.name)
+        if method in ("session.logon", "userDataStream.subscribe", "session.logout"):
+            return self._logon_method(session, method, params)
         if method == "userDataStream.unsubscribe":
             return self._unsubscribe(session, params)
         if method == "session.subscriptions":
             return [{"subscriptionId": i} for i in session.subs]
         if method == "session.status":
-            return {
-                "apiKey": None,
-                "authorizedSince": None,
-                "connectedSince": session.connected_ms,
-                "returnRateLimits": True,
-                "serverTime": self._clock.server_ms(),
-                "userDataStream": bool(session.subs),
-            }
+            return self._status(session)
         raise ApiError(400, -1020, "This operation is not supported.")
 
-    def _subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, int]:
-        account = self._authenticate(params)
+    def _status(self, session: Session) -> dict[str, object]:
+        logon = session.logon
+        return {
+            "apiKey": logon[0].state.account.api_key if logon else None,
+            "authorizedSince": logon[1] if logon else None,
+            "connectedSince": session.connected_ms,
+            "returnRateLimits": session.return_rate_limits,
+            "serverTime": self._clock.server_ms(),
+            "userDataStream": bool(session.subs),
+        }
+
+    def _logon_method(self, session: Session, method: str, params: dict[str, Any]) -> object:
+        """The logon flow (binance-wave2 §A.3): ``session.logon`` (Ed25519 keys only; again
+        switches the key), ``userDataStream.subscribe`` for the logged-on account, and
+        ``session.logout``, which ends only that subscription. ``-1002`` for another key
+        type or a subscribe without logon is our reading (the docs give no code)."""
+        if method == "session.logon":
+            known = self._authenticate(params)
+            if known.key.key_type != "ED25519":
+                raise ApiError(401, -1002, "Only Ed25519 keys are supported for this feature.")
+            session.logon = (known, self._clock.wall_ms())
+            return self._status(session)
+        if method == "userDataStream.subscribe":
+            if session.logon is None:
+                raise ApiError(401, -1002, "You are not authorized to execute this request.")
+            return self._subscribe(session, session.logon[0].state.name, logon=True)
+        ended = [s for s in session.subs.values() if s.logon]
+        session.logon = None
+        session.after = [functools.partial(self.terminate, session, sub) for sub in ended]
+        return self._status(session)
+
+    def _subscribe(self, session: Session, account: str, *, logon: bool = False) -> dict[str, int]:
         if any(s.account == account for s in session.subs.values()):
             raise ApiError(400, -2035, "User Data Stream subscription already active.")
-        if len(session.subs) >= MAX_ACTIVE:
+        if len(session.subs) >= self._max_active:
             raise ApiError(400, -2042, "Maximum active subscriptions reached for this connection.")
-        if session.next_id >= MAX_LIFETIME:
+        if session.next_id >= self._max_lifetime:
             raise ApiError(400, -2042, "Maximum subscription ID reached for this connection.")
         sub_id = session.next_id
         session.next_id += 1
-        sub = session.subs[sub_id] = ApiSubscription(session.conn, account, sub_id)
+        sub = session.subs[sub_id] = ApiSubscription(session.conn, account, sub_id, logon=logon)
         session.after = [lambda: self._hub.attach(sub)]  # events only after the answer
         return {"subscriptionId": sub_id}
 
-    def _authenticate(self, params: dict[str, Any]) -> str:
+    def _authenticate(self, params: dict[str, Any]) -> Credentials:
         """The account a signed request is for, or the venue's error."""
         for name in ("apiKey", "timestamp", "signature"):
             if params.get(name) in (None, ""):
                 raise mandatory(name)
-        recv_window = _number(params.get("recvWindow", 5000), "recvWindow")
+        recv_window = window(params.get("recvWindow", 5000))
         if recv_window > 60000 or recv_window <= 0:
             raise ApiError(400, -1131, "recvWindow must be less than 60000")
         api_key = params["apiKey"]
@@ -302,12 +307,14 @@ class WsApi:
             raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         account = known.state.name
         self._refusals(account)
-        self._check_timestamp(_number(params["timestamp"], "timestamp"), recv_window)
-        payload = "&".join(f"{k}={_text(v)}" for k, v in sorted(params.items()) if k != "signature")
+        self._check_timestamp(number(params["timestamp"], "timestamp"), recv_window)
+        payloads = signature_payloads(params)
         signature = params["signature"]
-        if not isinstance(signature, str) or not known.key.valid(payload, signature):
+        if not isinstance(signature, str) or not any(
+            known.key.valid(p, signature) for p in payloads
+        ):
             raise ApiError(400, -1022, "Signature for this request is not valid.")
-        return account
+        return known
 
     def _refusals(self, account: str) -> None:
         """The ``refuse_ws`` and ``refuse_subscribe`` faults of ``account``."""
@@ -315,10 +322,10 @@ class WsApi:
             raise ApiError(503, -1001, "Internal error; unable to process your request.")
         refusal = self.faults.take_refusal(account)
         if refusal is not None:
-            status = 401 if refusal in (-2014, -2015) else 400
-            raise ApiError(status, refusal, "Invalid API-key, IP, or permissions for action.")
+            status, msg = REFUSALS.get(refusal, (400, "Request refused (refuse_subscribe fault)."))
+            raise ApiError(status, refusal, msg)
 
-    def _check_timestamp(self, timestamp: int, recv_window: int) -> None:
+    def _check_timestamp(self, timestamp: int, recv_window: float) -> None:
         server = self._clock.server_ms()
         if timestamp >= server + 1000:
             raise ApiError(
@@ -332,7 +339,7 @@ class WsApi:
         if wanted is None:
             ended = list(session.subs.values())
         else:
-            sub_id = _number(wanted, "subscriptionId")
+            sub_id = number(wanted, "subscriptionId")
             sub = session.subs.get(sub_id)
             if sub is None:
                 raise ApiError(400, -2036, "User Data Stream subscription not active.")
@@ -370,7 +377,7 @@ class WsApi:
         else:
             body["status"] = 200
             body["result"] = result
-        if verdict is not None:
+        if verdict is not None and session.return_rate_limits:
             body["rateLimits"] = [
                 {
                     "rateLimitType": "REQUEST_WEIGHT",
@@ -386,10 +393,10 @@ class WsApi:
         server = self._clock.server_ms()
         if verdict.status == 418:
             until = verdict.banned_until_ms
-            msg = _BANNED.format(until=until)
+            msg = BANNED.format(until=until)
         else:
             until = server + verdict.retry_after_s * 1000
-            msg = _TOO_MUCH.format(limit=self._limiter.limit)
+            msg = TOO_MUCH.format(limit=self._limiter.limit)
         return {"code": -1003, "msg": msg, "data": {"serverTime": server, "retryAfter": until}}
 
     # -- faults --------------------------------------------------------------------------------
@@ -427,6 +434,9 @@ class WsApi:
             conn = session.conn
             if conn.closing:
                 continue
+            if self._limiter.banned(session.ip):  # banned (by REST or WS API): disconnected
+                self._hub.spawn(conn.close(1008, b"IP banned"))
+                continue
             if session.shutdown_at is not None and mono >= session.shutdown_at:
                 self._hub.spawn(conn.close(1001, b"server shutdown"))
                 continue
@@ -448,23 +458,3 @@ class WsApi:
 async def _ping(conn: Connection, payload: bytes) -> None:
     with contextlib.suppress(ConnectionError, RuntimeError):
         await conn.ws.ping(payload)
-
-
-def _number(value: object, name: str) -> int:
-    """An integer parameter (JSON number or numeric string); ``-1100`` otherwise."""
-    if isinstance(value, bool):
-        raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
-
-
-def _text(value: object) -> str:
-    """A parameter as it appears in the signature payload."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

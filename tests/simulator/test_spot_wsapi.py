@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -210,5 +211,101 @@ async def test_signature_covers_recv_window_and_time_and_ping(
     assert (await client.request("ping"))["result"] == {}
     server = (await client.request("time"))["result"]["serverTime"]
     assert abs(server - time.time() * 1000) < 5000
-    unknown = await client.request("session.logon")
+    unknown = await client.request("order.place")
     assert unknown["error"]["code"] == -1020
+    async with aiohttp.ClientSession() as http:
+        url = spot_sim.ws_url + "/ws-api/v3?returnRateLimits=false"
+        quiet = WsApiClient(await http.ws_connect(url))
+        answer = await quiet.request("session.status")
+        assert "rateLimits" not in answer and answer["result"]["returnRateLimits"] is False
+        await quiet.close()
+
+
+@pytest.mark.parametrize("key_type", ["RSA", "ED25519"])
+async def test_rsa_and_ed25519_keys(make_sim: SimFactory, key_type: str) -> None:
+    sim = await make_sim(accounts=(), spot_accounts=("k",), spot_key_types={"k": key_type})
+    acct = sim.account("k")
+    record = sim.spot_record(acct)
+    assert record["key_type"] == key_type and record["api_secret"] == ""
+    assert str(record["private_key_pem"]).startswith("-----BEGIN PRIVATE KEY-----")
+    async with aiohttp.ClientSession() as http:
+        client = WsApiClient(await http.ws_connect(sim.ws_url + "/ws-api/v3"))
+        forged = signed(acct)
+        forged["signature"] = forged["signature"][::-1]
+        bad = await client.request("userDataStream.subscribe.signature", forged)
+        assert bad["error"]["code"] == -1022
+        assert (await client.subscribe(acct))["result"] == {"subscriptionId": 0}
+        await sim.spot_trade("k", "BTCUSDT", "SELL", "0.001")
+        assert (await client.wait_events(1))[0]["event"]["e"] == "executionReport"
+        await client.close()
+
+
+async def test_subscription_limits_per_connection(make_sim: SimFactory) -> None:
+    sim = await make_sim(
+        accounts=(), spot_accounts=("a", "b", "c"), ws_api_max_active=2, ws_api_max_lifetime=4
+    )
+    async with aiohttp.ClientSession() as http:
+        client = WsApiClient(await http.ws_connect(sim.ws_url + "/ws-api/v3"))
+        assert (await client.subscribe(sim.account("a")))["status"] == 200
+        assert (await client.subscribe(sim.account("b")))["status"] == 200
+        full = await client.subscribe(sim.account("c"))
+        assert full["error"]["code"] == -2042 and "active" in full["error"]["msg"]
+        await client.request("userDataStream.unsubscribe", {"subscriptionId": 0})
+        assert (await client.subscribe(sim.account("c")))["result"] == {"subscriptionId": 2}
+        await client.request("userDataStream.unsubscribe", {"subscriptionId": 1})
+        assert (await client.subscribe(sim.account("a")))["result"] == {"subscriptionId": 3}
+        await client.request("userDataStream.unsubscribe", {"subscriptionId": 3})
+        spent = await client.subscribe(sim.account("a"))  # 4 over this connection's life
+        assert spent["error"]["code"] == -2042 and "ID" in spent["error"]["msg"]
+        await client.close()
+
+
+async def test_amend_and_self_trade_prevention_reports(spot_sim: Simulator, connect: Any) -> None:
+    client = await connect()
+    await client.subscribe(spot_sim.account("s1"))
+    spot = spot_sim.spot
+    price = spot.symbols["ETHUSDT"].mark / 2
+    for _ in range(2):
+        await spot_sim.spot_trade("s1", "ETHUSDT", "BUY", "1", order_type="LIMIT", price=price)
+    book = spot.books["s1"]
+    first, second = list(book.open_orders.values())
+    locked = book.asset("USDT").locked
+    spot.engine.amend(book, first, Decimal("0.4"))
+    spot.engine.prevent_match(book, second, 42)
+    events = await client.wait_events(8)
+    replaced = next(e["event"] for e in events if e["event"].get("x") == "REPLACED")
+    assert (replaced["i"], replaced["q"], replaced["X"]) == (first.order_id, "0.40000000", "NEW")
+    prevented = next(e["event"] for e in events if e["event"].get("x") == "TRADE_PREVENTION")
+    assert prevented["X"] == "EXPIRED_IN_MATCH" and prevented["U"] == 42
+    assert {"v", "A", "B", "u", "U", "Cs", "pl", "pL", "pY"} <= set(prevented)
+    assert book.asset("USDT").locked == first.locked < locked
+    rows = {o["orderId"]: o for o in spot_sim.ground_truth()["accounts"]["s1"]["orders"]}
+    assert rows[first.order_id]["origQty"] == "0.40000000"
+    assert rows[second.order_id]["status"] == "EXPIRED_IN_MATCH"
+
+
+async def test_logon_flow_with_an_ed25519_key(make_sim: SimFactory) -> None:
+    sim = await make_sim(accounts=(), spot_accounts=("ed", "mac"), spot_key_types={"ed": "ED25519"})
+    ed, mac = sim.account("ed"), sim.account("mac")
+    async with aiohttp.ClientSession() as http:
+        client = WsApiClient(await http.ws_connect(sim.ws_url + "/ws-api/v3"))
+        early = await client.request("userDataStream.subscribe")
+        assert (early["status"], early["error"]["code"]) == (401, -1002)
+        hmac_logon = await client.request("session.logon", signed(mac))
+        assert hmac_logon["error"]["code"] == -1002  # Ed25519 keys only
+        logon = await client.request("session.logon", signed(ed))
+        assert logon["result"]["apiKey"] == ed.api_key and logon["result"]["authorizedSince"]
+        assert (await client.request("userDataStream.subscribe"))["result"] == {"subscriptionId": 0}
+        assert (await client.subscribe(mac))["result"] == {"subscriptionId": 1}
+        again = await client.subscribe(ed)  # one subscription per account and connection
+        assert again["error"]["code"] == -2035
+        out = await client.request("session.logout")
+        assert out["result"]["apiKey"] is None
+        events = await client.wait_events(1)
+        assert events[0] == {
+            "subscriptionId": 0,
+            "event": {"e": "eventStreamTerminated", "E": events[0]["event"]["E"]},
+        }
+        subs = await client.request("session.subscriptions")
+        assert subs["result"] == [{"subscriptionId": 1}]  # .signature ones survive a logout
+        await client.close()

@@ -14,13 +14,14 @@ install:
 	$(BIN)/pip check
 	scripts/install-system-tools.sh
 
+# The runtime lock is constrained by the dev lock: the image ships the versions CI tested.
 # Re-resolve every dependency to the newest release pyproject.toml allows (then `make install`).
 # Pin one package: make lock UPGRADE='--upgrade-package msgspec'.
 UPGRADE ?= --upgrade
 LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes $(UPGRADE)
 lock:
 	$(LOCK) pyproject.toml requirements/tools.in --extra dev -o requirements/dev.lock
-	$(LOCK) pyproject.toml -o requirements/runtime.lock
+	$(LOCK) pyproject.toml -c requirements/dev.lock -o requirements/runtime.lock
 
 lint:
 	$(BIN)/ruff check fillstream tests benchmarks

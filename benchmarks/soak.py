@@ -21,9 +21,9 @@ Timeline (``--duration`` seconds of load):
    outbox is empty (``--settle-timeout``), scrapes /metrics, and stops fillstream with SIGTERM.
 
 ``--replicas N`` (N ≥ 2) runs N ``fillstream run`` replicas sharing the accounts through leases
-(:mod:`benchmarks.soak_replicas`): the schedule's ``fillstream_kill`` kills an owner and records
-how long each of its accounts took to stream again on another replica; the metric checks become
-per replica (the last owner of each account).
+(:mod:`benchmarks.soak_replicas`): the schedule's ``fillstream_kill`` (drawn four times as often
+as another kind) kills an owner and records how long each of its accounts took to stream again
+on another replica; the metric checks become per replica (the last owner of each account).
 
 Then :mod:`benchmarks.soak_verify` checks ground truth = PostgreSQL = JetStream (count, ids,
 every field), closes, attribution and metrics. The soak prints a one-screen report, writes
@@ -291,6 +291,8 @@ class Soak:
             interval_s=opts.interval_s,
             scale=opts.fault_scale,
             say=self.say,
+            # Replica mode: owner kills four times as often as any other kind.
+            kinds=ALL_KINDS if self.replicas is None else (*ALL_KINDS, *("fillstream_kill",) * 3),
             owner_kill=None if self.replicas is None else self.replicas.owner_kill,
         )
         record.faults = chaos.records

@@ -23,16 +23,17 @@ markers an expiry is silent to watchers, and a poll survives reconnects without 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import msgspec
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 from nats.js.errors import (
     APIError,
     BucketNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
     NotFoundError,
 )
 from nats.js.kv import KeyValue
@@ -42,6 +43,9 @@ from fillstream.ledger import Market
 ACCOUNT_PREFIX = "acct."
 _WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 MEMBER_PREFIX = "member."
+# A listing's consumer is deleted by the server this long after the listing stopped (or after
+# its process died mid-listing).
+_LISTING_INACTIVE_S = 2.0
 
 
 class LeaseLostError(Exception):
@@ -199,12 +203,29 @@ class LeaseStore:
         await self.kv.delete(member_key(member))
 
     async def snapshot(self, timeout_s: float) -> Snapshot:
-        """Every key present (deleted and expired ones are not)."""
+        """Every key present (deleted and expired ones are not).
+
+        Not ``kv.keys()``: each listing is an ephemeral consumer on the bucket's stream, which
+        nats-py leaves to the server's inactivity timer (5 min by default) and never stops
+        when the listing is cancelled; polling every second from a few replicas reached the
+        server's limit of 1,000 consumers per stream in minutes (found by the soak: every
+        listing then failed, ``maximum consumers limit reached``). Here the listing's consumer
+        goes ``_LISTING_INACTIVE_S`` after it is stopped, which it always is."""
+        keys: list[str] = []
+        watcher: KeyValue.KeyWatcher | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                keys = await self.kv.keys()
-        except NoKeysError:
-            keys = []
+                watcher = await self.kv.watchall(
+                    ignore_deletes=True, meta_only=True, inactive_threshold=_LISTING_INACTIVE_S
+                )
+                async for entry in watcher:
+                    if entry is None:  # the end of what the bucket holds now
+                        break
+                    keys.append(entry.key)
+        finally:
+            if watcher is not None:
+                with contextlib.suppress(nats.errors.Error):
+                    await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py: untyped
         return Snapshot(
             leased=frozenset(k for k in keys if k.startswith(ACCOUNT_PREFIX)),
             members=frozenset(k[len(MEMBER_PREFIX) :] for k in keys if k.startswith(MEMBER_PREFIX)),

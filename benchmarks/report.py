@@ -16,6 +16,8 @@ Reads the JSON each benchmark writes (missing ones are reported as not measured)
 ``gap_recovery.json``             ``python -m benchmarks.gap_recovery``
 ``scale.json``                    ``python -m benchmarks.scale`` (1, 10, 100 accounts)
 ``soak.json``                     ``python -m benchmarks.soak --duration 600 ...`` (run apart)
+``replicas.json``                 ``python -m benchmarks.replicas`` (owner SIGKILL → failover)
+``soak_replicas.json``            ``python -m benchmarks.soak --replicas 3 ...`` (run apart)
 ``sim_throughput.json``           ``python -m benchmarks.sim_throughput`` (the venue's own rate)
 ================================  ==============================================================
 
@@ -483,6 +485,41 @@ def _soak(report: dict[str, Any]) -> str:
     )
 
 
+def replicas_section(failover: dict[str, Any] | None, soak: dict[str, Any] | None) -> str:
+    """Issue 15: failover after an owner's SIGKILL, and the chaos soak's replica mode."""
+    out = ["### Replicas (issue 15)", ""]
+    if failover is None and soak is None:
+        return "\n".join([*out, "Not measured (no results file).", ""])
+    if failover is not None:
+        t, b = failover["takeover_s"], failover["baseline_restart_s"]
+        out.append(
+            f"`python -m benchmarks.replicas --accounts {failover['accounts']} --replicas "
+            f"{failover['replicas']} --rounds {failover['rounds']} --lease-ttl "
+            f"{failover['lease_ttl_s']:g}` — each round SIGKILLs the replica owning the most "
+            f"accounts: its accounts stream again on a survivor in p50 {t['p50']} s, p90 "
+            f"{t['p90']} s, max {t['max']} s (n = {t['n']}; within lease TTL + 5 s = "
+            f"{failover['bound_s']:g} s: {failover['within_bound']}/{t['n']}). Baseline, same "
+            f"run: a plain process started right after the kill (what a restart-only "
+            f"deployment does at best, not counting the time to notice and restart) streams "
+            f"them in p50 {b['p50']} s (failover / restart {failover['ratio_p50']}). Ground "
+            f"truth = PostgreSQL = JetStream: {failover['converged']}; load "
+            f"{' '.join(failover.get('loadavg', []))}."
+        )
+        out.append("")
+    if soak is not None:
+        r = soak.get("replicas") or {}
+        f, c = r.get("failover_s", {}), r.get("failover_s_no_other_fault", {})
+        out.append(
+            _soak(soak)
+            + f"\n\nOwner kills: {f.get('n')} accounts failed over, streaming again on another "
+            f"replica in p50 {f.get('p50')} s, p90 {f.get('p90')} s, max {f.get('max')} s; the "
+            f"{c.get('n')} with no other fault on the account meanwhile: p50 {c.get('p50')} s, "
+            f"max {c.get('max')} s. Machine load {soak['machine']['loadavg_1m']} at the end."
+        )
+        out.append("")
+    return "\n".join(out)
+
+
 def _sim(report: dict[str, Any]) -> str:
     rows = [
         [name, f"{r['fills_per_s']:,}", f"{r['events_per_s']:,}"]
@@ -603,6 +640,7 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
         "## Details",
         "",
         simple_section("Chaos soak", res["soak.json"], _soak),
+        replicas_section(res.get("replicas.json"), res.get("soak_replicas.json")),
         e2e_section(res["end_to_end.json"], "End to end, NATS `sync_interval: always`"),
         e2e_section(res["end_to_end_nats_default.json"], "End to end, NATS default sync"),
         _statements(res["end_to_end_nats_default.json"]),
@@ -830,6 +868,8 @@ def main(argv: list[str] | None = None) -> None:
         run_all()
     names = [name for name, _ in RUNS] + [
         "soak.json",
+        "replicas.json",
+        "soak_replicas.json",
         "sim_throughput.json",
         "end_to_end_fills_only.json",
     ]

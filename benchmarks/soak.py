@@ -1,6 +1,7 @@
 """Chaos soak: nothing lost, nothing duplicated, closes right, metrics honest — under faults.
 
     python -m benchmarks.soak --duration 600 --rate 500 --accounts 4 --seed 1
+    python -m benchmarks.soak --replicas 3 --accounts 9 --rate 90 --duration 600
 
 Runs the simulator (in this process), embedded PostgreSQL and NATS JetStream (child processes
 this soak stops, crashes and restarts on the same port and data) and ``fillstream run`` (a child
@@ -18,6 +19,11 @@ Timeline (``--duration`` seconds of load):
    venue dropped" can be checked exactly;
 3. **settle**: the generator stops; the soak polls until PostgreSQL holds the ground truth and the
    outbox is empty (``--settle-timeout``), scrapes /metrics, and stops fillstream with SIGTERM.
+
+``--replicas N`` (N ≥ 2) runs N ``fillstream run`` replicas sharing the accounts through leases
+(:mod:`benchmarks.soak_replicas`): the schedule's ``fillstream_kill`` (drawn four times as often
+as another kind) kills an owner and records how long each of its accounts took to stream again
+on another replica; the metric checks become per replica (the last owner of each account).
 
 Then :mod:`benchmarks.soak_verify` checks ground truth = PostgreSQL = JetStream (count, ids,
 every field), closes, attribution and metrics. The soak prints a one-screen report, writes
@@ -45,6 +51,7 @@ from typing import Any
 
 from benchmarks.soak_facts import load_jetstream, load_postgres, pg_counts
 from benchmarks.soak_faults import ALL_KINDS, Chaos, FaultRecord, now_ms
+from benchmarks.soak_replicas import REPLICAS_TOML, ReplicaRecord, Replicas, epochs, final_owners
 from benchmarks.soak_report import render, report_json
 from benchmarks.soak_service import PREFIX, STREAM, Infra, ServiceProcess, write_config
 from benchmarks.soak_verify import CalmSlice, RunRecord, verify
@@ -59,6 +66,7 @@ class SoakOptions:
     rate: float = 500.0
     accounts: int = 4
     seed: int = 1
+    replicas: int = 1
     fault_interval_s: float | None = None
     calm_fraction: float = 0.2
     settle_timeout_s: float = 120.0
@@ -88,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> SoakOptions:
     p.add_argument("--rate", type=float, default=500.0, help="fills/s over all accounts")
     p.add_argument("--accounts", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--replicas", type=int, default=1, help="fillstream processes sharing leases")
     p.add_argument("--fault-interval", type=float, default=None, help="mean seconds between faults")
     p.add_argument("--calm-fraction", type=float, default=0.2)
     p.add_argument("--settle-timeout", type=float, default=120.0)
@@ -98,11 +107,14 @@ def parse_args(argv: list[str] | None = None) -> SoakOptions:
     a = p.parse_args(argv)
     if a.accounts < 1 or a.rate <= 0 or a.duration <= 0 or not 0 <= a.calm_fraction < 1:
         p.error("accounts ≥ 1, rate > 0, duration > 0, 0 ≤ calm-fraction < 1")
+    if a.replicas < 1:
+        p.error("replicas ≥ 1")
     return SoakOptions(
         duration_s=a.duration,
         rate=a.rate,
         accounts=a.accounts,
         seed=a.seed,
+        replicas=a.replicas,
         fault_interval_s=a.fault_interval,
         calm_fraction=a.calm_fraction,
         settle_timeout_s=a.settle_timeout,
@@ -136,6 +148,8 @@ class Soak:
         self.lock = asyncio.Lock()
         self.phases: dict[str, float] = {}
         self.notes: list[str] = []
+        self.services: list[ServiceProcess] = []
+        self.replicas: Replicas | None = None
 
     def say(self, text: str) -> None:
         if self.opts.verbose:
@@ -155,31 +169,27 @@ class Soak:
                 rate=opts.rate / len(self.names),
             )
         )
-        service: ServiceProcess | None = None
         watcher: asyncio.Task[None] | None = None
         try:
             t0 = time.monotonic()
             await infra.start()
             sim.pause()  # no fills before fillstream listens: start-up is not a fault
             await sim.start()
-            config = base / "fillstream.toml"
-            env, port = write_config(
-                config,
-                sim,
-                infra.nats_url,
-                infra.dsn,
-                reconcile_interval_s=opts.reconcile_interval_s,
-            )
-            service = ServiceProcess(config, env, port, base)
-            await service.spawn()
-            await service.wait_ready(120)
+            record = RunRecord(accounts=self.names, faults=[], chaos_start_ms=0)
+            self._make_services(sim, infra, base, record)
+            service = self.services[0]
+            await asyncio.gather(*(s.spawn() for s in self.services))
+            await asyncio.gather(*(s.wait_ready(120) for s in self.services))
+            if self.replicas is not None and await poll(self.replicas.spread, 120) is None:
+                self.notes.append("the accounts were not spread over the replicas at the start")
             self.phases["startup_s"] = time.monotonic() - t0
             self.say(
                 f"soak: seed {opts.seed}, {opts.duration_s:g} s, {opts.rate:g} fills/s over "
-                f"{len(self.names)} accounts; data in {base}"
+                f"{len(self.names)} accounts, {len(self.services)} fillstream process(es); "
+                f"data in {base}"
             )
-            record = RunRecord(accounts=self.names, faults=[], chaos_start_ms=now_ms())
-            watcher = asyncio.create_task(self._watch(service, record))
+            record.chaos_start_ms = now_ms()
+            watcher = asyncio.create_task(self._watch(record))
             sim.resume()
             await self._chaos(sim, infra, service, record)
             await self._calm(sim, infra, service, record)
@@ -206,8 +216,8 @@ class Soak:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-            if service is not None:
-                await service.aclose()
+            for s in self.services:
+                await s.aclose()
             await sim.aclose()
             await asyncio.to_thread(infra.close)
             if opts.data_dir is None:
@@ -220,6 +230,7 @@ class Soak:
             "rate": o.rate,
             "accounts": o.accounts,
             "seed": o.seed,
+            "replicas": o.replicas,
             "fault_interval_s": o.interval_s,
             "calm_fraction": o.calm_fraction,
             "settle_timeout_s": o.settle_timeout_s,
@@ -227,22 +238,45 @@ class Soak:
             "command": "python -m benchmarks.soak " + " ".join(sys.argv[1:]),
         }
 
-    async def _watch(self, service: ServiceProcess, record: RunRecord) -> None:
+    def _make_services(self, sim: Simulator, infra: Infra, base: Path, record: RunRecord) -> None:
+        """One fillstream process, or ``--replicas`` of them with leases (own port and logs)."""
+        count = self.opts.replicas
+        for n in range(count):
+            log_dir = base if count == 1 else base / f"r{n}"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            config = log_dir / "fillstream.toml"
+            env, port = write_config(
+                config,
+                sim,
+                infra.nats_url,
+                infra.dsn,
+                reconcile_interval_s=self.opts.reconcile_interval_s,
+            )
+            if count > 1:
+                with config.open("a") as f:
+                    f.write(REPLICAS_TOML)
+            self.services.append(ServiceProcess(config, env, port, log_dir))
+        if count > 1:
+            record.replicas = ReplicaRecord(count=count)
+            self.replicas = Replicas(self.services, self.names, record.replicas, self.say)
+
+    async def _watch(self, record: RunRecord) -> None:
         """A crash the soak did not cause is a finding; restart the service like k8s would."""
         while True:
             await asyncio.sleep(0.5)
             if self.lock.locked():
                 continue
             async with self.lock:
-                code = service.reap_unexpected()
-                if code is None:
-                    continue
-                note = f"fillstream exited by itself with {code} (see {service.log_path})"
-                record.unexpected_exits.append(note)
-                self.say(f"  !! {note}; restarting")
-                await service.spawn()
-                with contextlib.suppress(TimeoutError, RuntimeError):
-                    await service.wait_ready(120)
+                for service in self.services:
+                    code = service.reap_unexpected()
+                    if code is None:
+                        continue
+                    note = f"fillstream exited by itself with {code} (see {service.log_path})"
+                    record.unexpected_exits.append(note)
+                    self.say(f"  !! {note}; restarting")
+                    await service.spawn()
+                    with contextlib.suppress(TimeoutError, RuntimeError):
+                        await service.wait_ready(120)
 
     async def _chaos(
         self, sim: Simulator, infra: Infra, service: ServiceProcess, record: RunRecord
@@ -257,6 +291,9 @@ class Soak:
             interval_s=opts.interval_s,
             scale=opts.fault_scale,
             say=self.say,
+            # Replica mode: owner kills four times as often as any other kind.
+            kinds=ALL_KINDS if self.replicas is None else (*ALL_KINDS, *("fillstream_kill",) * 3),
+            owner_kill=None if self.replicas is None else self.replicas.owner_kill,
         )
         record.faults = chaos.records
         start = time.monotonic()
@@ -273,10 +310,15 @@ class Soak:
                     r.params.get("count", 0)
                 )
         # Recovered: the service streams again and PostgreSQL holds every fill made so far.
-        streaming = await poll(lambda: self._all_streaming(service), 120)
+        streaming = await poll(self._all_streaming, 120)
         self.phases["restream_s"] = -1.0 if streaming is None else streaming
         if streaming is None:
             self.notes.append("not every account was streaming 120 s after the chaos phase")
+        if self.replicas is not None:  # no hand-over due in the calm phase
+            spread = await poll(self.replicas.spread, 120)
+            self.phases["spread_s"] = -1.0 if spread is None else spread
+            if spread is None:
+                self.notes.append("the accounts were not spread 120 s after the chaos phase")
         snap_ms = now_ms()
         await asyncio.sleep(0.002)  # every fill stamped ≤ snap_ms now exists
         want = {
@@ -312,10 +354,15 @@ class Soak:
                 dropped=st.dropped_fill_events,
                 undelivered=st.undelivered_fill_events,
             )
-        record.metrics_calm = await service.metrics()
-        if record.metrics_calm is None:
-            self.notes.append("no /metrics answer at the calm start: calm metric delta unchecked")
-        incarnation = service.incarnation
+        incarnations = [s.incarnation for s in self.services]
+        if self.replicas is None:
+            record.metrics_calm = await service.metrics()
+            if record.metrics_calm is None:
+                self.notes.append("no /metrics answer at the calm start: calm delta unchecked")
+        else:
+            assert record.replicas is not None
+            record.replicas.epochs_calm_start = await epochs(infra.dsn)
+            record.replicas.metrics_calm = await self.replicas.scrape()
         record.calm_start_ms = now_ms()
         chaos = Chaos(
             seed=opts.seed + 1_000_003,
@@ -343,7 +390,9 @@ class Soak:
             s.last = st.fills_generated
             s.dropped = st.dropped_fill_events - s.dropped
             s.undelivered = st.undelivered_fill_events - s.undelivered
-        record.calm_same_process = service.incarnation == incarnation
+        record.calm_same_process = [s.incarnation for s in self.services] == incarnations
+        if record.replicas is not None:
+            record.replicas.epochs_calm_end = await epochs(infra.dsn)
         self.phases["calm_s"] = time.monotonic() - start
         self.say(f"calm over: {len(chaos.records)} drop faults; generator stopped")
 
@@ -360,6 +409,9 @@ class Soak:
 
         record.settled_s = await poll(settled, self.opts.settle_timeout_s)
         async with self.lock:
+            if self.replicas is not None:
+                await self._settle_replicas(self.replicas, infra, record)
+                return
             # The outbox gauge is the relay's own count, resynchronised with the table on its
             # prune cycle (60 s): give it one cycle to agree with the now empty outbox.
             start = time.monotonic()
@@ -382,9 +434,32 @@ class Soak:
             + f"; fillstream stopped with exit code {record.final_exit_code}"
         )
 
-    @staticmethod
-    async def _all_streaming(service: ServiceProcess) -> bool:
-        status = await service.status()
+    async def _settle_replicas(self, replicas: Replicas, infra: Infra, record: RunRecord) -> None:
+        """Every replica's gauge reads 0 (summed: each counts only its own accounts), their
+        last metrics and owners, then SIGTERM one by one (the last, alone, deletes the keys)."""
+        rec = record.replicas
+        assert rec is not None
+        start = time.monotonic()
+        while True:
+            rec.metrics_final = await replicas.scrape()
+            gauges = [
+                None if m is None else m.value("fillstream_outbox_pending")
+                for m in rec.metrics_final
+            ]
+            if (gauges and all(g == 0 for g in gauges)) or time.monotonic() - start > 90:
+                break
+            await asyncio.sleep(2.0)
+        record.gauge_lag_s = time.monotonic() - start
+        rec.members_final = await replicas.members()
+        rec.owners_final = await final_owners(infra.dsn)
+        rec.final_exit_codes = [await s.terminate(60) for s in self.services]
+        record.final_exit_code = next((c for c in rec.final_exit_codes if c != 0), 0)
+        self.say(f"replicas: exit codes {rec.final_exit_codes}")
+
+    async def _all_streaming(self) -> bool:
+        if self.replicas is not None:
+            return await self.replicas.all_streaming()
+        status = await self.services[0].status()
         if not status:
             return False
         accounts = status.get("accounts")

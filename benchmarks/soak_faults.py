@@ -8,6 +8,9 @@ events were dropped, the process was dead...) from one it lost for no reason.
 The first faults of a run are a shuffled pass over every kind, so even a short run covers them
 all; after that kinds are drawn at random. Infrastructure faults never overlap each other (one
 of PostgreSQL, NATS and fillstream is down at a time), simulator faults overlap freely.
+
+In replica mode (:mod:`benchmarks.soak_replicas`) ``fillstream_kill`` kills the owner of some
+accounts and a NATS restart is blind (the leases cannot be renewed: every account stops).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +36,10 @@ ALL_KINDS = SIM_KINDS + INFRA_KINDS
 NOT_BLIND = frozenset({"duplicate", "inject_frame", "rest_lag", "nats_restart"})
 # Kinds that act on every account at once.
 GLOBAL = frozenset({"clock_skew", "rest_error", *INFRA_KINDS})
+
+OwnerKill = Callable[["FaultRecord", random.Random, float, asyncio.Lock], Awaitable[None]]
+"""Replica mode's ``fillstream_kill``: (record, the schedule's rng, duration scale, the lock
+the watcher takes before restarting a process)."""
 
 MALFORMED_FRAMES = (
     "not json {",
@@ -56,10 +63,13 @@ class FaultRecord:
     start_ms: int
     end_ms: int | None = None
     error: str | None = None
+    # Blind whatever its kind: with replicas a NATS outage stops every account whose lease
+    # cannot be renewed, so the streams miss fills until the leases are taken again.
+    always_blind: bool = False
 
     @property
     def blind(self) -> bool:
-        return self.kind not in NOT_BLIND
+        return self.always_blind or self.kind not in NOT_BLIND
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,6 +161,7 @@ class Chaos:
         say: Callable[[str], None],
         kinds: tuple[str, ...] = ALL_KINDS,
         first_n: int = 1,
+        owner_kill: OwnerKill | None = None,
     ) -> None:
         self.rng = random.Random(f"soak:{seed}")
         self.sim = sim
@@ -162,6 +173,7 @@ class Chaos:
         self.say = say
         self.kinds = kinds
         self.first_n = first_n
+        self.owner_kill = owner_kill  # replica mode: fillstream_kill kills an account's owner
         self.accounts = [a.name for a in sim.accounts]
         self.records: list[FaultRecord] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -198,7 +210,14 @@ class Chaos:
 
     def _launch(self, kind: str) -> None:
         account = None if kind in GLOBAL else self.rng.choice(self.accounts)
-        record = FaultRecord(self.first_n + len(self.records), kind, account, {}, now_ms())
+        record = FaultRecord(
+            self.first_n + len(self.records),
+            kind,
+            account,
+            {},
+            now_ms(),
+            always_blind=kind == "nats_restart" and self.owner_kill is not None,
+        )
         self.records.append(record)
         if kind in INFRA_KINDS:
             self._infra_busy = True
@@ -334,6 +353,9 @@ class Chaos:
         await self.infra.start_pg()
 
     async def _do_fillstream_kill(self, r: FaultRecord) -> None:
+        if self.owner_kill is not None:
+            await self.owner_kill(r, self.rng, self.scale, self.service_lock)
+            return
         graceful = self.rng.random() < 0.15
         down = self._seconds(0.5, 5)
         r.params.update(signal="SIGTERM" if graceful else "SIGKILL", down_s=down)

@@ -64,6 +64,7 @@ def report_json(
         "checks": [c.to_json() for c in checks],
         "final_process_metrics": final,
         "notes": notes,
+        "replicas": None if record.replicas is None else record.replicas.to_json(record.faults),
         "faults": [r.to_json() for r in record.faults],
     }
 
@@ -93,6 +94,15 @@ def render(report: dict[str, Any]) -> str:
         ),
         "-" * 100,
     ]
+    if report.get("replicas"):
+        r = report["replicas"]
+        f, c = r["failover_s"], r["failover_s_no_other_fault"]
+        lines.insert(
+            -1,
+            f"replicas {r['replicas']}: {f['n']} accounts failed over after owner kills, back "
+            f"streaming in min {f['min']} / p50 {f['p50']} / p90 {f['p90']} / max {f['max']} s; "
+            f"{c['n']} with no other fault meanwhile: p50 {c['p50']} / max {c['max']} s",
+        )
     for c in report["checks"]:
         mark = "ok  " if c["ok"] else "FAIL"
         lines.append(f"{mark} {c['name']:<38} {c['summary']}"[:400])

@@ -46,6 +46,8 @@ Checks (each one a :class:`Check`; any failure makes the soak exit non-zero):
     90 s of the outbox table emptying (the relay resynchronises its count on a 60 s cycle); and
     over the calm phase the increase of ``fills_missed_by_stream_total`` equals the venue's
     dropped fill events.
+    Replica mode (``--replicas N``): the same identities per replica, against each account's
+    last owner and the rows received since its claim (:func:`check_metrics_replicas`).
 ``service``
     fillstream never exited by itself, and its final SIGTERM shutdown exited 0.
 ``convergence``
@@ -70,6 +72,7 @@ from benchmarks.soak_facts import (
     truth_fills,
 )
 from benchmarks.soak_faults import FaultRecord, Windows
+from benchmarks.soak_replicas import ReplicaRecord
 from benchmarks.soak_service import Metrics
 
 EXAMPLES = 8
@@ -126,6 +129,7 @@ class RunRecord:
     duplicated: dict[str, int] = field(default_factory=dict)
     window_before_ms: int = 5_000
     window_after_ms: int = 15_000
+    replicas: ReplicaRecord | None = None  # replica mode (--replicas N)
 
 
 def _eq(a: Any, b: Any) -> bool:
@@ -491,6 +495,118 @@ def check_metrics(pg: PgFacts, run: RunRecord) -> Check:
     return Check("metrics", bad == 0, summary, bad, details)
 
 
+def check_metrics_replicas(pg: PgFacts, run: RunRecord) -> Check:
+    """``metrics`` in replica mode: per replica and account, missed_by_stream + before_stream =
+    fills_total{reconcile}; per account, its last owner's fills_total = the PostgreSQL rows
+    received since its claim (the fence refuses every other process's write from then on),
+    where that owner holds it since its one acquisition (a replica that held the account
+    earlier in its life counted those rows too: reported, not compared); the outbox gauges read
+    0; over the calm phase the increase of missed_by_stream summed over the replicas equals the
+    venue's dropped fill events (no replica restarted, no account changed owner)."""
+    rec = run.replicas
+    assert rec is not None
+    details: list[str] = []
+    bad = sum(1 for m in rec.metrics_final if m is None)
+    if bad:
+        details.append(f"{bad} replica(s) gave no final /metrics scrape")
+    bad += _replica_identities(rec, run.accounts, details)
+    owners_bad, summary = _last_owners(pg, rec, run.accounts, details)
+    bad += owners_bad
+    pending = sum(m.value("fillstream_outbox_pending") for m in rec.metrics_final if m is not None)
+    if pending:
+        bad += int(pending)
+        details.append(f"outbox gauges sum to {pending:g} after the outbox table was empty")
+    if run.calm and all(m is not None for m in rec.metrics_calm):
+        calm_bad, calm = _calm_replicas(rec, run, details)
+        bad += calm_bad
+        summary += calm
+    return Check("metrics", bad == 0, summary, bad, details)
+
+
+def _replica_identities(rec: ReplicaRecord, accounts: list[str], details: list[str]) -> int:
+    bad = 0
+    for i, m in enumerate(rec.metrics_final):
+        if m is None:
+            continue
+        for a in accounts:
+            missed = m.value("fillstream_fills_missed_by_stream_total", account=a)
+            missed += m.value("fillstream_fills_before_stream_total", account=a)
+            reconcile = m.value("fillstream_fills_total", account=a, source="reconcile")
+            if missed != reconcile:
+                bad += int(abs(missed - reconcile))
+                details.append(f"r{i} {a}: missed + before_stream {missed:g} ≠ {reconcile:g}")
+    return bad
+
+
+def _last_owners(
+    pg: PgFacts, rec: ReplicaRecord, accounts: list[str], details: list[str]
+) -> tuple[int, str]:
+    bad, checked, parts = 0, 0, []
+    for a in accounts:
+        owner = rec.owners_final.get(a)
+        index = next(
+            (i for i, member in enumerate(rec.members_final) if owner and member == owner[0]),
+            None,
+        )
+        m = None if index is None else rec.metrics_final[index]
+        if owner is None or m is None:
+            bad += 1
+            details.append(f"{a}: its last owner {owner} is not a live replica")
+            continue
+        stints = m.value("fillstream_replica_handovers_total", account=a, kind="acquired")
+        if stints != 1:
+            parts.append(f"{a} r{index} {stints:g} stints (not compared)")
+            continue
+        mine = [
+            r for k, r in pg.fills.items() if r["account"] == a and pg.received_at[k] >= owner[1]
+        ]
+        rows = {s: sum(1 for r in mine if r["source"] == s) for s in ("stream", "reconcile")}
+        got = {
+            s: int(m.value("fillstream_fills_total", account=a, source=s))
+            for s in ("stream", "reconcile")
+        }
+        checked += 1
+        if got != rows:
+            bad += abs(got["stream"] - rows["stream"]) + abs(got["reconcile"] - rows["reconcile"])
+            details.append(f"{a}: r{index} fills_total {got} ≠ rows since its claim {rows}")
+        parts.append(f"{a} r{index} {got['stream']:,}+{got['reconcile']:,}={len(mine):,}")
+    summary = (
+        f"last owners, stream+reconcile = rows since the claim ({checked}/{len(accounts)} "
+        "accounts held in one stint): " + ", ".join(parts)
+    )
+    return bad, summary
+
+
+def _calm_replicas(rec: ReplicaRecord, run: RunRecord, details: list[str]) -> tuple[int, str]:
+    moved = sorted(
+        a for a in run.accounts if rec.epochs_calm_end.get(a) != rec.epochs_calm_start.get(a)
+    )
+    if not run.calm_same_process or moved:
+        details.append(
+            f"a replica restarted or accounts {moved} moved in the calm phase: calm delta "
+            "not checked"
+        )
+        return 1, ""
+    bad, deltas = 0, []
+    name = "fillstream_fills_missed_by_stream_total"
+    for a, sl in run.calm.items():
+        delta = int(
+            sum(
+                m.value(name, account=a) - c.value(name, account=a)
+                for m, c in zip(rec.metrics_final, rec.metrics_calm, strict=True)
+                if m is not None and c is not None
+            )
+        )
+        if delta != sl.dropped + sl.undelivered:
+            bad += abs(delta - sl.dropped - sl.undelivered)
+            details.append(
+                f"{a}: missed_by_stream rose {delta} in the calm phase; venue dropped "
+                f"{sl.dropped} (+{sl.undelivered} undelivered)"
+            )
+        deltas.append(f"{a} {delta}={sl.dropped + sl.undelivered}")
+    return bad, "; calm missed_by_stream increase = dropped: " + ", ".join(deltas)
+
+
 def check_service(run: RunRecord) -> Check:
     bad = len(run.unexpected_exits) + (run.final_exit_code != 0)
     summary = (
@@ -520,7 +636,7 @@ def verify(truth_doc: dict[str, Any], pg: PgFacts, js: JsFacts, run: RunRecord) 
         check_attribution(truth_doc, pg, run),
         check_misses_explained(truth_doc, pg, run),
         check_calm(truth_doc, pg, run),
-        check_metrics(pg, run),
+        check_metrics(pg, run) if run.replicas is None else check_metrics_replicas(pg, run),
         check_service(run),
         check_convergence(run, pg),
     ]

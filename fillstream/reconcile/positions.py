@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
@@ -179,7 +180,11 @@ class PositionSync:
     async def _settle(
         self, symbol: str, first: Snapshot, backfill: Backfiller, *, dry_run: bool
     ) -> list[PositionCorrection]:
-        server_ms = await self.venue.server_time_ms()
+        # "Now" by the venue's /time or our own clock, whichever is behind: a /time running
+        # ahead of the clock that stamps trades (seen in the soak: the simulator's clock_skew
+        # moves /time only) must neither end the quiet window early nor stamp the correction
+        # after fills still on their way.
+        server_ms = min(await self.venue.server_time_ms(), time.time_ns() // 1_000_000)
         second = await self.snapshot(symbol)
         newest = await backfill(symbol)  # every trade up to now, so up to the snapshot
         if newest is not None and newest >= server_ms - QUIET_MS:

@@ -146,6 +146,8 @@ class Ownership:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         fences.listen(self._on_refused)
+        # Every replica's relay reads the one outbox: its gauge counts the accounts it owns.
+        relay.count_only(lambda: list(self.held))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -280,9 +282,10 @@ class Ownership:
             self._drop(held, "released")
 
     def _publish_leftovers(self) -> None:
-        """Publish the outbox rows a previous owner committed and never published (it died):
-        its relay was the only one that knew of them. One read of the table, in a task;
-        rows another relay publishes meanwhile are deduplicated by their Nats-Msg-Id."""
+        """Publish the outbox rows a previous owner committed and never published (it died)
+        now, rather than at the relay's next sweep (:mod:`fillstream.storage.relay`). One read
+        of the table, in a task; rows another relay publishes meanwhile are deduplicated by
+        their Nats-Msg-Id."""
         if self._drain is None or self._drain.done():
             self._drain = asyncio.create_task(self._drain_once(), name="replicas-leftovers")
 

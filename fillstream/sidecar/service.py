@@ -47,6 +47,7 @@ from fillstream.sidecar.stack import IngestStack, build_stack
 from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts
 from fillstream.storage.fence import Fences
 from fillstream.storage.leases import LeaseStore
+from fillstream.storage.relay import ROW_ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,8 @@ _LEASE_OPEN_ERRORS: tuple[type[Exception], ...] = (*NATS_ERRORS, ValueError)
 # An account is ready when its stream delivers, or when it is deliberately polling because the
 # stream is down (degraded): data keeps flowing either way.
 _READY_STATES = frozenset({StreamState.STREAMING, StreamState.DEGRADED})
-_PER_ACCOUNT_OUTBOX = """
-SELECT CASE WHEN msg_id LIKE 'retracted:%' THEN split_part(msg_id, ':', 3)
-            ELSE split_part(msg_id, ':', 2) END AS account,
-       count(*) AS pending
+_PER_ACCOUNT_OUTBOX = f"""
+SELECT {ROW_ACCOUNT} AS account, count(*) AS pending
 FROM outbox WHERE published_at IS NULL GROUP BY 1
 """
 

@@ -23,16 +23,17 @@ markers an expiry is silent to watchers, and a poll survives reconnects without 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import msgspec
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 from nats.js.errors import (
     APIError,
     BucketNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
     NotFoundError,
 )
 from nats.js.kv import KeyValue
@@ -42,6 +43,9 @@ from fillstream.ledger import Market
 ACCOUNT_PREFIX = "acct."
 _WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 MEMBER_PREFIX = "member."
+# A listing's consumer is deleted by the server this long after the listing stopped (or after
+# its process died mid-listing).
+_LISTING_INACTIVE_S = 2.0
 
 
 class LeaseLostError(Exception):
@@ -103,6 +107,7 @@ class LeaseStore:
         # Identifies this incarnation of the bucket: a bucket recreated (NATS lost its data)
         # numbers its revisions from 1 again, which the fence's claim must accept.
         self.created = created
+        self._stopping: set[asyncio.Future[None]] = set()  # listings cancelled while opening
 
     @classmethod
     async def open(
@@ -198,14 +203,51 @@ class LeaseStore:
         """Remove this process's member key (clean shutdown)."""
         await self.kv.delete(member_key(member))
 
+    def _stop_when_open(self, opening: asyncio.Future[KeyValue.KeyWatcher]) -> None:
+        if opening.cancelled() or opening.exception() is not None:
+            return
+        task = asyncio.ensure_future(_stop(opening.result()))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
     async def snapshot(self, timeout_s: float) -> Snapshot:
-        """Every key present (deleted and expired ones are not)."""
+        """Every key present (deleted and expired ones are not).
+
+        Not ``kv.keys()``: each listing is an ephemeral consumer on the bucket's stream, which
+        nats-py leaves to the server's inactivity timer (5 min by default) and never stops
+        when the listing is cancelled; polling every second from a few replicas reached the
+        server's limit of 1,000 consumers per stream in minutes (found by the soak: every
+        listing then failed, ``maximum consumers limit reached``). Here the listing's consumer
+        goes ``_LISTING_INACTIVE_S`` after it is stopped, which it always is: opening it is
+        shielded from a cancellation (a subscription cut half-way would stay in the client and
+        keep its consumer alive), and stopped once open if the listing was cancelled meanwhile."""
+        keys: list[str] = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        opening = asyncio.ensure_future(
+            self.kv.watchall(
+                ignore_deletes=True, meta_only=True, inactive_threshold=_LISTING_INACTIVE_S
+            )
+        )
         try:
-            async with asyncio.timeout(timeout_s):
-                keys = await self.kv.keys()
-        except NoKeysError:
-            keys = []
+            async with asyncio.timeout_at(deadline):
+                watcher = await asyncio.shield(opening)
+        except BaseException:
+            opening.add_done_callback(self._stop_when_open)
+            raise
+        try:
+            async with asyncio.timeout_at(deadline):
+                async for entry in watcher:
+                    if entry is None:  # the end of what the bucket holds now
+                        break
+                    keys.append(entry.key)
+        finally:
+            await _stop(watcher)
         return Snapshot(
             leased=frozenset(k for k in keys if k.startswith(ACCOUNT_PREFIX)),
             members=frozenset(k[len(MEMBER_PREFIX) :] for k in keys if k.startswith(MEMBER_PREFIX)),
         )
+
+
+async def _stop(watcher: KeyValue.KeyWatcher) -> None:
+    with contextlib.suppress(nats.errors.Error):
+        await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py: untyped

@@ -20,7 +20,17 @@ for the UPDATE against 6 ms for the DELETE, on the hot path's database. Either w
 
 The ``outbox_pending`` gauge counts offers up and marks down, and is set to the table's count of
 unpublished rows (up or down) whenever the relay has been quiet for ``resync_interval_s`` or has
-just marked, unless that count may be stale (see :meth:`OutboxRelay.committing`).
+just marked, unless that count may be stale (see :meth:`OutboxRelay.committing`). With replicas
+every process shares the table, so :meth:`OutboxRelay.count_only` restricts that count to the
+accounts this process owns (the account is the second field of every ``Nats-Msg-Id``,
+:data:`ROW_ACCOUNT`): summed over the replicas the gauges count the table once.
+
+**sweep** — every ``sweep_interval_s`` one index lookup reads the age of the oldest unpublished
+row; older than ``stale_after_s`` while the fast path is running means no relay is publishing it
+(with replicas: a process committed it and died before its relay published it; its relay was
+the only one that knew of the row), so the relay switches to the drain. Nothing waits for a
+takeover, or for anyone else's restart; rows another relay publishes meanwhile are deduplicated
+by their ``Nats-Msg-Id``.
 
 The fast path's memory queue is bounded (``max_queued`` messages): an offer that would pass it
 switches the relay to the drain, so a relay that falls behind under sustained load reads the
@@ -29,7 +39,8 @@ Publication order per subject follows outbox id order
 except around a failure, where a row retried from the table lands after younger rows that had
 already been acknowledged (consumers dedup on ``Nats-Msg-Id`` and order by exchange time).
 Duplicates on JetStream are impossible within its duplicate window (2 h by default), whatever
-is retried. One relay per database.
+is retried. Several relays may share a database (replicas): each publishes what its process
+commits, the sweep publishes what nobody does.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 import asyncpg
 from prometheus_client import Histogram
@@ -70,6 +81,18 @@ _DELETE = (
     "SET LOCAL synchronous_commit TO off; DELETE FROM outbox WHERE id = ANY('{{{ids}}}'::bigint[])"
 )
 _COUNT = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+# The account of an outbox row: every Nats-Msg-Id is "<kind>:<account>:<market>:...", a
+# retraction "retracted:close:<account>:...". (No account column: the outbox is the wire.)
+ROW_ACCOUNT = (
+    "CASE WHEN msg_id LIKE 'retracted:%' THEN split_part(msg_id, ':', 3)"
+    " ELSE split_part(msg_id, ':', 2) END"
+)
+_COUNT_OF = _COUNT + f" AND {ROW_ACCOUNT} = ANY($1::text[])"
+# The oldest unpublished row's age: the first entry of the partial index outbox_unpublished.
+_OLDEST_AGE_S = """
+SELECT extract(epoch from now() - created_at) FROM outbox
+WHERE published_at IS NULL ORDER BY id LIMIT 1
+"""
 # By id range (the primary key), in bounded chunks: no index on published_at to maintain.
 _PRUNE = """
 DELETE FROM outbox WHERE id IN (
@@ -93,6 +116,8 @@ class OutboxRelay:
         mark_delay_s: float = 0.1,
         max_queued: int = 20_000,
         resync_interval_s: float = 1.0,
+        sweep_interval_s: float = 5.0,
+        stale_after_s: float = 10.0,
         on_published: PublishedListener | None = None,
     ) -> None:
         self.pool = pool
@@ -105,7 +130,10 @@ class OutboxRelay:
         self.mark_delay_s = mark_delay_s
         self.max_queued = max_queued
         self.resync_interval_s = resync_interval_s
+        self.sweep_interval_s = sweep_interval_s
+        self.stale_after_s = stale_after_s
         self.on_published = on_published
+        self._scope: Callable[[], Collection[str]] | None = None
         self._queue: collections.deque[OutboxMessage] = collections.deque()
         self._accepting = False  # False while draining: the table is the source then
         self._wake = asyncio.Event()
@@ -137,17 +165,24 @@ class OutboxRelay:
     def draining(self) -> bool:
         return not self._accepting
 
+    def count_only(self, accounts: Callable[[], Collection[str]]) -> None:
+        """Count in the gauge only the table's rows of ``accounts()`` (the accounts this
+        process owns, with replicas), not the whole table."""
+        self._scope = accounts
+
     async def start(self) -> None:
         """Count the leftovers and start publishing them, then live rows. Idempotent."""
         if self._tasks:
             return
-        self._set_pending(await self.pool.fetchval(_COUNT))
+        self._set_pending(await self._count())
         self._last_prune = time.monotonic()
         self._closing = False
         self._tasks = [
             asyncio.create_task(self._run(), name="outbox-relay"),
             asyncio.create_task(self._mark_loop(), name="outbox-marker"),
         ]
+        if self.sweep_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._sweep_loop(), name="outbox-sweep"))
 
     def offer(self, messages: Sequence[OutboxMessage]) -> None:
         """Hand over rows just committed (ids set). Never blocks; never loses them: while the
@@ -351,6 +386,27 @@ class OutboxRelay:
             self._drop_queue()
             return False
 
+    async def _sweep_loop(self) -> None:
+        """Drain when the oldest unpublished row is older than ``stale_after_s`` while the fast
+        path runs: no relay is publishing it (see the module docstring)."""
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            if not self._accepting or self._closing:
+                continue  # draining already (or stopping)
+            try:
+                age = await self.pool.fetchval(_OLDEST_AGE_S)
+            except DB_ERRORS as exc:
+                log.warning("outbox sweep: PostgreSQL unavailable: %s", exc)
+                continue
+            if age is not None and age > self.stale_after_s and self._accepting:
+                log.warning(
+                    "outbox relay: a row has waited %.1f s unpublished (its process died?); "
+                    "draining the table",
+                    age,
+                )
+                self._drop_queue()
+                self._wake.set()
+
     # -- marking -------------------------------------------------------------------------------
 
     async def _mark_loop(self) -> None:
@@ -421,9 +477,15 @@ class OutboxRelay:
         if self._busy():
             return
         before = self._changes
-        count = await self.pool.fetchval(_COUNT)
+        count = await self._count()
         if self._changes == before and not self._busy():
             self._set_pending(count)
+
+    async def _count(self) -> int:
+        """Unpublished rows: of the whole table, or of the accounts in :meth:`count_only`."""
+        if self._scope is None:
+            return int(await self.pool.fetchval(_COUNT))
+        return int(await self.pool.fetchval(_COUNT_OF, list(self._scope())))
 
     def _busy(self) -> bool:
         return self._committing > 0 or self._mark_lock.locked()

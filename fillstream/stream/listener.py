@@ -21,6 +21,11 @@ Tasks (one TaskGroup per stream, so a bug anywhere brings the stream down loudly
   :mod:`.evidence`, judges them after ``drop_evidence_wait_s`` and raises narrow gaps), and
   triggers rotation before the 24 h cut.
 
+Make-before-break is for rotation only. A replaced key (``-1125``, ``listenKeyExpired``, a
+keepalive answering another key) means the old socket is already dead: Binance has one active
+key per account, and a key that expired or was deleted stops delivering on every socket bound
+to it (it pushes ``listenKeyExpired`` and goes silent), so there is nothing to overlap with.
+
 States (reported by :mod:`.health`): connecting → streaming → recovering (→ degraded after
 ``degraded_after_s``) → streaming …; auth_failed stops only this account; stopped after
 :meth:`UserStream.aclose`.

@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
+from fillstream.binance.budget import host_of
+from fillstream.ledger import Market
+from fillstream.sidecar.ownership import rendezvous
 from fillstream.simulator import Simulator
+from fillstream.storage.leases import account_key
 from tests.conftest import NatsTarget
 from tests.sidecar.harness import ServiceProcess, write_config
 
@@ -27,6 +32,19 @@ poll_interval_s = 0.3
 takeover_grace_s = 0.3
 cooldown_s = {cooldown_s}
 """
+
+REST = """
+[rest]
+# The simulator's limit from the first request: a process starting while the others have
+# used more than Binance's default 2,400 of this minute must not wait for the next minute
+# (every replica shares the simulator's one IP).
+weight_limits = {{ "{host}" = {limit} }}
+"""
+
+
+def rest_section(sim: Simulator) -> str:
+    """``[rest]`` with the simulator's weight limit (see ``REST``)."""
+    return REST.format(host=host_of(sim.rest_url), limit=sim.config.weight_limit_1m)
 
 
 class Replica:
@@ -100,6 +118,7 @@ def make_cluster(
                     renew=lease_ttl_s / 6,
                     margin=lease_ttl_s / 2,
                 )
+                + rest_section(sim)
             )
         env["TEST_DSN"] = pg_dsn
         replicas.append(Replica(f"r{n}", path, env, port, tmp_path / f"replica{n}.log"))
@@ -132,9 +151,57 @@ async def wait_one_owner_each(
     raise AssertionError(f"ownership not settled: missing {missing}, doubled {doubled}")
 
 
+async def wait_spread(
+    replicas: Sequence[Replica], accounts: Sequence[str], timeout_s: float
+) -> dict[str, str]:
+    """Until the hand-overs are done: every account streams on exactly one replica, the one
+    rendezvous hashing picks among the members every replica sees; account → replica."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, list[str]] = {}
+    seen: list[Any] = []
+    while time.monotonic() < deadline:
+        views = await asyncio.gather(*(r.status() for r in replicas))
+        seen = [None if b is None else b["service"]["replicas"] for b in views]
+        bodies = [b for b in views if b is not None]
+        members = {frozenset(b["service"]["replicas"]["members"]) for b in bodies}
+        last = await ownership(replicas)
+        if len(bodies) == len(replicas) and len(members) == 1:
+            by_member = {
+                b["service"]["replicas"]["member"]: r.name
+                for r, b in zip(replicas, views, strict=True)
+                if b is not None
+            }
+            (live,) = members
+            want = {
+                a: by_member.get(rendezvous(account_key(a, Market.USDM), live)) for a in accounts
+            }
+            if {a: [o] for a, o in want.items()} == last:
+                return {a: o for a, o in want.items() if o is not None}
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"accounts not spread: {last}; replicas: {seen}")
+
+
 async def stop_all(replicas: Sequence[Replica]) -> None:
     for replica in replicas:
         if replica.process is None or replica.proc.proc.returncode is not None:
             continue
         replica.proc.proc.send_signal(signal.SIGCONT)
         await replica.proc.stop(signal.SIGTERM)
+
+
+async def rest_requests(replica: Replica) -> dict[str, float]:
+    """account → REST requests this incarnation of ``replica`` sent for it (its counters);
+    empty while it does not answer."""
+    if replica.process is None or replica.proc.proc.returncode is not None:
+        return {}
+    try:
+        _, text = await replica.proc.get("/metrics")
+    except aiohttp.ClientError:
+        return {}
+    sent: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "fillstream_rest_requests_total":
+                account = s.labels["account"]
+                sent[account] = sent.get(account, 0.0) + s.value
+    return sent

@@ -4,6 +4,7 @@ TTL, release, members."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -117,3 +118,24 @@ async def test_a_renewal_applied_but_unanswered_is_adopted(nc: NatsClient, bucke
     other.revision -= 1  # another holder's revision in between: not ours
     with pytest.raises(LeaseLostError):
         await store.renew(other, "a/1")
+
+
+async def test_listings_leave_no_consumers_behind(nc: NatsClient, bucket: str) -> None:
+    """Every poll lists the bucket; each listing's consumer must go, or a few replicas reach
+    the server's 1,000 consumers per stream within minutes (``kv.keys()`` left them for
+    5 min, and forever when cancelled)."""
+    js = nc.jetstream()
+    store = await LeaseStore.open(js, bucket=bucket, ttl_s=TTL_S)
+    await store.heartbeat("m1")
+    for _ in range(40):
+        snapshot = await store.snapshot(5.0)
+        assert snapshot.members == {"m1"}
+    for _ in range(10):  # cancelled mid-listing: stopped all the same
+        with contextlib.suppress(TimeoutError):
+            await store.snapshot(0.0005)
+
+    async def reaped() -> bool:
+        info = await js.stream_info(f"KV_{bucket}")
+        return info.state.consumer_count <= 2
+
+    await wait_for(reaped, 15, "the listings' consumers deleted by the server")

@@ -27,9 +27,9 @@ THRESHOLDS = (7_000, 20, 100)
 
 
 def tune_gc(thresholds: tuple[int, int, int] = THRESHOLDS) -> None:
-    """Freeze what start-up allocated and set the collector's thresholds; call once, after
-    start-up, before the first account streams. Idempotent (a second call freezes what the
-    first left, which is what start-up allocated since)."""
+    """Freeze what start-up allocated and set the collector's thresholds; call once start-up
+    is done (``fillstream run`` does, right after :meth:`Service.start`). A second call
+    freezes what survived since the first."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*thresholds)

@@ -338,6 +338,16 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _gc(pauses: dict[str, dict[str, float]] | None) -> str:
+    """The run's collections in the service's process: young and middle, then full."""
+    if not pauses:
+        return "-"
+    young = pauses["gen0"]["count"] + pauses["gen1"]["count"]
+    worst = max(pauses["gen0"]["max_ms"], pauses["gen1"]["max_ms"])
+    full = pauses["gen2"]
+    return f"{young:.0f} ({worst:.1f}) / {full['count']:.0f} ({full['max_ms']:.1f})"
+
+
 def e2e_section(report: dict[str, Any] | None, title: str) -> str:
     if report is None:
         return f"### {title}\n\nNot measured.\n"
@@ -364,6 +374,7 @@ def e2e_section(report: dict[str, Any] | None, title: str) -> str:
                 "-"
                 if r.get("commit_mean_ms") is None
                 else f"{r['commit_mean_ms']:.1f} ms x {r['batch_mean_fills']:.0f}",
+                _gc(r.get("gc_pauses")),
             ]
         )
     m = report["machine"]
@@ -380,6 +391,7 @@ def e2e_section(report: dict[str, Any] | None, title: str) -> str:
                 "offered→ack p50/p99/p999 ms",
                 "CPU µs/fill (this process / others)",
                 "commit x batch",
+                "collections young+middle / full (max ms)",
             ],
             rows,
         )

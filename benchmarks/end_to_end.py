@@ -796,6 +796,8 @@ async def run_fillstream(
     async with ours:
         if args.gc == "tuned":
             tune_gc(args.gc_thresholds)  # as the service does once it has started
+        tracked, frozen = len(gc.get_objects()), gc.get_freeze_count()
+        print(f"collector: {tracked:,} objects tracked, {frozen:,} frozen", flush=True)
         for label, fills, rate in spec:
             results.append(await ours.run(label, fills, rate))
             print_run(results[-1])

@@ -732,8 +732,23 @@ three payloads, the columns, asyncpg's encoding: `isinstance` on every array, ~5
 TRADE_LITE, the trade, ACCOUNT_UPDATE) and up to three ingests that its frame can queue behind,
 where the naive consumer writes one row for one of them. Closing that would take fewer ingests
 per fill (the NEW and the ACCOUNT_UPDATE need no round trip of their own when a trade follows
-within the same read), not a lighter statement. py-spy at max rate (step 3) was not run: py-spy
-is not installed here, and every lock slot of the session went to the runs above.
+within the same read), not a lighter statement.
+
+*py-spy* (`py-spy record -r 250 -f raw -- python -m benchmarks.end_to_end --quick --nats-sync
+default --skip-baseline`, load 0.3; 1,479 samples, the whole process, start-up's imports 13%):
+the ingest 22% (of it: asyncpg's `fetch`, encoding and the socket write, 41%; the book's fold
+14%; the fill and order payloads 17%), the stream's processor 10%, `DropEvidence` 6.4%, the
+relay and publisher 5%. The largest item outside the ingest is
+`stream/evidence.py:_position_unexplained`: per ACCOUNT_UPDATE it sorts the position's held
+fills (by trade id) and counts them twice from the start (`sum(1 for ... if t < at_ms)`): two
+linear passes per update over what it holds; not changed here (not this helper's file).
+
+*The last runs of the session* (load 0.3-0.9 at their start, yet the service at 175-184
+µs per fill at max against 112 an hour earlier: the machine's speed moved, not the code):
+`sync_interval: always` 4,039 fills/s max (naive 650, 6.2x), 1,000/s p99 90.8 ms (nats-server
+fsyncing each message of the small batches); `publish_orders = none` 4,257 (naive 1,021, 4.2x),
+far from the design's 20,000. The figures of the second pass (below) for these two settings
+are older code on a different day.
 
 *The preloaded ledger* (10⁷ fills, 10⁶ closes, 2x10⁶ orders from `benchmarks/preload_ledger.py`,
 built and vacuumed in 90 s at load 0.8; then, right after, the same settings on an empty ledger;

@@ -677,7 +677,7 @@ recording) and more as they ran. `sidecar/runtime.py` now freezes what survived 
 the benchmark (`--gc default` turns it off). The previous pass found `gc.freeze()` alone left
 39 ms collections: with the higher generation-2 threshold no full collection ran at all in any
 tuned run (12,400 fills each), young collections fell ~10x (11 against 129 at max), and the
-worst young pause stayed at 1.4-6.4 ms.
+worst young pause stayed at 1.4-6.4 ms (up to 12 ms in the slower last runs).
 
 | GC (load) | max/s (naive) | 100/s p50/p99/p999 | 1k/s p50/p99/p999 | 5k/s, p99 | µs | full |
 |---|---|---|---|---|---|---|

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -52,8 +53,11 @@ import msgspec
 import websockets
 from aiohttp import web
 
+from fillstream.sidecar.runtime import THRESHOLDS, tune_gc
+
 RESULTS = Path(__file__).parent / "results" / "end_to_end.json"
 RECORDING_VERSION = 2
+DEFAULT_GC_THRESHOLDS = gc.get_threshold()  # CPython's, before any tuning
 EVENTS = 4  # roughly, per fill (order NEW, TRADE_LITE, ORDER_TRADE_UPDATE TRADE, ACCOUNT_UPDATE)
 
 
@@ -432,6 +436,40 @@ class Run(msgspec.Struct, kw_only=True):
     # fillstream only, from its own metrics over the run: where the time goes.
     commit_mean_ms: float | None = None  # submit → PostgreSQL commit (fillstream_ingest_seconds)
     batch_mean_fills: float | None = None  # fills per transaction (fillstream_ingest_batch_size)
+    # The collector's pauses over the run, in this process: per generation, count / total / max.
+    gc_pauses: dict[str, dict[str, float]] = {}
+
+
+class GcPauses:
+    """Every collection of this process while active (``gc.callbacks``): how many per generation,
+    and how long each paused the loop, the tail's usual suspect."""
+
+    def __init__(self) -> None:
+        self._start = 0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter_ns()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter_ns() - self._start) / 1e6)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            f"gen{g}": {
+                "count": len(ms),
+                "total_ms": round(sum(ms), 2),
+                "max_ms": round(max(ms, default=0.0), 2),
+            }
+            for g, ms in self.pauses.items()
+        }
 
 
 class Sample(msgspec.Struct):
@@ -494,6 +532,9 @@ def print_run(r: Run) -> None:
             f" {r.messages_per_fill:.2f} msgs/fill"
             if r.commit_mean_ms is not None and r.batch_mean_fills is not None
             else ""
+        )
+        + "".join(
+            f"  {g} {p['count']:.0f}x max {p['max_ms']:.1f} ms" for g, p in r.gc_pauses.items()
         ),
         flush=True,
     )
@@ -620,8 +661,9 @@ class FillstreamClient:
             await poll_until(lambda: stream.connected, 0.01)
             cpu = time.process_time()
             snap = cpu_snapshot(self.servers)
-            t0_ns = await self.venue.start(fills, rate or 0)
-            await asyncio.wait_for(self.done.wait(), 600)
+            with GcPauses() as pauses:
+                t0_ns = await self.venue.start(fills, rate or 0)
+                await asyncio.wait_for(self.done.wait(), 600)
             cpu = time.process_time() - cpu
             by_process = cpu_per_fill(snap, cpu_snapshot(self.servers), fills)
         finally:
@@ -641,6 +683,7 @@ class FillstreamClient:
         )
         run.cpu_us_per_fill_by_process = by_process
         run.messages_per_fill = round(self.messages / fills, 2)
+        run.gc_pauses = pauses.summary()
         d = [b - a for a, b in zip(before, after, strict=True)]
         run.commit_mean_ms = round(d[0] / d[1] * 1000, 3) if d[1] else None
         run.batch_mean_fills = round(d[2] / d[3], 1) if d[3] else None
@@ -724,12 +767,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         async with ReplayVenue(path) as venue:
             assert venue.proc is not None
             servers["venue"] = venue.proc.pid
-            async with FillstreamClient(
+            ours = FillstreamClient(
                 dsn, nats_url, venue, index, servers, publish_orders=args.publish_orders
-            ) as ours:
-                for label, fills, rate in runs["fillstream"]:
-                    results.append(await ours.run(label, fills, rate))
-                    print_run(results[-1])
+            )
+            results += await run_fillstream(ours, runs["fillstream"], args)
             if args.pg_statements:
                 statements = await top_statements(dsn, sum(n for _, n, _ in runs["fillstream"]))
             if not args.skip_baseline:
@@ -744,6 +785,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if args.pg_statements:
         report["postgres_statements_fillstream"] = statements
     return report
+
+
+async def run_fillstream(
+    ours: FillstreamClient, spec: list[tuple[str, int, float | None]], args: argparse.Namespace
+) -> list[Run]:
+    """The fillstream runs, the collector tuned as the service tunes it (unless ``--gc
+    default``); CPython's defaults again afterwards, for the naive consumer."""
+    results = []
+    async with ours:
+        if args.gc == "tuned":
+            tune_gc(args.gc_thresholds)  # as the service does once it has started
+        tracked, frozen = len(gc.get_objects()), gc.get_freeze_count()
+        print(f"collector: {tracked:,} objects tracked, {frozen:,} frozen", flush=True)
+        for label, fills, rate in spec:
+            results.append(await ours.run(label, fills, rate))
+            print_run(results[-1])
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
+    return results
 
 
 async def top_statements(dsn: str, fills: int) -> list[dict[str, Any]]:
@@ -774,6 +834,23 @@ async def top_statements(dsn: str, fills: int) -> list[dict[str, Any]]:
     return out
 
 
+def command_line(args: argparse.Namespace) -> str:
+    command = "python -m benchmarks.end_to_end" + (" --quick" if args.quick else "")
+    if args.nats_sync != "always":
+        command += f" --nats-sync {args.nats_sync}"
+    if args.events != "all":
+        command += f" --events {args.events}"
+    if args.preload:
+        command += f" --preload {args.preload:g}"
+    if args.publish_orders != "all":
+        command += f" --publish-orders {args.publish_orders}"
+    if args.gc != "tuned":
+        command += f" --gc {args.gc}"
+    elif args.gc_thresholds != THRESHOLDS:
+        command += " --gc-thresholds " + ",".join(map(str, args.gc_thresholds))
+    return command
+
+
 def build_report(
     args: argparse.Namespace, results: list[Run], events_per_fill: float
 ) -> dict[str, Any]:
@@ -788,23 +865,16 @@ def build_report(
         a, b = find("fillstream", load), find("naive", load)
         if a and b and a.offered_p99_ms and b.offered_p99_ms:
             ratios[f"offered_p99_at_{load}"] = round(b.offered_p99_ms / a.offered_p99_ms, 2)
-    command = "python -m benchmarks.end_to_end" + (" --quick" if args.quick else "")
-    if args.nats_sync != "always":
-        command += f" --nats-sync {args.nats_sync}"
-    if args.events != "all":
-        command += f" --events {args.events}"
-    if args.preload:
-        command += f" --preload {args.preload:g}"
-    if args.publish_orders != "all":
-        command += f" --publish-orders {args.publish_orders}"
     report = {
         "benchmark": "end_to_end",
-        "command": command,
+        "command": command_line(args),
         "nats_sync_interval": args.nats_sync,
         "events": args.events,
         "events_per_fill": round(events_per_fill, 2),
         "preloaded_fills": int(1e7 * args.preload),
         "publish_orders": args.publish_orders,
+        "gc": args.gc,
+        "gc_thresholds": list(args.gc_thresholds) if args.gc == "tuned" else None,
         "fsync_ms": round(fsync_ms(Path(tempfile.gettempdir())), 3),
         "machine": {
             "cpus": os.cpu_count(),
@@ -852,6 +922,18 @@ def main(argv: list[str] | None = None) -> None:
         choices=["all", "terminal", "none"],
         default="all",
         help="[nats] publish_orders of the fillstream runs (the default: all)",
+    )
+    parser.add_argument(
+        "--gc",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="tuned: the service's collector settings (sidecar/runtime.py); default: CPython's",
+    )
+    parser.add_argument(
+        "--gc-thresholds",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=THRESHOLDS,
+        help="with --gc tuned: the thresholds to try (default: the service's, %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)

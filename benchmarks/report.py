@@ -92,6 +92,19 @@ RUNS: list[tuple[str, list[str]]] = [
             str(RESULTS / "end_to_end_preloaded.json"),
         ],
     ),
+    (
+        # Right after the preloaded run, the same settings on an empty ledger: the pair the
+        # "within 10%" ratio compares (the machine's load moves between further-apart runs).
+        "end_to_end_preloaded_empty.json",
+        [
+            "benchmarks.end_to_end",
+            "--nats-sync",
+            "default",
+            "--skip-baseline",
+            "--output",
+            str(RESULTS / "end_to_end_preloaded_empty.json"),
+        ],
+    ),
     ("ingest.json", ["benchmarks.ingest"]),
     ("gap_recovery.json", ["benchmarks.gap_recovery"]),
     ("scale.json", ["benchmarks.scale"]),
@@ -219,10 +232,11 @@ def targets(res: dict[str, dict[str, Any] | None]) -> list[Target]:
         )
     )
     big = _run(res.get("end_to_end_preloaded.json"), "fillstream", "max")
-    empty = _run(e2e_fast, "fillstream", "max")
+    empty_report = res.get("end_to_end_preloaded_empty.json") or e2e_fast
+    empty = _run(empty_report, "fillstream", "max")
     loads = [
         (r or {}).get("machine", {}).get("loadavg_1m")
-        for r in (res.get("end_to_end_preloaded.json"), e2e_fast)
+        for r in (res.get("end_to_end_preloaded.json"), empty_report)
     ]
     if None in loads or abs(loads[0] - loads[1]) > 1.0:
         empty = None  # runs at different machine loads do not compare
@@ -267,10 +281,10 @@ def targets(res: dict[str, dict[str, Any] | None]) -> list[Target]:
     out.append(
         Target(
             name="gap recovery after a 60 s outage at 100 fills/s: last missed fill on JetStream",
-            target="≤ 2 s after reconnect",
+            target="≤ 1 s (p99) after reconnect; the worst of the runs shown",
             measured=_fmt(gap_s, " s", 2),
             ratio="-",
-            met=None if gap_s is None else gap_s <= 2,
+            met=None if gap_s is None else gap_s <= 1,
             source="gap_recovery",
         )
     )
@@ -340,6 +354,16 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _gc(pauses: dict[str, dict[str, float]] | None) -> str:
+    """The run's collections in the service's process: young and middle, then full."""
+    if not pauses:
+        return "-"
+    young = pauses["gen0"]["count"] + pauses["gen1"]["count"]
+    worst = max(pauses["gen0"]["max_ms"], pauses["gen1"]["max_ms"])
+    full = pauses["gen2"]
+    return f"{young:.0f} ({worst:.1f}) / {full['count']:.0f} ({full['max_ms']:.1f})"
+
+
 def e2e_section(report: dict[str, Any] | None, title: str) -> str:
     if report is None:
         return f"### {title}\n\nNot measured.\n"
@@ -366,6 +390,7 @@ def e2e_section(report: dict[str, Any] | None, title: str) -> str:
                 "-"
                 if r.get("commit_mean_ms") is None
                 else f"{r['commit_mean_ms']:.1f} ms x {r['batch_mean_fills']:.0f}",
+                _gc(r.get("gc_pauses")),
             ]
         )
     m = report["machine"]
@@ -382,6 +407,7 @@ def e2e_section(report: dict[str, Any] | None, title: str) -> str:
                 "offered→ack p50/p99/p999 ms",
                 "CPU µs/fill (this process / others)",
                 "commit x batch",
+                "collections young+middle / full (max ms)",
             ],
             rows,
         )
@@ -657,6 +683,10 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
             "2x10⁶ orders)",
         ),
         e2e_section(
+            res.get("end_to_end_preloaded_empty.json"),
+            "End to end, NATS default sync, an empty ledger right after the preloaded run",
+        ),
+        e2e_section(
             res["end_to_end_fills_only.json"],
             "Diagnostic: only the execution frames (no order NEW, TRADE_LITE, ACCOUNT_UPDATE)",
         ),
@@ -672,6 +702,14 @@ def render(res: dict[str, dict[str, Any] | None]) -> str:
 
 
 ANALYSIS = """
+**Issue 16, gap recovery after a 60 s outage (December 2026).** `python -m benchmarks.gap_recovery
+--outages 60 --repeats 10` (100 fills/s, NATS `sync_interval: always`, the reconciler's defaults),
+under the shared lock: ten runs at load 1.4-0.2 gave **0.158 / 0.395 / 0.601 s** min / median /
+max from the socket back to the last missed fill acknowledged by JetStream (6,128 fills missed
+per outage, 23-465 of them still missing when the socket came back; the degraded-mode polls had
+the rest). The same ten runs earlier, while six other suites shared the two cores (load 3.7),
+gave 0.280 / 0.590 / 1.905 s: the tail is CPU starvation, not the recovery path.
+
 **Issue 15, replicas (branch `replicas`, December 2026).** `python -m benchmarks.soak --replicas 3
 --accounts 9 --rate 90 --duration 600 --seed 1` (under the shared lock; owner kills drawn four
 times as often as another fault): **0 discrepancies** over 57,541 fills and 11,136 closes, 68
@@ -690,6 +728,103 @@ owner alone, at 30.0-34.2 weight/s against 33.3-34.2 for one plain process on th
 over the whole rolling phase 0.96 of the steady rate plus one account start-up (~145 weight) per
 takeover (19-22 takeovers). Failover after SIGKILL (`python -m benchmarks.replicas`, previous
 session, 30 accounts over 3 replicas, TTL 3 s): 3.12 / 3.48 / 3.93 s min / p50 / max, n = 37.
+
+**Issue 12, third pass (branch `fastpath`, December 2026): the collector, a statement per batch
+shape.** Every figure: `python -m benchmarks.end_to_end --quick --nats-sync default` under the
+shared lock, `publish_orders = all`, the naive baseline in the same run; "load" is the 1-minute
+average at the start → end of the run. Latencies receipt → ack in ms; 400 fills at 100/s (so
+p99 is the 4th worst), 2,000 at 1,000/s.
+
+*The tail is the collector.* `gc.callbacks` around every run (`--gc default`, CPython's
+thresholds 700/10/10, nothing frozen): at 100/s one full collection per run, **92 ms**
+(load 3.8); at 5,000/s and max one or two, **59-109 ms** each, plus 70-130 young and middle ones
+(up to 10 ms); the process tracked 69,171 objects when the runs began (modules, the stack, the
+recording) and more as they ran. `sidecar/runtime.py` now freezes what survived start-up
+(`gc.freeze()`: 68,899 objects; no collection walks them again) and raises the thresholds to
+7,000/20/100; `fillstream run` calls it once started (one line in `service._run`), and so does
+the benchmark (`--gc default` turns it off). The previous pass found `gc.freeze()` alone left
+39 ms collections: with the higher generation-2 threshold no full collection ran at all in any
+tuned run (12,400 fills each), young collections fell ~10x (11 against 129 at max), and the
+worst young pause stayed at 1.4-6.4 ms (up to 12 ms in the slower last runs).
+
+| GC (load) | max/s (naive) | 100/s p50/p99/p999 | 1k/s p50/p99/p999 | 5k/s, p99 | µs | full |
+|---|---|---|---|---|---|---|
+| default (3.8→2.6) | 2,799 (733) | 8.82/50.3/132 | 21.6/82.6/92.9 | 3,631, 497 | 215 | 3 (109) |
+| tuned (1.5→1.2) | 5,895 (604) | 2.72/12.5/20.7 | 2.16/7.70/19.2 | 4,973, 37 | 125 | 0 |
+| tuned (1.8→1.1) | 6,624 (1,023) | 2.49/11.6/18.7 | 1.67/9.45/13.5 | 4,980, 26 | 112 | 0 |
+| default (1.1→0.7) | 4,055 (917) | 2.56/8.88/19.6 | 3.27/16.0/19.9 | 4,494, 366 | 163 | 2 (79) |
+
+(`µs`: the service's CPU per fill at max; `full`: full collections over the run, the worst in
+ms. The naive consumer in the same runs, 100/s p50/p99/p999 then 1k/s p50/p99: 5.56/16.5/34.0,
+1.05/4.46; 1.40/1.82/2.80, 0.80/1.40; 1.15/2.88/3.23, 0.75/1.75; 1.21/3.62/9.40, 0.68/1.37.)
+
+(The last two ran back to back, same code, so they are the fair pair: the tuned collector
+raised the ceiling 1.6x, 4,055 → 6,624 fills/s, and the service's CPU at max fell from 163 to
+112 µs per fill; at 5,000/s the default run's 59 ms full collection put it behind the offer for
+the rest of the run, p99 366 ms against 26. At 1,000/s p50/p99 halved-ish, 3.27/16.0 →
+1.67/9.45. At 100/s the p99 of 400 fills does not separate them: 8.9 against 11.6 ms, neither
+run had a full collection there.) **Still missed:** p99 ≤ 5 ms at 1,000/s (best 7.7 ms) and
+100/s no worse than the naive consumer (p50 2.2-2.5x the naive's, p99 3-7x); ≥ 6,000 fills/s
+is reached in one of the two quiet tuned runs (6,624) but not ≥ 10x naive (6.5x and 9.8x).
+
+*The lone fill: a statement per batch shape.* `sql.ingest_stream(shape)` builds the
+one-statement ingest from the parts a batch carries (fills, algo links, orders, positions,
+closes, balances: a CTE and its arrays each only when present; the outbox and the check always;
+an empty batch takes the full statement, so a replica's fence still runs), cached per shape and
+per fence. A lone fill (fill, order, position) is 39 parameters instead of 72; every guarantee is
+the same SQL as before (commit before publish, outbox rows, the bet's check, the fence arm,
+dedup, balances). `EXPLAIN ANALYZE` of the lone shape on an idle connection: 0.19 ms execution;
+`Ledger.ingest` of a lone fill alternating the full and the shaped statement in one process
+(1,400 each): p50 2.73 → 2.43 and 3.75 → 3.33 ms at load 5-7 (about -11%; on a quieter moment
+1.0 ms, of which 0.65 is the round trip and the server, 0.35 Python). `pg_stat_statements` over
+the fillstream runs, back to back (load 0.6-1.1; old = 783b9bf, the full statement):
+
+| ingest | statements | calls | PG µs/fill | µs/call | 100/s p50/p99 (naive) | max/s (naive) |
+|---|---|---|---|---|---|---|
+| full (old) | 1 | 1,955 | 84.2 | 534 | 2.99/18.1 (1.48/6.49) | 4,434 (1,025) |
+| per shape | 4 seen | 2,215 | 61.5 | 344 | 2.49/11.6 (1.15/2.88) | 6,624 (1,023) |
+
+(`PG µs/fill`: `pg_stat_statements` execution time of the ingest statements over all the
+fillstream runs, per fill; the lone shape alone: 1,184 calls at 161 µs each. The max-rate
+difference is not the statement's: a batch of 1,000 carries nearly every part in both.)
+
+PostgreSQL's execution time for the ingest fell 27% per fill; at 100/s fillstream's p50 stays
+about 2x the naive's in both runs (2.0x old, 2.2x new), so the statement was not what holds the
+low-rate p50 (see below).
+
+*What still holds the low rate back.* On one idle connection a lone `Ledger.ingest` is ~1.0 ms
+against ~0.25 ms for the naive `INSERT`: the server's part (execution 0.19 ms with four inserts
+and the outbox, plus the commit the naive also pays) is now small; the rest is Python (the book,
+three payloads, the columns, asyncpg's encoding: `isinstance` on every array, ~55 µs) and one
+`send` per statement that takes ~140 µs on this VM's loopback. A fill is four frames (order NEW,
+TRADE_LITE, the trade, ACCOUNT_UPDATE) and up to three ingests that its frame can queue behind,
+where the naive consumer writes one row for one of them. Closing that would take fewer ingests
+per fill (the NEW and the ACCOUNT_UPDATE need no round trip of their own when a trade follows
+within the same read), not a lighter statement.
+
+*py-spy* (`py-spy record -r 250 -f raw -- python -m benchmarks.end_to_end --quick --nats-sync
+default --skip-baseline`, load 0.3; 1,479 samples, the whole process, start-up's imports 13%):
+the ingest 22% (of it: asyncpg's `fetch`, encoding and the socket write, 41%; the book's fold
+14%; the fill and order payloads 17%), the stream's processor 10%, `DropEvidence` 6.4%, the
+relay and publisher 5%. The largest item outside the ingest is
+`stream/evidence.py:_position_unexplained`: per ACCOUNT_UPDATE it sorts the position's held
+fills (by trade id) and counts them twice from the start (`sum(1 for ... if t < at_ms)`): two
+linear passes per update over what it holds; not changed here (not this helper's file).
+
+*The last runs of the session* (load 0.3-0.9 at their start, yet the service at 175-184
+µs per fill at max against 112 an hour earlier: the machine's speed moved, not the code):
+`sync_interval: always` 4,039 fills/s max (naive 650, 6.2x), 1,000/s p99 90.8 ms (nats-server
+fsyncing each message of the small batches); `publish_orders = none` 4,257 (naive 1,021, 4.2x),
+far from the design's 20,000. The figures of the second pass (below) for these two settings
+are older code on a different day.
+
+*The preloaded ledger* (10⁷ fills, 10⁶ closes, 2x10⁶ orders from `benchmarks/preload_ledger.py`,
+built and vacuumed in 90 s at load 0.8; then, right after, the same settings on an empty ledger;
+both `--pg-statements --skip-baseline`, load 2.4 at the end of each): **5,759 fills/s max
+preloaded against 6,323 empty, 0.91** (the ≥ 90% target met by this one pair; only indicative on
+a shared machine); PostgreSQL 47 µs per fill at max in both, so the per-batch cost is flat with
+the ledger's size. 5,000/s: 4,931 achieved (p99 79 ms) preloaded, 4,714 (p99 228 ms) empty;
+1,000/s p99 17.5 against 14.5 ms.
 
 **Issue 12, second pass (branch `fast`, December 2026): the low-rate path, atomic batches, the
 outbox gauge.** Every figure below: `python -m benchmarks.end_to_end --quick ...` under the

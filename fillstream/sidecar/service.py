@@ -41,6 +41,7 @@ from fillstream.sidecar.errors import StartupError
 from fillstream.sidecar.http import HttpServer, Readiness
 from fillstream.sidecar.ownership import NATS_ERRORS, Ownership
 from fillstream.sidecar.pipeline import IngestState
+from fillstream.sidecar.runtime import tune_gc
 from fillstream.sidecar.secrets import scrub
 from fillstream.sidecar.service_metrics import SHUTDOWN_OUTBOX_LEFT
 from fillstream.sidecar.stack import IngestStack, build_stack
@@ -350,6 +351,7 @@ def run_service(config: Config) -> int:
 async def _run(config: Config) -> int:
     service = Service(config)
     await service.start()  # StartupError propagates: the CLI prints it on one line, exit 1
+    tune_gc()  # start-up's objects frozen, collector thresholds raised (sidecar/runtime.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

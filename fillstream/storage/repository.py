@@ -19,6 +19,7 @@ transactional path above. Either way the commit precedes every publish of its me
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -50,8 +51,19 @@ from fillstream.storage.records import Records, assign_ids
 
 log = logging.getLogger(__name__)
 
-# The one-statement ingest with the fence (replicas): built from sql.INGEST_STREAM as it is.
-_INGEST_STREAM_FENCED, _FENCE_PARAM = fence.fenced_statement(sql.INGEST_STREAM)
+
+@functools.cache
+def _stream_statement(shape: sql.StreamShape, *, fenced: bool) -> str:
+    """The one-statement ingest of ``shape``; with the fence (replicas) as one more arm, its
+    epoch the last argument."""
+    statement = sql.ingest_stream(shape)
+    return fence.fenced_statement(statement)[0] if fenced else statement
+
+
+def _present(*groups: tuple[bool, list[Any]]) -> list[Any]:
+    """The arguments of the groups present, in order (those of :func:`sql.ingest_stream`)."""
+    return [a for present, arguments in groups if present for a in arguments]
+
 
 DEFAULT_HORIZON_MS = 6 * 3600 * 1000
 
@@ -219,7 +231,8 @@ class Ledger(Records):
     async def _ingest_bet(
         self, conn: asyncpg.Connection, batch: IngestBatch
     ) -> IngestOutcome | None:
-        """A stream batch in one statement (:data:`sql.INGEST_STREAM`), or None if the bet lost.
+        """A stream batch in one statement (:func:`sql.ingest_stream`, holding only the parts the
+        batch has), or None if the bet lost.
 
         The bet: every fill of a stream batch is new, so the book folds them before PostgreSQL
         has said so, and everything is written in one autocommit statement (one round trip
@@ -252,31 +265,33 @@ class Ledger(Records):
         balance_tags = [(None, None, None)] * (len(messages) - len(balances))
         balance_tags += [(b.asset, b.kind.value, b.time_ms) for b in balances]
         sealed = [book.sealed_through(x.symbol, x.position_side) for x in change.positions]
+        shape = sql.StreamShape(
+            fills=bool(fills),
+            links=bool(links),
+            orders=bool(orders),
+            positions=bool(change.positions),
+            closes=bool(change.closes),
+            balances=bool(balances),
+        ).normal()
         epoch = self.fences.epoch(batch.account, batch.market)
-        fenced = () if epoch is None else (epoch,)
+        args = _present(
+            (True, [batch.account, batch.market.value]),
+            (shape.fills, [rows.fills_json(fills)]),
+            (shape.links, _link_columns(links)),
+            (shape.orders, rows.order_columns(orders)),
+            (shape.positions, rows.position_columns(change.positions, sealed)),
+            (shape.closes, _close_columns(change.closes)),
+            (shape.balances, rows.balance_columns(balances)),
+            (True, [[m.subject for m in messages], [m.msg_id for m in messages]]),
+            (True, [[m.payload for m in messages]]),
+            (shape.orders, [[t[0] for t in tags], [t[1] for t in tags]]),
+            (shape.balances, [[t[i] for t in balance_tags] for i in range(3)]),
+            (shape.fills, [len(fills)]),
+            (shape.closes, [len(change.closes)]),
+            (epoch is not None, [epoch]),
+        )
         try:
-            records = await conn.fetch(
-                sql.INGEST_STREAM if epoch is None else _INGEST_STREAM_FENCED,
-                batch.account,
-                batch.market.value,
-                rows.fills_json(fills),
-                *_link_columns(links),
-                *rows.order_columns(orders),
-                *rows.position_columns(change.positions, sealed),
-                *_close_columns(change.closes),
-                [m.subject for m in messages],
-                [m.msg_id for m in messages],
-                [m.payload for m in messages],
-                [t[0] for t in tags],
-                [t[1] for t in tags],
-                len(fills),
-                len(change.closes),
-                *rows.balance_columns(balances),
-                [t[0] for t in balance_tags],
-                [t[1] for t in balance_tags],
-                [t[2] for t in balance_tags],
-                *fenced,
-            )
+            records = await conn.fetch(_stream_statement(shape, fenced=epoch is not None), *args)
         except asyncpg.PostgresError as exc:
             # A refused value (class 22, also asyncpg's own encoding errors; or 23) is retried on
             # the transactional path too: nothing of this statement is stored, and that path

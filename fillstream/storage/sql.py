@@ -9,7 +9,11 @@ once each, as fragments that take the number of their first array parameter: the
 path runs them as statements of their own, the one-statement stream path as CTEs of one statement.
 """
 
+from __future__ import annotations
+
+import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 
 def _arrays(first: int, types: Sequence[str]) -> str:
@@ -17,7 +21,8 @@ def _arrays(first: int, types: Sequence[str]) -> str:
     return ", ".join(f"${first + n}::{t}[]" for n, t in enumerate(types))
 
 
-_FILLS = """
+def _fills(first: int) -> str:
+    return f"""
 INSERT INTO fills (
     account, market, symbol, trade_id, order_id, side, position_side, price, qty, quote_qty,
     commission, commission_asset, realized_pnl, maker, trade_time_ms, client_order_id,
@@ -26,7 +31,7 @@ SELECT $1, $2, u.symbol, u.trade_id, u.order_id, u.side, u.position_side, u.pric
     u.quote_qty, u.commission, u.commission_asset, u.realized_pnl, u.maker, u.trade_time_ms,
     u.client_order_id, u.order_type, u.orig_type, u.reduce_only, u.event_time_ms, u.source,
     coalesce(to_timestamp(u.received_at_ns / 1e9), now()), u.contract_size
-FROM json_to_recordset($3::text::json) AS u(
+FROM json_to_recordset(${first}::text::json) AS u(
     symbol text, trade_id bigint, order_id bigint, side text, position_side text,
     price numeric, qty numeric, quote_qty numeric, commission numeric, commission_asset text,
     realized_pnl numeric, maker boolean, trade_time_ms bigint, client_order_id text,
@@ -34,6 +39,7 @@ FROM json_to_recordset($3::text::json) AS u(
     received_at_ns bigint, contract_size numeric)
 ON CONFLICT DO NOTHING
 """
+
 
 _ALGO_LINK_TYPES = ("text", "bigint", "text", "text", "text", "bigint", "bigint")
 
@@ -167,7 +173,7 @@ WHERE b.time_ms < EXCLUDED.time_ms
 )"""
 
 
-INSERT_FILLS = _FILLS + "RETURNING symbol, trade_id, order_id\n"
+INSERT_FILLS = _fills(3) + "RETURNING symbol, trade_id, order_id\n"
 
 FILL_SELECT = """
 SELECT f.account, f.market, f.symbol, f.trade_id, f.order_id, f.side, f.position_side, f.price,
@@ -240,43 +246,122 @@ WHERE close_id = ANY($1::text[]) GROUP BY close_id
 """
 
 
-# A whole stream batch in one autocommit statement (one round trip, no BEGIN/COMMIT): fills,
-# algo links, orders, positions, closes, balances ($61-$69) and the outbox. The book was folded on
-# the bet that every fill and close is new; fillstream_ingest_check (migration 004) aborts the
-# statement if not; the closes are revision 0 only (the bet): its msg_id is the close id, so a
-# close stored before, in any revision, conflicts and fails the check. Balance facts are not
-# part of the bet: like orders, a stored one just sends no message. An order's message ($57/$58
-# name its order) enters the outbox only if its upsert moved the order forward; a balance's
-# ($70-$72 name its fact) only if the fact is new. Rows out: outbox (id, msg_id), moved orders
-# (NULL, NULL, order_id, symbol), the check.
-INGEST_STREAM = f"""
-WITH fills_written AS ({_FILLS}RETURNING 1
-), links_written AS ({_algo_links(4)}), orders_written AS ({_orders(11)}
-), positions_written AS ({_positions(31)}), closes_written AS ({_closes(41)}RETURNING 1
-), {_balances(61)}, outbox_written AS (
-    INSERT INTO outbox (subject, msg_id, payload)
-    SELECT u.subject, u.msg_id, u.payload
-    FROM unnest($54::text[], $55::text[], $56::bytea[], $57::text[], $58::bigint[],
-                $70::text[], $71::text[], $72::bigint[])
-        WITH ORDINALITY AS u(subject, msg_id, payload, order_symbol, order_id,
-                             balance_asset, balance_kind, balance_time_ms, n)
-    -- A join (the planner merges or hashes it), never a scan of balances_written per message:
-    -- a batch carries thousands of balance facts. Its rows are unique on the join key.
-    LEFT JOIN balances_written b ON b.asset = u.balance_asset AND b.kind = u.balance_kind
-        AND b.time_ms = u.balance_time_ms
-    WHERE (u.balance_kind IS NULL OR b.asset IS NOT NULL) AND (u.order_id IS NULL OR EXISTS (
-        SELECT 1 FROM orders_written w WHERE w.symbol = u.order_symbol AND w.order_id = u.order_id))
-    ORDER BY u.n
-    RETURNING id, msg_id
-)
-SELECT id, msg_id, NULL::bigint AS order_id, NULL::text AS symbol FROM outbox_written
-UNION ALL
-SELECT NULL, NULL, order_id, symbol FROM orders_written
-UNION ALL
-SELECT fillstream_ingest_check(
-    (SELECT count(*) FROM fills_written), $59, (SELECT count(*) FROM closes_written), $60),
-    NULL, NULL, NULL
-"""
+class StreamShape(NamedTuple):
+    """The parts a stream batch carries: its statement (:func:`ingest_stream`) holds only those.
+
+    A lone fill at low rate is a fill, its order and its position: the full statement's algo
+    link, close and balance CTEs (and their 25 array parameters) are cost without work, about
+    half of the statement's client and server time for such a batch (docs/performance.md).
+    """
+
+    fills: bool = True
+    links: bool = True
+    orders: bool = True
+    positions: bool = True
+    closes: bool = True
+    balances: bool = True
+
+    def normal(self) -> StreamShape:
+        """The shape to run: a batch with no part at all takes the full statement (its parts
+        give ``$1`` and ``$2`` their types), so an empty batch still meets a replica's fence."""
+        return self if any(self) else StreamShape()
+
+
+class _Params:
+    """Hands out parameter numbers in the order the caller passes the arguments."""
+
+    def __init__(self) -> None:
+        self.next = 3  # $1 account, $2 market
+
+    def take(self, n: int = 1) -> int:
+        first, self.next = self.next, self.next + n
+        return first
+
+
+def _stream_ctes(shape: StreamShape, params: _Params) -> list[str]:
+    ctes = []
+    if shape.fills:
+        ctes.append(f"fills_written AS ({_fills(params.take())}RETURNING 1\n)")
+    if shape.links:
+        ctes.append(f"links_written AS ({_algo_links(params.take(len(_ALGO_LINK_TYPES)))})")
+    if shape.orders:
+        ctes.append(f"orders_written AS ({_orders(params.take(len(_ORDER_TYPES)))}\n)")
+    if shape.positions:
+        ctes.append(f"positions_written AS ({_positions(params.take(len(_POSITION_TYPES)))})")
+    if shape.closes:
+        ctes.append(f"closes_written AS ({_closes(params.take(len(_CLOSE_TYPES)))}RETURNING 1\n)")
+    if shape.balances:
+        ctes.append(_balances(params.take(len(_BALANCE_TYPES))))
+    return ctes
+
+
+@functools.cache
+def ingest_stream(shape: StreamShape) -> str:
+    """A whole stream batch in one autocommit statement (one round trip, no BEGIN/COMMIT): the
+    parts of ``shape`` (fills, algo links, orders, positions, closes, balances), then the
+    outbox, then the check. Arguments: account, market, then per part present, in that order,
+    its arrays (fills: one JSON document); then the outbox's subjects, msg ids and payloads, the
+    order tags (symbol, order id: if orders) and the balance tags (asset, kind, time: if
+    balances); then the expected number of new fills (if fills) and of new closes (if closes).
+
+    The book was folded on the bet that every fill and close is new; fillstream_ingest_check
+    (migration 004) aborts the statement if not; the closes are revision 0 only (the bet): its
+    msg_id is the close id, so a close stored before, in any revision, conflicts and fails the
+    check. Balance facts are not part of the bet: like orders, a stored one just sends no
+    message. An order's message (its tags name its order) enters the outbox only if its upsert
+    moved the order forward; a balance's only if the fact is new. Rows out: outbox (id, msg_id),
+    moved orders (NULL, NULL, order_id, symbol), the check. ``shape`` must be
+    :meth:`StreamShape.normal`.
+    """
+    params = _Params()
+    ctes = _stream_ctes(shape, params)
+    m = params.take(3)
+    arrays = [f"${m}::text[]", f"${m + 1}::text[]", f"${m + 2}::bytea[]"]
+    names = ["subject", "msg_id", "payload"]
+    join, where = "", []
+    if shape.orders:
+        t = params.take(2)
+        arrays += [f"${t}::text[]", f"${t + 1}::bigint[]"]
+        names += ["order_symbol", "order_id"]
+        where.append(
+            "(u.order_id IS NULL OR EXISTS (SELECT 1 FROM orders_written w"
+            " WHERE w.symbol = u.order_symbol AND w.order_id = u.order_id))"
+        )
+    if shape.balances:
+        t = params.take(3)
+        arrays += [f"${t}::text[]", f"${t + 1}::text[]", f"${t + 2}::bigint[]"]
+        names += ["balance_asset", "balance_kind", "balance_time_ms"]
+        # A join (the planner merges or hashes it), never a scan of balances_written per
+        # message: a batch carries thousands of balance facts. Its rows are unique on the key.
+        join = (
+            "LEFT JOIN balances_written b ON b.asset = u.balance_asset"
+            " AND b.kind = u.balance_kind AND b.time_ms = u.balance_time_ms\n"
+        )
+        where.append("(u.balance_kind IS NULL OR b.asset IS NOT NULL)")
+    ctes.append(
+        "outbox_written AS (\nINSERT INTO outbox (subject, msg_id, payload)\n"
+        "SELECT u.subject, u.msg_id, u.payload\n"
+        f"FROM unnest({', '.join(arrays)})\n"
+        f"    WITH ORDINALITY AS u({', '.join(names)}, n)\n"
+        + join
+        + (f"WHERE {' AND '.join(where)}\n" if where else "")
+        + "ORDER BY u.n\nRETURNING id, msg_id\n)"
+    )
+    arms = ["SELECT id, msg_id, NULL::bigint AS order_id, NULL::text AS symbol FROM outbox_written"]
+    if shape.orders:
+        arms.append("SELECT NULL, NULL, order_id, symbol FROM orders_written")
+    if shape.fills or shape.closes:
+        fills = f"(SELECT count(*) FROM fills_written), ${params.take()}" if shape.fills else "0, 0"
+        closes = (
+            f"(SELECT count(*) FROM closes_written), ${params.take()}" if shape.closes else "0, 0"
+        )
+        arms.append(f"SELECT fillstream_ingest_check({fills}, {closes}), NULL, NULL, NULL")
+    return "WITH " + ", ".join(ctes) + "\n" + "\nUNION ALL\n".join(arms) + "\n"
+
+
+INGEST_STREAM = ingest_stream(StreamShape())
+# The usual batch at low rate: one fill, its order and its position.
+INGEST_STREAM_LONE = ingest_stream(StreamShape(links=False, closes=False, balances=False))
 
 # Every statement an ingest may run per batch, by name: ``benchmarks.preload_ledger --explain``
 # checks that each is index lookups only against a big ledger.
@@ -290,4 +375,5 @@ PER_BATCH: dict[str, str] = {
     "upsert_orders": UPSERT_ORDERS,
     "write_changes": WRITE_CHANGES,
     "ingest_stream": INGEST_STREAM,
+    "ingest_stream_lone": INGEST_STREAM_LONE,
 }

@@ -2,8 +2,10 @@
 parse module turns a fill event or a ``userTrades`` row into a ledger fill (both paths call
 :func:`stream_fill` and :func:`trade_fill`, so each product has one parse module for both).
 
-One row per product folder (``usdm/``, ``coinm/``); spot has no stream decoder yet and falls
-back to USDⓈ-M's (``market = "spot"`` is refused at config time).
+One row per product folder (``usdm/``, ``coinm/``, ``spot/``). Spot's events and rows have
+shapes of their own (executionReport, ``myTrades``), so its fills go through
+:mod:`fillstream.binance.spot.parse` directly rather than through :func:`stream_fill` and
+:func:`trade_fill`, which serve the futures products.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fillstream.binance.coinm import events as coinm_events
 from fillstream.binance.coinm import parse as coinm
 from fillstream.binance.coinm import rows as coinm_rows
 from fillstream.binance.coinm.events import COINM_EVENT_TYPES
+from fillstream.binance.spot.events import SPOT_EVENT_TYPES
 from fillstream.binance.usdm import parse as usdm
 from fillstream.binance.usdm.events import USDM_EVENT_TYPES, Event, OrderTradeUpdate
 from fillstream.binance.usdm.rows import UserTrade
@@ -24,7 +27,7 @@ from fillstream.ledger import Fill, FillSource, Market
 EVENT_TYPES: Final[Mapping[Market, Mapping[str, type[Event]]]] = {
     Market.USDM: USDM_EVENT_TYPES,
     Market.COINM: COINM_EVENT_TYPES,
-    Market.SPOT: USDM_EVENT_TYPES,
+    Market.SPOT: SPOT_EVENT_TYPES,
 }
 
 H = TypeVar("H")

@@ -3,7 +3,7 @@
 No I/O, no asyncio, no third-party clients (import-linter enforces it).
 """
 
-from fillstream.ledger.book import BookChange, PositionBook
+from fillstream.ledger.book import BookChange, PositionBook, folds_positions
 from fillstream.ledger.classify import close_reason
 from fillstream.ledger.errors import ConfigError, FillstreamError
 from fillstream.ledger.protocols import (
@@ -73,4 +73,5 @@ __all__ = [
     "StatusSink",
     "StreamState",
     "close_reason",
+    "folds_positions",
 ]

@@ -45,6 +45,17 @@ Entry = Fill | PositionCorrection | FundingFee
 SortKey = tuple[int, int, int]
 
 
+def folds_positions(market: Market) -> bool:
+    """Whether ``market`` has positions in Binance's sense, so its fills move a book.
+
+    Spot has none: a base-asset balance also moves by deposits, withdrawals, transfers, fees
+    charged in the base asset and trading on other pairs, so a "position" folded from one
+    symbol's fills, and a "close" when it returns to zero, would be a guess, not an exchange fact.
+    Spot accounts publish fills, order transitions and balance facts instead (docs/subjects.md).
+    """
+    return market is not Market.SPOT
+
+
 def sort_key(entry: Entry) -> SortKey:
     if isinstance(entry, Fill):
         return (entry.trade_time_ms, entry.trade_id, entry.order_id)
@@ -464,8 +475,12 @@ class PositionBook:
 
         ``funding`` entries are deduplicated by ``tran_id`` within the held range; one that
         lands inside a closed lifecycle revises that close (its ``funding`` changes).
+        A spot book folds nothing (:func:`folds_positions`): it never holds a position, so it
+        never emits a close.
         """
         change = BookChange()
+        if not folds_positions(self.market):
+            return change
         # key -> needs a full refold. Only closes emitted before this call can carry a stale
         # reason: the links are in place before this call's fills are folded.
         touched = self._relink(algo_links)
@@ -521,8 +536,11 @@ class PositionBook:
     def restore(self, entries: Iterable[Entry], closes: Iterable[PositionClose]) -> BookChange:
         """Rebuild after a restart from stored entries and the closes already recorded.
 
-        Returns only what differs from the stored closes (normally nothing).
+        Returns only what differs from the stored closes (normally nothing); a spot book
+        restores nothing (:func:`folds_positions`).
         """
+        if not folds_positions(self.market):
+            return BookChange()
         for close in closes:
             ledger = self._ledger(close.symbol, close.position_side)
             ledger.emitted[_close_id(close)] = close

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fillstream.ledger.types import (
+    BalanceChange,
     CloseReason,
     FillKey,
     OrderUpdate,
@@ -68,3 +69,13 @@ def status_subject(prefix: str, account: str) -> str:
 
 def status_msg_id(change: StatusChange) -> str:
     return f"status:{change.account}:{change.market}:{change.state}:{change.time_ms}"
+
+
+def balance_subject(prefix: str, balance: BalanceChange) -> str:
+    return f"{prefix}.balance.{balance.account}.{balance.market}.{balance.asset}"
+
+
+def balance_msg_id(balance: BalanceChange) -> str:
+    """``balance:<account>:<market>:<asset>:<kind>:<time_ms>``: the ``balance_changes`` key."""
+    b = balance
+    return f"balance:{b.account}:{b.market}:{b.asset}:{b.kind}:{b.time_ms}"

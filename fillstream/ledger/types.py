@@ -326,3 +326,4 @@ class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
     duplicate_fills: int
     closes: int
     orders: int
+    balances: int = 0  # new balance facts (spot)

@@ -22,6 +22,7 @@ import msgspec
 
 from fillstream.ledger import (
     AlgoLink,
+    BalanceChange,
     Fill,
     FundingFee,
     IngestBatch,
@@ -43,7 +44,14 @@ class Isolated(msgspec.Struct, kw_only=True):
 
 def facts(batch: IngestBatch) -> list[Fact]:
     """The batch's facts in the order the ledger applies them."""
-    return [*batch.fills, *batch.orders, *batch.algo_links, *batch.corrections, *batch.funding]
+    return [
+        *batch.fills,
+        *batch.orders,
+        *batch.algo_links,
+        *batch.corrections,
+        *batch.funding,
+        *batch.balances,
+    ]
 
 
 def batch_of(template: IngestBatch, part: Sequence[Fact]) -> IngestBatch:
@@ -57,6 +65,7 @@ def batch_of(template: IngestBatch, part: Sequence[Fact]) -> IngestBatch:
         algo_links=tuple(f for f in part if isinstance(f, AlgoLink)),
         corrections=tuple(f for f in part if isinstance(f, PositionCorrection)),
         funding=tuple(f for f in part if isinstance(f, FundingFee)),
+        balances=tuple(f for f in part if isinstance(f, BalanceChange)),
     )
 
 
@@ -118,4 +127,5 @@ def merge_outcomes(outcomes: Sequence[IngestOutcome]) -> IngestOutcome:
         corrections=[c for o in outcomes for c in o.corrections],
         funding=[f for o in outcomes for f in o.funding],
         messages=[m for o in outcomes for m in o.messages],
+        balances=[b for o in outcomes for b in o.balances],
     )

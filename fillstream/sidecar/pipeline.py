@@ -30,11 +30,14 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 
 from fillstream.ledger import (
+    BalanceChange,
+    BalanceKind,
     Fill,
     FillKey,
     FillSource,
@@ -55,6 +58,7 @@ from fillstream.storage import (
     Quarantine,
     is_data_error,
 )
+from fillstream.storage.metrics import BALANCE_CHANGES
 from fillstream.storage.quarantine import Fact, declare_metrics, fact_key, kind_of
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,11 @@ class _Worker:
         self.stream_since_ms: int | None = None
         self.errors = metrics.INGEST_ERRORS.labels(account, m)
         self.orders = metrics.ORDER_TRANSITIONS.labels(account, m)
+        self.balances = {
+            (k, s): BALANCE_CHANGES.labels(account, m, k.value, s.value)
+            for k in BalanceKind
+            for s in FillSource
+        }
         declare_metrics(account, m)
         self.in_flight_ns: int | None = None  # submission time of the oldest item in a commit
         self.failures = 0  # consecutive failed transactions
@@ -285,6 +294,11 @@ class _Worker:
             metrics.CLOSE_REVISIONS.labels(self.account, m, "retracted").inc(len(outcome.retracted))
         if outcome.orders:
             self.orders.inc(len(outcome.orders))
+        if outcome.balances:
+            for (kind, source), n in collections.Counter(
+                (b.kind, b.source) for b in outcome.balances
+            ).items():
+                self.balances[kind, source].inc(n)
 
     def _attribute(self, recovered: Sequence[Fill]) -> None:
         """REST-first fills: missed by the stream, or made before its first session began."""
@@ -341,6 +355,7 @@ def _merge(batches: Sequence[IngestBatch]) -> IngestBatch:
         algo_links=tuple(a for b in batches for a in b.algo_links),
         corrections=tuple(c for b in batches for c in b.corrections),
         funding=tuple(f for b in batches for f in b.funding),
+        balances=tuple(x for b in batches for x in b.balances),
     )
 
 
@@ -359,9 +374,10 @@ def _results(
                 duplicate_fills=len(outcome.duplicate_fills),
                 closes=len(outcome.closes),
                 orders=len(outcome.orders),
+                balances=len(outcome.balances),
             )
         ]
-    if not outcome.duplicate_fills and not outcome.orders:
+    if not outcome.duplicate_fills and not outcome.orders and not outcome.balances:
         return _results_all_new(batches, outcome)
     return _results_general(batches, outcome, set())
 
@@ -376,6 +392,7 @@ def _results_general(
     }
     closes_of: collections.Counter[int] = collections.Counter()
     stored_orders = {(o.symbol, o.order_id, o.status, o.update_time_ms) for o in outcome.orders}
+    stored_balances = {_balance_key(b) for b in outcome.balances}
     results: list[IngestResult] = []
     for index, batch in enumerate(batches):
         new = 0
@@ -390,24 +407,38 @@ def _results_general(
                 if k in closing:
                     closes_of[index] += 1
                     del closing[k]
-        orders = 0
-        for o in batch.orders:
-            ok = (o.symbol, o.order_id, o.status, o.update_time_ms)
-            if ok in stored_orders:
-                stored_orders.discard(ok)
-                orders += 1
+        orders = _take(
+            stored_orders,
+            ((o.symbol, o.order_id, o.status, o.update_time_ms) for o in batch.orders),
+        )
+        balances = _take(stored_balances, (_balance_key(b) for b in batch.balances))
         results.append(
             IngestResult(
                 new_fills=new,
                 duplicate_fills=len(batch.fills) - new - gone,
                 closes=closes_of[index],
                 orders=orders,
+                balances=balances,
             )
         )
     if closing:  # closes not caused by a fill of this call (corrections, late refolds)
         last = results[-1]
         results[-1] = msgspec.structs.replace(last, closes=last.closes + len(closing))
     return results
+
+
+def _take(stored: set[Any], keys: Iterable[Any]) -> int:
+    """How many of ``keys`` are in ``stored``, each taken out (the first copy counts)."""
+    taken = 0
+    for k in keys:
+        if k in stored:
+            stored.discard(k)
+            taken += 1
+    return taken
+
+
+def _balance_key(b: BalanceChange) -> tuple[str, BalanceKind, int]:
+    return (b.asset, b.kind, b.time_ms)
 
 
 def _results_all_new(batches: Sequence[IngestBatch], outcome: IngestOutcome) -> list[IngestResult]:
@@ -477,7 +508,12 @@ class Pipeline:
             raise PipelineClosedError("the pipeline is closed")
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         if not (
-            batch.fills or batch.orders or batch.algo_links or batch.corrections or batch.funding
+            batch.fills
+            or batch.orders
+            or batch.algo_links
+            or batch.corrections
+            or batch.funding
+            or batch.balances
         ):
             future.set_result(IngestResult(new_fills=0, duplicate_fills=0, closes=0, orders=0))
             return future

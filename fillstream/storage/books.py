@@ -4,6 +4,9 @@ The book keeps, per position, only what it may still need to refold (entries aft
 ``sealed_through``); the ``positions`` table stores that boundary. So a restore loads, per
 position, the fills and corrections after the stored boundary, the closes recorded after it
 (latest revision, not retracted), the funding payments after it, and every algo-order link.
+A spot account's book is empty and reads nothing: spot fills never fold into positions
+(:func:`fillstream.ledger.folds_positions`), so there is nothing to restore, and with no
+``positions`` rows the fills read would otherwise start at time 0.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fillstream.ledger import (
     PositionClose,
     PositionCorrection,
     PositionSide,
+    folds_positions,
 )
 from fillstream.ledger.book import DEFAULT_MAX_ENTRIES, SortKey, sort_key
 from fillstream.storage import payloads, rows, sql
@@ -90,6 +94,9 @@ async def load_book(
     max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> PositionBook:
     """The account's book as it was after the last committed ingest."""
+    book = PositionBook(account, market, horizon_ms=horizon_ms, max_entries=max_entries)
+    if not folds_positions(market):
+        return book
     sealed: dict[tuple[str, PositionSide], SortKey] = {
         (r["symbol"], PositionSide(r["position_side"])): (
             r["sealed_time_ms"],
@@ -103,7 +110,6 @@ async def load_book(
         boundary = sealed.get((symbol, side))
         return boundary is None or key > boundary
 
-    book = PositionBook(account, market, horizon_ms=horizon_ms, max_entries=max_entries)
     book.link_algo_types(
         {
             r["order_id"]: r["algo_type"]

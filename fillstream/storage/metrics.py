@@ -29,3 +29,9 @@ QUARANTINED = Counter(
     "from their batch and kept in the quarantine table; the rest of the batch is stored",
     ["account", "market", "kind"],
 )
+BALANCE_CHANGES = Counter(
+    "fillstream_balance_changes_total",
+    "Balance facts stored (spot: new ones only, a copy from the other path is not counted), by "
+    "kind (position, delta, external_lock) and the path that delivered them first",
+    ["account", "market", "kind", "source"],
+)

@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 
 from fillstream.ledger import (
+    BalanceChange,
+    BalanceKind,
     CloseReason,
     Fill,
     FillKey,
@@ -155,6 +157,30 @@ class StatusMessage(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     time_ms: int
     source: FillSource = FillSource.STREAM
+
+
+class BalanceMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """``<prefix>.balance.<account>.<market>.<asset>``: one asset's balance as the venue reported
+    it (spot).
+
+    ``kind`` ``position`` (outboundAccountPosition, or the account snapshot of the reconcile
+    path): ``free`` and ``locked`` are the asset's amounts at ``time_ms`` (the event's ``u``),
+    ``delta`` null. ``delta`` (balanceUpdate: deposit, withdrawal, transfer) and
+    ``external_lock`` (externalLockUpdate: + locked, - unlocked): ``delta`` moved at ``time_ms``
+    (the event's ``T``), ``free``/``locked`` null. ``event_time_ms`` is the event's ``E``.
+    """
+
+    schema: str = "balance/v1"
+    account: str
+    market: Market
+    asset: str
+    kind: BalanceKind
+    free: Decimal | None
+    locked: Decimal | None
+    delta: Decimal | None
+    time_ms: int
+    event_time_ms: int
+    source: FillSource
 
 
 class OutboxMessage(msgspec.Struct, kw_only=True):
@@ -378,6 +404,29 @@ def status_message(prefix: str, change: StatusChange) -> OutboxMessage:
     )
 
 
+def balance_message(prefix: str, balance: BalanceChange) -> OutboxMessage:
+    body = BalanceMessage(
+        account=balance.account,
+        market=balance.market,
+        asset=balance.asset,
+        kind=balance.kind,
+        free=balance.free,
+        locked=balance.locked,
+        delta=balance.delta,
+        time_ms=balance.time_ms,
+        event_time_ms=balance.event_time_ms,
+        source=balance.source,
+    )
+    return OutboxMessage(
+        subject=subjects.balance_subject(prefix, balance),
+        msg_id=subjects.balance_msg_id(balance),
+        payload=_encoder.encode(body),
+        account=balance.account,
+        market=balance.market.value,
+        received_at_ns=balance.received_at_ns,
+    )
+
+
 def json_schemas() -> dict[str, Any]:
     """JSON Schema of every payload, keyed by its ``schema`` value (for ``docs/``)."""
     types: list[type[msgspec.Struct]] = [
@@ -386,6 +435,7 @@ def json_schemas() -> dict[str, Any]:
         CloseMessage,
         CorrectedMessage,
         StatusMessage,
+        BalanceMessage,
     ]
     return {
         f"{t.__name__.removesuffix('Message').lower()}/v1": msgspec.json.schema(t) for t in types

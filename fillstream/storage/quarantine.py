@@ -24,6 +24,7 @@ from asyncpg.exceptions._base import DataError as ClientDataError
 
 from fillstream.ledger import (
     AlgoLink,
+    BalanceChange,
     Fill,
     FundingFee,
     OrderUpdate,
@@ -34,7 +35,7 @@ from fillstream.storage.metrics import QUARANTINED
 
 log = logging.getLogger(__name__)
 
-Fact = Fill | OrderUpdate | AlgoLink | PositionCorrection | FundingFee
+Fact = Fill | OrderUpdate | AlgoLink | PositionCorrection | FundingFee | BalanceChange
 
 DATA_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.DataError,  # SQLSTATE class 22: out of range, invalid text representation, ...
@@ -70,7 +71,7 @@ def is_data_error(exc: BaseException) -> bool:
 
 
 def kind_of(fact: Fact) -> str:
-    """``fill``, ``order``, ``algo_link``, ``correction`` or ``funding``."""
+    """``fill``, ``order``, ``algo_link``, ``correction``, ``funding`` or ``balance``."""
     return _KINDS[type(fact)]
 
 
@@ -84,6 +85,8 @@ def fact_key(fact: Fact) -> str:
         return f"algo:{fact.symbol}:{fact.algo_id}:{fact.update_time_ms}"
     if isinstance(fact, PositionCorrection):
         return f"correction:{fact.symbol}:{fact.position_side}:{fact.time_ms}:{fact.qty}"
+    if isinstance(fact, BalanceChange):
+        return subjects.balance_msg_id(fact)
     return f"funding:{fact.symbol}:{fact.tran_id}"
 
 
@@ -165,4 +168,5 @@ _KINDS: dict[type[Any], str] = {
     AlgoLink: "algo_link",
     PositionCorrection: "correction",
     FundingFee: "funding",
+    BalanceChange: "balance",
 }

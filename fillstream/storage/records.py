@@ -3,7 +3,7 @@ status transitions) and the facts rebuilt as messages for ``fillstream republish
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 
@@ -28,6 +28,38 @@ def assign_ids(messages: list[OutboxMessage], records: list[asyncpg.Record]) -> 
     # nextval() runs in the ORDER BY order, so sorted ids line up with the messages.
     for message, new_id in zip(messages, sorted(r[0] for r in records), strict=True):
         message.id = new_id
+
+
+# Every (account, market) with fills, one primary-key probe per account (a loose index scan):
+# ``SELECT DISTINCT`` would read the whole table, and ``positions`` has no rows for spot.
+_ACCOUNTS = """
+WITH RECURSIVE a AS (
+    (SELECT account, market FROM fills ORDER BY account, market LIMIT 1)
+    UNION ALL
+    SELECT n.account, n.market FROM a, LATERAL (
+        SELECT f.account, f.market FROM fills f WHERE (f.account, f.market) > (a.account, a.market)
+        ORDER BY f.account, f.market LIMIT 1) n
+)
+SELECT account, market FROM a
+UNION
+SELECT account, market FROM balances
+"""
+
+_FILLS = (
+    sql.FILL_SELECT + " WHERE f.account = $1 AND f.market = $2 AND f.trade_time_ms >= $3"
+    " ORDER BY f.trade_time_ms, f.trade_id, f.order_id"
+)
+_ORDERS = "SELECT * FROM orders WHERE update_time_ms >= $1 ORDER BY update_time_ms"
+_CLOSES = (
+    "SELECT close FROM position_closes WHERE closed_at_ms >= $1 ORDER BY closed_at_ms, revision"
+)
+
+# An account's balance facts from a time on: a range of the primary key (account, market, time_ms).
+_BALANCES = """
+SELECT account, market, time_ms, asset, kind, free, locked, delta, event_time_ms, source
+FROM balance_changes WHERE account = $1 AND market = $2 AND time_ms >= $3
+ORDER BY time_ms, asset, kind
+"""
 
 
 class Records:
@@ -110,45 +142,45 @@ class Records:
     ) -> AsyncIterator[list[OutboxMessage]]:
         """Messages for the facts since ``since_ms`` (exchange time), rebuilt from the tables.
 
-        Fills by trade time, orders (their latest state) by update time, closes (every revision)
-        by close time; each with the ``Nats-Msg-Id`` it was first published with.
+        Per account fills by trade time and balance facts (spot) by their time; then orders
+        (their latest state) by update time, closes (every revision) by close time; each with
+        the ``Nats-Msg-Id`` it was first published with.
         """
-        p = self.prefix
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            accounts = await conn.fetch(_ACCOUNTS)
             batch: list[OutboxMessage] = []
-            accounts = await conn.fetch("SELECT DISTINCT account, market FROM positions")
-            for a in accounts:  # per account: the (account, market, trade time) index
-                fills = conn.cursor(
-                    sql.FILL_SELECT
-                    + " WHERE f.account = $1 AND f.market = $2 AND f.trade_time_ms >= $3"
-                    " ORDER BY f.trade_time_ms, f.trade_id, f.order_id",
-                    a["account"],
-                    a["market"],
-                    since_ms,
-                )
-                async for r in fills:
-                    batch.append(payloads.fill_message(p, rows.fill_from_record(r)))
+            for query, args, build in self._republish_reads(accounts, since_ms):
+                async for r in conn.cursor(query, *args):
+                    batch.append(build(r))
                     if len(batch) >= chunk:
                         yield batch
                         batch = []
-            orders = conn.cursor(
-                "SELECT * FROM orders WHERE update_time_ms >= $1 ORDER BY update_time_ms",
-                since_ms,
-            )
-            async for r in orders:
-                batch.append(payloads.order_message(p, rows.order_from_record(r)))
-                if len(batch) >= chunk:
-                    yield batch
-                    batch = []
-            closes = conn.cursor(
-                "SELECT close FROM position_closes WHERE closed_at_ms >= $1 "
-                "ORDER BY closed_at_ms, revision",
-                since_ms,
-            )
-            async for r in closes:
-                batch.append(payloads.close_message(p, payloads.close_from_json(r["close"])))
-                if len(batch) >= chunk:
-                    yield batch
-                    batch = []
             if batch:
                 yield batch
+
+    def _republish_reads(
+        self, accounts: list[asyncpg.Record], since_ms: int
+    ) -> list[tuple[str, tuple[object, ...], Callable[[asyncpg.Record], OutboxMessage]]]:
+        """(query, arguments, row → message) of every read ``stored_messages`` makes, in order."""
+        p = self.prefix
+
+        def fill(r: asyncpg.Record) -> OutboxMessage:
+            return payloads.fill_message(p, rows.fill_from_record(r))
+
+        def balance(r: asyncpg.Record) -> OutboxMessage:
+            return payloads.balance_message(p, rows.balance_from_record(r))
+
+        def order(r: asyncpg.Record) -> OutboxMessage:
+            return payloads.order_message(p, rows.order_from_record(r))
+
+        def close(r: asyncpg.Record) -> OutboxMessage:
+            return payloads.close_message(p, payloads.close_from_json(r["close"]))
+
+        reads: list[tuple[str, tuple[object, ...], Callable[[asyncpg.Record], OutboxMessage]]] = []
+        for a in sorted(accounts, key=lambda a: (a["account"], a["market"])):
+            key = (a["account"], a["market"], since_ms)
+            reads.append((_FILLS, key, fill))  # the (account, market, trade time) index
+            reads.append((_BALANCES, key, balance))
+        reads.append((_ORDERS, (since_ms,), order))
+        reads.append((_CLOSES, (since_ms,), close))
+        return reads

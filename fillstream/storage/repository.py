@@ -4,8 +4,11 @@
 what is new (``ON CONFLICT DO NOTHING RETURNING``); only new fills reach the position book, and
 the book's changes (positions, closes, revisions, retractions), the forward order transitions,
 the algo links, the corrections and one outbox row per message are written in the same
-transaction. If the transaction fails, the account's in-memory book is dropped and reloaded from
-the store on the next batch, so the book never holds a change the store does not.
+transaction, and so are a spot batch's balance facts (``balance_changes``, new ones only, with
+the latest state per asset in ``balances``). A spot batch never reaches the book
+(:func:`fillstream.ledger.folds_positions`): no positions, no closes. If the transaction fails,
+the account's in-memory book is dropped and reloaded from the store on the next batch, so the
+book never holds a change the store does not.
 
 A stream batch is usually all new, so it first takes a one-statement path (``_ingest_bet``): the
 book folds its fills before the store has said they are new, and one autocommit statement
@@ -25,6 +28,7 @@ import msgspec
 
 from fillstream.ledger import (
     AlgoLink,
+    BalanceChange,
     Fill,
     FillSource,
     FundingFee,
@@ -63,6 +67,7 @@ class IngestOutcome(msgspec.Struct, kw_only=True):
     corrections: list[PositionCorrection]  # new ones
     funding: list[FundingFee]  # new ones (by tranId)
     messages: list[OutboxMessage]
+    balances: list[BalanceChange] = msgspec.field(default_factory=list)  # new ones (spot)
 
 
 def close_id(close: PositionClose) -> str:
@@ -135,6 +140,16 @@ def _link_columns(ls: Sequence[AlgoLink]) -> list[list[Any]]:
         [x.order_id for x in ls],
         [x.update_time_ms for x in ls],
     ]
+
+
+def _unique_balances(batch: IngestBatch) -> list[BalanceChange]:
+    """The batch's balance facts, first occurrence per key (the store's key, sql._balances)."""
+    unique: dict[tuple[str, str, int], BalanceChange] = {}
+    for b in batch.balances:
+        if b.account != batch.account or b.market is not batch.market:
+            raise ValueError(f"balance of {b.account}/{b.market} in a batch of {batch.account}")
+        unique.setdefault((b.asset, b.kind.value, b.time_ms), b)
+    return list(unique.values())
 
 
 def _latest_orders(orders: Sequence[OrderUpdate]) -> list[OrderUpdate]:
@@ -220,6 +235,7 @@ class Ledger(Records):
             self._bet_lost(batch)  # a refold revised history: ask first
             return None
         orders = _latest_orders(batch.orders)
+        balances = _unique_balances(batch)
         p = self.prefix
         order_messages = {
             (o.symbol, o.order_id): payloads.order_message(p, o)
@@ -229,8 +245,12 @@ class Ledger(Records):
         messages = [payloads.fill_message(p, f) for f in fills]
         messages += order_messages.values()
         messages += [payloads.close_message(p, c) for c in change.closes]
+        messages += [payloads.balance_message(p, b) for b in balances]
         tags = [(None, None)] * len(fills) + list(order_messages)
-        tags += [(None, None)] * len(change.closes)
+        tags += [(None, None)] * len(change.closes + balances)
+        balance_tags: list[tuple[str | None, str | None, int | None]]
+        balance_tags = [(None, None, None)] * (len(messages) - len(balances))
+        balance_tags += [(b.asset, b.kind.value, b.time_ms) for b in balances]
         sealed = [book.sealed_through(x.symbol, x.position_side) for x in change.positions]
         epoch = self.fences.epoch(batch.account, batch.market)
         fenced = () if epoch is None else (epoch,)
@@ -251,6 +271,10 @@ class Ledger(Records):
                 [t[1] for t in tags],
                 len(fills),
                 len(change.closes),
+                *rows.balance_columns(balances),
+                [t[0] for t in balance_tags],
+                [t[1] for t in balance_tags],
+                [t[2] for t in balance_tags],
                 *fenced,
             )
         except asyncpg.PostgresError as exc:
@@ -269,6 +293,7 @@ class Ledger(Records):
         forward = sorted(
             (o for o in orders if (o.symbol, o.order_id) in moved), key=lambda o: o.update_time_ms
         )
+        new_balances = [b for b in balances if subjects.balance_msg_id(b) in ids]
         return IngestOutcome(
             new_fills=fills,
             duplicate_fills=duplicates,
@@ -278,6 +303,7 @@ class Ledger(Records):
             corrections=[],
             funding=[],
             messages=stored,
+            balances=new_balances,
         )
 
     def _bet_lost(self, batch: IngestBatch) -> None:
@@ -295,12 +321,14 @@ class Ledger(Records):
         change = book.apply(new_fills, corrections, links, funding)
         closes, retracted = await self._number_closes(conn, change.closes, change.retracted)
         orders = await self._upsert_orders(conn, batch) if batch.orders else []
+        balances = await self._insert_balances(conn, batch)
         p = self.prefix
         messages = [payloads.fill_message(p, f) for f in new_fills]
         messages += [payloads.order_message(p, o) for o in orders if self.publish_orders.selects(o)]
         messages += [payloads.close_message(p, c) for c in closes]
         messages += [payloads.retraction_message(p, c, batch.source) for c in retracted]
         messages += [payloads.correction_message(p, c) for c in corrections]
+        messages += [payloads.balance_message(p, b) for b in balances]
         if change.positions or messages or retracted:
             sealed = [book.sealed_through(x.symbol, x.position_side) for x in change.positions]
             ids = await conn.fetch(
@@ -324,7 +352,24 @@ class Ledger(Records):
             corrections=corrections,
             funding=funding,
             messages=messages,
+            balances=balances,
         )
+
+    async def _insert_balances(
+        self, conn: asyncpg.Connection, batch: IngestBatch
+    ) -> list[BalanceChange]:
+        """Store the batch's balance facts (and the latest state); return the new ones."""
+        if not batch.balances:
+            return []
+        candidates = _unique_balances(batch)
+        inserted = await conn.fetch(
+            sql.INSERT_BALANCES,
+            batch.account,
+            batch.market.value,
+            *rows.balance_columns(candidates),
+        )
+        fresh = {(r["asset"], r["kind"], r["time_ms"]) for r in inserted}
+        return [b for b in candidates if (b.asset, b.kind.value, b.time_ms) in fresh]
 
     async def _insert_funding(
         self, conn: asyncpg.Connection, funding: Sequence[FundingFee]

@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 
 from fillstream.ledger import (
+    BalanceChange,
+    BalanceKind,
     Fill,
     FillSource,
     FundingFee,
@@ -183,4 +185,38 @@ def funding_from_record(r: Record) -> FundingFee:
         asset=r["asset"],
         time_ms=r["time_ms"],
         tran_id=r["tran_id"],
+    )
+
+
+def _amount(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def balance_columns(balances: Sequence[BalanceChange]) -> list[list[Any]]:
+    """The arrays of :func:`fillstream.storage.sql._balances`, in its order."""
+    return [
+        [b.asset for b in balances],
+        [b.kind.value for b in balances],
+        [b.time_ms for b in balances],
+        [b.event_time_ms for b in balances],
+        [_amount(b.free) for b in balances],
+        [_amount(b.locked) for b in balances],
+        [_amount(b.delta) for b in balances],
+        [b.source.value for b in balances],
+        [b.received_at_ns for b in balances],
+    ]
+
+
+def balance_from_record(r: Record) -> BalanceChange:
+    return BalanceChange(
+        account=r["account"],
+        market=Market(r["market"]),
+        asset=r["asset"],
+        kind=BalanceKind(r["kind"]),
+        time_ms=r["time_ms"],
+        event_time_ms=r["event_time_ms"],
+        source=FillSource(r["source"]),
+        free=r["free"],
+        locked=r["locked"],
+        delta=r["delta"],
     )

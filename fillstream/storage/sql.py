@@ -4,9 +4,9 @@ Batches go to PostgreSQL as one JSON document (fills) or one array per column (`
 round trip per statement whatever the batch size, and ``RETURNING`` tells which rows were new.
 Amounts travel as text and are cast to ``numeric`` by the server.
 
-The writes a batch can make (fills, algo links, orders, positions, closes) are written once each,
-as fragments that take the number of their first array parameter: the transactional path runs
-them as statements of their own, the one-statement stream path as CTEs of one statement.
+The writes a batch can make (fills, algo links, orders, positions, closes, balances) are written
+once each, as fragments that take the number of their first array parameter: the transactional
+path runs them as statements of their own, the one-statement stream path as CTEs of one statement.
 """
 
 from collections.abc import Sequence
@@ -132,6 +132,41 @@ ON CONFLICT (msg_id) DO NOTHING
 """
 
 
+_BALANCE_TYPES = ("text", "text", "bigint", "bigint", "text", "text", "text", "text", "bigint")
+
+
+def _balances(first: int) -> str:
+    """Two CTEs: ``balances_written``, the batch's balance facts not stored before (RETURNING
+    names them), and ``balances_latest``, the latest state per asset those new facts advance.
+
+    Only new ``position`` facts reach ``balances``, the newest per asset of the batch (one
+    ``ON CONFLICT DO UPDATE`` may not touch a row twice), and only over an older stored time:
+    a replayed or late fact never rolls the state back. Both are primary-key probes.
+    """
+    return f"""balances_written AS (
+INSERT INTO balance_changes (
+    account, market, time_ms, asset, kind, free, locked, delta, event_time_ms, source,
+    received_at)
+SELECT $1, $2, u.time_ms, u.asset, u.kind, u.free::numeric, u.locked::numeric,
+    u.delta::numeric, u.event_time_ms, u.source,
+    coalesce(to_timestamp(u.received_at_ns / 1e9), now())
+FROM unnest({_arrays(first, _BALANCE_TYPES)})
+    AS u(asset, kind, time_ms, event_time_ms, free, locked, delta, source, received_at_ns)
+ON CONFLICT DO NOTHING
+RETURNING asset, kind, time_ms, free, locked, event_time_ms, source
+), balances_latest AS (
+INSERT INTO balances AS b (account, market, asset, free, locked, time_ms, event_time_ms, source)
+SELECT DISTINCT ON (w.asset) $1, $2, w.asset, w.free, w.locked, w.time_ms, w.event_time_ms,
+    w.source
+FROM balances_written w WHERE w.kind = 'position'
+ORDER BY w.asset, w.time_ms DESC
+ON CONFLICT (account, market, asset) DO UPDATE SET
+    free = EXCLUDED.free, locked = EXCLUDED.locked, time_ms = EXCLUDED.time_ms,
+    event_time_ms = EXCLUDED.event_time_ms, source = EXCLUDED.source, updated_at = now()
+WHERE b.time_ms < EXCLUDED.time_ms
+)"""
+
+
 INSERT_FILLS = _FILLS + "RETURNING symbol, trade_id, order_id\n"
 
 FILL_SELECT = """
@@ -183,6 +218,12 @@ ORDER BY u.n
 RETURNING id
 """
 
+# A batch's balance facts (transactional path): rows out are the new facts.
+INSERT_BALANCES = f"""
+WITH {_balances(3)}
+SELECT asset, kind, time_ms FROM balances_written
+"""
+
 INSERT_FUNDING = """
 INSERT INTO funding (account, market, symbol, position_side, amount, asset, time_ms, tran_id)
 SELECT $1, $2, u.symbol, u.position_side, u.amount::numeric, u.asset, u.time_ms, u.tran_id
@@ -200,23 +241,31 @@ WHERE close_id = ANY($1::text[]) GROUP BY close_id
 
 
 # A whole stream batch in one autocommit statement (one round trip, no BEGIN/COMMIT): fills,
-# algo links, orders, positions, closes and the outbox. The book was folded on the bet that every
-# fill and close is new; fillstream_ingest_check (migration 004) aborts the statement if not; the
-# closes are revision 0 only (the bet): its msg_id is the close id, so a close stored before, in
-# any revision, conflicts and fails the check. An order's message ($57/$58 name its order) enters
-# the outbox only if its upsert moved the order forward. Rows out: outbox (id, msg_id), moved
-# orders (NULL, NULL, order_id, symbol), the check.
+# algo links, orders, positions, closes, balances ($61-$69) and the outbox. The book was folded on
+# the bet that every fill and close is new; fillstream_ingest_check (migration 004) aborts the
+# statement if not; the closes are revision 0 only (the bet): its msg_id is the close id, so a
+# close stored before, in any revision, conflicts and fails the check. Balance facts are not
+# part of the bet: like orders, a stored one just sends no message. An order's message ($57/$58
+# name its order) enters the outbox only if its upsert moved the order forward; a balance's
+# ($70-$72 name its fact) only if the fact is new. Rows out: outbox (id, msg_id), moved orders
+# (NULL, NULL, order_id, symbol), the check.
 INGEST_STREAM = f"""
 WITH fills_written AS ({_FILLS}RETURNING 1
 ), links_written AS ({_algo_links(4)}), orders_written AS ({_orders(11)}
 ), positions_written AS ({_positions(31)}), closes_written AS ({_closes(41)}RETURNING 1
-), outbox_written AS (
+), {_balances(61)}, outbox_written AS (
     INSERT INTO outbox (subject, msg_id, payload)
     SELECT u.subject, u.msg_id, u.payload
-    FROM unnest($54::text[], $55::text[], $56::bytea[], $57::text[], $58::bigint[])
-        WITH ORDINALITY AS u(subject, msg_id, payload, order_symbol, order_id, n)
-    WHERE u.order_id IS NULL OR EXISTS (
-        SELECT 1 FROM orders_written w WHERE w.symbol = u.order_symbol AND w.order_id = u.order_id)
+    FROM unnest($54::text[], $55::text[], $56::bytea[], $57::text[], $58::bigint[],
+                $70::text[], $71::text[], $72::bigint[])
+        WITH ORDINALITY AS u(subject, msg_id, payload, order_symbol, order_id,
+                             balance_asset, balance_kind, balance_time_ms, n)
+    -- A join, not a correlated EXISTS: a batch's thousands of balance facts are one hash join,
+    -- not one scan of balances_written per message. Its rows are unique on the join key.
+    LEFT JOIN balances_written b ON b.asset = u.balance_asset AND b.kind = u.balance_kind
+        AND b.time_ms = u.balance_time_ms
+    WHERE (u.balance_kind IS NULL OR b.asset IS NOT NULL) AND (u.order_id IS NULL OR EXISTS (
+        SELECT 1 FROM orders_written w WHERE w.symbol = u.order_symbol AND w.order_id = u.order_id))
     ORDER BY u.n
     RETURNING id, msg_id
 )
@@ -236,6 +285,7 @@ PER_BATCH: dict[str, str] = {
     "upsert_algo_links": UPSERT_ALGO_LINKS,
     "insert_corrections": INSERT_CORRECTIONS,
     "insert_funding": INSERT_FUNDING,
+    "insert_balances": INSERT_BALANCES,
     "select_close_revisions": SELECT_CLOSE_REVISIONS,
     "upsert_orders": UPSERT_ORDERS,
     "write_changes": WRITE_CHANGES,

@@ -45,6 +45,11 @@ _RANGES: Final[dict[str, Range]] = {
     "submit_retry_max_s": (0.01, 3600.0),
     "gap_margin_ms": (0, 3_600_000),
     "drop_evidence_wait_s": (0.0, 60.0),
+    "accounts_per_connection": (1, 1000),
+    "lifetime_subscriptions_max": (1, 65_535),
+    "recv_window_ms": (0, 60_000),
+    "request_timeout_s": (0.1, 600.0),
+    "silent_probe_s": (0.0, _DAY_S),
 }
 
 
@@ -99,6 +104,17 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     submit_retry_max_s: float = 5.0
     gap_margin_ms: int = 5_000
     delete_key_on_shutdown: bool = True
+    # Spot (WS-API subscriptions, binance-wave2.md §A): accounts sharing one connection (Binance
+    # allows 1,000), the planned reconnect before the 65,535 lifetime subscriptions of a session,
+    # the subscribe's recvWindow (0: not sent, Binance's 5,000 applies), how long a request may
+    # wait for its answer, and a connection silent this long while it holds subscriptions asks
+    # ``session.subscriptions`` (a lost answer closes it; a subscription missing is resubscribed);
+    # 0 turns the probe off. The 24 h cut is ``rotate_after_s``.
+    accounts_per_connection: int = 50
+    lifetime_subscriptions_max: int = 65_000
+    recv_window_ms: int = 0
+    request_timeout_s: float = 10.0
+    silent_probe_s: float = 30.0
 
     def validate(self) -> StreamSettings:
         """Return self, or raise :class:`ConfigError` naming the bad field."""

@@ -89,6 +89,27 @@ WATCHDOG_CHECKS = Counter(
     [*_LABELS, "verdict"],
 )
 
+# Spot WS-API connections (shared by many accounts: labelled by market, not account).
+WSAPI_CONNECTIONS = Gauge(
+    "fillstream_wsapi_connections",
+    "Open WS-API connections carrying user-data subscriptions",
+    ["market"],
+)
+WSAPI_SUBSCRIPTIONS = Gauge(
+    "fillstream_wsapi_subscriptions", "Accounts placed on the open WS-API connections", ["market"]
+)
+WSAPI_REQUESTS = Counter(
+    "fillstream_wsapi_requests",
+    "WS-API requests, by method and outcome (ok, failed: no answer, or the refusal's status)",
+    ["market", "method", "outcome"],
+)
+WSAPI_UNROUTED = Counter(
+    "fillstream_wsapi_frames_unrouted",
+    "WS-API frames no account took, by reason (unknown_subscription|unknown_response|malformed|"
+    "unknown)",
+    ["market", "reason"],
+)
+
 
 class StreamMetrics:
     """The stream metrics of one account, children resolved once."""

@@ -39,7 +39,16 @@ from fillstream.binance.usdm.parse import (
     order_update_from,
     validate_account_update,
 )
-from fillstream.ledger import AlgoLink, Fill, FillSink, FillSource, IngestBatch, Market, OrderUpdate
+from fillstream.ledger import (
+    AlgoLink,
+    BalanceChange,
+    Fill,
+    FillSink,
+    FillSource,
+    IngestBatch,
+    Market,
+    OrderUpdate,
+)
 from fillstream.stream.activity import AccountActivity, RecentSet
 from fillstream.stream.backoff import Backoff
 from fillstream.stream.buffer import FrameBuffer
@@ -313,6 +322,7 @@ class Processor:
             fills=tuple(pending.fills),
             orders=tuple(pending.orders),
             algo_links=tuple(pending.algos),
+            balances=tuple(pending.balances),
         )
         backoff = Backoff(0.05, self.settings.submit_retry_max_s)
         while True:
@@ -334,9 +344,10 @@ class _Pending:
     fills: list[Fill] = field(default_factory=list)
     orders: list[OrderUpdate] = field(default_factory=list)
     algos: list[AlgoLink] = field(default_factory=list)
+    balances: list[BalanceChange] = field(default_factory=list)  # spot
 
     def __bool__(self) -> bool:
-        return bool(self.fills or self.orders or self.algos)
+        return bool(self.fills or self.orders or self.algos or self.balances)
 
     def __len__(self) -> int:
-        return len(self.fills) + len(self.orders) + len(self.algos)
+        return len(self.fills) + len(self.orders) + len(self.algos) + len(self.balances)

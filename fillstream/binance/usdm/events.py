@@ -20,6 +20,16 @@ from msgspec import UNSET, UnsetType
 from fillstream.ledger.amounts import Id, TimeMs, Unused
 
 
+class Event(msgspec.Struct, frozen=True):
+    """The base of every user-data event struct, of every product: what a product's event table
+    maps ``e`` to, and what the stream decoder returns (handlers dispatch on the exact type)."""
+
+    @property
+    def e(self) -> str:
+        """The event type: every event struct declares it as a field with its own default."""
+        raise NotImplementedError(type(self).__name__)
+
+
 class Header(msgspec.Struct, frozen=True):
     """Stage one of the decode: the event type, and the envelope of combined/WS-API frames.
 
@@ -79,7 +89,7 @@ class OrderTradeUpdateOrder(msgspec.Struct, frozen=True):
     M: Unused = None  # modifyId (AMENDMENT only)
 
 
-class OrderTradeUpdate(msgspec.Struct, frozen=True):
+class OrderTradeUpdate(Event, frozen=True):
     E: TimeMs  # event time
     o: OrderTradeUpdateOrder  # order
     T: TimeMs = 0  # transaction time
@@ -90,7 +100,7 @@ class OrderTradeUpdate(msgspec.Struct, frozen=True):
 # TRADE_LITE (§2.2)
 
 
-class TradeLite(msgspec.Struct, frozen=True):
+class TradeLite(Event, frozen=True):
     E: TimeMs  # event time
     s: str  # symbol
     t: Id  # trade id
@@ -136,7 +146,7 @@ class AccountUpdateData(msgspec.Struct, frozen=True):
     S: Unused = None  # symbol of a FUNDING_FEE event
 
 
-class AccountUpdate(msgspec.Struct, frozen=True):
+class AccountUpdate(Event, frozen=True):
     E: TimeMs  # event time
     a: AccountUpdateData  # update data
     T: TimeMs = 0  # transaction time
@@ -147,7 +157,7 @@ class AccountUpdate(msgspec.Struct, frozen=True):
 # ACCOUNT_CONFIG_UPDATE (§2.6)
 
 
-class AccountConfigUpdate(msgspec.Struct, frozen=True):
+class AccountConfigUpdate(Event, frozen=True):
     E: TimeMs  # event time
     T: TimeMs = 0  # transaction time
     ac: Unused = None  # leverage change {s: symbol, l: leverage}
@@ -159,7 +169,7 @@ class AccountConfigUpdate(msgspec.Struct, frozen=True):
 # MARGIN_CALL (§2.5)
 
 
-class MarginCall(msgspec.Struct, frozen=True):
+class MarginCall(Event, frozen=True):
     E: TimeMs  # event time
     cw: Unused = None  # cross wallet balance
     p: Unused = ()  # positions [{s, ps, pa, mt, iw, mp, up, mm}] (logged only)
@@ -170,7 +180,7 @@ class MarginCall(msgspec.Struct, frozen=True):
 # listenKeyExpired (§2.4)
 
 
-class ListenKeyExpired(msgspec.Struct, frozen=True):
+class ListenKeyExpired(Event, frozen=True):
     E: int | str  # event time (a string in some doc copies)
     listenKey: str = ""  # the expired key
     e: str = "listenKeyExpired"  # event type
@@ -209,7 +219,7 @@ class AlgoUpdateOrder(msgspec.Struct, frozen=True):
     ia: Unused = None  # is activated (trailing stops)
 
 
-class AlgoUpdate(msgspec.Struct, frozen=True):
+class AlgoUpdate(Event, frozen=True):
     E: TimeMs  # event time
     o: AlgoUpdateOrder  # algo order
     T: TimeMs = 0  # transaction time
@@ -220,39 +230,26 @@ class AlgoUpdate(msgspec.Struct, frozen=True):
 # STRATEGY_UPDATE / GRID_UPDATE (§2.7), CONDITIONAL_ORDER_TRIGGER_REJECT (§2.8, deprecated)
 
 
-class StrategyUpdate(msgspec.Struct, frozen=True):
+class StrategyUpdate(Event, frozen=True):
     E: TimeMs  # event time
     T: TimeMs = 0  # transaction time
     su: Unused = None  # strategy update {si, st, ss, s, ut, c}
     e: str = "STRATEGY_UPDATE"  # event type
 
 
-class GridUpdate(msgspec.Struct, frozen=True):
+class GridUpdate(Event, frozen=True):
     E: TimeMs  # event time
     T: TimeMs = 0  # transaction time
     gu: Unused = None  # grid update {si, st, ss, s, r, up, uq, uf, mp, ut}
     e: str = "GRID_UPDATE"  # event type
 
 
-class ConditionalOrderTriggerReject(msgspec.Struct, frozen=True, rename={"or_": "or"}):
+class ConditionalOrderTriggerReject(Event, frozen=True, rename={"or_": "or"}):
     E: TimeMs  # event time
     T: TimeMs = 0  # transaction time
     or_: Unused = None  # "or": the rejected order {s, i, r}
     e: str = "CONDITIONAL_ORDER_TRIGGER_REJECT"  # event type
 
-
-Event = (
-    OrderTradeUpdate
-    | TradeLite
-    | AccountUpdate
-    | AccountConfigUpdate
-    | MarginCall
-    | ListenKeyExpired
-    | AlgoUpdate
-    | StrategyUpdate
-    | GridUpdate
-    | ConditionalOrderTriggerReject
-)
 
 USDM_EVENT_TYPES: dict[str, type[Event]] = {
     "ORDER_TRADE_UPDATE": OrderTradeUpdate,

@@ -1,0 +1,1 @@
+"""Spot: user-data events over WS-API subscriptions, REST rows, and the one parse module."""

@@ -1,0 +1,502 @@
+"""``SpotUserStream``: one spot account's user data, as a subscription on a shared WS-API socket.
+
+Spot listenKeys are gone (binance-wave2.md §A.1): an account's events come from
+``userDataStream.subscribe.signature`` on a WS-API connection that up to
+``accounts_per_connection`` accounts share (:mod:`.wsapi_pool`, :mod:`.wsapi_session`). The
+surface is :class:`~.listener.UserStream`'s (``run``, ``aclose``, ``state``, ``attempted``,
+``connected``, ``listen_key`` — always None —, counters), so the sidecar runs either.
+
+Tasks (one TaskGroup per account):
+
+- the **supervisor** places the account on a connection and subscribes (a fresh timestamp every
+  time, optional ``recvWindow``), then waits for trouble. **Only this account** is affected by
+  what concerns it: a refused subscribe (``-2015``, ``-1022``, ``-2014``) puts it in
+  ``auth_failed``; ``-1021`` re-syncs the clock and retries at once; 429/418 pause every
+  subscribe of the pool for ``retryAfter``; other refusals and connection failures retry with
+  backoff, paced with every account's reconnects (the futures listener's pacer);
+  ``eventStreamTerminated`` resubscribes this account only. When its connection closes (or goes
+  silent) every account of it is told and each resubscribes on another. When the connection
+  retires (``serverShutdown``, the 24 h cut, the lifetime cap) the account moves
+  make-before-break: subscribe on a new connection, then unsubscribe the old one; the overlap is
+  deduplicated (raw events, then fill keys);
+- the **processor** (:mod:`.spot_processor`) decodes, dedups, parses and submits;
+- the **ticker** updates gauges, degrades a long outage, and starts a move off a retiring
+  connection.
+
+Every (re)subscribe is a gap (from the last data event minus ``gap_margin_ms`` until live), as
+a futures reconnect is. States as :class:`~.listener.UserStream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from fillstream.binance import Venue, VenueError
+from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
+from fillstream.binance.products import EVENT_TYPES
+from fillstream.binance.signing import Signer
+from fillstream.binance.spot import wsapi
+from fillstream.ledger import FillSink, GapListener, Market, StatusSink, StreamState
+from fillstream.stream.activity import AccountActivity
+from fillstream.stream.backoff import Backoff, pacer
+from fillstream.stream.buffer import FrameBuffer
+from fillstream.stream.config import StreamSettings
+from fillstream.stream.connection import CONNECT_ERRORS
+from fillstream.stream.connection import Frame as QueuedFrame
+from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.health import StreamHealth, now_ms
+from fillstream.stream.metrics import StreamMetrics
+from fillstream.stream.spot_processor import SpotProcessor
+from fillstream.stream.wsapi_pool import WsApiPool, shared_pool
+from fillstream.stream.wsapi_session import SessionClosedError, WsApiSession
+
+log = logging.getLogger("fillstream.stream")
+
+_DEDUP_TAIL_NS: Final = 5_000_000_000
+_CONNECTS: Final = pacer("stream.connect")
+_RETRYABLE: Final = (SessionClosedError, TimeoutError, *CONNECT_ERRORS)
+_GAP_REASONS: Final = {
+    "disconnect": "reconnect",
+    "ping_timeout": "reconnect",
+    "silent": "stale",
+    "terminated": "subscription_terminated",
+}
+
+
+@dataclass(frozen=True)
+class SpotCredentials:
+    """The account's API key and its signer (HMAC, RSA or Ed25519); never printed."""
+
+    api_key: str
+    signer: Signer
+
+    def __repr__(self) -> str:
+        return f"SpotCredentials({self.api_key[:4]}…, {self.signer!r})"
+
+
+class _Refused(Exception):
+    """The venue refused this account's key: it stops (``auth_failed``)."""
+
+    def __init__(self, cause: VenueError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class SpotUserStream:
+    """The spot user data of one account (see module docstring).
+
+    ``pool`` defaults to the process's pool for ``settings.ws_url`` (:func:`shared_pool`), so
+    every account on one endpoint shares its connections.
+    """
+
+    def __init__(
+        self,
+        account: str,
+        venue: Venue,
+        sink: FillSink,
+        gaps: GapListener,
+        settings: StreamSettings | None = None,
+        *,
+        credentials: SpotCredentials,
+        status: StatusSink | None = None,
+        market: Market | None = None,
+        pool: WsApiPool | None = None,
+        decoder: FrameDecoder | None = None,
+    ) -> None:
+        self.account = account
+        self.market = market or venue.market
+        self.settings = (settings or StreamSettings()).validate()
+        self.credentials = credentials
+        self.metrics = StreamMetrics(account, self.market.value)
+        self.activity = AccountActivity()
+        self._pool = pool
+        self.processor = SpotProcessor(
+            account,
+            self.market,
+            sink,
+            settings=self.settings,
+            metrics=self.metrics,
+            activity=self.activity,
+            decoder=decoder or FrameDecoder(EVENT_TYPES[self.market]),
+        )
+        self.buffer: FrameBuffer[QueuedFrame | None] = self.processor.buffer
+        self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
+        self.session: WsApiSession | None = None
+        self.subscription_id: int | None = None
+        self._moving_from: WsApiSession | None = None
+        self._move_retry_at = 0.0
+        self._live_since_ms = 0
+        self._started_ms = now_ms()
+        self._started_mono = time.monotonic()
+        self._outage_since_mono: float | None = None
+        self._trouble = asyncio.Event()
+        self._trouble_reason: str | None = None
+        self._trouble_session: WsApiSession | None = None
+        self._closing = asyncio.Event()
+        self._done = asyncio.Event()
+        self.attempted = asyncio.Event()
+        self._deadline_mono = 0.0
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> WsApiPool:
+        if self._pool is None:
+            self._pool = shared_pool(self.settings.ws_url, self.settings, market=self.market.value)
+        return self._pool
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Run the stream in a task of its own (see :meth:`run`)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"spot-stream-{self.account}")
+
+    async def run(self) -> None:
+        """Stream until :meth:`aclose`; raises only on a bug (venue trouble is handled)."""
+        if self._running:
+            raise RuntimeError(f"spot stream {self.account} is already running")
+        self._running = True
+        try:
+            async with asyncio.TaskGroup() as tg:
+                processor = tg.create_task(self.processor.run(), name="spot-processor")
+                background = [
+                    tg.create_task(self._supervise(), name="spot-supervisor"),
+                    tg.create_task(self._tick(), name="spot-ticker"),
+                ]
+                await self._closing.wait()
+                for task in background:
+                    task.cancel()
+                await asyncio.wait(background)
+                await self._shutdown(processor)
+            self.health.set_state(StreamState.STOPPED, "shutdown")
+        finally:
+            self._done.set()
+
+    async def aclose(self, deadline_s: float = 10.0) -> None:
+        """Unsubscribe, flush queued frames into the sink; give up waiting after
+        ``deadline_s``. Idempotent."""
+        if not self._closing.is_set():
+            self._deadline_mono = time.monotonic() + deadline_s
+            self._closing.set()
+            self._trouble.set()
+        if self._task is not None:
+            await self._task
+        elif self._running:
+            await self._done.wait()
+        else:
+            self.health.set_state(StreamState.STOPPED, "shutdown")
+
+    def _remaining_s(self) -> float:
+        return max(0.0, self._deadline_mono - time.monotonic())
+
+    async def _shutdown(self, processor: asyncio.Task[None]) -> None:
+        # Unsubscribe before the processor finishes: nothing may be routed to a buffer no one
+        # drains (a full one would pause the reader of every account on the socket).
+        if self.session is not None:
+            await self._leave(self.session, self.subscription_id, timeout_s=self._remaining_s())
+        if self._moving_from is not None and self._moving_from is not self.session:
+            await self._leave(self._moving_from, None, timeout_s=0)
+        self.session = self.subscription_id = self._moving_from = None
+        self.metrics.connected.set(0)
+        try:
+            async with asyncio.timeout(self._remaining_s()):
+                await self.processor.finish()
+                await asyncio.shield(processor)
+        except TimeoutError:
+            log.warning(
+                "%s: shutdown deadline passed with %d frames unprocessed; the start-up gap of "
+                "the next run covers them",
+                self.account,
+                self.processor.backlog,
+            )
+            processor.cancel()
+
+    async def _leave(self, session: WsApiSession, sid: int | None, *, timeout_s: float) -> None:
+        """Unsubscribe (best effort, bounded) and leave ``session``."""
+        try:
+            if sid is not None and not session.done:
+                async with asyncio.timeout(max(timeout_s, 0.1)):
+                    await self.pool.charge(wsapi.SUBSCRIBE_WEIGHT)
+                    await session.unsubscribe(sid)
+        except (VenueError, *_RETRYABLE) as exc:
+            log.info("%s: unsubscribe %d failed (%s); dropped", self.account, sid, exc)
+        finally:
+            session.forget(self)
+            self.pool.leave(self, session)
+
+    # ------------------------------------------------------------------ public views
+
+    @property
+    def listen_key(self) -> str | None:
+        """Spot has no listenKey (the supervisor's replica hand-over has nothing to delete)."""
+        return None
+
+    @property
+    def connected(self) -> bool:
+        session = self.session
+        return session is not None and not session.done and self.subscription_id is not None
+
+    @property
+    def state(self) -> StreamState:
+        return self.health.state
+
+    @property
+    def backlog(self) -> int:
+        return self.processor.backlog
+
+    @property
+    def frames(self) -> int:
+        return self.processor.frames
+
+    @property
+    def fills(self) -> int:
+        return self.processor.fills
+
+    @property
+    def duplicates(self) -> int:
+        return self.processor.duplicates
+
+    @property
+    def last_event_age_s(self) -> float:
+        last = self.processor.last_data_mono
+        return time.monotonic() - (last if last is not None else self._started_mono)
+
+    # ------------------------------------------------------------------ what sessions tell us
+
+    def on_subscription_ended(self, session: WsApiSession, reason: str) -> None:
+        """From the session's reader (see :class:`~.wsapi_session.Member`)."""
+        if session is not self.session:
+            return  # the connection we are moving off: the move's gap covers it
+        if reason != "migrate":
+            self.subscription_id = None
+            self.metrics.connected.set(0)
+        self._signal(reason, session)
+
+    def _signal(self, reason: str, session: WsApiSession | None = None) -> None:
+        """Report trouble about ``session`` (None: about this account) to the supervisor; the
+        first reason wins until it is taken."""
+        if self._trouble_reason is None:
+            self._trouble_reason = reason
+            self._trouble_session = session
+            self._trouble.set()
+
+    async def _next_trouble(self) -> str:
+        while True:
+            await self._trouble.wait()
+            if self._closing.is_set():
+                return "shutdown"
+            reason = self._trouble_reason or "unknown"
+            about = self._trouble_session
+            self._trouble_reason = self._trouble_session = None
+            self._trouble.clear()
+            if about is None or about is self.session:
+                return reason
+            # About a connection we have left since (a move raced its close): settled.
+
+    # ------------------------------------------------------------------ supervisor
+
+    async def _supervise(self) -> None:
+        reason = "start"
+        while True:
+            try:
+                await self._subscribe(reason)
+            except _Refused as exc:
+                self._auth_failed(exc.cause)
+                return
+            reason = await self._next_trouble()
+            while reason == "migrate":
+                await self._move()
+                reason = await self._next_trouble()
+            if reason == "shutdown":
+                return
+            old = self.session
+            self.session = self.subscription_id = None
+            if old is not None:
+                old.forget(self)
+                self.pool.leave(self, old)
+            if reason == "auth_failed":
+                return
+            self.metrics.reconnect(reason)
+            self._outage_since_mono = time.monotonic()
+            self.health.set_state(StreamState.RECOVERING, reason)
+
+    async def _subscribe(self, reason: str) -> None:
+        """Subscribe (with backoff, forever) until live; raises :class:`_Refused`."""
+        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        resynced = False
+        while True:
+            pause = self.pool.paused_until_mono - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            try:
+                session, sid = await self._subscribe_once(avoid=None)
+            except VenueError as exc:
+                self.attempted.set()
+                if exc.is_auth:
+                    raise _Refused(exc) from exc
+                if exc.code == TIMESTAMP_OUTSIDE_WINDOW and not resynced:
+                    resynced = await self._resync()
+                    if resynced:
+                        continue
+                await self._retry_later(reason, exc, backoff)
+                continue
+            except _RETRYABLE as exc:
+                self.attempted.set()
+                await self._retry_later(reason, exc, backoff)
+                continue
+            self.attempted.set()
+            self._went_live(session, sid, _GAP_REASONS.get(reason, reason), reason)
+            return
+
+    async def _subscribe_once(self, *, avoid: WsApiSession | None) -> tuple[WsApiSession, int]:
+        pool = self.pool
+        session = await pool.place(self, avoid=avoid)
+        try:
+            await pool.charge(wsapi.SUBSCRIBE_WEIGHT)
+            params = wsapi.subscribe_params(
+                self.credentials.api_key,
+                self.credentials.signer,
+                timestamp_ms=pool.now_ms(),
+                recv_window_ms=self.settings.recv_window_ms or None,
+            )
+            sid = await session.subscribe(self, params)
+        except BaseException:
+            session.forget(self)
+            pool.leave(self, session)
+            raise
+        return session, sid
+
+    async def _resync(self) -> bool:
+        try:
+            session = await self.pool.place(self)
+        except (VenueError, *_RETRYABLE):
+            return False
+        try:
+            await self.pool.resync_time(session)
+            return True
+        except (VenueError, *_RETRYABLE) as exc:
+            log.warning("%s: clock re-sync failed: %s", self.account, exc)
+            return False
+        finally:
+            self.pool.leave(self, session)
+
+    async def _retry_later(self, reason: str, exc: BaseException, backoff: Backoff) -> None:
+        if isinstance(exc, VenueError) and (exc.is_rate_limited or exc.is_banned):
+            self.pool.pause(exc.retry_after_s or backoff.ceiling())
+        delay = _CONNECTS.delay(time.monotonic(), backoff.after(exc))
+        self.metrics.connect_failures.inc()
+        log.warning(
+            "%s/%s subscribe failed (%s: %s); retry in %.2fs",
+            self.account,
+            self.market,
+            type(exc).__name__,
+            exc,
+            delay,
+        )
+        self._update_outage_state(reason)
+        await asyncio.sleep(delay)
+
+    def _went_live(self, session: WsApiSession, sid: int, gap_reason: str, why: str) -> None:
+        live_ms = now_ms()
+        self.session, self.subscription_id = session, sid
+        self._emit_gap(gap_reason, live_ms)
+        self._live_since_ms = live_ms
+        self._outage_since_mono = None
+        self.metrics.connected.set(1)
+        if session.done:  # closed between the answer and now: its reader told no one
+            self._signal("disconnect", session)
+        self.health.set_state(StreamState.STREAMING, f"subscribed after {why}")
+
+    def _update_outage_state(self, reason: str) -> None:
+        since = self._outage_since_mono
+        if since is None:
+            self._outage_since_mono = since = time.monotonic()
+        if time.monotonic() - since >= self.settings.degraded_after_s:
+            self.health.set_state(StreamState.DEGRADED, reason)
+        elif self.state is not StreamState.DEGRADED:
+            self.health.set_state(StreamState.RECOVERING, reason)
+
+    def _auth_failed(self, cause: VenueError) -> None:
+        log.error(
+            "%s/%s: the venue refused the subscription (%s); this account stops retrying",
+            self.account,
+            self.market,
+            cause,
+        )
+        self.metrics.auth_failed.set(1)
+        self.health.set_state(StreamState.AUTH_FAILED, f"auth: code {cause.code}")
+
+    async def _move(self) -> None:
+        """Make-before-break onto another connection (the old one retires)."""
+        old, old_sid = self.session, self.subscription_id
+        if old is None or old_sid is None:
+            return
+        self.processor.dedup_frames(1 << 62)
+        self._moving_from = old
+        try:
+            new, sid = await self._subscribe_once(avoid=old)
+        except VenueError as exc:
+            self.processor.dedup_frames(0)
+            self._moving_from = None
+            if exc.is_auth:
+                self._auth_failed(exc)
+                self._signal("auth_failed", old)
+                return
+            self._move_failed(exc)
+            return
+        except _RETRYABLE as exc:
+            self.processor.dedup_frames(0)
+            self._moving_from = None
+            self._move_failed(exc)
+            return
+        self.metrics.reconnect("migrate")
+        self._went_live(new, sid, "rotation", "migrate")
+        self._moving_from = None
+        await self._leave(old, old_sid, timeout_s=self.settings.request_timeout_s)
+        self.processor.dedup_frames(time.time_ns() + _DEDUP_TAIL_NS)
+        log.info("%s/%s moved to connection %d", self.account, self.market, new.id)
+
+    def _move_failed(self, exc: BaseException) -> None:
+        # The old connection still works (a shutdown closes it soon: that is a reconnect).
+        self._move_retry_at = time.monotonic() + self.settings.backoff_max_s
+        log.warning("%s/%s move failed, staying: %s", self.account, self.market, exc)
+
+    def _emit_gap(self, reason: str, until_ms: int) -> None:
+        """The window ``[since - margin, until]``: ``since`` is the later of the last data
+        event and the moment the previous subscription went live."""
+        last_event_ms = self.processor.last_event_ms or 0
+        since_ms = max(last_event_ms, self._live_since_ms or self._started_ms)
+        since_ms -= self.settings.gap_margin_ms
+        symbols = self.activity.active_symbols(time.monotonic())
+        self.health.gap(reason, since_ms, until_ms, symbols)
+
+    # ------------------------------------------------------------------ ticker
+
+    async def _tick(self) -> None:
+        settings = self.settings
+        while True:
+            await asyncio.sleep(settings.tick_s)
+            now = time.monotonic()
+            last = self.processor.last_data_mono
+            self.metrics.last_event_age.set(
+                now - (last if last is not None else self._started_mono)
+            )
+            self.metrics.queue_depth.set(len(self.buffer))
+            outage = self._outage_since_mono
+            recovering = self.state is StreamState.RECOVERING
+            if recovering and outage is not None and now - outage >= settings.degraded_after_s:
+                self.health.set_state(StreamState.DEGRADED, "outage")
+            session = self.session
+            if (
+                self.state is StreamState.STREAMING
+                and session is not None
+                and self._moving_from is None
+                and now >= self._move_retry_at
+                and session.retire_due(now)
+            ):
+                self._signal("migrate")

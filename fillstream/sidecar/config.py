@@ -32,6 +32,7 @@ import msgspec
 
 from fillstream.binance.coinm.events import COINM_EVENTS
 from fillstream.binance.endpoints import COINM_WS_PATH, REST_URLS, WS_URLS
+from fillstream.binance.signing import KeyKind
 from fillstream.ledger.bounds import Range, out_of_range
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
@@ -46,8 +47,7 @@ from fillstream.sidecar.secrets import (
 )
 from fillstream.stream.config import StreamSettings
 
-# The markets both paths implement today; spot is an accepted name, not yet served.
-SUPPORTED_MARKETS = (Market.USDM, Market.COINM)
+SUPPORTED_MARKETS = (Market.USDM, Market.COINM, Market.SPOT)
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # A NATS subject token: no whitespace, no wildcards, no separators.
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -404,21 +404,13 @@ class ReplicasConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             )
 
 
-class KeyType(enum.StrEnum):
-    """How an API key signs (binance-wave2.md §A.3): HMAC-SHA256 with its secret, or RSA
-    (PKCS#1 v1.5, SHA-256) / Ed25519 with a private key."""
-
-    HMAC = "hmac"
-    RSA = "rsa"
-    ED25519 = "ed25519"
-
-
 class SpotConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[spot]``: the process-wide WebSocket-API connections spot accounts share."""
+    """``[spot]``: the process-wide WebSocket-API connections spot accounts share (one pool per
+    WS-API URL; the pool's connections take the top-level ``[stream]`` timers)."""
 
     # Accounts subscribed on one WS-API connection: Binance allows 1,000 active subscriptions
     # per connection but advises against packing many busy accounts on one (binance-wave2 §A.3).
-    accounts_per_connection: int = 50
+    accounts_per_connection: int = StreamSettings().accounts_per_connection
 
     _ranges: ClassVar[Mapping[str, Range]] = {"accounts_per_connection": (1, 1000)}
 
@@ -432,7 +424,7 @@ class Credentials(msgspec.Struct, frozen=True):
 
     api_key: Secret
     api_secret: Secret
-    key_type: KeyType = KeyType.HMAC
+    key_type: KeyKind = KeyKind.HMAC
 
 
 class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -444,8 +436,9 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     api_key_file: str | None = None
     api_secret_env: str | None = None
     api_secret_file: str | None = None
-    # RSA and Ed25519 keys sign with a private key (PEM) instead of a secret.
-    api_key_type: KeyType = KeyType.HMAC
+    # How the key signs (binance-wave2.md §A.3): HMAC-SHA256 with the secret, or RSA (PKCS#1
+    # v1.5, SHA-256) / Ed25519 with a private key (PEM) instead of a secret.
+    api_key_type: KeyKind = KeyKind.HMAC
     api_private_key_env: str | None = None
     api_private_key_file: str | None = None
     api_private_key_pass_env: str | None = None  # the PEM's passphrase, when it is encrypted
@@ -477,7 +470,7 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     def _check_key_fields(self) -> None:
         """The key's type decides what signs: a secret (HMAC) or a private key (RSA, Ed25519)."""
         unused: tuple[str, ...]
-        if self.api_key_type is KeyType.HMAC:
+        if self.api_key_type is KeyKind.HMAC:
             signing = "api_secret"
             unused = ("api_private_key_env", "api_private_key_file", "api_private_key_pass_env")
         else:
@@ -513,7 +506,7 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             file_path=self.api_key_file,
             environ=environ,
         )
-        if self.api_key_type is KeyType.HMAC:
+        if self.api_key_type is KeyKind.HMAC:
             secret = read_secret(
                 f"{prefix}.api_secret",
                 env_name=self.api_secret_env,
@@ -683,8 +676,14 @@ def _check_files(config: Config) -> None:
 
 
 def _validate_stream(settings: StreamSettings, where: str) -> None:
-    if settings.ws_url != StreamSettings().ws_url:
+    defaults = StreamSettings()
+    if settings.ws_url != defaults.ws_url:
         raise ConfigError(f"{where}.ws_url: set ws_url (or endpoints) on the account instead")
+    if settings.accounts_per_connection != defaults.accounts_per_connection:
+        # One pool of connections per process: a per-account value could not be honoured.
+        raise ConfigError(
+            f"{where}.accounts_per_connection: set it once, in [spot] accounts_per_connection"
+        )
     try:
         settings.validate()
     except ConfigError as exc:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from Crypto.PublicKey import ECC, RSA
 
+from fillstream.binance.signing import KeyKind
 from fillstream.ledger import ConfigError
-from fillstream.sidecar.config import Config, KeyType, load_config
+from fillstream.sidecar.config import Config, load_config
 from fillstream.sidecar.secrets import MASK, scrub
 
 KEY = "spot-api-key-0123456789abcdef"
@@ -80,7 +81,7 @@ def test_ed25519_key_from_a_one_line_env_variable(tmp_path: Path, ed_key: ECC.Ec
     config = load(tmp_path, text, GAMMA_PEM=one_line)
     (gamma,) = config.accounts
     creds = gamma.credentials({"GAMMA_API_KEY": KEY, "GAMMA_PEM": one_line})
-    assert creds.key_type is KeyType.ED25519
+    assert creds.key_type is KeyKind.ED25519
     assert creds.api_secret.reveal() == pem  # already the normal form: unchanged
     assert ECC.import_key(creds.api_secret.reveal()) == ed_key
     assert MASK in repr(creds) and body_lines(pem)[0] not in repr(creds)
@@ -142,7 +143,7 @@ def test_unreadable_keys_fail_at_load_naming_the_field(
 def test_key_type_decides_which_fields_are_required_and_allowed(tmp_path: Path) -> None:
     hmac = BASE + 'api_secret_env = "GAMMA_API_SECRET"\n'
     assert load(tmp_path, hmac, GAMMA_API_SECRET="s" * 64).accounts[0].api_key_type is (
-        KeyType.HMAC
+        KeyKind.HMAC
     )
     assert error(tmp_path, hmac + 'api_private_key_env = "GAMMA_PEM"\n') == (
         'accounts[gamma].api_private_key_env: not used with api_key_type = "hmac"'
@@ -172,7 +173,7 @@ def test_key_type_and_spot_section_follow_environment_overrides(
         FILLSTREAM_SPOT__ACCOUNTS_PER_CONNECTION="200",
     )
     assert config.spot.accounts_per_connection == 200
-    assert config.accounts[0].api_key_type is KeyType.ED25519
+    assert config.accounts[0].api_key_type is KeyKind.ED25519
 
 
 def test_accounts_per_connection_is_range_checked(tmp_path: Path) -> None:

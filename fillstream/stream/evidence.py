@@ -4,8 +4,9 @@ Binance can drop a user-data event while the socket stays healthy (peers.md). No
 but the events that do arrive contradict the missing one. Kinds (``fillstream_drop_evidence_total``
 label ``kind``), each checked against binance-facts.md §2:
 
-- ``cumulative_qty``: an ORDER_TRADE_UPDATE fill whose cumulative quantity ``z`` exceeds the
-  sum of the ``l`` we saw for that order: an earlier fill of the order was dropped;
+- ``cumulative_qty``: an ORDER_TRADE_UPDATE (spot: executionReport) fill whose cumulative
+  quantity ``z`` exceeds the sum of the ``l`` we saw for that order: an earlier fill of the
+  order was dropped;
 - ``order_transition``: a status event without a fill (CANCELED, EXPIRED, AMENDMENT, ...) whose
   ``z`` exceeds what we saw: the order went from NEW to its end without the fills its quantities
   imply;
@@ -56,6 +57,7 @@ from typing import Final
 
 from prometheus_client import Counter
 
+from fillstream.binance.spot.events import ExecutionReport
 from fillstream.binance.usdm.events import (
     AccountUpdate,
     AlgoUpdate,
@@ -203,6 +205,8 @@ class DropEvidence:
                 self._account_update(event, now)
             elif isinstance(event, AlgoUpdate):
                 self._algo_update(event, now)
+            elif isinstance(event, ExecutionReport):
+                self._execution_report(event, now)
         except (InvalidOperation, ValueError):
             return  # an amount parse accepted but we cannot compare: no verdict
         self._arm()
@@ -224,14 +228,8 @@ class DropEvidence:
         z = Decimal(o.z or "0")
         fill_qty = Decimal(o.l or "0") if o.x in FILL_EXECUTION_TYPES and o.t else _ZERO
         is_fill = fill_qty > 0
-        order = self._orders.get(key)
-        if order is None:
-            order = self._first_sight(event, z, fill_qty)
-            self._orders[key] = order
-            while len(self._orders) > ORDERS_MAX:
-                self._orders.popitem(last=False)
-        else:
-            self._orders.move_to_end(key)
+        at = o.T or event.E
+        order = self._order_of(key, o.x == "NEW" and o.X == "NEW", z, fill_qty, at)
         since = order.last_ms
         if is_fill and o.t is not None:  # is_fill implies a trade id; mypy cannot see it
             ref = (o.s, o.t, o.i)
@@ -242,20 +240,62 @@ class DropEvidence:
                     self._awaiting_lite[ref] = now + self.wait_s
                     while len(self._awaiting_lite) > REFS_MAX:
                         self._awaiting_lite.popitem(last=False)
-        order.last_ms = max(order.last_ms, o.T or event.E)
+        self._check_order(order, key, z, is_fill=is_fill, since=since, at=at, now=now)
+
+    def _execution_report(self, event: ExecutionReport, now: float) -> None:
+        """Spot: ``z`` above the Σ ``l`` seen of an order seen from its start (no positions,
+        no TRADE_LITE on spot)."""
+        key = (event.s, event.i)
+        z = Decimal(event.z or "0")
+        trade = event.x == "TRADE" and event.t != -1
+        fill_qty = Decimal(event.l or "0") if trade else _ZERO
+        is_fill = fill_qty > 0
+        at = event.T or event.E
+        order = self._order_of(key, event.x == "NEW" and event.X == "NEW", z, fill_qty, at)
+        since = order.last_ms
+        if is_fill and self._fills.add((event.s, event.t, event.i)):
+            order.seen += fill_qty
+        self._check_order(order, key, z, is_fill=is_fill, since=since, at=at, now=now)
+
+    def _order_of(
+        self, key: tuple[str, int], new: bool, z: Decimal, fill_qty: Decimal, at: int
+    ) -> _Order:
+        order = self._orders.get(key)
+        if order is None:
+            order = self._first_sight(key, new, z, fill_qty, at)
+            self._orders[key] = order
+            while len(self._orders) > ORDERS_MAX:
+                self._orders.popitem(last=False)
+        else:
+            self._orders.move_to_end(key)
+        return order
+
+    def _check_order(
+        self,
+        order: _Order,
+        key: tuple[str, int],
+        z: Decimal,
+        *,
+        is_fill: bool,
+        since: int,
+        at: int,
+        now: float,
+    ) -> None:
+        order.last_ms = max(order.last_ms, at)
         if order.complete and z > order.seen:
             kind = "cumulative_qty" if is_fill else "order_transition"
-            self._suspect(kind, key, z, since_ms=since, until_ms=o.T or event.E, now=now)
+            self._suspect(kind, key, z, since_ms=since, until_ms=at, now=now)
 
-    def _first_sight(self, event: OrderTradeUpdate, z: Decimal, fill_qty: Decimal) -> _Order:
-        o = event.o
-        at = o.T or event.E
-        first = self._first_new.get(o.s)
-        if o.x == "NEW" and o.X == "NEW":
-            if first is None or o.i < first[0]:
-                self._first_new[o.s] = (o.i, at)
+    def _first_sight(
+        self, key: tuple[str, int], new: bool, z: Decimal, fill_qty: Decimal, at: int
+    ) -> _Order:
+        symbol, order_id = key
+        first = self._first_new.get(symbol)
+        if new:
+            if first is None or order_id < first[0]:
+                self._first_new[symbol] = (order_id, at)
             return _Order(_ZERO, True, at)
-        if first is not None and o.i > first[0]:
+        if first is not None and order_id > first[0]:
             # Created after an order whose NEW we saw on this socket: we were listening all
             # along, and whatever it lacks traded since that NEW.
             return _Order(_ZERO, True, first[1])

@@ -19,7 +19,9 @@ Tasks (one TaskGroup per account):
   retires (``serverShutdown``, the 24 h cut, the lifetime cap) the account moves
   make-before-break: subscribe on a new connection, then unsubscribe the old one; the overlap is
   deduplicated (raw events, then fill keys);
-- the **processor** (:mod:`.spot_processor`) decodes, dedups, parses and submits;
+- the **processor** (:mod:`.spot_processor`) decodes, dedups, parses and submits; the drop
+  detector (:mod:`.evidence`) turns an executionReport whose ``z`` exceeds the Σ ``l`` seen
+  of its order into a narrow gap;
 - the **ticker** updates gauges, degrades a long outage, and starts a move off a retiring
   connection.
 
@@ -48,6 +50,7 @@ from fillstream.stream.config import StreamSettings
 from fillstream.stream.connection import CONNECT_ERRORS
 from fillstream.stream.connection import Frame as QueuedFrame
 from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.spot_processor import SpotProcessor
@@ -114,6 +117,15 @@ class SpotUserStream:
         self.metrics = StreamMetrics(account, self.market.value)
         self.activity = AccountActivity()
         self._pool = pool
+        self.evidence = DropEvidence(
+            account,
+            self.market,
+            self.activity,
+            wait_s=self.settings.drop_evidence_wait_s,
+            on_gap=gaps.on_gap,
+            metrics=self.metrics,
+            backlog=lambda: len(self.processor.buffer),
+        )
         self.processor = SpotProcessor(
             account,
             self.market,
@@ -122,6 +134,7 @@ class SpotUserStream:
             metrics=self.metrics,
             activity=self.activity,
             decoder=decoder or FrameDecoder(EVENT_TYPES[self.market]),
+            evidence=self.evidence,
         )
         self.buffer: FrameBuffer[QueuedFrame | None] = self.processor.buffer
         self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
@@ -173,6 +186,7 @@ class SpotUserStream:
                     task.cancel()
                 await asyncio.wait(background)
                 await self._shutdown(processor)
+                self.evidence.aclose()
             self.health.set_state(StreamState.STOPPED, "shutdown")
         finally:
             self._done.set()
@@ -278,12 +292,18 @@ class SpotUserStream:
         self._signal(reason, session)
 
     def _signal(self, reason: str, session: WsApiSession | None = None) -> None:
-        """Report trouble about ``session`` (None: about this account) to the supervisor; the
-        first reason wins until it is taken."""
-        if self._trouble_reason is None:
-            self._trouble_reason = reason
-            self._trouble_session = session
-            self._trouble.set()
+        """Report trouble about ``session`` (None: about this account) to the supervisor. The
+        first reason wins until it is taken, except over one about a connection we have left
+        (stale) and a lost subscription over a pending move (it has nothing left to move)."""
+        pending = self._trouble_reason
+        if pending is not None:
+            about = self._trouble_session
+            stale = about is not None and about is not self.session
+            if not stale and not (pending == "migrate" and reason != "migrate"):
+                return
+        self._trouble_reason = reason
+        self._trouble_session = session
+        self._trouble.set()
 
     async def _next_trouble(self) -> str:
         while True:
@@ -316,7 +336,9 @@ class SpotUserStream:
                 return
             old = self.session
             self.session = self.subscription_id = None
-            if old is not None:
+            if old is not None and (reason != "terminated" or old.done):
+                # A terminated subscription keeps its place: it resubscribes on the same
+                # connection, its neighbours untouched.
                 old.forget(self)
                 self.pool.leave(self, old)
             if reason == "auth_failed":

@@ -74,7 +74,7 @@ class WsApiPool:
         """A connection for ``member`` (not ``avoid``: the one it is moving off), counted as
         holding it until :meth:`leave`. Raises what opening a socket raises
         (:data:`~.connection.CONNECT_ERRORS`) or ``VenueError``."""
-        found = self._with_room(avoid)
+        found = self._holding(member, avoid) or self._with_room(avoid)
         if found is None:
             async with self._opening:
                 found = self._with_room(avoid)  # another account may have opened one meanwhile
@@ -83,6 +83,15 @@ class WsApiPool:
         found.members.add(member)
         self._gauges()
         return found
+
+    def _holding(self, member: Member, avoid: WsApiSession | None) -> WsApiSession | None:
+        """The usable connection ``member`` is already placed on (a resubscribe stays put)."""
+        now = time.monotonic()
+        for s in self.sessions.values():
+            usable = s is not avoid and s.close_reason is None and not s.done
+            if usable and member in s.members and not s.retire_due(now):
+                return s
+        return None
 
     def _with_room(self, avoid: WsApiSession | None) -> WsApiSession | None:
         now = time.monotonic()

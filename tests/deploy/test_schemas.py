@@ -22,6 +22,8 @@ import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
 from fillstream.ledger import (
+    BalanceChange,
+    BalanceKind,
     CloseReason,
     Fill,
     FillKey,
@@ -159,6 +161,42 @@ def _messages() -> list[payloads.OutboxMessage]:
         payloads.correction_message(PREFIX, correction),
         payloads.retraction_message(PREFIX, _close(), FillSource.RECONCILE),
         payloads.status_message(PREFIX, status),
+        *(payloads.balance_message(PREFIX, b) for b in _balances()),
+    ]
+
+
+def _balances() -> list[BalanceChange]:
+    """A spot account's balance facts of each kind."""
+    common: dict[str, Any] = {"account": "gamma", "market": Market.SPOT}
+    return [
+        BalanceChange(
+            **common,
+            asset="BTC",
+            kind=BalanceKind.POSITION,
+            time_ms=1789478401230,
+            event_time_ms=1789478401231,
+            source=FillSource.STREAM,
+            free=Decimal("0.01000000"),
+            locked=Decimal("0.00000000"),
+        ),
+        BalanceChange(
+            **common,
+            asset="USDT",
+            kind=BalanceKind.DELTA,
+            time_ms=1789478402000,
+            event_time_ms=1789478402003,
+            source=FillSource.STREAM,
+            delta=Decimal("-250.00000000"),
+        ),
+        BalanceChange(
+            **common,
+            asset="BNB",
+            kind=BalanceKind.EXTERNAL_LOCK,
+            time_ms=1789478403000,
+            event_time_ms=1789478403001,
+            source=FillSource.RECONCILE,
+            delta=Decimal("0.5"),
+        ),
     ]
 
 

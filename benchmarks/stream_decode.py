@@ -21,9 +21,14 @@
    the reader's ``time.time_ns()`` stamp on the frame, ack = the relay's ``on_published``).
 
 3. **Spot** (``--spot``, alone): receive + decode per ``executionReport`` frame in its WS-API
-   envelope, after a ``userDataStream.subscribe.signature`` the replay server answers, against
-   python-binance's spot ``user_socket()`` (its WS-API client routes each envelope to the
-   socket's queue by ``subscriptionId``). Written to ``benchmarks/results/stream_spot.json``.
+   envelope, after a ``userDataStream.subscribe.signature`` the replay server answers:
+   - ``fillstream``: our ``WsApiSession`` (its reader decodes the envelope once and routes the
+     event's bytes to the account's buffer) and the spot processor's side (batches taken from
+     the buffer, the two-stage decode; and the same plus ``parse`` to ``Fill``/``OrderUpdate``);
+   - ``stdlib json``: our socket + ``json.loads`` + dict access of the fill fields;
+   - ``python-binance``: its spot ``user_socket()`` (its WS-API client routes each envelope to
+     the socket's queue by ``subscriptionId``).
+   Written to ``benchmarks/results/stream_spot.json``.
 
 Prints a table and writes ``benchmarks/results/stream.json``. ``--quick`` shrinks every run.
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -49,12 +55,18 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from fillstream.binance.products import EVENT_TYPES
+from fillstream.binance.spot import parse as spot_parse
+from fillstream.binance.spot.events import ExecutionReport
 from fillstream.binance.usdm.events import OrderTradeUpdate
 from fillstream.binance.usdm.parse import fill_from_order_update, order_update_from
 from fillstream.ledger import Gap, IngestBatch, IngestResult, Market, Position, StreamState
+from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings
+from fillstream.stream.connection import Frame as QueuedFrame
 from fillstream.stream.connection import Socket, open_socket
 from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.wsapi_session import WsApiSession
 
 RESULTS = Path(__file__).parent / "results" / "stream.json"
 SPOT_RESULTS = Path(__file__).parent / "results" / "stream_spot.json"
@@ -308,6 +320,54 @@ async def _spot_subscribed(server: ReplayServer) -> Socket:
     return socket
 
 
+class _SpotMember:
+    """The benchmark's one account on its WS-API session: its buffer holds every frame."""
+
+    def __init__(self, size: int) -> None:
+        self.account = "bench"
+        self.buffer: FrameBuffer[QueuedFrame | None] = FrameBuffer(size)
+
+    def on_subscription_ended(self, session: WsApiSession, reason: str) -> None:
+        return None
+
+
+async def client_spot_fillstream(server: ReplayServer, *, parse: bool) -> float:
+    """Our WS-API session (aiohttp, the envelope decoded once, each event's bytes routed to its
+    account's buffer) + the processor's side: batches of ``max_batch`` frames taken from the
+    buffer, the two-stage msgspec decode of the spot event (+ parse to Fill/OrderUpdate)."""
+    url = f"{server.ws_url}/ws-api/v3"
+    settings = StreamSettings(ws_url=url)
+    socket = await open_socket(url, settings)
+    session = WsApiSession(1, socket, settings=settings, market="spot",
+                           on_closed=lambda _session, _reason: None)  # fmt: skip
+    reader = asyncio.create_task(session.run())
+    member = _SpotMember(server.count + 10)
+    decoder = FrameDecoder(EVENT_TYPES[Market.SPOT])
+    taken: collections.deque[QueuedFrame | None] = collections.deque()
+    sink: list[object] = []
+
+    async def receive() -> None:
+        if not taken:
+            taken.extend(await member.buffer.take(settings.max_batch))
+        item = taken.popleft()
+        assert item is not None
+        received, _, raw = item
+        event = decoder.decode(raw)
+        if parse:
+            assert isinstance(event, ExecutionReport)
+            sink.append(spot_parse.stream_fill(event, "bench", received_at_ns=received))
+            sink.append(spot_parse.order_update(event, "bench", received_at_ns=received))
+            if len(sink) > 1000:
+                sink.clear()
+
+    try:
+        await session.subscribe(member, {"apiKey": "bench-key"})
+        return await _time_frames(server.count, receive)
+    finally:
+        await session.close("bench")
+        await reader
+
+
 async def client_spot_stdlib_json(server: ReplayServer) -> float:
     """aiohttp + stdlib json + dict access of the spot fill fields (envelope unwrapped)."""
     socket = await _spot_subscribed(server)
@@ -361,6 +421,8 @@ SPOT_BASELINE = "python-binance spot user_socket (WS API)"
 async def bench_spot_receive_decode(count: int, repeats: int) -> dict[str, Any]:
     """Median µs per spot executionReport frame for each client, each on a fresh replay."""
     clients: dict[str, Callable[[ReplayServer], Awaitable[float]]] = {
+        "fillstream (WS-API session + msgspec)": lambda s: client_spot_fillstream(s, parse=False),
+        "fillstream (+ parse to Fill/OrderUpdate)": lambda s: client_spot_fillstream(s, parse=True),
         "stdlib json + dict access": client_spot_stdlib_json,
         SPOT_BASELINE: client_spot_python_binance,
     }

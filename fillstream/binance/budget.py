@@ -26,6 +26,13 @@ count over a sliding minute rather than a calendar one), so a pause never ends i
 A 429 pause or 418 ban longer than the caller's ``max_wait_s`` raises :class:`VenueError`
 (status 429 or 418, ``retry_after_s`` set) without sending anything: callers back off, nobody
 storms.
+
+Spot's WebSocket API draws on the same pool as spot REST (6,000 per minute per IP,
+binance-wave2.md §A.5: connecting costs 2, each ``userDataStream.subscribe.signature`` 2; the
+WS-API hosts map to the REST host, :data:`~fillstream.binance.endpoints.SHARED_POOLS`). The
+stream path takes that weight with :meth:`WeightBudgets.charge` at ``STREAM`` priority and
+settles the :class:`Charge` with what the server answered (its ``rateLimits`` count, a 429 or
+418 and the ``retryAfter`` time), so a 429 on either side pauses both.
 """
 
 from __future__ import annotations
@@ -35,12 +42,13 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from fillstream.binance import RestPriority, VenueError
-from fillstream.binance.endpoints import SHARED_POOLS
+from fillstream.binance.endpoints import DEFAULT_WEIGHT_LIMITS, SHARED_POOLS
 from fillstream.binance.errors import TOO_MANY_REQUESTS
 from fillstream.binance.metrics import (
     REST_PAUSED_SECONDS,
@@ -48,6 +56,7 @@ from fillstream.binance.metrics import (
     REST_WEIGHT_LIMIT,
     REST_WEIGHT_USED,
 )
+from fillstream.ledger import Market
 
 DEFAULT_LIMIT = 2400
 DEFAULT_HEADROOM = 0.2
@@ -126,6 +135,10 @@ class WeightBudget:
     @property
     def limit(self) -> int:
         return self._limit
+
+    def clock(self) -> float:
+        """The budget's clock (epoch seconds; a fake one in tests)."""
+        return self._clock()
 
     @property
     def usable(self) -> int:
@@ -264,6 +277,11 @@ class WeightBudget:
             # request. Forgetting its weight would let the estimate fall behind the venue's
             # count with every timeout, and end in 429s, then a ban.
             self._used += grant.weight
+        self.refused(status, retry_after_s)
+
+    def refused(self, status: int, retry_after_s: float | None = None) -> None:
+        """The venue answered ``status``: 429 pauses the pool for ``retry_after_s`` (or to the
+        next minute), 418 for the ban (at least 2 minutes); other statuses change nothing."""
         if status == 429:
             self._pause("rate_limited", retry_after_s or (self._next_minute() - self._clock() + 1))
         elif status == 418:
@@ -412,13 +430,16 @@ class WeightBudgets:
         """Every host's :meth:`WeightBudget.status`."""
         return {host: budget.status() for host, budget in self._budgets.items()}
 
-    def get(self, host: str) -> WeightBudget:
+    def get(self, host: str, *, market: Market | None = None) -> WeightBudget:
+        """The budget of ``host``, made on first use with the configured limit, else the
+        product's default (``market``: spot's pool is 6,000 a minute), else ``default_limit``."""
         budget = self._budgets.get(host)
         if budget is None:
             configured = host in self._limits
+            default = self.default_limit if market is None else DEFAULT_WEIGHT_LIMITS[market]
             budget = self._budgets[host] = WeightBudget(
                 host,
-                limit=self._limits.get(host, self.default_limit),
+                limit=self._limits.get(host, default),
                 headroom=self.headroom,
                 background_share=self.background_share,
                 limit_configured=configured,
@@ -428,11 +449,109 @@ class WeightBudgets:
                 budget.hold(self._held_from)
         return budget
 
-    def for_url(self, rest_url: str) -> WeightBudget:
-        return self.get(host_of(rest_url))
+    def for_url(self, rest_url: str, *, market: Market | None = None) -> WeightBudget:
+        return self.get(host_of(rest_url), market=market)
+
+    async def charge(
+        self,
+        url: str,
+        weight: int,
+        *,
+        market: Market = Market.SPOT,
+        priority: RestPriority = RestPriority.STREAM,
+        max_wait_s: float | None = None,
+    ) -> Charge:
+        """Take ``weight`` for one WebSocket API request (connect 2, subscribe 2) from the pool
+        ``url`` (the WS-API URL) counts against, waiting as a REST call would.
+
+        Settle the returned :class:`Charge` once the server answered (or did not). Raises
+        :class:`VenueError` (429/418, ``retry_after_s`` set) without waiting when a pause or ban
+        of the pool outlasts ``max_wait_s``: the caller backs off instead of sending.
+        """
+        budget = self.for_url(url, market=market)
+        return Charge(budget, await budget.acquire(weight, priority, max_wait_s=max_wait_s))
+
+    async def spend(
+        self,
+        url: str,
+        weight: int,
+        *,
+        market: Market = Market.SPOT,
+        max_wait_s: float | None = None,
+    ) -> None:
+        """:meth:`charge` and settle at once, the weight counted as spent: for a caller that
+        reads no ``rateLimits`` (a connection attempt, a fire-and-forget request). A refusal
+        the server sends later goes to :meth:`refused`."""
+        (await self.charge(url, weight, market=market, max_wait_s=max_wait_s)).settle()
+
+    def refused(
+        self,
+        url: str,
+        status: int,
+        *,
+        retry_after_ms: int | None = None,
+        market: Market = Market.SPOT,
+    ) -> None:
+        """A WS-API request to ``url`` was answered 429 or 418, ``retryAfter`` (epoch ms, from
+        the error's data) when given: the pool, REST included, pauses until then."""
+        budget = self.for_url(url, market=market)
+        budget.refused(status, _seconds_until(budget, retry_after_ms))
 
     def __iter__(self) -> itertools.chain[WeightBudget]:
         return itertools.chain(self._budgets.values())
+
+
+class Charge:
+    """The weight of one WebSocket API request, reserved in its pool until :meth:`settle`."""
+
+    __slots__ = ("budget", "grant")
+
+    def __init__(self, budget: WeightBudget, grant: Grant) -> None:
+        self.budget = budget
+        self.grant = grant
+
+    def settle(
+        self,
+        *,
+        status: int = 200,
+        used_weight: int | None = None,
+        limit: int | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        """End the reservation with the server's answer: ``status`` (the response's; 0 when
+        none came), ``used_weight`` and ``limit`` (the REQUEST_WEIGHT entry of its
+        ``rateLimits``, see :func:`request_weight`; None: unknown, the weight counts as spent)
+        and, on 429/418, the ``retryAfter`` of the error's data (epoch ms: the pool pauses until
+        then). Idempotent."""
+        if limit is not None and limit > 0 and not self.grant.settled:
+            self.budget.set_limit(limit)  # a configured limit stays
+        self.budget.settle(
+            self.grant,
+            used_weight=used_weight,
+            status=status,
+            retry_after_s=_seconds_until(self.budget, retry_after_ms),
+        )
+
+
+def _seconds_until(budget: WeightBudget, epoch_ms: int | None) -> float | None:
+    return None if epoch_ms is None else max(0.0, epoch_ms / 1000 - budget.clock())
+
+
+def request_weight(rate_limits: Iterable[Mapping[str, Any]]) -> tuple[int | None, int | None]:
+    """(count, limit) of the one-minute REQUEST_WEIGHT entry of a WS-API response's
+    ``rateLimits`` (JSON objects as Binance sends them); (None, None) when absent."""
+    for rule in rate_limits:
+        if (
+            rule.get("rateLimitType") == "REQUEST_WEIGHT"
+            and rule.get("interval") == "MINUTE"
+            and rule.get("intervalNum", 1) == 1
+        ):
+            count, limit = rule.get("count"), rule.get("limit")
+            return (
+                count if isinstance(count, int) else None,
+                limit if isinstance(limit, int) else None,
+            )
+    return None, None
 
 
 def host_of(rest_url: str) -> str:

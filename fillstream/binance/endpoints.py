@@ -82,6 +82,15 @@ class Endpoint:
     weight: int
     signed: bool = True
     heavy_weight: int | None = None  # the weight without a symbol, when it differs
+    light_weight: tuple[str, int] | None = None  # (parameter, the weight when it is sent)
+
+    def weight_of(self, params: Mapping[str, object]) -> int:
+        """The weight of a call with ``params`` (the ``None``-free parameters it sends)."""
+        if self.light_weight is not None and self.light_weight[0] in params:
+            return self.light_weight[1]
+        if self.heavy_weight is not None and "symbol" not in params:
+            return self.heavy_weight
+        return self.weight
 
 
 USDM_ENDPOINTS: Final[Mapping[str, Endpoint]] = {
@@ -118,7 +127,8 @@ SPOT_ENDPOINTS: Final[Mapping[str, Endpoint]] = {
     for e in (
         Endpoint("time", "get", "time", 3, 1, signed=False),
         Endpoint("exchangeInfo", "get", "exchangeInfo", 3, 20, signed=False),
-        Endpoint("userTrades", "get", "myTrades", 3, 20),
+        # binance-wave2.md §A.6: symbol mandatory; 5 with orderId; start..end at most 24 h.
+        Endpoint("userTrades", "get", "myTrades", 3, 20, light_weight=("orderId", 5)),
         Endpoint("allOrders", "get", "allOrders", 3, 20),
         Endpoint("order", "get", "order", 3, 4),
         Endpoint("openOrders", "get", "openOrders", 3, 6, heavy_weight=80),
@@ -140,11 +150,44 @@ PREFIX: Final[Mapping[Market, str]] = {
 SHARED_POOLS: Final[Mapping[str, str]] = {
     "dapi.binance.com": "fapi.binance.com",
     "demo-dapi.binance.com": "demo-fapi.binance.com",
+    # Spot: REST and the WebSocket API count against one REQUEST_WEIGHT pool per IP
+    # (binance-wave2.md §A.5), on every alternative REST host too.
+    **{
+        host: "api.binance.com"
+        for host in (
+            "api-gcp.binance.com",
+            "api1.binance.com",
+            "api2.binance.com",
+            "api3.binance.com",
+            "api4.binance.com",
+            "ws-api.binance.com",
+            "ws-api.binance.com:443",
+            "ws-api.binance.com:9443",
+        )
+    },
+    "ws-api.testnet.binance.vision": "testnet.binance.vision",
+    "demo-ws-api.binance.com": "demo-api.binance.com",
 }
-"""REST hosts that count against another host's weight pool: since the 2026 CM-UM integration
+"""Hosts that count against another host's weight pool. Since the 2026 CM-UM integration
 USDⓈ-M and COIN-M share ONE request-weight pool per IP (2400/min, binance-wave2.md §B.2), so the
 dapi hosts map to their fapi sibling and one budget serves both products (the testnet serves both
-products on ``testnet.binancefuture.com`` already; a simulator serves both on one host)."""
+products on ``testnet.binancefuture.com`` already; a simulator serves both on one host). Spot's
+WS-API hosts map to their REST host: a subscription's weight is charged where ``myTrades`` is."""
+
+DEFAULT_WEIGHT_LIMITS: Final[Mapping[Market, int]] = {
+    Market.USDM: 2400,
+    Market.COINM: 2400,
+    Market.SPOT: 6000,
+}
+"""REQUEST_WEIGHT per minute per IP, until exchangeInfo (or config) says otherwise."""
+
+TRADE_WINDOW_MS: Final[Mapping[Market, int]] = {
+    Market.USDM: 7 * 86_400_000,
+    Market.COINM: 7 * 86_400_000,
+    Market.SPOT: 86_400_000,
+}
+"""The longest ``startTime``..``endTime`` span the trade-list endpoint accepts (``userTrades``:
+7 days; spot ``myTrades``: 24 hours), both ends inclusive: a window is at most this minus 1 ms."""
 
 COINM_WS_PATH: Final = "/ws"
 """dstream's user-stream path (``wss://dstream.binance.com/ws/<listenKey>``): no ``/private``

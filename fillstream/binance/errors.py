@@ -11,6 +11,7 @@ from fillstream.ledger.errors import FillstreamError
 AUTH_CODES = frozenset({-2014, -2015, -1022})  # bad key format, key/IP/permission, signature
 LISTEN_KEY_GONE = -1125
 ORDER_DOES_NOT_EXIST = -2013
+ORDER_ARCHIVED = -2026  # spot: a CANCELED/EXPIRED order without fills, archived after 90 days
 TIMESTAMP_OUTSIDE_WINDOW = -1021
 TOO_MANY_REQUESTS = -1003
 UNKNOWN_STATUS_CODES = frozenset({-1006, -1007})  # the request may have succeeded
@@ -58,6 +59,12 @@ class VenueError(FillstreamError):
     @property
     def is_not_found(self) -> bool:
         return self.code == ORDER_DOES_NOT_EXIST
+
+    @property
+    def is_archived(self) -> bool:
+        """Spot: the order is archived (``-2026``): its state is final and will not be served
+        again, so asking again is pointless (a terminal outcome, not a failure)."""
+        return self.code == ORDER_ARCHIVED
 
     @property
     def is_unknown_outcome(self) -> bool:

@@ -46,9 +46,18 @@ from fillstream.binance.budget import Grant, WeightBudget, WeightBudgets, host_o
 from fillstream.binance.coinm.rows import PositionRisk as CoinmPositionRisk
 from fillstream.binance.coinm.rows import UserTrade as CoinmUserTrade
 from fillstream.binance.coinm.sizes import ContractSizes
-from fillstream.binance.endpoints import ENDPOINTS, PREFIX, REST_URLS, Endpoint, default_rest_url
+from fillstream.binance.endpoints import (
+    ENDPOINTS,
+    PREFIX,
+    REST_URLS,
+    TRADE_WINDOW_MS,
+    Endpoint,
+    default_rest_url,
+)
 from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
 from fillstream.binance.metrics import REST_CLOCK_OFFSET, REST_REQUESTS
+from fillstream.binance.spot.rows import AccountInfo, MyTrade, SpotOrder, SymbolInfo
+from fillstream.binance.spot.symbols import SpotSymbols
 from fillstream.binance.usdm.rows import (
     AlgoOrder,
     Income,
@@ -87,6 +96,20 @@ T = TypeVar("T")
 _OBJECT: Final = msgspec.json.Decoder(dict[str, Any])
 # COIN-M contract sizes, one cache per host (its weight budget: shared by the host's accounts).
 _SIZES: weakref.WeakKeyDictionary[WeightBudget, ContractSizes] = weakref.WeakKeyDictionary()
+# Spot symbols (base and quote assets), one table per host likewise.
+_SYMBOLS: weakref.WeakKeyDictionary[WeightBudget, SpotSymbols] = weakref.WeakKeyDictionary()
+# The row types of the trade and order endpoints per product (the protocol's row types, or
+# subclasses of them).
+_TRADE_ROWS: Final[Mapping[Market, type[UserTrade]]] = {
+    Market.USDM: UserTrade,
+    Market.COINM: CoinmUserTrade,
+    Market.SPOT: MyTrade,
+}
+_ORDER_ROWS: Final[Mapping[Market, type[Order]]] = {
+    Market.USDM: Order,
+    Market.COINM: Order,
+    Market.SPOT: SpotOrder,
+}
 _ANY: Final = msgspec.json.Decoder()
 _RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _DECODERS: dict[type[Any], tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]] = {}
@@ -249,6 +272,9 @@ class BinanceVenue:
         self._sync_lock = asyncio.Lock()
         self._closed = False
         self._sizes = _SIZES.setdefault(budget, ContractSizes()) if market is Market.COINM else None
+        self._symbols = (
+            _SYMBOLS.setdefault(budget, SpotSymbols()) if market is Market.SPOT else None
+        )
 
     def __repr__(self) -> str:
         return (
@@ -289,7 +315,7 @@ class BinanceVenue:
         if not 0 < recv_window_ms <= 60000:
             raise ConfigError(f"recv_window_ms must be in (0, 60000], got {recv_window_ms}")
         base = (rest_url or default_rest_url(market, endpoints)).rstrip("/")
-        host_budget = budget.for_url(base)
+        host_budget = budget.for_url(base, market=market)
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(_on_request_end)
         client = AsyncClient(
@@ -377,7 +403,10 @@ class BinanceVenue:
         if self._sizes is not None and (body := await self._sizes.refresh(self._exchange_info)):
             return body
         try:
-            return await self._exchange_info()
+            body = await self._exchange_info()
+            if self._symbols is not None:
+                self._symbols.feed(body)  # spot: the same read fills the symbol table
+            return body
         except VenueError as exc:
             log.warning(
                 "exchangeInfo on %s failed (%s); keeping limit %d",
@@ -446,11 +475,22 @@ class BinanceVenue:
         from_id: int | None = None,
         start_ms: int | None = None,
         end_ms: int | None = None,
+        order_id: int | None = None,
         limit: int = 1000,
     ) -> Rows[UserTrade]:
-        params = {"symbol": symbol, "fromId": from_id, "startTime": start_ms, "endTime": end_ms}
-        row_type = CoinmUserTrade if self.market is Market.COINM else UserTrade
-        return await self._rows("userTrades", {**params, "limit": limit}, row_type)
+        """``userTrades`` (``myTrades`` on spot: :class:`MyTrade` rows, weight 20, 5 with
+        ``order_id``). Raises ``ValueError`` for a window the venue refuses (spot: > 24 h)."""
+        span = TRADE_WINDOW_MS[self.market]
+        if start_ms is not None and end_ms is not None and not 0 <= end_ms - start_ms < span:
+            raise ValueError(f"userTrades window {start_ms}..{end_ms} exceeds {span} ms")
+        params = {
+            "symbol": symbol,
+            "orderId": order_id,
+            "fromId": from_id,
+            "startTime": start_ms,
+            "endTime": end_ms,
+        }
+        return await self._rows("userTrades", {**params, "limit": limit}, _TRADE_ROWS[self.market])
 
     async def all_orders(
         self,
@@ -462,18 +502,19 @@ class BinanceVenue:
         limit: int = 1000,
     ) -> Rows[Order]:
         params = {"symbol": symbol, "orderId": order_id, "startTime": start_ms, "endTime": end_ms}
-        return await self._rows("allOrders", {**params, "limit": limit}, Order)
+        return await self._rows("allOrders", {**params, "limit": limit}, _ORDER_ROWS[self.market])
 
     async def order(self, symbol: str, order_id: int) -> Order | BadRow:
+        """``GET order`` (spot: :class:`SpotOrder`, weight 4; an archived order is a
+        ``VenueError`` whose ``is_archived`` is set: final, do not ask again)."""
         body = await self._call("order", {"symbol": symbol, "orderId": order_id})
-        return decode_row(body, Order, "order")
+        return decode_row(body, _ORDER_ROWS[self.market], "order")
 
     async def open_orders(self, symbol: str | None = None) -> Rows[OpenOrder]:
         return await self._rows("openOrders", {"symbol": symbol}, OpenOrder)
 
     async def position_risk(self, symbol: str | None = None) -> Rows[PositionRisk]:
-        if self.market is Market.SPOT:
-            return []
+        self._require_futures("positionRisk")
         if self.market is Market.COINM:
             return await self._coinm_position_risk(symbol)
         return await self._rows("positionRisk", {"symbol": symbol}, PositionRisk)
@@ -496,8 +537,7 @@ class BinanceVenue:
         end_ms: int | None = None,
         limit: int = 1000,
     ) -> Rows[Income]:
-        if self.market is Market.SPOT:
-            return []
+        self._require_futures("income")
         params = {
             "symbol": symbol,
             "incomeType": income_type,
@@ -531,6 +571,19 @@ class BinanceVenue:
         params = {"symbol": symbol, "algoId": algo_id, "startTime": start_ms, "endTime": end_ms}
         return await self._rows("allAlgoOrders", {**params, "limit": limit}, AlgoOrder)
 
+    async def account_info(self) -> AccountInfo | BadRow:
+        """Spot ``GET /api/v3/account`` (weight 20) without its zero balances."""
+        self._require_spot("account_info")
+        body = await self._call("account", {"omitZeroBalances": "true"})
+        return decode_row(body, AccountInfo, "account")
+
+    async def spot_symbols(self) -> Mapping[str, SymbolInfo]:
+        """Spot: every symbol of exchangeInfo with its base and quote asset, read once per host
+        and at most hourly after (:mod:`.spot.symbols`)."""
+        if self._symbols is None:
+            raise ConfigError("spot_symbols: spot venues only")
+        return await self._symbols.get(partial(self._exchange_info, RestPriority.HISTORY))
+
     async def account_permissions(self) -> Mapping[str, bool]:
         """``read`` (the signed account call worked) plus the venue's ``can*`` flags."""
         body = _object(await self._call("account", {}), "account")
@@ -544,7 +597,14 @@ class BinanceVenue:
 
     def _require_futures(self, what: str) -> None:
         if self.market is Market.SPOT:
-            raise ConfigError(f"{what}: spot has no REST listenKey since 2026-02-20")
+            raise ConfigError(
+                f"{what}: not on spot (no REST listenKey since 2026-02-20, no positions, "
+                "no income or funding)"
+            )
+
+    def _require_spot(self, what: str) -> None:
+        if self.market is not Market.SPOT:
+            raise ConfigError(f"{what}: spot venues only")
 
     def _require_algo_service(self, what: str) -> None:
         if self.market not in ALGO_SERVICE_MARKETS:
@@ -581,9 +641,7 @@ class BinanceVenue:
     async def _send(
         self, endpoint: Endpoint, data: dict[str, Any], priority: RestPriority | None
     ) -> bytes:
-        weight = endpoint.weight
-        if endpoint.heavy_weight is not None and "symbol" not in data:
-            weight = endpoint.heavy_weight
+        weight = endpoint.weight_of(data)
         if priority is None:
             priority = current_rest_priority()
         grant = await self.budget.acquire(weight, priority, max_wait_s=self.max_wait_s)

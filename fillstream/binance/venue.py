@@ -1,5 +1,6 @@
 """The :class:`Venue` protocol: one account's REST access to Binance, as the paths see it, typed
-with the REST rows beside it (:mod:`fillstream.binance.usdm.rows`).
+with the REST rows beside it (:mod:`fillstream.binance.usdm.rows`; a product's rows extend
+those: COIN-M's ``UserTrade``, spot's ``MyTrade`` and ``SpotOrder``).
 
 Implemented by :class:`fillstream.binance.rest.BinanceVenue`; the sidecar builds one per account
 and hands it to both paths. Each body is decoded once, into its row type: a list endpoint answers
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol, TypeAlias, TypeVar
 
+from fillstream.binance.spot.rows import AccountInfo, SymbolInfo
 from fillstream.binance.usdm.rows import (
     AlgoOrder,
     Income,
@@ -51,8 +53,14 @@ class Venue(Protocol):
     python-binance's ``AsyncClient``, with the shared per-host weight budget and error mapping).
 
     Every method raises :class:`fillstream.binance.errors.VenueError` when the venue says no.
-    Rows are returned typed (decoded once); the paths turn them into ledger types with
-    :mod:`fillstream.binance.usdm.parse`.
+    Rows are returned typed (decoded once); the paths turn them into ledger types with the
+    product's parse module (:mod:`fillstream.binance.products` picks it).
+
+    On spot, ``user_trades`` is ``myTrades`` (``MyTrade`` rows; a window of at most 24 h),
+    ``all_orders``/``order`` answer ``SpotOrder`` rows (an archived order: a ``VenueError``
+    with ``is_archived``), and the futures-only calls (listenKeys, ``position_risk``,
+    ``income``, ``algo_order``) raise ``ConfigError``; ``account_info`` and ``spot_symbols``
+    are spot's own (``ConfigError`` elsewhere).
     """
 
     market: Market
@@ -81,6 +89,7 @@ class Venue(Protocol):
         from_id: int | None = None,
         start_ms: int | None = None,
         end_ms: int | None = None,
+        order_id: int | None = None,
         limit: int = 1000,
     ) -> Awaitable[Rows[UserTrade]]: ...
 
@@ -125,3 +134,11 @@ class Venue(Protocol):
     ) -> Awaitable[Rows[AlgoOrder]]: ...
 
     def account_permissions(self) -> Awaitable[Mapping[str, bool]]: ...
+
+    def account_info(self) -> Awaitable[AccountInfo | BadRow]:
+        """Spot: the account's non-zero balances (``GET /api/v3/account``, weight 20)."""
+        ...
+
+    def spot_symbols(self) -> Awaitable[Mapping[str, SymbolInfo]]:
+        """Spot: every symbol's base and quote asset (exchangeInfo, cached per host)."""
+        ...

@@ -1,11 +1,12 @@
-"""Per-symbol ``userTrades`` sweeps: from the cursor, or from a point in time.
+"""Per-symbol ``userTrades`` sweeps (spot: ``myTrades``): from the cursor, or from a point in time.
 
 A sweep reads pages of ≤ ``page_limit`` trades upwards from a trade id (``fromId``: cheap, gap
 free), hands each page to the pipeline before reading the next (so recovered fills are published
 while later pages are still being read), and between pages yields to urgent work through the
 ``checkpoint`` callable. Time only serves to find where to start (a cold start, a gap window, a
-repair range), in windows of at most 7 days; a full page there is ambiguous (the venue may have
-cut it at either end), so the window is halved until it is not.
+repair range), in windows of at most the product's span (7 days on futures, 24 hours on spot:
+:data:`~fillstream.binance.endpoints.TRADE_WINDOW_MS`); a full page there is ambiguous (the
+venue may have cut it at either end), so the window is halved until it is not.
 
 ``cutoff_ms``: trades younger than this are left to the stream (the settle delay while it is
 healthy); the sweep stops at the first such trade, so the cursor never skips one.
@@ -19,12 +20,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fillstream.binance import Venue
-from fillstream.binance.products import trade_fill
-from fillstream.binance.usdm.parse import (
-    algo_link_from_algo_order,
-    decode_rows,
-    order_update_from_order,
-)
+from fillstream.binance.endpoints import TRADE_WINDOW_MS
+from fillstream.binance.products import order_update, trade_fill
+from fillstream.binance.usdm.parse import algo_link_from_algo_order, decode_rows
 from fillstream.binance.usdm.rows import UserTrade
 from fillstream.ledger import FillIndex, FillSink, FillSource, IngestBatch, Market
 from fillstream.reconcile.cursors import CursorTable
@@ -93,6 +91,7 @@ class Backfill:
         self.index = index
         self.page_limit = page_limit
         self.horizon_ms = horizon_ms
+        self.window_ms = TRADE_WINDOW_MS[market]
 
     # -- sweeps --------------------------------------------------------------------------------
 
@@ -163,7 +162,7 @@ class Backfill:
         """The id of the account's first trade of ``symbol`` at or after ``since_ms``."""
         lo = max(0, since_ms)
         while lo <= until_ms:
-            hi = min(until_ms, lo + WEEK_MS - 1)
+            hi = min(until_ms, lo + self.window_ms - 1)
             first = await self._first_in(symbol, lo, hi)
             if first is not None:
                 return first
@@ -171,7 +170,7 @@ class Backfill:
         return None
 
     async def _first_in(self, symbol: str, lo: int, hi: int) -> int | None:
-        """The id of the first trade in ``[lo, hi]`` (at most 7 days), by bisection.
+        """The id of the first trade in ``[lo, hi]`` (at most one window), by bisection.
 
         A full page is ambiguous (the venue may have cut either end): its window is halved. An
         empty one moves ``lo`` past it, towards the smallest end known full: one request per
@@ -293,7 +292,7 @@ class Backfill:
         for order in found.orders.values():
             try:
                 orders.append(
-                    order_update_from_order(
+                    order_update(
                         order, account=self.account, market=self.market, received_at_ns=received_ns
                     )
                 )

@@ -24,13 +24,8 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
 from fillstream.binance import Venue, VenueError
-from fillstream.binance.usdm.parse import (
-    OrderInfo,
-    actual_order_id,
-    decode_row,
-    decode_rows,
-    order_info,
-)
+from fillstream.binance.products import order_info
+from fillstream.binance.usdm.parse import OrderInfo, actual_order_id, decode_row, decode_rows
 from fillstream.binance.usdm.rows import AlgoOrder, Order
 from fillstream.ledger import Market, OrderUpdate
 from fillstream.ledger.classify import CONDITIONAL_REASONS
@@ -62,12 +57,13 @@ class StoredOrders(Protocol):
 
 
 def stored_info(order: OrderUpdate) -> OrderInfo:
-    """A stored order's details, as :func:`order_info` makes them from a REST row."""
+    """A stored order's details, as :func:`order_info` makes them from a REST row (spot has
+    no reduce-only flag: None, as on its stream fills)."""
     return OrderInfo(
         client_order_id=order.client_order_id,
         order_type=order.order_type or None,
         orig_type=order.orig_type or order.order_type or None,
-        reduce_only=order.reduce_only,
+        reduce_only=None if order.market is Market.SPOT else order.reduce_only,
     )
 
 
@@ -208,7 +204,7 @@ class Enricher:
         try:
             raw = await self.venue.order(symbol, order_id)
         except VenueError as exc:
-            if exc.is_not_found:
+            if exc.is_not_found or exc.is_archived:
                 return None  # archived (3 d / 90 d) or never ours: the fill keeps no details
             raise
         try:

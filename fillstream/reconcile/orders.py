@@ -3,8 +3,10 @@
 The stream may have missed their terminal transition. Each is read with ``GET order``; a state
 the store does not have yet is submitted (the pipeline keeps forward transitions only and
 publishes them on ``fillstream.order.…``). ``-2013`` means the venue no longer knows the id as a
-regular order: it is looked up as an algo order (a separate id space), and if still unknown it
-is marked ``UNKNOWN``, a terminal state, so it stops looking open forever.
+regular order: it is looked up as an algo order (a separate id space; futures only), and if
+still unknown it is marked ``UNKNOWN``, a terminal state, so it stops looking open forever.
+Spot's ``-2026`` (the order is archived: cancelled or expired without fills, long ago) is final
+too: the order is marked ``UNKNOWN`` at once (outcome ``archived``), never asked about again.
 """
 
 from __future__ import annotations
@@ -15,11 +17,8 @@ import time
 import msgspec
 
 from fillstream.binance import Venue, VenueError
-from fillstream.binance.usdm.parse import (
-    algo_link_from_algo_order,
-    decode_row,
-    order_update_from_order,
-)
+from fillstream.binance.products import order_update
+from fillstream.binance.usdm.parse import algo_link_from_algo_order, decode_row
 from fillstream.binance.usdm.rows import AlgoOrder, Order
 from fillstream.ledger import (
     AlgoLink,
@@ -101,6 +100,8 @@ class OrderSync:
         try:
             raw = await self.venue.order(local.symbol, local.order_id)
         except VenueError as exc:
+            if exc.is_archived:
+                return "archived", self._unknown(local, now_ms, "archived (-2026)"), None
             if not exc.is_not_found:
                 if exc.retryable:
                     raise  # rate limits and outages end the run; the next one retries
@@ -110,7 +111,7 @@ class OrderSync:
         try:
             order = decode_row(raw, Order)
             self.enricher.remember(order)
-            remote = order_update_from_order(order, account=self.account, market=self.market)
+            remote = order_update(order, account=self.account, market=self.market)
         except ValueError as exc:
             BAD_ROWS.labels(self.account, self.market, "order").inc()
             log.warning("%s: malformed order row (%s): %.300r", self.account, exc, raw)
@@ -143,17 +144,21 @@ class OrderSync:
                     source=FillSource.RECONCILE,
                 )
             return "algo", update, link
+        return "unknown", self._unknown(local, now_ms, "unknown to the venue (-2013)"), None
+
+    def _unknown(self, local: OrderUpdate, now_ms: int, why: str) -> OrderUpdate:
+        """``local`` in the terminal ``UNKNOWN`` state: the venue will not tell more."""
         log.info(
-            "%s: order %s %s unknown to the venue (-2013); marking it UNKNOWN",
+            "%s: order %s %s %s; marking it UNKNOWN",
             self.account,
             local.symbol,
             local.order_id,
+            why,
         )
-        unknown = msgspec.structs.replace(
+        return msgspec.structs.replace(
             local,
             status="UNKNOWN",
             update_time_ms=max(now_ms, local.update_time_ms + 1),
             source=FillSource.RECONCILE,
             received_at_ns=time.time_ns(),
         )
-        return "unknown", unknown, None

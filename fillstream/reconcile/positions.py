@@ -6,6 +6,9 @@ snapshot, so nothing can be in flight) and the snapshot stable (the same amount 
 look), is the book corrected: a :class:`PositionCorrection` at the snapshot's exchange time. The
 pipeline then publishes ``position.corrected``; a position that vanished on the exchange closes
 with ``reconciled_unknown``. Entry prices alone never trigger a correction (rounding differs).
+
+Spot has no positions on the exchange (no ``positionRisk``): its snapshot is empty and nothing
+is checked or corrected.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class PositionSync:
         self.set_aside = set_aside
 
     async def snapshot(self, symbol: str | None = None) -> Snapshot:
+        if self.market is Market.SPOT:
+            return Snapshot(())
         raw = await self.venue.position_risk(symbol)
         rows, bad = decode_rows(raw, PositionRisk)
         good = []
@@ -115,6 +120,8 @@ class PositionSync:
         self, backfill: Backfiller, *, first: Snapshot | None = None, dry_run: bool = False
     ) -> list[PositionCorrection]:
         """One round; returns the corrections made (or, in a dry run, that would be made)."""
+        if self.market is Market.SPOT:
+            return []
         first = first or await self.snapshot()
         suspects = mismatches(first.qty, await self.book())
         corrections: list[PositionCorrection] = []
@@ -148,6 +155,8 @@ class PositionSync:
         they were folded, or never stored), so a position is listed only if it disagrees
         either way; after ``apply`` the book is refolded from the fills and checked for real.
         """
+        if self.market is Market.SPOT:
+            return []
         book = await self.book()
         adjusted = dict(book)
         for key, delta in adjustments.items():

@@ -126,6 +126,8 @@ class Reconciler:
             recent_cursor_ms=int(s.recent_cursor_days * 86_400_000),
             all_symbol_min_interval_s=s.all_symbol_calls_min_interval_s,
             discovery_lookback_ms=int(min(s.horizon_days, 90.0) * 86_400_000),
+            spot_quote_assets=s.spot_quote_assets,
+            spot_probe_max=s.spot_probe_max,
         )
         self.set_aside = SetAside(
             account=account,
@@ -493,7 +495,10 @@ class Reconciler:
         if full or now - self._last_position_check >= self.settings.position_check_interval_s:
             snapshot = await self.positions.snapshot()
             self.universe.note_exchange(snapshot.symbols)
-        symbols = sorted(self.universe.current() - self.set_aside.waiting())
+        # Spot: the symbols the balances point at are swept once (a cursor keeps those traded).
+        symbols = sorted(
+            (self.universe.current() | self.universe.probes) - self.set_aside.waiting()
+        )
         report.symbols = len(symbols)
         for symbol in symbols:
             await self._checkpoint()
@@ -505,6 +510,7 @@ class Reconciler:
             )
             # A refused symbol (delisted: -1121) is set aside; the others carry on.
             result = await self.set_aside.guard(symbol, work)
+            self.universe.probed(symbol)
             if result is not None:
                 self._count(report, result)
         interval = self.settings.funding_interval_s

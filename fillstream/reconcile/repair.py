@@ -51,7 +51,7 @@ class MissingFill(msgspec.Struct, frozen=True, kw_only=True):
             trade_id=t.id,
             order_id=t.orderId,
             time_ms=t.time,
-            side=t.side,
+            side=t.side or ("BUY" if t.isBuyer or t.buyer else "SELL"),  # spot: isBuyer
             position_side=t.positionSide,
             price=dec(t.price, "price"),
             qty=dec(t.qty, "qty"),

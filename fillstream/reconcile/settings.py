@@ -33,6 +33,7 @@ _RANGES: Final[dict[str, Range]] = {
     "refused_symbol_retry_s": (1.0, 7 * _DAY_S),
     "refused_symbol_retry_max_s": (1.0, 7 * _DAY_S),
     "evidence_interval_s": (0.0, 3600.0),
+    "spot_probe_max": (0, 1000),
 }
 
 
@@ -58,6 +59,9 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
       this long, doubling per refusal up to the maximum; the other symbols carry on.
     - ``evidence_interval_s``: the least time between two drop-evidence sweeps of one symbol;
       evidence arriving meanwhile is coalesced into the next (latency vs REST weight).
+    - ``spot_quote_assets`` / ``spot_probe_max``: spot only, which symbols the balances point
+      at (reconcile/spot_symbols.py): quote assets tried beside the held ones, and the most
+      symbols probed per balance read (0: never probe from balances).
     """
 
     interval_s: float = 60.0
@@ -78,6 +82,8 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     refused_symbol_retry_s: float = 1800.0
     refused_symbol_retry_max_s: float = 6 * 3600.0
     evidence_interval_s: float = 1.0
+    spot_quote_assets: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "BTC", "ETH", "BNB")
+    spot_probe_max: int = 20
 
     def __post_init__(self) -> None:
         problem = out_of_range(self, _RANGES)

@@ -8,13 +8,18 @@ holds a position in; symbols with orders open locally; and symbols the account t
 ``income`` (COMMISSION / REALIZED_PNL rows, no symbol filter, weight 30, on the same schedule as
 ``openOrders``). The last one is what finds a symbol traded and closed flat while the service
 was down: nothing else names it.
+
+Spot has neither positions nor ``income``: there the balances stand in for both
+(:mod:`.spot_symbols`, on the ``openOrders`` schedule). The symbols they point at are *probes*,
+swept by the next full sweep until one sweep of each succeeded (:meth:`SymbolUniverse.probed`)
+rather than polled every run: one that has trades gets a cursor and is polled from then on.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from fillstream.binance import Venue
 from fillstream.binance.usdm.parse import decode_rows
@@ -22,6 +27,7 @@ from fillstream.binance.usdm.rows import Income, OpenOrder
 from fillstream.ledger import FillSink, Market, OrderView
 from fillstream.reconcile.cursors import CursorTable
 from fillstream.reconcile.metrics import BAD_ROWS
+from fillstream.reconcile.spot_symbols import BalanceProbe
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,8 @@ class SymbolUniverse:
         recent_cursor_ms: int,
         all_symbol_min_interval_s: float,
         discovery_lookback_ms: int = 7 * 86_400_000,
+        spot_quote_assets: Sequence[str] = (),
+        spot_probe_max: int = 0,
     ) -> None:
         self.account = account
         self.market = market
@@ -62,6 +70,14 @@ class SymbolUniverse:
         self._open_orders_at = 0.0
         self.traded: set[str] = set()  # from income rows
         self._income_since_ms = int(time.time() * 1000) - discovery_lookback_ms
+        self.balances = (
+            BalanceProbe(
+                account=account, venue=venue, quotes=spot_quote_assets, limit=spot_probe_max
+            )
+            if market is Market.SPOT and spot_probe_max > 0
+            else None
+        )
+        self.probes: set[str] = set()  # spot: symbols the balances point at, not yet swept
 
     def note_streamed(self, symbols: Iterable[str]) -> None:
         self.streamed.update(symbols)
@@ -86,8 +102,15 @@ class SymbolUniverse:
             if bad:
                 BAD_ROWS.labels(self.account, self.market, "openOrders").inc(len(bad))
             self.open_orders = {r.symbol for r in rows}
-            await self._discover_traded()
+            if self.market is not Market.SPOT:
+                await self._discover_traded()
+            elif self.balances is not None:
+                self.probes |= set(await self.balances.probe())
             self._open_orders_at = time.monotonic()
+
+    def probed(self, symbol: str) -> None:
+        """Spot: ``symbol`` was swept (or set aside) since the balances pointed at it."""
+        self.probes.discard(symbol)
 
     async def _discover_traded(self) -> None:
         """Symbols with trade income since the last look (paged forward by time)."""

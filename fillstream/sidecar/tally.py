@@ -5,7 +5,9 @@
 * JetStream (messages on ``<prefix>.fill.>`` and ``<prefix>.position.closed.>``).
 
 Each becomes a :class:`Tally`: fill ids and close ids (the ``Nats-Msg-Id`` forms of design.md
-§5) with the close reasons, plus how many fill copies were seen, so duplicates show. Used by
+§5) with the close reasons, plus how many fill copies were seen, so duplicates show; and the
+balance fact ids of spot accounts (``balance_changes``, ``<prefix>.balance.>``: PostgreSQL and
+JetStream must agree; the ground truth lists balances only when its document has them). Used by
 ``fillstream demo --duration`` and by the end-to-end tests.
 """
 
@@ -22,10 +24,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 
 class Tally(msgspec.Struct, kw_only=True):
-    """Fill ids → copies seen; close ids (first revision) → reason of the latest revision."""
+    """Fill ids → copies seen; close ids (first revision) → reason of the latest revision;
+    balance fact ids → copies seen."""
 
     fills: collections.Counter[str] = msgspec.field(default_factory=collections.Counter)
     closes: dict[str, str] = msgspec.field(default_factory=dict)
+    balances: collections.Counter[str] = msgspec.field(default_factory=collections.Counter)
 
     @property
     def fill_ids(self) -> set[str]:
@@ -42,6 +46,7 @@ class Tally(msgspec.Struct, kw_only=True):
         return Tally(
             fills=collections.Counter({k: v for k, v in self.fills.items() if mine(k)}),
             closes={k: v for k, v in self.closes.items() if mine(k)},
+            balances=collections.Counter({k: v for k, v in self.balances.items() if mine(k)}),
         )
 
 
@@ -77,6 +82,12 @@ async def tally_postgres(conn: asyncpg.Connection, accounts: Iterable[str]) -> T
     for close_id, reason, retracted in closes:
         if not retracted:
             tally.closes[close_id] = reason
+    balances = await conn.fetch(
+        "SELECT account, market, asset, kind, time_ms FROM balance_changes WHERE account = ANY($1)",
+        names,
+    )
+    for r in balances:
+        tally.balances[f"balance:{r[0]}:{r[1]}:{r[2]}:{r[3]}:{r[4]}"] += 1
     return tally
 
 
@@ -97,7 +108,7 @@ async def tally_jetstream(
     wanted = set(accounts)
     tally = Tally()
     messages: list[tuple[int, str, bytes]] = []
-    for subject in ("fill", "position.closed", "position.corrected"):
+    for subject in ("fill", "position.closed", "position.corrected", "balance"):
         messages += await _read_all(nc, stream, f"{prefix}.{subject}.>")
     closes: dict[str, tuple[int, str]] = {}
     for _, msg_id, data in sorted(messages):
@@ -107,6 +118,8 @@ async def tally_jetstream(
             continue
         if kind == "fill":
             tally.fills[msg_id] += 1
+        elif kind == "balance":
+            tally.balances[msg_id] += 1
         elif kind == "close":
             payload = _close_decoder.decode(data)
             base = _close_base(msg_id)
@@ -136,6 +149,8 @@ async def _read_all(nc: NatsClient, stream: str, subject: str) -> list[tuple[int
     )
     out: list[tuple[int, str, bytes]] = []
     try:
+        if not (await sub.consumer_info()).num_pending:
+            return out  # nothing on the subject: no fetch timeout to wait out
         while True:
             try:
                 msgs = await sub.fetch(batch=1000, timeout=2.0)
@@ -172,8 +187,19 @@ class Comparison(msgspec.Struct, kw_only=True):
         return self.truth.closes == self.postgres.closes == self.jetstream.closes
 
     @property
+    def balances_equal(self) -> bool:
+        """PostgreSQL = JetStream, no copies (and = the truth when it lists balances)."""
+        truth = self.truth.balances
+        return (
+            set(self.postgres.balances) == set(self.jetstream.balances)
+            and (not truth or set(truth) == set(self.postgres.balances))
+            and all(n == 1 for n in self.postgres.balances.values())
+            and all(n == 1 for n in self.jetstream.balances.values())
+        )
+
+    @property
     def equal(self) -> bool:
-        return self.fills_equal and self.closes_equal
+        return self.fills_equal and self.closes_equal and self.balances_equal
 
     def problems(self) -> list[str]:
         """Human-readable differences (empty when equal)."""
@@ -195,4 +221,10 @@ class Comparison(msgspec.Struct, kw_only=True):
                     out.append(f"{name}: close {close_id} reason {got}, truth says {reason}")
             for close_id in sorted(set(tally.closes) - set(self.truth.closes)):
                 out.append(f"{name}: close not in ground truth: {close_id}")
+        if not self.balances_equal:
+            pg, js = set(self.postgres.balances), set(self.jetstream.balances)
+            out.append(
+                f"balances: {len(pg - js)} in PostgreSQL only, {len(js - pg)} on JetStream only, "
+                f"{len(self.truth.balances)} in the ground truth"
+            )
         return out

@@ -13,6 +13,9 @@ Command line: ``fillstream sim`` (:mod:`fillstream.simulator.cli`). Module map: 
 (orders, fills, PnL), ``algos`` (TP/SL/trailing), ``risk`` (liquidation, ADL, settlement),
 ``generator`` (seeded activity), ``events`` (wire shapes), ``rest``/``queries``/``trading``
 (REST), ``ws``/``hub`` (WebSocket), ``faults``, ``ratelimit``, ``admin``, ``truth``, ``server``.
+Spot (``spot_accounts``): ``spot`` wires ``spot_market``, ``spot_book``/``spot_orders`` (state),
+``spot_engine``, ``spot_generator``, ``spot_events``, ``spot_wsapi`` (the WS API),
+``spot_rest``/``spot_queries``/``spot_trading`` (``/api/v3``), ``spot_keys``, ``spot_truth``.
 """
 
 from fillstream.simulator.accounts import SimAccount

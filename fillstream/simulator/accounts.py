@@ -24,6 +24,8 @@ class SimAccount(msgspec.Struct, frozen=True, kw_only=True):
     hedge_mode: bool = False
     market: str = "usdm"  # the product the generator trades for it: "usdm" or "coinm"
     alias: str = ""  # the account alias COIN-M events carry (top-level ``i``)
+    key_type: str = "HMAC"  # spot accounts may have an RSA or Ed25519 key instead
+    private_key_pem: str = ""  # RSA/Ed25519: the key clients sign with (PKCS#8 PEM)
 
 
 _ALIAS_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

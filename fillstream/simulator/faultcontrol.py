@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fillstream.simulator.clock import SimClock
 from fillstream.simulator.config import FaultSpec
-from fillstream.simulator.faults import MAY_BE_GLOBAL, RestError, validate
+from fillstream.simulator.faults import MAY_BE_GLOBAL, SPOT_KINDS, RestError, validate
 from fillstream.simulator.hub import Hub
 from fillstream.simulator.listenkeys import ListenKeys
+from fillstream.simulator.spot_book import SpotBook
+from fillstream.simulator.spot_wsapi import WsApi
 from fillstream.simulator.state import AccountState
 
 
@@ -27,6 +29,8 @@ class FaultControl:
         self._clock = clock
         self.rest_errors: list[RestError] = []  # consumed by the REST dispatcher
         self._refuse_until: dict[str | None, float] = {}  # account (None: all) -> monotonic
+        self.spot_books: dict[str, SpotBook] = {}  # set by the server with the WS API
+        self.ws_api: WsApi | None = None
 
     def inject(
         self, account: str | None, kind: str, params: dict[str, object]
@@ -57,6 +61,8 @@ class FaultControl:
             )
         elif kind == "refuse_ws":
             self._refuse_until[account] = self._clock.mono() + float(str(p["seconds"]))
+        elif kind in SPOT_KINDS:
+            done.update(self._spot_fault(account, kind, p))
         else:
             assert account is not None
             done.update(self._stream_fault(account, kind, p))
@@ -67,7 +73,11 @@ class FaultControl:
             self._event_fault(account, kind, p)
             return {}
         if kind == "rest_lag":
-            self._states[account].set_rest_lag(float(str(p["seconds"])))
+            book = self.spot_books.get(account)
+            if book is not None:
+                book.set_rest_lag(float(str(p["seconds"])))
+            else:
+                self._states[account].set_rest_lag(float(str(p["seconds"])))
             return {}
         return self._socket_fault(account, kind, p)
 
@@ -104,11 +114,33 @@ class FaultControl:
             return {"sockets": hub.close_sockets(account, 1001, b"24h connection limit")}
         return {}
 
+    def _spot_fault(
+        self, account: str | None, kind: str, p: dict[str, object]
+    ) -> dict[str, object]:
+        """The WS API's own faults (:mod:`.faults` lists them); spot accounts only."""
+        api = self.ws_api
+        if api is None or (account is not None and account not in self.spot_books):
+            raise ValueError(f"fault {kind!r} is for spot accounts")
+        if kind == "server_shutdown":
+            return {"connections": api.shutdown(account, float(str(p.get("seconds", 1.0))))}
+        if kind == "ws_api_rate_limit":
+            count = int(str(p.get("count", 1)))
+            api.faults.rate_limited[account] = (count, float(str(p.get("retry_after", 1.0))))
+            return {}
+        assert account is not None
+        if kind == "terminate_subscription":
+            return {"subscriptions": api.terminate_account(account)}
+        count = int(str(p.get("count", 1)))
+        api.faults.refuse[account] = (count, int(str(p.get("code", -2015))))
+        return {}
+
     def apply_config(self, fault: FaultSpec) -> None:
         """A start-up fault; without an account it applies to every account."""
         params = dict(fault.params)
         if fault.account is None and fault.kind not in MAY_BE_GLOBAL:
             for name in self._states:
+                if fault.kind in SPOT_KINDS and name not in self.spot_books:
+                    continue
                 self.inject(name, fault.kind, params)
         else:
             self.inject(fault.account, fault.kind, params)
@@ -138,6 +170,19 @@ class FaultControl:
                 out.append({"account": account, "kind": "refuse_ws", "seconds": until - now})
         if self._clock.skew_ms:
             out.append({"account": None, "kind": "clock_skew", "ms": self._clock.skew_ms})
+        out.extend(self._ws_api_faults())
+        return out
+
+    def _ws_api_faults(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        if self.ws_api is not None:
+            wf = self.ws_api.faults
+            for name, (left, code) in wf.refuse.items():
+                out.append({"account": name, "kind": "refuse_subscribe", "count": left,
+                            "code": code})  # fmt: skip
+            for who, (left, retry) in wf.rate_limited.items():
+                out.append({"account": who, "kind": "ws_api_rate_limit", "count": left,
+                            "retry_after": retry})  # fmt: skip
         return out
 
     def clear(self) -> None:
@@ -154,4 +199,7 @@ class FaultControl:
             conn.silent_until = 0.0
         self.rest_errors.clear()
         self._refuse_until.clear()
+        if self.ws_api is not None:
+            self.ws_api.faults.refuse.clear()
+            self.ws_api.faults.rate_limited.clear()
         self._clock.skew_ms = 0

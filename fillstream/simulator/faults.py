@@ -18,6 +18,20 @@ Kinds and parameters (design.md section 5 "Stable surface"), per account unless 
 - ``inject_frame`` ``raw``: this exact text is sent as one frame on the account's sockets.
 - ``cut``: the 24 h cut, now: sockets are closed with code 1001.
 
+Spot accounts only (the WS API, :mod:`.spot_wsapi`):
+
+- ``terminate_subscription``: ``eventStreamTerminated`` on the account's subscriptions, which end.
+- ``refuse_subscribe`` ``count`` (1) [, ``code`` (-2015)]: its next N subscribes fail.
+- ``server_shutdown`` [``seconds`` (1)]: ``serverShutdown`` on the connections the account is
+  on (every WS API connection without ``account``), closed that many real seconds later.
+- ``ws_api_rate_limit`` ``count`` (1) [, ``retry_after`` (1 s)]: the next N WS API requests on
+  the account's connections (any, without ``account``) are answered 429 with ``retryAfter``.
+
+On a spot account ``drop``, ``drop_rate``, ``duplicate``, ``reorder``, ``terminate_subscription``,
+``refuse_subscribe`` and ``rest_*`` touch that account only, never its socket neighbours;
+``disconnect``, ``silent``, ``cut``, ``inject_frame`` and ``server_shutdown`` act on the whole
+connection(s) the account is subscribed on, as a network failure or a server would.
+
 ``drop`` and ``drop_rate`` count the ORDER_TRADE_UPDATE fills they swallow per account; the ground
 truth reports them as ``dropped_fill_events``.
 """
@@ -42,10 +56,19 @@ KINDS = frozenset(
         "refuse_ws",
         "inject_frame",
         "cut",
+        "terminate_subscription",
+        "refuse_subscribe",
+        "server_shutdown",
+        "ws_api_rate_limit",
     }
 )
+SPOT_KINDS = frozenset(
+    {"terminate_subscription", "refuse_subscribe", "server_shutdown", "ws_api_rate_limit"}
+)
 GLOBAL_KINDS = frozenset({"clock_skew"})
-MAY_BE_GLOBAL = frozenset({"rest_error", "refuse_ws", "clock_skew"})
+MAY_BE_GLOBAL = frozenset(
+    {"rest_error", "refuse_ws", "clock_skew", "server_shutdown", "ws_api_rate_limit"}
+)
 
 _PARAMS: dict[str, dict[str, type]] = {
     "drop": {"count": int},
@@ -61,6 +84,10 @@ _PARAMS: dict[str, dict[str, type]] = {
     "refuse_ws": {"seconds": float},
     "inject_frame": {"raw": str},
     "cut": {},
+    "terminate_subscription": {},
+    "refuse_subscribe": {"count": int, "code": int},
+    "server_shutdown": {"seconds": float},
+    "ws_api_rate_limit": {"count": int, "retry_after": float},
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "drop_rate": ("p",),

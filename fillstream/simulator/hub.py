@@ -85,6 +85,8 @@ class Connection:
         self.silent_until = 0.0  # monotonic
         self.closing = False
         self.user_data = True  # False on the /market and /public bases: never any user data
+        self.ws_api = False  # a spot WS API session (its own timers: :mod:`.spot_wsapi`)
+        self.ping_payload = b""
         self.sent = 0
 
     def push(self, data: bytes) -> None:
@@ -227,6 +229,23 @@ class Hub:
         for sub in conn.subs:
             if sub.account is not None:
                 self._subs[sub.account].append(sub)
+
+    def attach(self, sub: Subscription) -> None:
+        """Add a subscription to an open connection (a WS API ``subscribe``)."""
+        sub.conn.subs.append(sub)
+        if sub.account is not None:
+            self._subs[sub.account].append(sub)
+
+    def detach(self, sub: Subscription) -> None:
+        """End one subscription of a connection; the connection stays open."""
+        with contextlib.suppress(ValueError):
+            sub.conn.subs.remove(sub)
+        if sub.account is not None:
+            with contextlib.suppress(ValueError):
+                self._subs[sub.account].remove(sub)
+
+    def subscriptions(self, account: str) -> list[Subscription]:
+        return list(self._subs[account])
 
     def unregister(self, conn: Connection) -> None:
         self.connections.discard(conn)

@@ -24,6 +24,7 @@ from fillstream.simulator.numbers import ZERO, fmt_fixed
 
 USDM = "usdm"
 COINM = "coinm"
+SPOT = "spot"  # spot symbols live in :mod:`.spot_market` (own id counters, own walk)
 MARKETS = (USDM, COINM)
 PERPETUAL_DELIVERY_MS = 4133404800000  # what exchangeInfo gives perpetuals (2100-12-25)
 _COINM = re.compile(r"^([A-Z0-9]+)USD_(PERP|\d{6})$")
@@ -46,6 +47,7 @@ class SymbolSpec:
     contract_size: Decimal = ZERO  # COIN-M: USD per contract; 0: a linear (USDⓈ-M) symbol
     pair: str = ""
     delivery_ms: int = PERPETUAL_DELIVERY_MS
+    quote_asset: str = "USDT"  # spot: what the price is in (futures: always USDT or USD)
 
     @property
     def inverse(self) -> bool:

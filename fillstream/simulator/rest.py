@@ -40,7 +40,7 @@ from fillstream.simulator.apierror import (
 from fillstream.simulator.engine import Engine
 from fillstream.simulator.exchange_info import coinm_exchange_info, exchange_info
 from fillstream.simulator.faults import RestError
-from fillstream.simulator.market import COINM, USDM
+from fillstream.simulator.market import COINM, SPOT, USDM
 from fillstream.simulator.params import Params
 from fillstream.simulator.ratelimit import OrderCounter, WeightLimiter
 from fillstream.simulator.state import AccountState
@@ -117,8 +117,12 @@ class RestApi:
                 path,
                 self._wrap(weight, security, handler, ORDER_ROUTES.get((method, path))),
             )
-            for method, path, weight, security, handler in self._usdm() + self._coinm()
+            for method, path, weight, security, handler in self._table()
         ]
+
+    def _table(self) -> list[Route]:
+        """Every route this API serves (the spot API has its own table)."""
+        return self._usdm() + self._coinm()
 
     def _shared(self, api: str) -> list[Route]:
         """Endpoints both products have, with the same weights and handlers."""
@@ -206,7 +210,7 @@ class RestApi:
         values = dict(parse_qsl(raw_query, keep_blank_values=True))
         if raw_body:
             values.update(parse_qsl(raw_body, keep_blank_values=True))
-        params = Params(values, COINM if request.path.startswith("/dapi/") else USDM)
+        params = Params(values, _product(request.path))
         headers, limited = self._charge(request, weight, params)
         if limited is not None:
             return limited
@@ -317,8 +321,11 @@ class RestApi:
             raise OUTSIDE_WINDOW
         if params.get("signature") is None:
             raise mandatory("signature")
-        if not signature_valid(acct.account.api_secret, raw_query, raw_body):
+        if not self._signature_ok(acct, raw_query, raw_body):
             raise BAD_SIGNATURE
+
+    def _signature_ok(self, acct: AccountState, raw_query: str, raw_body: str) -> bool:
+        return signature_valid(acct.account.api_secret, raw_query, raw_body)
 
     def _error(self, exc: ApiError, headers: dict[str, str]) -> web.Response:
         return web.Response(
@@ -353,3 +360,10 @@ class RestApi:
     def _key_delete(self, acct: AccountState, params: Params, engine: Engine) -> object:
         self.ctx.listen_key_deleted(acct, params.product)
         return {}
+
+
+def _product(path: str) -> str:
+    """The product a REST path belongs to: ``/dapi`` COIN-M, ``/api`` spot, else USDⓈ-M."""
+    if path.startswith("/dapi/"):
+        return COINM
+    return SPOT if path.startswith("/api/") else USDM

@@ -20,6 +20,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from fillstream.simulator.accounts import SimAccount, make_account
@@ -33,13 +34,14 @@ from fillstream.simulator.funding import Funding
 from fillstream.simulator.generator import Generator
 from fillstream.simulator.hub import Hub
 from fillstream.simulator.listenkeys import ListenKeys
-from fillstream.simulator.market import COINM, USDM, SymbolState, spec_for
+from fillstream.simulator.market import COINM, SPOT, USDM, SymbolState, spec_for
 from fillstream.simulator.ratelimit import WeightLimiter
 from fillstream.simulator.rest import RestApi, RestContext
 from fillstream.simulator.risk import Risk
+from fillstream.simulator.spot import SpotVenue, make_spot_account
 from fillstream.simulator.state import AccountState
 from fillstream.simulator.trading import Trading
-from fillstream.simulator.truth import ground_truth, ground_truth_bytes
+from fillstream.simulator.truth import ground_truth
 from fillstream.simulator.ws import WsEndpoint
 
 
@@ -58,11 +60,15 @@ class Simulator:
         ]
         self.states: dict[str, AccountState] = {a.name: AccountState(a) for a in self.accounts}
         self._by_key = {a.api_key: self.states[a.name] for a in self.accounts}
+        self.spot_accounts: list[SimAccount] = [
+            make_spot_account(seed, name, config.key_type(name)) for name in config.spot_accounts
+        ]
+        self.spot_states = {a.name: AccountState(a) for a in self.spot_accounts}
         self.symbols: dict[str, SymbolState] = {
             s: SymbolState(spec_for(s), i, random.Random(f"{seed}:symbol:{s}"))
             for i, s in enumerate(config.all_symbols)
         }
-        self.hub = Hub(self.clock, self.states, seed)
+        self.hub = Hub(self.clock, {**self.states, **self.spot_states}, seed)
         self.engine = Engine(self.clock, self.symbols, self.states, self.hub)
         self.algos = AlgoService(
             self.engine, random.Random(f"{seed}:algos"), coinm_updates=config.coinm_algo_update
@@ -92,7 +98,10 @@ class Simulator:
             random.Random(f"{seed}:funding:coinm"),
         )
         self.fault_control = FaultControl(
-            hub=self.hub, keys=self.keys, states=self.states, clock=self.clock
+            hub=self.hub,
+            keys=self.keys,
+            states={**self.states, **self.spot_states},
+            clock=self.clock,
         )
         self.ws = WsEndpoint(
             self.hub,
@@ -113,6 +122,23 @@ class Simulator:
                 listen_key_deleted=self._key_deleted,
                 trading=self.trading,
             )
+        )
+        self.spot = SpotVenue(
+            config,
+            self.clock,
+            hub=self.hub,
+            states=self.spot_states,
+            rest_context=lambda by_key, limiter: RestContext(
+                self.engine,
+                accounts_by_key=by_key,
+                limiter=limiter,
+                rest_errors=self.fault_control.rest_errors,
+                listen_key_created=self._key_created,
+                listen_key_kept=self._key_kept,
+                listen_key_deleted=self._key_deleted,
+                trading=self.trading,
+            ),
+            fault_control=self.fault_control,
         )
         self.admin = AdminApi(self)
         self.rest_url = ""
@@ -135,6 +161,7 @@ class Simulator:
         app = web.Application(client_max_size=1 << 20)
         app.add_routes(self.rest.routes())
         app.add_routes(self.ws.routes())
+        app.add_routes(self.spot.routes())
         app.add_routes(self.admin.routes())
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -194,8 +221,25 @@ class Simulator:
                     **self.urls(a.market),
                 }
                 for a in self.accounts
-            ],
+            ]
+            + [self.spot_record(a) for a in self.spot_accounts],
         }
+
+    def spot_record(self, account: SimAccount) -> dict[str, object]:
+        """A spot account's ready-file entry: its key (the private key PEM for RSA/Ed25519
+        keys, the secret for HMAC ones) and where the spot REST and WS API are."""
+        record: dict[str, object] = {
+            "name": account.name,
+            "api_key": account.api_key,
+            "api_secret": account.api_secret,
+            "key_type": account.key_type,
+            "market": SPOT,
+            "rest_base": f"{self.rest_url}/api",
+            "ws_api_url": f"{self.ws_url}/ws-api/v3",
+        }
+        if account.private_key_pem:
+            record["private_key_pem"] = account.private_key_pem
+        return record
 
     def urls(self, market: str) -> dict[str, str]:
         """Where a client of ``market`` (``usdm``/``coinm``) finds this simulator."""
@@ -208,15 +252,16 @@ class Simulator:
         }
 
     def account(self, name: str) -> SimAccount:
-        """Credentials of ``name``; ``ValueError`` if there is no such account."""
-        return self._state(name).account
+        """Credentials of ``name`` (futures or spot); ``ValueError`` if there is no such account."""
+        spot = self.spot_states.get(name)
+        return spot.account if spot is not None else self._state(name).account
 
     # -- background loops --------------------------------------------------------------------
 
     async def _generate(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
-        per_s = config.rate * len(self.accounts)
+        per_s = config.rate * (len(self.accounts) + len(self.spot_accounts))
         started = loop.time()
         origin = started
         produced = 0.0
@@ -239,7 +284,7 @@ class Simulator:
                 if config.max_rounds is not None:
                     batch = min(batch, config.max_rounds - self.generator.rounds)
                 for _ in range(batch):
-                    produced += max(self.generator.round(), 0.5)
+                    produced += max(self._round(), 0.5)
                     if produced > due:
                         break
                 await asyncio.sleep(0)
@@ -258,6 +303,7 @@ class Simulator:
                 if owner is not None:
                     self.hub.key_expired(key, owner)
             self.ws.tick()
+            self.spot.ws_api.tick()
             self.hub.flush_reorders(0.5)
             if clock.sim_s() >= self._next_funding_sim:
                 self._next_funding_sim += config.funding_interval_s
@@ -297,7 +343,14 @@ class Simulator:
 
     def step(self, rounds: int = 1) -> int:
         """Run generator rounds now, synchronously; returns the fills they produced."""
-        return sum(self.generator.round() for _ in range(rounds))
+        return sum(self._round() for _ in range(rounds))
+
+    def _round(self) -> int:
+        """One round of every generator (the spot one only when there are spot accounts)."""
+        made = self.generator.round()
+        if self.spot_accounts:
+            made += self.spot.generator.round()
+        return made
 
     def pause(self) -> None:
         """Stop the generator (manual activity still works)."""
@@ -308,10 +361,40 @@ class Simulator:
 
     @property
     def fills_generated(self) -> int:
-        return sum(s.fills_generated for s in self.states.values())
+        return sum(s.fills_generated for s in self.states.values()) + sum(
+            s.fills_generated for s in self.spot_states.values()
+        )
 
     def fills_generated_by(self, account: str) -> int:
-        return self._state(account).fills_generated
+        spot = self.spot_states.get(account)
+        return spot.fills_generated if spot is not None else self._state(account).fills_generated
+
+    async def spot_trade(
+        self,
+        account: str,
+        symbol: str,
+        side: str,
+        qty: Decimal | str,
+        *,
+        order_type: str = "MARKET",
+        price: Decimal | str | None = None,
+        time_in_force: str = "GTC",
+        client_order_id: str | None = None,
+        parts: int = 1,
+    ) -> dict[str, object]:
+        """Place a spot MARKET or LIMIT order for ``account`` now; returns its order row."""
+        order, _ = self.spot.trading.submit(
+            account,
+            symbol,
+            side,
+            Decimal(qty),
+            order_type=order_type,
+            price=Decimal(price) if price is not None else None,
+            tif=time_in_force,
+            client_order_id=client_order_id,
+            parts=parts,
+        )
+        return order.rest_row()
 
     async def trade(
         self,
@@ -441,21 +524,27 @@ class Simulator:
     def ground_truth(self, *, stable: bool = False, market: str | None = None) -> dict[str, Any]:
         """Every fill, order and close produced so far (same JSON as ``GET /_sim/ledger``).
 
-        ``market`` (``usdm``/``coinm``) keeps only that product's records (its symbols).
+        ``market`` ``usdm``/``coinm`` keeps the futures accounts with only that product's
+        records (its symbols); ``spot`` keeps only the spot accounts.
         """
-        return ground_truth(self.states.values(), stable=stable, symbols=self._symbols_of(market))
+        if market not in (None, USDM, COINM, SPOT):
+            raise ValueError(f"unknown market {market!r}: usdm, coinm or spot")
+        truth: dict[str, Any] = {"accounts": {}}
+        if market != SPOT:
+            truth = ground_truth(
+                self.states.values(), stable=stable, symbols=self._symbols_of(market)
+            )
+        if market in (None, SPOT):
+            truth["accounts"].update(self.spot.truth(stable=stable))
+        return truth
 
     def ground_truth_bytes(self, *, stable: bool = False, market: str | None = None) -> bytes:
-        return ground_truth_bytes(
-            self.states.values(), stable=stable, symbols=self._symbols_of(market)
-        )
+        return msgspec.json.encode(self.ground_truth(stable=stable, market=market))
 
     def _symbols_of(self, market: str | None) -> frozenset[str] | None:
-        """The symbols of ``market``, to filter the ground truth by (None: no filter)."""
+        """The futures symbols of ``market``, to filter the ground truth by (None: no filter)."""
         if market is None:
             return None
-        if market not in (USDM, COINM):
-            raise ValueError(f"unknown market {market!r}: usdm or coinm")
         return frozenset(name for name, s in self.symbols.items() if s.spec.product == market)
 
     def _state(self, account: str) -> AccountState:

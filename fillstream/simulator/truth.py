@@ -40,7 +40,7 @@ from fillstream.simulator.state import AccountState, Row
 TIME_FIELDS = frozenset({"time", "updateTime", "createTime", "triggerTime", "openedAt", "closedAt"})
 
 
-def _rows(
+def tagged_rows(
     rows: Iterable[Row], extra: Row, stable: bool, symbols: Collection[str] | None = None
 ) -> list[Row]:
     if symbols is not None:
@@ -57,10 +57,12 @@ def account_truth(
     orders = (o.rest_row() for o in acct.orders.values())
     return {
         "market": acct.market,
-        "fills": _rows(acct.fills, tag, stable, symbols),
-        "closes": _rows(acct.closes, {}, stable, symbols),
-        "orders": _rows(orders, tag, stable, symbols),
-        "algo_orders": _rows((a.rest_row() for a in acct.algos.values()), {}, stable, symbols),
+        "fills": tagged_rows(acct.fills, tag, stable, symbols),
+        "closes": tagged_rows(acct.closes, {}, stable, symbols),
+        "orders": tagged_rows(orders, tag, stable, symbols),
+        "algo_orders": tagged_rows(
+            (a.rest_row() for a in acct.algos.values()), {}, stable, symbols
+        ),
         "positions": [
             {
                 "symbol": p.symbol,

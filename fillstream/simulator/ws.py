@@ -176,7 +176,7 @@ class WsEndpoint:
         """Server pings, pong timeouts and the 24 h cut; called by the server's timer loop."""
         now = self._clock.sim_s()
         for conn in list(self._hub.connections):
-            if conn.closing:
+            if conn.closing or conn.ws_api:
                 continue
             if now - conn.opened_sim >= CUT_AFTER_S:
                 self._hub.spawn(conn.close(1001, b"24h connection limit"))

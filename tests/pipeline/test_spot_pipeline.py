@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from fillstream.ledger import BalanceKind, FillSource, IngestBatch, Market
 from fillstream.sidecar.stack import IngestStack
+from fillstream.sidecar.tally import Comparison, Tally, tally_jetstream, tally_postgres
 from tests.conftest import NatsTarget
 from tests.storage.factories import T0, eventually, read_stream
 from tests.storage.spot_factories import delta, position, round_trip, spot_fill
@@ -95,13 +96,20 @@ async def test_spot_batch_once_in_postgres_and_on_jetstream(
         "event_time_ms": T0 + 5,
         "source": "stream",
     }
-    # The stream the stack created holds every subject under the prefix, balances included.
+    # The stream the stack created holds every subject under the prefix, balances included; the
+    # end-to-end tally sees the same balance facts in PostgreSQL and on JetStream.
     nc = await nats.connect(nats_target.url)
     try:
         info = await nc.jetstream().stream_info(nats_target.stream)
+        js = await tally_jetstream(nc, nats_target.stream, p, [account])
     finally:
         await nc.close()
     assert info.config.subjects == [f"{p}.>"]
+    async with pool.acquire() as conn:
+        pg = await tally_postgres(conn, [account])
+    assert len(pg.balances) == 7 and pg.balances == js.balances
+    assert pg.fills == js.fills and pg.closes == js.closes == {}
+    assert Comparison(truth=Tally(), postgres=pg, jetstream=js).balances_equal
 
 
 async def test_a_refused_balance_is_quarantined_and_the_fills_are_stored(

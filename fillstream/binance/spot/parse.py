@@ -288,8 +288,8 @@ def _asset(value: str) -> str:
 
 
 def order_info(order: SpotOrder) -> OrderInfo:
-    """What a ``myTrades`` fill takes from its order: the client id and the type (spot has no
-    reduce-only flag: None on both paths)."""
+    """What a ``myTrades`` fill takes from its order: the client id and the type, as the stream
+    fill has them (spot has no reduce-only flag: None on both paths)."""
     return OrderInfo(
         client_order_id=order.clientOrderId,
         order_type=order.type or None,
@@ -307,6 +307,8 @@ def trade_fill(
 ) -> Fill:
     """A ``myTrades`` row (plus its order's details when known) as a reconcile-sourced fill:
     the side from ``isBuyer``, maker from ``isMaker``. Raises ``MalformedInput``."""
+    if row.isBuyer is None or row.isMaker is None:
+        raise MalformedInput("myTrades row without isBuyer/isMaker")
     return spot_fill(
         account=account,
         symbol=row.symbol,

@@ -11,43 +11,30 @@ from __future__ import annotations
 
 import msgspec
 
-from fillstream.ledger.amounts import Id, TimeMs, Unused
+from fillstream.binance.usdm import rows as usdm
+from fillstream.ledger.amounts import TimeMs, Unused
 
 
-class MyTrade(msgspec.Struct, frozen=True):
-    """A ``GET /api/v3/myTrades`` row: the same trade as an executionReport with ``x`` TRADE."""
+class MyTrade(usdm.UserTrade, frozen=True):
+    """A ``GET /api/v3/myTrades`` row: the same trade as an executionReport with ``x`` TRADE.
 
-    symbol: str  # ``s``
-    id: Id  # trade id, unique per symbol: the stream's ``t``
-    orderId: Id  # the stream's ``i``
-    price: str  # ``L``
-    qty: str  # ``l``
-    quoteQty: str  # ``Y``
-    commission: str  # ``n`` (a positive amount in commissionAsset)
-    commissionAsset: str | None  # ``N``
-    time: TimeMs  # ``T``
-    isBuyer: bool  # ``S`` == BUY
-    isMaker: bool  # ``m``
+    Extends USDⓈ-M's ``userTrades`` row (the venue protocol returns both as one row type; the
+    spot parse module reads them): ``id`` (``t``), ``orderId`` (``i``), ``price`` (``L``),
+    ``qty`` (``l``), ``commission`` (``n``, positive, in ``commissionAsset``), ``time`` (``T``);
+    the side is ``isBuyer`` and maker ``isMaker`` (required on spot: ``None`` is malformed);
+    ``quoteQty`` is ``Y``.
+    """
+
+    quoteQty: str | None = None  # ``Y``
     orderListId: int = -1  # ``g``
     isBestMatch: Unused = None
 
 
-class SpotOrder(msgspec.Struct, frozen=True):
-    """A ``GET /api/v3/order`` or ``GET /api/v3/allOrders`` row."""
+class SpotOrder(usdm.Order, frozen=True):
+    """A ``GET /api/v3/order`` or ``GET /api/v3/allOrders`` row (USDⓈ-M's fields that spot
+    lacks, ``avgPrice``, ``origType``, ``positionSide``, ``reduceOnly``, keep their defaults)."""
 
-    symbol: str
-    orderId: Id
-    clientOrderId: str
-    side: str
-    type: str
-    status: str
-    price: str | None = None
-    origQty: str | None = None
-    executedQty: str | None = None
     cummulativeQuoteQty: str | None = None  # Binance's spelling; negative on some old orders
-    stopPrice: str | None = None
-    time: TimeMs = 0
-    updateTime: TimeMs = 0
     orderListId: int = -1
     expiryReason: str | None = None  # since 2026-05-08
     timeInForce: Unused = None

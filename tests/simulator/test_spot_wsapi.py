@@ -1,0 +1,214 @@
+"""The spot WS API: ``userDataStream.subscribe.signature``, several accounts on one connection,
+the event envelope, and Binance's error codes for bad subscribes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+
+from fillstream.simulator import SimAccount, Simulator
+from fillstream.simulator.spot_keys import sign
+from tests.simulator.conftest import SimFactory
+
+EXECUTION_FIELDS = frozenset(  # binance-facts §5.3: every field a client reads
+    {"e", "E", "s", "c", "S", "o", "f", "q", "p", "P", "F", "g", "C", "x", "X", "r", "i", "l",
+     "z", "L", "n", "N", "T", "t", "I", "w", "m", "M", "O", "Z", "Y", "Q", "W", "V"}
+)  # fmt: skip
+
+
+class WsApiClient:
+    """A bare WS API client: requests by id, events in arrival order."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+        self.answers: dict[int, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            body = msgspec.json.decode(msg.data)
+            async with self._changed:
+                if "event" in body:
+                    self.events.append(body)
+                else:
+                    self.answers[body["id"]] = body
+                self._changed.notify_all()
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        request_id = next(self._ids)
+        body: dict[str, Any] = {"id": request_id, "method": method}
+        if params is not None:
+            body["params"] = params
+        await self.ws.send_str(msgspec.json.encode(body).decode())
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: request_id in self.answers), 5)
+        return self.answers.pop(request_id)
+
+    async def subscribe(self, account: SimAccount, **extra: Any) -> dict[str, Any]:
+        return await self.request("userDataStream.subscribe.signature", signed(account, **extra))
+
+    async def wait_events(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: len(self.events) >= count), within
+            )
+        return list(self.events)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+
+
+def signed(account: SimAccount, **extra: Any) -> dict[str, Any]:
+    """``apiKey``, ``timestamp`` (+ extra) and the signature over them, sorted by name."""
+    params: dict[str, Any] = {"apiKey": account.api_key, "timestamp": int(time.time() * 1000)}
+    params |= extra
+    payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    params["signature"] = sign(
+        account.key_type, payload, secret=account.api_secret, private_pem=account.private_key_pem
+    )
+    return params
+
+
+@pytest.fixture
+async def spot_sim(make_sim: SimFactory) -> Simulator:
+    return await make_sim(accounts=(), spot_accounts=("s1", "s2", "s3"))
+
+
+@pytest.fixture
+async def connect(spot_sim: Simulator) -> AsyncIterator[Any]:
+    session = aiohttp.ClientSession()
+    clients: list[WsApiClient] = []
+
+    async def open_client(sim: Simulator = spot_sim) -> WsApiClient:
+        client = WsApiClient(await session.ws_connect(sim.ws_url + "/ws-api/v3"))
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.close()
+    await session.close()
+
+
+async def test_subscribe_and_receive_execution_reports(spot_sim: Simulator, connect: Any) -> None:
+    client = await connect()
+    answer = await client.subscribe(spot_sim.account("s1"))
+    assert answer["status"] == 200 and answer["result"] == {"subscriptionId": 0}
+    assert answer["rateLimits"][0]["rateLimitType"] == "REQUEST_WEIGHT"
+    assert answer["rateLimits"][0]["limit"] == 6000
+    await spot_sim.spot_trade("s1", "BTCUSDT", "BUY", "0.01", parts=2)
+    events = await client.wait_events(5)  # NEW, TRADE, position, TRADE, position
+    kinds = [(e["event"]["e"], e["event"].get("x")) for e in events]
+    assert kinds == [
+        ("executionReport", "NEW"),
+        ("executionReport", "TRADE"),
+        ("outboundAccountPosition", None),
+        ("executionReport", "TRADE"),
+        ("outboundAccountPosition", None),
+    ]
+    assert all(e["subscriptionId"] == 0 for e in events)
+    new, trade = events[0]["event"], events[1]["event"]
+    assert set(trade) >= EXECUTION_FIELDS
+    assert new["t"] == -1 and new["N"] is None and new["n"] == "0"
+    truth = spot_sim.ground_truth(market="spot")["accounts"]["s1"]
+    fills = truth["fills"]
+    assert [f["id"] for f in fills] == [events[1]["event"]["t"], events[3]["event"]["t"]]
+    assert trade["l"] == fills[0]["qty"] and trade["L"] == fills[0]["price"]
+    assert trade["Y"] == fills[0]["quoteQty"] and trade["N"] == fills[0]["commissionAsset"]
+    assert trade["n"] == fills[0]["commission"] and trade["m"] is False
+    assert fills[0]["side"] == "BUY" and truth["closes"] == []
+    position = events[2]["event"]
+    assert {b["a"] for b in position["B"]} >= {"BTC", "USDT"}
+
+
+async def test_many_accounts_on_one_connection(spot_sim: Simulator, connect: Any) -> None:
+    client = await connect()
+    ids = [(await client.subscribe(spot_sim.account(n)))["result"] for n in ("s1", "s2", "s3")]
+    assert ids == [{"subscriptionId": 0}, {"subscriptionId": 1}, {"subscriptionId": 2}]
+    subs = await client.request("session.subscriptions")
+    assert subs["result"] == [{"subscriptionId": i} for i in range(3)]
+    status = await client.request("session.status")
+    assert status["result"]["userDataStream"] is True
+    await spot_sim.spot_trade("s2", "ETHUSDT", "SELL", "0.5")
+    events = await client.wait_events(3)
+    assert {e["subscriptionId"] for e in events} == {1}  # only s2's subscription
+    again = await client.subscribe(spot_sim.account("s2"))
+    assert again["status"] == 400 and again["error"]["code"] == -2035
+
+
+async def test_unsubscribe_sends_event_stream_terminated(spot_sim: Simulator, connect: Any) -> None:
+    client = await connect()
+    await client.subscribe(spot_sim.account("s1"))
+    await client.subscribe(spot_sim.account("s2"))
+    answer = await client.request("userDataStream.unsubscribe", {"subscriptionId": 0})
+    assert answer["status"] == 200 and answer["result"] == {}
+    events = await client.wait_events(1)
+    assert events[0] == {
+        "subscriptionId": 0,
+        "event": {"e": "eventStreamTerminated", "E": events[0]["event"]["E"]},
+    }
+    await spot_sim.spot_trade("s1", "BTCUSDT", "BUY", "0.001")
+    await spot_sim.spot_trade("s2", "BTCUSDT", "BUY", "0.001")
+    events = await client.wait_events(4)
+    assert {e["subscriptionId"] for e in events[1:]} == {1}
+    gone = await client.request("userDataStream.unsubscribe", {"subscriptionId": 0})
+    assert gone["error"]["code"] == -2036
+    # A new subscription gets the next id: ids count up per connection.
+    assert (await client.subscribe(spot_sim.account("s1")))["result"] == {"subscriptionId": 2}
+    await client.request("userDataStream.unsubscribe")  # no id: all of them
+    events = await client.wait_events(6)
+    ended = sorted(
+        e["subscriptionId"] for e in events if e["event"]["e"] == "eventStreamTerminated"
+    )
+    assert ended == [0, 1, 2]
+    assert (await client.request("session.status"))["result"]["userDataStream"] is False
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"signature": "00" * 32}, -1022),
+        ({"apiKey": "A" * 64}, -2015),
+        ({"apiKey": "short"}, -2014),
+        ({"timestamp": 1}, -1021),
+        ({"recvWindow": 60001}, -1131),
+        ({"timestamp": None}, -1102),
+    ],
+)
+async def test_subscribe_errors(
+    spot_sim: Simulator, connect: Any, change: dict[str, Any], code: int
+) -> None:
+    client = await connect()
+    params = signed(spot_sim.account("s1")) | change
+    if "recvWindow" in change:
+        params = signed(spot_sim.account("s1"), recvWindow=60001)
+    params = {k: v for k, v in params.items() if v is not None}
+    answer = await client.request("userDataStream.subscribe.signature", params)
+    assert answer["error"]["code"] == code, answer
+    assert answer["status"] in (400, 401)
+
+
+async def test_signature_covers_recv_window_and_time_and_ping(
+    spot_sim: Simulator, connect: Any
+) -> None:
+    client = await connect()
+    ok = await client.subscribe(spot_sim.account("s1"), recvWindow=10000)
+    assert ok["status"] == 200
+    assert (await client.request("ping"))["result"] == {}
+    server = (await client.request("time"))["result"]["serverTime"]
+    assert abs(server - time.time() * 1000) < 5000
+    unknown = await client.request("session.logon")
+    assert unknown["error"]["code"] == -1020

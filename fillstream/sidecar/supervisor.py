@@ -79,6 +79,10 @@ class SpotPools:
             found = self._pools[url] = WsApiPool(url, settings, market=Market.SPOT.value)
         return found
 
+    def pools(self) -> list[WsApiPool]:
+        """Every pool made so far (one per WS-API endpoint in use)."""
+        return list(self._pools.values())
+
     async def aclose(self, timeout_s: float) -> None:
         """Close every connection (after the accounts unsubscribed), within ``timeout_s``."""
         await asyncio.gather(*(p.aclose(timeout_s) for p in self._pools.values()))

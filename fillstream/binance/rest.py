@@ -15,6 +15,13 @@ lacks for a long-running multi-account service:
 - the clock offset is measured with the time endpoint at start and every
   ``time_sync_interval_s``; a ``-1021`` answer resyncs once and retries the call once.
 
+Signed payloads are percent-encoded before signing (spot requires it since 2026-01-15, else
+``-1022``): python-binance 1.0.37 signs the parameters sorted by name as ``k=v&…`` with the
+``symbol`` value percent-encoded (``urllib.parse.quote``) and sends the query built the same
+way, so the signature covers the bytes as sent. Every other parameter fillstream sends is an
+integer or plain ASCII (``fromId``, ``startTime``, ``limit``, ``omitZeroBalances=true`` ...),
+which encoding leaves unchanged; a UTF-8 symbol is tested against the simulator's check.
+
 Every body is decoded once, by msgspec, straight into its row type (:mod:`.usdm.rows`):
 python-binance signs the request and owns the session, but its JSON decoding (``json.loads``
 into dicts, which msgspec then converted again) is bypassed by giving each client a response

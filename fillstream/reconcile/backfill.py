@@ -8,6 +8,11 @@ repair range), in windows of at most the product's span (7 days on futures, 24 h
 :data:`~fillstream.binance.endpoints.TRADE_WINDOW_MS`); a full page there is ambiguous (the
 venue may have cut it at either end), so the window is halved until it is not.
 
+``Spot's ``myTrades`` without ``fromId`` or a window answers the account's most recent trades of
+the symbol, however old: a symbol without a cursor is first asked for its newest trade (one
+call), and searched by time only if that trade is within the horizon. A symbol the balances
+merely point at (reconcile/spot_symbols.py) and never traded costs one call, not one per day.
+
 ``cutoff_ms``: trades younger than this are left to the stream (the settle delay while it is
 healthy); the sweep stops at the first such trade, so the cursor never skips one.
 """
@@ -109,7 +114,9 @@ class Backfill:
             since = started_ms - self.horizon_ms
             if searched is not None:
                 since = max(since, searched - REST_LAG_MARGIN_MS)
-            from_id = await self.first_trade_at_or_after(symbol, since, started_ms)
+            from_id = None
+            if self.market is not Market.SPOT or await self._traded_since(symbol, since):
+                from_id = await self.first_trade_at_or_after(symbol, since, started_ms)
             if from_id is None:
                 self.cursors.mark_searched(symbol, started_ms)
                 self.cursors.mark_complete(symbol, _bound(started_ms, cutoff_ms))
@@ -155,6 +162,12 @@ class Backfill:
             checkpoint=checkpoint,
         )
         return result
+
+    async def _traded_since(self, symbol: str, since_ms: int) -> bool:
+        """Spot: whether the account's newest trade of ``symbol`` is at or after ``since_ms``
+        (``myTrades`` with the symbol alone answers the most recent trades)."""
+        newest = self._decode(await self.venue.user_trades(symbol, limit=1))
+        return bool(newest) and newest[-1].time >= since_ms
 
     async def first_trade_at_or_after(
         self, symbol: str, since_ms: int, until_ms: int

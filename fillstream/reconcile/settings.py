@@ -61,7 +61,8 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
       evidence arriving meanwhile is coalesced into the next (latency vs REST weight).
     - ``spot_quote_assets`` / ``spot_probe_max``: spot only, which symbols the balances point
       at (reconcile/spot_symbols.py): quote assets tried beside the held ones, and the most
-      symbols probed per balance read (0: never probe from balances).
+      symbols probed per balance read (0: the balances are read, and submitted, but name no
+      symbols).
     """
 
     interval_s: float = 60.0
@@ -83,7 +84,7 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     refused_symbol_retry_max_s: float = 6 * 3600.0
     evidence_interval_s: float = 1.0
     spot_quote_assets: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "BTC", "ETH", "BNB")
-    spot_probe_max: int = 20
+    spot_probe_max: int = 10
 
     def __post_init__(self) -> None:
         problem = out_of_range(self, _RANGES)

@@ -9,8 +9,9 @@ balances. A trade moves two balances, its symbol's base and quote asset; so the 
 
 1. read the account's non-zero balances (``GET /api/v3/account``, weight 20) at most every
    ``all_symbol_calls_min_interval_s``;
-2. *changed* assets: every held asset on the first read; later, the assets whose free + locked
-   total differs from the previous read (one that went to zero included);
+2. *changed* assets: every held asset on the first read; later, the assets whose free or
+   locked amount differs from the previous read (one that went to zero included; an order
+   placed locks funds, so open orders are seen too);
 3. candidates: the exchangeInfo symbols whose base asset is held or changed, whose quote asset
    is held, changed or one of ``spot_quote_assets`` (USDT, USDC, FDUSD, BTC, ETH, BNB by
    default: an account that spent all its USDT no longer holds it), with at least one of the
@@ -18,21 +19,30 @@ balances. A trade moves two balances, its symbol's base and quote asset; so the 
 4. at most ``spot_probe_max`` of them, those with both assets changed first, then by the quote
    asset's place in ``spot_quote_assets``, then by name.
 
-The candidates are *probes*: swept once (a cold sweep over the horizon, 24-hour windows), and
-polled on only if that found a trade (it leaves a cursor, and symbols with recent cursors are
-polled). A quiet account costs one ``account`` read per interval and nothing else; a busy one
-at most ``spot_probe_max`` sweeps per interval, at ``PERIODIC`` priority, behind every gap.
+The same read heals missed balance events: the assets it finds changed are submitted as
+``position`` balance facts (source ``reconcile``, at the account's ``updateTime``: the ``u`` of
+the stream's outboundAccountPosition for the same update, so a fact the stream delivered is not
+stored twice); an asset gone since the previous read is a fact of zero.
+
+The candidates are *probes*: swept once, and polled on only if that found a trade (it leaves a
+cursor, and symbols with recent cursors are polled). A probe without a cursor costs one
+``myTrades`` call (the newest trade: none, or older than the horizon, ends it, backfill.py)
+before any search by time. A quiet account costs one ``account`` read per interval and nothing
+else; a busy one at most ``spot_probe_max`` probes per interval, at the run's priority (start-up
+``HISTORY``, then ``PERIODIC``), behind every gap and subscription in the shared pool.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from fillstream.binance import Venue
-from fillstream.binance.spot.rows import AccountInfo, SymbolInfo
-from fillstream.ledger import Market
+from fillstream.binance.spot.parse import account_balances
+from fillstream.binance.spot.rows import AccountBalance, AccountInfo, SymbolInfo
+from fillstream.ledger import BalanceChange, FillSink, FillSource, IngestBatch, Market
 from fillstream.ledger.amounts import amount
 from fillstream.reconcile.metrics import BAD_ROWS
 
@@ -65,41 +75,76 @@ def candidates(
     return [symbol for _, _, symbol in found[:limit]]
 
 
-class BalanceProbe:
-    """One spot account's balance reads, and the symbols they point at."""
+def changed_facts(
+    info: AccountInfo,
+    changed: set[str],
+    *,
+    account: str,
+    received_at_ns: int | None = None,
+) -> tuple[BalanceChange, ...]:
+    """The balance facts of the ``changed`` assets of an account read (an asset no longer
+    listed: free and locked 0). Raises ``MalformedInput``."""
+    listed = {b.asset: b for b in info.balances}
+    rows = tuple(
+        listed.get(asset) or AccountBalance(asset=asset, free="0", locked="0")
+        for asset in sorted(changed)
+    )
+    snapshot = AccountInfo(balances=rows, updateTime=info.updateTime)
+    return account_balances(snapshot, account=account, received_at_ns=received_at_ns)
 
-    def __init__(self, *, account: str, venue: Venue, quotes: Sequence[str], limit: int) -> None:
+
+class BalanceProbe:
+    """One spot account's balance reads: the symbols they point at, and the balances that
+    changed as facts for the pipeline."""
+
+    def __init__(
+        self, *, account: str, venue: Venue, sink: FillSink, quotes: Sequence[str], limit: int
+    ) -> None:
         self.account = account
         self.venue = venue
+        self.sink = sink
         self.quotes = tuple(quotes)
         self.limit = limit
-        self._totals: dict[str, Decimal] | None = None  # asset → free + locked, last read
+        self._amounts: dict[str, tuple[Decimal, Decimal]] | None = None  # asset → free, locked
 
     async def probe(self) -> list[str]:
-        """Read the balances and return the symbols to probe (empty: nothing changed). Raises
-        ``VenueError`` when the venue says no; a malformed answer is counted and yields none."""
+        """Read the balances, submit the changed ones, and return the symbols to probe (empty:
+        nothing changed). Raises ``VenueError`` when the venue says no; a malformed answer is
+        counted and yields none."""
         info = await self.venue.account_info()
         if not isinstance(info, AccountInfo):
             self._bad(info.reason)
             return []
         try:
-            totals = _totals(info)
+            amounts = _amounts(info)
+            previous = self._amounts
+            if previous is None:
+                changed = set(amounts)
+            else:
+                changed = {
+                    a for a in amounts.keys() | previous.keys() if amounts.get(a) != previous.get(a)
+                }
+            facts = changed_facts(
+                info, changed, account=self.account, received_at_ns=time.time_ns()
+            )
         except ValueError as exc:
             self._bad(str(exc))
             return []
-        previous = self._totals
-        self._totals = totals
-        if previous is None:
-            changed = set(totals)
-        else:
-            changed = {
-                a for a in totals.keys() | previous.keys() if totals.get(a) != previous.get(a)
-            }
-        if not changed:
+        if facts:
+            await self.sink.submit(
+                IngestBatch(
+                    account=self.account,
+                    market=Market.SPOT,
+                    source=FillSource.RECONCILE,
+                    balances=facts,
+                )
+            )
+        self._amounts = amounts  # after the submit: a failed one is tried again next read
+        if not changed or not self.limit:
             return []
         symbols = await self.venue.spot_symbols()
         return candidates(
-            symbols, held=set(totals), changed=changed, quotes=self.quotes, limit=self.limit
+            symbols, held=set(amounts), changed=changed, quotes=self.quotes, limit=self.limit
         )
 
     def _bad(self, reason: str) -> None:
@@ -107,10 +152,11 @@ class BalanceProbe:
         log.warning("%s: malformed account answer skipped (%s)", self.account, reason[:300])
 
 
-def _totals(info: AccountInfo) -> dict[str, Decimal]:
-    totals: dict[str, Decimal] = {}
+def _amounts(info: AccountInfo) -> dict[str, tuple[Decimal, Decimal]]:
+    """Asset → (free, locked) of the non-zero balances (Binance lists each asset once)."""
+    amounts: dict[str, tuple[Decimal, Decimal]] = {}
     for b in info.balances:
-        total = amount(b.free, "free") + amount(b.locked, "locked")
-        if total:
-            totals[b.asset] = totals.get(b.asset, Decimal(0)) + total
-    return totals
+        free, locked = amount(b.free, "free"), amount(b.locked, "locked")
+        if free or locked:
+            amounts[b.asset] = (free, locked)
+    return amounts

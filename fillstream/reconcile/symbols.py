@@ -9,10 +9,12 @@ holds a position in; symbols with orders open locally; and symbols the account t
 ``openOrders``). The last one is what finds a symbol traded and closed flat while the service
 was down: nothing else names it.
 
-Spot has neither positions nor ``income``: there the balances stand in for both
-(:mod:`.spot_symbols`, on the ``openOrders`` schedule). The symbols they point at are *probes*,
-swept by the next full sweep until one sweep of each succeeded (:meth:`SymbolUniverse.probed`)
-rather than polled every run: one that has trades gets a cursor and is polled from then on.
+Spot has neither positions nor ``income``: there the balances stand in for both, and for
+``openOrders`` too (80 without a symbol on spot; an order placed locks a balance, which the
+``account`` read, weight 20, sees): :mod:`.spot_symbols`, on the ``openOrders`` schedule. The
+symbols they point at are *probes*, swept by the next full sweep until one sweep of each
+succeeded (:meth:`SymbolUniverse.probed`) rather than polled every run: one that has trades
+gets a cursor and is polled from then on.
 """
 
 from __future__ import annotations
@@ -72,9 +74,13 @@ class SymbolUniverse:
         self._income_since_ms = int(time.time() * 1000) - discovery_lookback_ms
         self.balances = (
             BalanceProbe(
-                account=account, venue=venue, quotes=spot_quote_assets, limit=spot_probe_max
+                account=account,
+                venue=venue,
+                sink=sink,
+                quotes=spot_quote_assets,
+                limit=spot_probe_max,
             )
-            if market is Market.SPOT and spot_probe_max > 0
+            if market is Market.SPOT
             else None
         )
         self.probes: set[str] = set()  # spot: symbols the balances point at, not yet swept
@@ -96,17 +102,19 @@ class SymbolUniverse:
             )
             self.book |= {o.symbol for o in local}
         due = time.monotonic() - self._open_orders_at >= self.all_symbol_min_interval_s
-        if force or due or not self._open_orders_at:
+        if not (force or due or not self._open_orders_at):
+            return
+        if self.market is Market.SPOT:
+            if self.balances is not None:
+                self.probes |= set(await self.balances.probe())
+        else:
             raw = await self.venue.open_orders(None)
             rows, bad = decode_rows(raw, OpenOrder)
             if bad:
                 BAD_ROWS.labels(self.account, self.market, "openOrders").inc(len(bad))
             self.open_orders = {r.symbol for r in rows}
-            if self.market is not Market.SPOT:
-                await self._discover_traded()
-            elif self.balances is not None:
-                self.probes |= set(await self.balances.probe())
-            self._open_orders_at = time.monotonic()
+            await self._discover_traded()
+        self._open_orders_at = time.monotonic()
 
     def probed(self, symbol: str) -> None:
         """Spot: ``symbol`` was swept (or set aside) since the balances pointed at it."""

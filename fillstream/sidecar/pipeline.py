@@ -118,11 +118,16 @@ class _Worker:
         self.stream_since_ms: int | None = None
         self.errors = metrics.INGEST_ERRORS.labels(account, m)
         self.orders = metrics.ORDER_TRANSITIONS.labels(account, m)
-        self.balances = {
-            (k, s): BALANCE_CHANGES.labels(account, m, k.value, s.value)
-            for k in BalanceKind
-            for s in FillSource
-        }
+        # Spot only: futures accounts report no balance facts, so they get no zero series.
+        self.balances = (
+            {
+                (k, s): BALANCE_CHANGES.labels(account, m, k.value, s.value)
+                for k in BalanceKind
+                for s in FillSource
+            }
+            if market is Market.SPOT
+            else {}
+        )
         declare_metrics(account, m)
         self.in_flight_ns: int | None = None  # submission time of the oldest item in a commit
         self.failures = 0  # consecutive failed transactions
@@ -295,10 +300,16 @@ class _Worker:
         if outcome.orders:
             self.orders.inc(len(outcome.orders))
         if outcome.balances:
-            for (kind, source), n in collections.Counter(
-                (b.kind, b.source) for b in outcome.balances
-            ).items():
-                self.balances[kind, source].inc(n)
+            self._count_balances(outcome.balances)
+
+    def _count_balances(self, balances: Sequence[BalanceChange]) -> None:
+        for (kind, source), n in collections.Counter((b.kind, b.source) for b in balances).items():
+            counter = self.balances.get((kind, source))
+            if counter is None:  # not a spot account, yet it reported balances: count them too
+                counter = BALANCE_CHANGES.labels(
+                    self.account, self.market.value, kind.value, source.value
+                )
+            counter.inc(n)
 
     def _attribute(self, recovered: Sequence[Fill]) -> None:
         """REST-first fills: missed by the stream, or made before its first session began."""

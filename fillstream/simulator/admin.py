@@ -8,6 +8,8 @@
 ``DELETE /_sim/faults``    end every fault
 ``POST /_sim/burst``       ``{"account", "symbol", "count", "rate"}``: simple fills, fast
 ``POST /_sim/trade``       ``{"account", "symbol", "side", "qty", "type", "price", ...}``
+                           (a spot account: ``timeInForce`` instead of the futures fields)
+``POST /_sim/spot/balance`` ``{"account", "asset", "delta"}``: a deposit (withdrawal if < 0)
 ``POST /_sim/mark``        ``{"symbol", "price"}``: move the mark (triggers, liquidations)
 ``POST /_sim/close``       ``{"account", "symbol", "kind": liquidation|adl|settlement|delivery}``
 ``POST /_sim/funding``     ``{"account"?}``: charge funding now
@@ -48,6 +50,7 @@ class AdminApi:
             web.delete("/_sim/faults", w(self.clear_faults)),
             web.post("/_sim/burst", w(self.burst)),
             web.post("/_sim/trade", w(self.trade)),
+            web.post("/_sim/spot/balance", w(self.spot_balance)),
             web.post("/_sim/mark", w(self.mark)),
             web.post("/_sim/close", w(self.close)),
             web.post("/_sim/funding", w(self.funding)),
@@ -100,6 +103,18 @@ class AdminApi:
         return {"fills": made}
 
     async def trade(self, body: _Json) -> object:
+        if body["account"] in self._sim.spot_states:
+            return await self._sim.spot_trade(
+                body["account"],
+                body["symbol"],
+                body["side"],
+                Decimal(str(body["qty"])),
+                order_type=body.get("type", "MARKET"),
+                price=Decimal(str(body["price"])) if body.get("price") is not None else None,
+                time_in_force=body.get("timeInForce", "GTC"),
+                client_order_id=body.get("clientOrderId"),
+                parts=int(body.get("parts", 1)),
+            )
         return await self._sim.trade(
             body["account"],
             body["symbol"],
@@ -112,6 +127,13 @@ class AdminApi:
             client_order_id=body.get("clientOrderId"),
             parts=int(body.get("parts", 1)),
         )
+
+    async def spot_balance(self, body: _Json) -> object:
+        spot = self._sim.spot
+        book = spot.engine.book(body["account"])
+        spot.engine.balance_change(book, str(body["asset"]), Decimal(str(body["delta"])))
+        held = book.asset(str(body["asset"]))
+        return {"asset": body["asset"], "free": str(held.free), "locked": str(held.locked)}
 
     async def mark(self, body: _Json) -> object:
         self._sim.set_mark(body["symbol"], Decimal(str(body["price"])))
@@ -152,6 +174,15 @@ class AdminApi:
                 "by_route": dict(sim.rest.ctx.by_route),
             },
             "ws": {"accepted": sim.ws.accepted, "refused": sim.ws.refused},
+            "spot": {
+                "rounds": sim.spot.generator.rounds,
+                "ws_api": {
+                    "accepted": sim.spot.ws_api.accepted,
+                    "requests": sim.spot.ws_api.requests,
+                    "connections": len(sim.spot.ws_api.sessions),
+                },
+                "rest": {**sim.spot.limiter.stats(), "requests": sim.spot.rest.ctx.requests},
+            },
             "accounts": {
                 name: {
                     "fills_generated": s.fills_generated,
@@ -160,6 +191,15 @@ class AdminApi:
                     "live_sockets": sim.hub.live_subscriptions(name),
                 }
                 for name, s in sim.states.items()
+            }
+            | {
+                name: {
+                    "fills_generated": s.fills_generated,
+                    "market": s.market,
+                    "subscriptions": len(sim.hub.subscriptions(name)),
+                    "live_sockets": sim.hub.live_subscriptions(name),
+                }
+                for name, s in sim.spot_states.items()
             },
         }
 

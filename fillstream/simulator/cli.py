@@ -34,11 +34,23 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _key_types(text: str) -> dict[str, str]:
+    """``s2=ED25519,s3=RSA`` → ``{"s2": "ED25519", "s3": "RSA"}``."""
+    out: dict[str, str] = {}
+    for item in _names(text):
+        name, eq, kind = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"expected NAME=TYPE, got {item!r}")
+        out[name.strip()] = kind.strip().upper()
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fillstream sim",
-        description="A Binance USD-M and COIN-M futures stand-in: REST (/fapi, /dapi), user-data "
-        "WebSockets, ground truth (/_sim/ledger) and fault injection (/_sim/faults) on one port.",
+        description="A Binance USD-M and COIN-M futures and spot stand-in: REST (/fapi, /dapi, "
+        "/api), user-data WebSockets and the spot WS API, ground truth (/_sim/ledger) and fault "
+        "injection (/_sim/faults) on one port.",
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
@@ -62,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-coinm-algo-update",
         action="store_true",
         help="COIN-M algo orders push no ALGO_UPDATE (unconfirmed on dstream)",
+    )
+    p.add_argument(
+        "--spot-accounts", type=_names, default=(), help="spot accounts (WS API, /api/v3)"
+    )
+    p.add_argument(
+        "--spot-key-types",
+        type=_key_types,
+        default={},
+        metavar="NAME=TYPE,...",
+        help="spot accounts' key types: HMAC (default), RSA or ED25519, e.g. s2=ED25519",
     )
     p.add_argument("--rate", type=float, default=5.0, help="fills/s per account (0: generator off)")
     p.add_argument("--ready-file", help="also write the JSON line to this file")
@@ -119,6 +141,8 @@ def parse_all(argv: Sequence[str] | None) -> tuple[SimConfig, Outputs]:
             coinm_accounts=args.coinm_accounts,
             coinm_symbols=args.coinm_symbols,
             coinm_algo_update=not args.no_coinm_algo_update,
+            spot_accounts=args.spot_accounts,
+            spot_key_types=args.spot_key_types,
             rate=args.rate,
             clock_speed=args.clock_speed,
             duration_s=args.duration,

@@ -52,12 +52,14 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     faults: tuple[FaultSpec, ...] = ()
     # Spot (market "spot"): accounts of their own, served on /api/v3 and the WS API.
     spot_accounts: tuple[str, ...] = ()
-    spot_symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "ETHBTC")
+    spot_symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "ETHBTC", "BTCFDUSD")
     spot_key_types: dict[str, str] = {}  # spot account -> "HMAC" (default), "RSA" or "ED25519"
     spot_weight_limit_1m: int = 6000  # the spot REQUEST_WEIGHT pool (REST + WS API) per IP
     ws_api_ping_interval_s: float = 20.0
     ws_api_pong_timeout_s: float = 60.0
     ws_api_cut_after_s: float = 24 * 3600.0
+    ws_api_max_active: int = 1000  # active subscriptions per connection
+    ws_api_max_lifetime: int = 65535  # subscriptions over a connection's life (then reconnect)
     spot_archive_after_s: float = 90 * 24 * 3600.0  # unfilled cancelled orders: then -2026
 
     def market(self, account: str) -> str:
@@ -140,6 +142,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"spot_key_types: {name!r} is not a spot account")
             if key_type not in KEY_TYPES:
                 raise ValueError(f"spot_key_types: {key_type!r} is not one of {KEY_TYPES}")
+        if self.ws_api_max_active < 1 or self.ws_api_max_lifetime < 1:
+            raise ValueError("ws_api_max_active and ws_api_max_lifetime must be >= 1")
         if self.spot_weight_limit_1m < 1:
             raise ValueError("spot_weight_limit_1m must be >= 1")
         timers = (self.ws_api_ping_interval_s, self.ws_api_pong_timeout_s, self.ws_api_cut_after_s)

@@ -71,6 +71,11 @@ class WeightLimiter:
     def used(self, ip: str) -> int:
         return self._state(ip, self._now()).used
 
+    def banned(self, ip: str) -> bool:
+        """Whether ``ip`` is banned (418) right now."""
+        state = self._ips.get(ip)
+        return state is not None and state.banned_until > self._now()
+
     def charge(self, ip: str, weight: int) -> Verdict:
         verdict = self._charge(ip, weight)
         self.answered[verdict.status] += 1

@@ -295,7 +295,10 @@ class Simulator:
     async def _timers(self) -> None:
         clock = self.clock
         config = self.config
-        tick = min(config.ping_interval_s, config.pong_timeout_s, 3600.0) / config.clock_speed
+        tick = min(
+            config.ping_interval_s, config.pong_timeout_s, config.ws_api_ping_interval_s, 3600.0
+        )
+        tick /= config.clock_speed
         tick = min(max(tick / 20, 0.005), 0.1)
         while True:
             for key in self.keys.expired():

@@ -103,6 +103,8 @@ class SpotVenue:
             ping_interval_s=config.ws_api_ping_interval_s,
             pong_timeout_s=config.ws_api_pong_timeout_s,
             cut_after_s=config.ws_api_cut_after_s,
+            max_active=config.ws_api_max_active,
+            max_lifetime=config.ws_api_max_lifetime,
         )
         fault_control.spot_books = self.books
         fault_control.ws_api = self.ws_api

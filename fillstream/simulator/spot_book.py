@@ -40,6 +40,7 @@ class SpotBook:
         self.open_orders: dict[tuple[str, int], SpotOrder] = {}
         self.lists: dict[int, SpotOrderList] = {}
         self.update_time = 0  # outboundAccountPosition ``u``: the last balance change
+        self.balance_events: list[dict[str, object]] = []  # ground truth: deposits, locks
 
     def asset(self, name: str) -> Asset:
         got = self.assets.get(name)

@@ -384,6 +384,9 @@ class SpotEngine:
             raise InsufficientBalance(f"not enough free {asset} to withdraw {-delta}")
         held.free += delta
         now = self.clock.wall_ms()
+        book.balance_events.append(
+            {"kind": "DELTA", "asset": asset, "delta": f8(delta), "time": now}
+        )
         self._emit(book, balance_update(asset, delta, now=now))
         self._positions(book, [asset], now)
 
@@ -395,6 +398,9 @@ class SpotEngine:
         held.free -= delta
         held.locked += delta
         now = self.clock.wall_ms()
+        book.balance_events.append(
+            {"kind": "EXTERNAL_LOCK", "asset": asset, "delta": f8(delta), "time": now}
+        )
         self._emit(book, external_lock_update(asset, delta, now=now))
         self._positions(book, [asset], now)
 

@@ -3,8 +3,9 @@
 Same top-level shape as a futures account's (:mod:`.truth`): ``fills`` are the ``myTrades`` rows
 plus ``side`` and ``account``; ``closes``, ``algo_orders`` and ``positions`` are empty (spot has
 no positions); ``orders`` are the final ``allOrders`` rows; ``order_lists`` the OCO/OTO lists
-(``orderListId``, ``contingencyType``, ``listOrderStatus``, ``orderIds``); ``balances`` the
-final free and locked amount of every asset.
+(``orderListId``, ``contingencyType``, ``listOrderStatus``, ``orderIds``); ``balance_events``
+every ``balanceUpdate`` (kind ``DELTA``) and ``externalLockUpdate`` (kind ``EXTERNAL_LOCK``) as
+``{kind, asset, delta, time}``; ``balances`` the final free and locked amount of every asset.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def spot_account_truth(book: SpotBook, *, stable: bool = False) -> dict[str, obj
         ],
         "algo_orders": [],
         "positions": [],
+        "balance_events": tagged_rows(book.balance_events, {}, stable),
         "balances": {
             name: {"free": f8(a.free), "locked": f8(a.locked)} for name, a in book.assets.items()
         },

@@ -18,8 +18,8 @@ Checks of ``subscribe.signature``, in order: mandatory parameters (``-1102``), `
 ``refuse_subscribe`` fault answers), ``timestamp`` (``-1021``: accepted iff
 ``timestamp < serverTime + 1000`` and ``serverTime - timestamp <= recvWindow``), the signature
 (``-1022``), then the connection's limits: one subscription per account (``-2035``), 1,000
-active and 65,535 over the connection's life (``-2042``). The last three codes are our best
-reading of Binance's error list (the docs only say "an error").
+active and 65,535 over the connection's life (``-2042``; both configurable). The last three
+codes are our best reading of Binance's error list (the docs only say "an error").
 
 Timers (sim clock): a ping every ``ping_interval_s`` (20 s) with a payload the pong must echo
 (other pongs do not count), no echo within ``pong_timeout_s`` (60 s) and the connection is cut,
@@ -34,6 +34,7 @@ import functools
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -48,8 +49,6 @@ from fillstream.simulator.spot_keys import SpotKey
 from fillstream.simulator.state import AccountState
 
 WEIGHT = 2
-MAX_ACTIVE = 1000
-MAX_LIFETIME = 65535
 _KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
 _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 _TOO_MUCH = (
@@ -145,6 +144,8 @@ class WsApi:
         ping_interval_s: float,
         pong_timeout_s: float,
         cut_after_s: float,
+        max_active: int = 1000,
+        max_lifetime: int = 65535,
     ) -> None:
         self._hub = hub
         self._clock = clock
@@ -155,6 +156,8 @@ class WsApi:
         self._ping_interval_s = ping_interval_s
         self._pong_timeout_s = pong_timeout_s
         self._cut_after_s = cut_after_s
+        self._max_active = max_active
+        self._max_lifetime = max_lifetime
         self._decode = msgspec.json.Decoder(_Request)
         self._encode = msgspec.json.Encoder().encode
         self.faults = SpotWsFaults()
@@ -225,9 +228,7 @@ class WsApi:
         verdict = self._limiter.charge(session.ip, WEIGHT)
         if verdict.status != 200:
             self._answer(session, request.id, verdict=verdict, limited=verdict)
-            if verdict.status == 418:
-                self._hub.spawn(session.conn.close(1008, b"IP banned"))
-            return
+            return  # a ban also disconnects: see tick()
         accounts = [str(s.account) for s in session.subs.values()]
         api_key = request.params.get("apiKey")
         known = self._credentials.get(api_key) if isinstance(api_key, str) else None
@@ -276,9 +277,9 @@ class WsApi:
         account = self._authenticate(params)
         if any(s.account == account for s in session.subs.values()):
             raise ApiError(400, -2035, "User Data Stream subscription already active.")
-        if len(session.subs) >= MAX_ACTIVE:
+        if len(session.subs) >= self._max_active:
             raise ApiError(400, -2042, "Maximum active subscriptions reached for this connection.")
-        if session.next_id >= MAX_LIFETIME:
+        if session.next_id >= self._max_lifetime:
             raise ApiError(400, -2042, "Maximum subscription ID reached for this connection.")
         sub_id = session.next_id
         session.next_id += 1
@@ -291,7 +292,7 @@ class WsApi:
         for name in ("apiKey", "timestamp", "signature"):
             if params.get(name) in (None, ""):
                 raise mandatory(name)
-        recv_window = _number(params.get("recvWindow", 5000), "recvWindow")
+        recv_window = _window(params.get("recvWindow", 5000))
         if recv_window > 60000 or recv_window <= 0:
             raise ApiError(400, -1131, "recvWindow must be less than 60000")
         api_key = params["apiKey"]
@@ -303,9 +304,14 @@ class WsApi:
         account = known.state.name
         self._refusals(account)
         self._check_timestamp(_number(params["timestamp"], "timestamp"), recv_window)
-        payload = "&".join(f"{k}={_text(v)}" for k, v in sorted(params.items()) if k != "signature")
+        signed = sorted((k, _text(v)) for k, v in params.items() if k != "signature")
+        # The payload as the docs write it, or percent-encoded (python-binance's urlencode);
+        # they differ only for values that need encoding.
+        payloads = {"&".join(f"{k}={v}" for k, v in signed), urlencode(signed)}
         signature = params["signature"]
-        if not isinstance(signature, str) or not known.key.valid(payload, signature):
+        if not isinstance(signature, str) or not any(
+            known.key.valid(p, signature) for p in payloads
+        ):
             raise ApiError(400, -1022, "Signature for this request is not valid.")
         return account
 
@@ -318,7 +324,7 @@ class WsApi:
             status = 401 if refusal in (-2014, -2015) else 400
             raise ApiError(status, refusal, "Invalid API-key, IP, or permissions for action.")
 
-    def _check_timestamp(self, timestamp: int, recv_window: int) -> None:
+    def _check_timestamp(self, timestamp: int, recv_window: float) -> None:
         server = self._clock.server_ms()
         if timestamp >= server + 1000:
             raise ApiError(
@@ -427,6 +433,9 @@ class WsApi:
             conn = session.conn
             if conn.closing:
                 continue
+            if self._limiter.banned(session.ip):  # banned (by REST or WS API): disconnected
+                self._hub.spawn(conn.close(1008, b"IP banned"))
+                continue
             if session.shutdown_at is not None and mono >= session.shutdown_at:
                 self._hub.spawn(conn.close(1001, b"server shutdown"))
                 continue
@@ -461,6 +470,18 @@ def _number(value: object, name: str) -> int:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
+
+
+def _window(value: object) -> float:
+    """``recvWindow``: milliseconds, up to three decimals (microseconds) allowed."""
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return _number(value, "recvWindow")
 
 
 def _text(value: object) -> str:

@@ -23,8 +23,8 @@ product's records only.
 
 Determinism: with the same seed and the same number of generator rounds, the ground truth is
 byte-identical **except** wall-clock times. ``stable=True`` leaves those out (``time``,
-``updateTime``, ``createTime``, ``triggerTime``, ``openedAt``, ``closedAt``), so that form is
-byte-identical across runs.
+``updateTime``, ``createTime``, ``triggerTime``, ``openedAt``, ``closedAt``, spot
+``workingTime``), so that form is byte-identical across runs. Spot accounts: :mod:`.spot_truth`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ import msgspec
 from fillstream.simulator.numbers import fmt_plain
 from fillstream.simulator.state import AccountState, Row
 
-TIME_FIELDS = frozenset({"time", "updateTime", "createTime", "triggerTime", "openedAt", "closedAt"})
+TIME_FIELDS = frozenset(
+    {"time", "updateTime", "createTime", "triggerTime", "openedAt", "closedAt", "workingTime"}
+)
 
 
 def tagged_rows(

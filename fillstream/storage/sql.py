@@ -260,8 +260,8 @@ WITH fills_written AS ({_FILLS}RETURNING 1
                 $70::text[], $71::text[], $72::bigint[])
         WITH ORDINALITY AS u(subject, msg_id, payload, order_symbol, order_id,
                              balance_asset, balance_kind, balance_time_ms, n)
-    -- A join, not a correlated EXISTS: a batch's thousands of balance facts are one hash join,
-    -- not one scan of balances_written per message. Its rows are unique on the join key.
+    -- A join (the planner merges or hashes it), never a scan of balances_written per message:
+    -- a batch carries thousands of balance facts. Its rows are unique on the join key.
     LEFT JOIN balances_written b ON b.asset = u.balance_asset AND b.kind = u.balance_kind
         AND b.time_ms = u.balance_time_ms
     WHERE (u.balance_kind IS NULL OR b.asset IS NOT NULL) AND (u.order_id IS NULL OR EXISTS (

@@ -22,8 +22,11 @@ Tasks (one TaskGroup per account):
 - the **processor** (:mod:`.spot_processor`) decodes, dedups, parses and submits; the drop
   detector (:mod:`.evidence`) turns an executionReport whose ``z`` exceeds the Σ ``l`` seen
   of its order into a narrow gap;
-- the **ticker** updates gauges, degrades a long outage, and starts a move off a retiring
-  connection.
+- the **ticker** updates gauges, degrades a long outage, starts a move off a retiring
+  connection, and (given a venue) runs the staleness watchdog (:mod:`.watchdog`): silent for
+  ``stale_after_s`` while orders work and ``myTrades`` shows a trade the stream did not, the
+  subscription is ended and made again, with a gap. (A connection that answers requests but
+  delivers nothing looks, from the socket, exactly like quiet accounts: only REST can tell.)
 
 Every (re)subscribe is a gap (from the last data event minus ``gap_margin_ms`` until live), as
 a futures reconnect is. States as :class:`~.listener.UserStream`.
@@ -54,6 +57,7 @@ from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.spot_processor import SpotProcessor
+from fillstream.stream.watchdog import StalenessWatchdog
 from fillstream.stream.wsapi_pool import WsApiPool, shared_pool
 from fillstream.stream.wsapi_session import SessionClosedError, WsApiSession
 
@@ -92,14 +96,17 @@ class _Refused(Exception):
 class SpotUserStream:
     """The spot user data of one account (see module docstring).
 
-    ``pool`` defaults to the process's pool for ``settings.ws_url`` (:func:`shared_pool`), so
-    every account on one endpoint shares its connections.
+    ``settings.ws_url`` is the WS-API endpoint itself (``wss://ws-api.binance.com:443/ws-api/v3``,
+    :data:`~fillstream.binance.endpoints.WS_URLS`). ``pool`` defaults to the process's pool for
+    it (:func:`shared_pool`), so every account on one endpoint shares its connections. ``venue``
+    (REST) is not used by the stream itself: the reconciler backfills its gaps; it is taken for
+    the same call as :class:`~.listener.UserStream` and gives ``market`` when that is not set.
     """
 
     def __init__(
         self,
         account: str,
-        venue: Venue,
+        venue: Venue | None,
         sink: FillSink,
         gaps: GapListener,
         settings: StreamSettings | None = None,
@@ -111,12 +118,22 @@ class SpotUserStream:
         decoder: FrameDecoder | None = None,
     ) -> None:
         self.account = account
-        self.market = market or venue.market
+        market = market or (venue.market if venue is not None else None)
+        if market is None:
+            raise ValueError("SpotUserStream needs a market (or a venue to take it from)")
+        self.market = market
         self.settings = (settings or StreamSettings()).validate()
         self.credentials = credentials
         self.metrics = StreamMetrics(account, self.market.value)
         self.activity = AccountActivity()
         self._pool = pool
+        # With a venue: a subscription silent for ``stale_after_s`` while orders work is checked
+        # against myTrades (a socket can answer every request and still deliver nothing).
+        self._watchdog = (
+            None if venue is None else StalenessWatchdog(venue, self.activity, self.settings)
+        )
+        self._verifying: asyncio.Task[None] | None = None
+        self._live_since_mono = time.monotonic()
         self.evidence = DropEvidence(
             account,
             self.market,
@@ -155,6 +172,7 @@ class SpotUserStream:
         self._deadline_mono = 0.0
         self._running = False
         self._task: asyncio.Task[None] | None = None
+        self._tg: asyncio.TaskGroup | None = None
 
     @property
     def pool(self) -> WsApiPool:
@@ -176,12 +194,15 @@ class SpotUserStream:
         self._running = True
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 processor = tg.create_task(self.processor.run(), name="spot-processor")
                 background = [
                     tg.create_task(self._supervise(), name="spot-supervisor"),
                     tg.create_task(self._tick(), name="spot-ticker"),
                 ]
                 await self._closing.wait()
+                if self._verifying is not None:
+                    background.append(self._verifying)
                 for task in background:
                     task.cancel()
                 await asyncio.wait(background)
@@ -235,7 +256,6 @@ class SpotUserStream:
         try:
             if sid is not None and not session.done:
                 async with asyncio.timeout(max(timeout_s, 0.1)):
-                    await self.pool.charge(wsapi.SUBSCRIBE_WEIGHT)
                     await session.unsubscribe(sid)
         except (VenueError, *_RETRYABLE) as exc:
             log.info("%s: unsubscribe %d failed (%s); dropped", self.account, sid, exc)
@@ -322,9 +342,10 @@ class SpotUserStream:
 
     async def _supervise(self) -> None:
         reason = "start"
+        avoid: WsApiSession | None = None  # a connection that answers but delivers nothing
         while True:
             try:
-                await self._subscribe(reason)
+                await self._subscribe(reason, avoid)
             except _Refused as exc:
                 self._auth_failed(exc.cause)
                 return
@@ -334,37 +355,44 @@ class SpotUserStream:
                 reason = await self._next_trouble()
             if reason == "shutdown":
                 return
-            old = self.session
-            self.session = self.subscription_id = None
-            if old is not None and (reason != "terminated" or old.done):
-                # A terminated subscription keeps its place: it resubscribes on the same
-                # connection, its neighbours untouched.
-                old.forget(self)
-                self.pool.leave(self, old)
+            avoid = await self._drop_subscription(reason)
             if reason == "auth_failed":
                 return
             self.metrics.reconnect(reason)
             self._outage_since_mono = time.monotonic()
             self.health.set_state(StreamState.RECOVERING, reason)
 
-    async def _subscribe(self, reason: str) -> None:
+    async def _drop_subscription(self, reason: str) -> WsApiSession | None:
+        """Let go of the subscription that ``reason`` ended; the connection to avoid next."""
+        old, old_sid = self.session, self.subscription_id
+        self.session = self.subscription_id = None
+        if old is None:
+            return None
+        if reason == "stale":
+            # The venue still holds the subscription that delivers nothing: end it (a second
+            # one for the account there would be refused), and resubscribe elsewhere.
+            await self._leave(old, old_sid, timeout_s=self.settings.request_timeout_s)
+            return old
+        if reason != "terminated" or old.done:
+            # A terminated subscription keeps its place: it resubscribes on the same
+            # connection, its neighbours untouched.
+            old.forget(self)
+            self.pool.leave(self, old)
+        return None
+
+    async def _subscribe(self, reason: str, avoid: WsApiSession | None) -> None:
         """Subscribe (with backoff, forever) until live; raises :class:`_Refused`."""
         backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
-        resynced = False
         while True:
             pause = self.pool.paused_until_mono - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
             try:
-                session, sid = await self._subscribe_once(avoid=None)
+                session, sid = await self._subscribe_once(avoid=avoid)
             except VenueError as exc:
                 self.attempted.set()
                 if exc.is_auth:
                     raise _Refused(exc) from exc
-                if exc.code == TIMESTAMP_OUTSIDE_WINDOW and not resynced:
-                    resynced = await self._resync()
-                    if resynced:
-                        continue
                 await self._retry_later(reason, exc, backoff)
                 continue
             except _RETRYABLE as exc:
@@ -376,36 +404,34 @@ class SpotUserStream:
             return
 
     async def _subscribe_once(self, *, avoid: WsApiSession | None) -> tuple[WsApiSession, int]:
+        """Place the account and subscribe; a ``-1021`` re-syncs the clock (the venue's
+        ``time``) and tries once more on the same connection at once."""
         pool = self.pool
         session = await pool.place(self, avoid=avoid)
         try:
-            await pool.charge(wsapi.SUBSCRIBE_WEIGHT)
-            params = wsapi.subscribe_params(
-                self.credentials.api_key,
-                self.credentials.signer,
-                timestamp_ms=pool.now_ms(),
-                recv_window_ms=self.settings.recv_window_ms or None,
-            )
-            sid = await session.subscribe(self, params)
+            try:
+                sid = await self._send_subscribe(session)
+            except VenueError as exc:
+                if exc.code != TIMESTAMP_OUTSIDE_WINDOW:
+                    raise
+                log.warning("%s: %s; re-syncing the clock", self.account, exc.message)
+                await pool.resync_time(session)
+                sid = await self._send_subscribe(session)
         except BaseException:
             session.forget(self)
             pool.leave(self, session)
             raise
         return session, sid
 
-    async def _resync(self) -> bool:
-        try:
-            session = await self.pool.place(self)
-        except (VenueError, *_RETRYABLE):
-            return False
-        try:
-            await self.pool.resync_time(session)
-            return True
-        except (VenueError, *_RETRYABLE) as exc:
-            log.warning("%s: clock re-sync failed: %s", self.account, exc)
-            return False
-        finally:
-            self.pool.leave(self, session)
+    async def _send_subscribe(self, session: WsApiSession) -> int:
+        pool = self.pool
+        params = wsapi.subscribe_params(
+            self.credentials.api_key,
+            self.credentials.signer,
+            timestamp_ms=pool.now_ms(),  # fresh on every attempt: a stale one is -1021
+            recv_window_ms=self.settings.recv_window_ms or None,
+        )
+        return await session.subscribe(self, params)
 
     async def _retry_later(self, reason: str, exc: BaseException, backoff: Backoff) -> None:
         if isinstance(exc, VenueError) and (exc.is_rate_limited or exc.is_banned):
@@ -428,6 +454,7 @@ class SpotUserStream:
         self.session, self.subscription_id = session, sid
         self._emit_gap(gap_reason, live_ms)
         self._live_since_ms = live_ms
+        self._live_since_mono = time.monotonic()
         self._outage_since_mono = None
         self.metrics.connected.set(1)
         if session.done:  # closed between the answer and now: its reader told no one
@@ -514,11 +541,27 @@ class SpotUserStream:
             if recovering and outage is not None and now - outage >= settings.degraded_after_s:
                 self.health.set_state(StreamState.DEGRADED, "outage")
             session = self.session
-            if (
-                self.state is StreamState.STREAMING
-                and session is not None
-                and self._moving_from is None
-                and now >= self._move_retry_at
-                and session.retire_due(now)
-            ):
-                self._signal("migrate")
+            if self.state is not StreamState.STREAMING or session is None:
+                continue
+            if self._moving_from is None and now >= self._move_retry_at and session.retire_due(now):
+                self._signal("migrate", session)
+                continue
+            self._maybe_verify(now, session)
+
+    def _maybe_verify(self, now: float, session: WsApiSession) -> None:
+        watchdog = self._watchdog
+        if watchdog is None or (self._verifying is not None and not self._verifying.done()):
+            return
+        fresh = max(self.processor.last_data_mono or 0.0, self._live_since_mono)
+        if watchdog.due(now, fresh):
+            # A task of its own: REST may wait on the shared budget; the ticker must not.
+            assert self._tg is not None
+            self._verifying = self._tg.create_task(self._verify(now, session), name="spot-watchdog")
+
+    async def _verify(self, now: float, session: WsApiSession) -> None:
+        assert self._watchdog is not None
+        check = await self._watchdog.verify(now, self._live_since_ms)
+        self.metrics.watchdog(check.verdict)
+        if check.verdict == "mismatch" and self.session is session and self.connected:
+            log.warning("%s/%s subscription is stale: %s", self.account, self.market, check.detail)
+            self._signal("stale", session)

@@ -23,6 +23,7 @@ import msgspec
 from fillstream.binance import Venue, VenueError
 from fillstream.binance.priority import RestPriority, rest_priority
 from fillstream.binance.usdm.rows import RiskSymbol, TradeMark
+from fillstream.ledger import Market
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.config import StreamSettings
 
@@ -84,9 +85,10 @@ class StalenessWatchdog:
     async def _verify(self, now: float, live_since_ms: int) -> Check:
         activity = self._activity
         symbols = activity.exposed_symbols()
-        if not symbols:
+        if not symbols and self._venue.market is not Market.SPOT:
             # Nothing known locally (e.g. positions opened before we started): positionRisk v3
-            # lists exactly the symbols with a position or open orders.
+            # lists exactly the symbols with a position or open orders. Spot has no positions:
+            # its open orders are what the stream saw.
             rows = msgspec.convert(
                 await self._venue.position_risk(), list[RiskSymbol], from_attributes=True
             )

@@ -9,8 +9,9 @@ without accounts closes too.
 
 The pool also holds what its connections share: the venue's clock offset (``-1021`` re-syncs it
 with the WS-API ``time`` method), a pause every subscribe honours after a ``429``/``418``
-(``retryAfter``), and the weight seam: connecting and every request cost WS-API weight (2 each,
-binance-wave2.md §A.5) in the spot pool of the shared budget, charged through ``weight``.
+(``retryAfter``), and the shared weight budget: connecting and every request cost WS-API weight
+(2 each, binance-wave2.md §A.5) in the spot REQUEST_WEIGHT pool that spot REST draws on too
+(:meth:`~fillstream.binance.budget.WeightBudgets.charge`), so a 429 on either side pauses both.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable
-from typing import Protocol
 
+import aiohttp
+
+from fillstream.binance.budget import WeightBudgets
 from fillstream.binance.spot import wsapi
 from fillstream.stream.config import StreamSettings
 from fillstream.stream.connection import open_socket
@@ -29,17 +32,6 @@ from fillstream.stream.metrics import WSAPI_CONNECTIONS, WSAPI_SUBSCRIPTIONS
 from fillstream.stream.wsapi_session import Member, WsApiSession
 
 log = logging.getLogger("fillstream.stream.wsapi")
-
-
-class WeightCharge(Protocol):
-    """Charges WS-API request weight to the spot pool of the shared budget (waits while the
-    budget is exhausted; raises ``VenueError`` 429/418 when the venue paused us)."""
-
-    def __call__(self, weight: int) -> Awaitable[None]: ...
-
-
-async def _free(weight: int) -> None:
-    return None
 
 
 class WsApiPool:
@@ -54,7 +46,7 @@ class WsApiPool:
         settings: StreamSettings,
         *,
         market: str = "spot",
-        weight: WeightCharge | None = None,
+        budgets: WeightBudgets | None = None,
     ) -> None:
         self.url = url
         self.settings = settings
@@ -63,7 +55,7 @@ class WsApiPool:
         self.paused_until_mono = 0.0  # 429/418: no subscribe before this
         self.sessions: dict[int, WsApiSession] = {}
         self.connects = 0
-        self._weight = weight or _free
+        self.budgets = budgets
         self._next_id = 1
         self._opening = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -108,14 +100,25 @@ class WsApiPool:
         return best
 
     async def _open(self) -> WsApiSession:
-        await self._weight(wsapi.CONNECT_WEIGHT)
-        socket = await open_socket(self.url, self.settings)
+        budgets = self.budgets
+        if budgets is not None:
+            await budgets.spend(
+                self.url, wsapi.CONNECT_WEIGHT, max_wait_s=self.settings.backoff_max_s
+            )
+        try:
+            socket = await open_socket(self.url, self.settings)
+        except aiohttp.WSServerHandshakeError as exc:
+            if budgets is not None and exc.status in (418, 429):
+                budgets.refused(self.url, exc.status)
+            raise
         session = WsApiSession(
             self._next_id,
             socket,
             settings=self.settings,
             market=self.market,
             on_closed=self._on_closed,
+            budgets=budgets,
+            url=self.url,
         )
         self._next_id += 1
         self.connects += 1
@@ -132,7 +135,9 @@ class WsApiPool:
         session.members.discard(member)
         self._gauges()
         if not session.members and not session.done and session.close_reason is None:
-            self._spawn(session.close("idle" if not session.retiring else "retired"))
+            reason = "retired" if session.retiring else "idle"
+            session.retiring = True  # from now: placed on by no one, while it closes
+            self._spawn(session.close(reason))
 
     def _on_closed(self, session: WsApiSession, reason: str) -> None:
         self.sessions.pop(session.id, None)
@@ -155,17 +160,12 @@ class WsApiPool:
 
     # ------------------------------------------------------------------ shared state
 
-    async def charge(self, weight: int) -> None:
-        """Charge one request's weight (the seam to the shared budget)."""
-        await self._weight(weight)
-
     def now_ms(self) -> int:
         """The venue's clock as we best know it (for ``timestamp``)."""
         return time.time_ns() // 1_000_000 + self.clock_offset_ms
 
     async def resync_time(self, session: WsApiSession) -> None:
         """Measure the venue's clock with the WS-API ``time`` method (after a ``-1021``)."""
-        await self._weight(1)
         before = time.time_ns() // 1_000_000
         frame = await session.request(wsapi.TIME)
         after = time.time_ns() // 1_000_000
@@ -195,11 +195,18 @@ _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, WsApiPool
 )
 
 
-def shared_pool(url: str, settings: StreamSettings, *, market: str = "spot") -> WsApiPool:
-    """The pool of ``url`` in this event loop, created with ``settings`` on first use (the
-    accounts of one endpoint share its connections; their connection settings should agree)."""
+def shared_pool(
+    url: str,
+    settings: StreamSettings,
+    *,
+    market: str = "spot",
+    budgets: WeightBudgets | None = None,
+) -> WsApiPool:
+    """The pool of ``url`` in this event loop, created with ``settings`` (and ``budgets``) on
+    first use: the accounts of one endpoint share its connections (their connection settings
+    should agree)."""
     pools = _POOLS.setdefault(asyncio.get_running_loop(), {})
     pool = pools.get(url)
     if pool is None:
-        pool = pools[url] = WsApiPool(url, settings, market=market)
+        pool = pools[url] = WsApiPool(url, settings, market=market, budgets=budgets)
     return pool

@@ -28,6 +28,7 @@ REQUIRED_METRICS = {
     "REST weight": "fillstream_rest_weight_used",
     "outbox pending": "fillstream_outbox_pending",
     "closes by reason": "fillstream_closes_total",
+    "spot balance facts": "fillstream_balance_changes_total",
 }
 
 

@@ -184,3 +184,23 @@ async def test_merged_submissions_get_their_own_balance_counts(stack: IngestStac
     assert await stack.pool.fetchval("SELECT free FROM balances WHERE asset = 'BTC'") == 20
     assert _balance_count(account, "delta") == 1
     assert _balance_count(account, "position") == 20
+
+
+async def test_republish_sends_spot_facts_again_deduplicated(
+    stack: IngestStack, nats_target: NatsTarget
+) -> None:
+    """``fillstream republish`` re-sends a spot account's fills and balance facts with their
+    first message ids: JetStream (in its duplicate window) keeps one copy of each."""
+    account = f"spot{uuid.uuid4().hex[:8]}"
+    await stack.pipeline.submit(round_trip(account))
+    await stack.drain(5.0)
+
+    async def published() -> bool:
+        return len(await read_stream(nats_target.url, nats_target.stream)) >= 11
+
+    await eventually(published, what="11 spot messages on JetStream")
+    sent = await stack.relay.republish(stack.ledger, T0)
+    assert sent == 11  # 2 fills, 7 balance facts, 2 orders
+    messages = await read_stream(nats_target.url, nats_target.stream)
+    assert len(messages) == 11
+    assert sum(1 for m in messages if m.msg_id.startswith("balance:")) == 7

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fillstream.binance.spot.rows import SymbolInfo
-from fillstream.reconcile.spot_symbols import candidates
+from decimal import Decimal
+
+from fillstream.binance.spot.rows import AccountBalance, AccountInfo, SymbolInfo
+from fillstream.ledger import BalanceKind, FillSource
+from fillstream.reconcile.spot_symbols import candidates, changed_facts
 
 QUOTES = ("USDT", "USDC", "FDUSD", "BTC", "ETH", "BNB")
 
@@ -48,3 +51,21 @@ def test_the_probe_count_is_bounded() -> None:
     found = candidates(SYMBOLS, held=held, changed=held, quotes=QUOTES, limit=3)
     assert len(found) == 3
     assert found == ["BNBUSDT", "BTCUSDT", "ETHUSDT"]  # by quote rank, then name
+
+
+def test_a_balance_read_submits_only_what_changed_and_zero_for_what_went() -> None:
+    info = AccountInfo(
+        balances=(
+            AccountBalance(asset="BTC", free="0.5", locked="0.1"),
+            AccountBalance(asset="USDT", free="900", locked="0"),
+        ),
+        updateTime=1_700_000_000_123,
+    )
+    facts = changed_facts(info, {"ETH", "USDT"}, account="s1", received_at_ns=9)
+    assert [(f.asset, f.free, f.locked) for f in facts] == [
+        ("ETH", Decimal(0), Decimal(0)),  # sold out since the previous read
+        ("USDT", Decimal(900), Decimal(0)),
+    ]
+    for f in facts:
+        assert (f.kind, f.source, f.market) == (BalanceKind.POSITION, FillSource.RECONCILE, "spot")
+        assert (f.time_ms, f.event_time_ms, f.received_at_ns) == (1_700_000_000_123,) * 2 + (9,)

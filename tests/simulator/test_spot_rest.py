@@ -103,3 +103,49 @@ async def test_signed_payload_must_be_percent_encoded(spot_sim: Simulator, rest:
     good = hmac.new(rest.secret.encode(), raw.encode(), hashlib.sha256).hexdigest()
     status, body, _ = await rest.call("GET", "/api/v3/openOrders", query=f"{raw}&signature={good}")
     assert status == 200, body
+
+
+async def test_archived_orders_and_open_orders(
+    make_sim: SimFactory, http: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim(accounts=(), spot_accounts=("s1",), spot_archive_after_s=3600)
+    rest = Rest(http, sim, "s1")
+    mark = sim.spot.symbols["BTCUSDT"].mark
+    resting = await sim.spot_trade(
+        "s1", "BTCUSDT", "BUY", "0.001", order_type="LIMIT", price=mark / 2,
+        client_order_id="rest-1",
+    )  # fmt: skip
+    opened = await rest.ok("GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"})
+    assert [o["orderId"] for o in opened] == [resting["orderId"]]
+    by_client = await rest.ok(
+        "GET", "/api/v3/order", {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"}
+    )
+    assert by_client["orderId"] == resting["orderId"] and by_client["status"] == "NEW"
+    cancelled = await rest.ok(
+        "DELETE", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": resting["orderId"]}
+    )
+    assert cancelled["status"] == "CANCELED"
+    assert await rest.ok("GET", "/api/v3/openOrders") == []
+    sim.clock.advance(3601)  # cancelled with nothing filled, past the archive horizon
+    status, body, _ = await rest.call(
+        "GET", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": resting["orderId"]}
+    )
+    assert (status, body["code"]) == (400, -2026)
+    assert await rest.ok("GET", "/api/v3/allOrders", {"symbol": "BTCUSDT"}) == []
+
+
+async def test_place_market_order_full_response(spot_sim: Simulator, rest: Rest) -> None:
+    placed = await rest.ok(
+        "POST", "/api/v3/order", {"symbol": "ETHUSDT", "side": "BUY", "type": "MARKET",
+                                  "quantity": "0.01"}
+    )  # fmt: skip
+    assert placed["status"] == "FILLED" and len(placed["fills"]) == 1
+    trades = await rest.ok(
+        "GET", "/api/v3/myTrades", {"symbol": "ETHUSDT", "orderId": placed["orderId"]}
+    )
+    assert [t["id"] for t in trades] == [f["tradeId"] for f in placed["fills"]]
+    status, body, _ = await rest.call(
+        "POST", "/api/v3/order", {"symbol": "ETHUSDT", "side": "BUY", "type": "MARKET",
+                                  "quantity": "1000"}
+    )  # fmt: skip
+    assert (status, body["code"]) == (400, -2010)

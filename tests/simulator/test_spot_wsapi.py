@@ -212,3 +212,42 @@ async def test_signature_covers_recv_window_and_time_and_ping(
     assert abs(server - time.time() * 1000) < 5000
     unknown = await client.request("session.logon")
     assert unknown["error"]["code"] == -1020
+
+
+@pytest.mark.parametrize("key_type", ["RSA", "ED25519"])
+async def test_rsa_and_ed25519_keys(make_sim: SimFactory, key_type: str) -> None:
+    sim = await make_sim(accounts=(), spot_accounts=("k",), spot_key_types={"k": key_type})
+    acct = sim.account("k")
+    record = sim.spot_record(acct)
+    assert record["key_type"] == key_type and record["api_secret"] == ""
+    assert str(record["private_key_pem"]).startswith("-----BEGIN PRIVATE KEY-----")
+    async with aiohttp.ClientSession() as http:
+        client = WsApiClient(await http.ws_connect(sim.ws_url + "/ws-api/v3"))
+        forged = signed(acct)
+        forged["signature"] = forged["signature"][::-1]
+        bad = await client.request("userDataStream.subscribe.signature", forged)
+        assert bad["error"]["code"] == -1022
+        assert (await client.subscribe(acct))["result"] == {"subscriptionId": 0}
+        await sim.spot_trade("k", "BTCUSDT", "SELL", "0.001")
+        assert (await client.wait_events(1))[0]["event"]["e"] == "executionReport"
+        await client.close()
+
+
+async def test_subscription_limits_per_connection(make_sim: SimFactory) -> None:
+    sim = await make_sim(
+        accounts=(), spot_accounts=("a", "b", "c"), ws_api_max_active=2, ws_api_max_lifetime=4
+    )
+    async with aiohttp.ClientSession() as http:
+        client = WsApiClient(await http.ws_connect(sim.ws_url + "/ws-api/v3"))
+        assert (await client.subscribe(sim.account("a")))["status"] == 200
+        assert (await client.subscribe(sim.account("b")))["status"] == 200
+        full = await client.subscribe(sim.account("c"))
+        assert full["error"]["code"] == -2042 and "active" in full["error"]["msg"]
+        await client.request("userDataStream.unsubscribe", {"subscriptionId": 0})
+        assert (await client.subscribe(sim.account("c")))["result"] == {"subscriptionId": 2}
+        await client.request("userDataStream.unsubscribe", {"subscriptionId": 1})
+        assert (await client.subscribe(sim.account("a")))["result"] == {"subscriptionId": 3}
+        await client.request("userDataStream.unsubscribe", {"subscriptionId": 3})
+        spent = await client.subscribe(sim.account("a"))  # 4 over this connection's life
+        assert spent["error"]["code"] == -2042 and "ID" in spent["error"]["msg"]
+        await client.close()

@@ -7,13 +7,19 @@ new). The last test checks the statements stay index probes on a ledger of a few
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 import asyncpg
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fillstream.ledger import (
+    BalanceChange,
+    BalanceKind,
+    Fill,
     FillSource,
     IngestBatch,
     Market,
@@ -228,3 +234,76 @@ async def test_a_balance_of_another_account_is_refused(ledger: Ledger) -> None:
     )
     with pytest.raises(ValueError, match="balance of other/spot in a batch of spotty"):
         await ledger.ingest(batch)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.data())
+async def test_any_arrival_stores_each_fact_once_and_the_newest_state(
+    pool: asyncpg.Pool, data: st.DataObject
+) -> None:
+    """Balance facts and fills, with copies from both paths, in any order and any batches (so
+    through both ingest paths): one row and one message per fact, and per asset the state of
+    its newest position fact, whatever arrived last."""
+    account = f"s{uuid.uuid4().hex[:10]}"
+    times = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=12, unique=True))
+    facts: list[BalanceChange | Fill] = [
+        position(
+            data.draw(st.sampled_from(["BTC", "USDT"])),
+            str(data.draw(st.integers(0, 9))),
+            "0",
+            T0 + t,
+            account=account,
+        )
+        for t in times
+    ]
+    facts += [delta("USDT", "1", T0 + t, account=account) for t in times[:3]]
+    facts += [spot_fill(i, account=account) for i in range(1, data.draw(st.integers(0, 4)) + 1)]
+    copies = facts + data.draw(st.lists(st.sampled_from(facts), max_size=8))
+    arrivals = [
+        msgspec.structs.replace(f, source=data.draw(st.sampled_from(list(FillSource))))
+        for f in data.draw(st.permutations(copies))
+    ]
+    ledger = Ledger(pool, prefix="prop")
+    while arrivals:
+        size = data.draw(st.integers(min_value=1, max_value=5))
+        chunk, arrivals = arrivals[:size], arrivals[size:]
+        await ledger.ingest(
+            IngestBatch(
+                account=account,
+                market=Market.SPOT,
+                source=chunk[0].source,
+                fills=tuple(f for f in chunk if isinstance(f, Fill)),
+                balances=tuple(b for b in chunk if isinstance(b, BalanceChange)),
+            )
+        )
+
+    balances = [f for f in facts if isinstance(f, BalanceChange)]
+    stored = await pool.fetch(
+        "SELECT asset, kind, time_ms FROM balance_changes WHERE account = $1", account
+    )
+    assert sorted(tuple(r) for r in stored) == sorted(
+        (b.asset, b.kind.value, b.time_ms) for b in balances
+    )
+    sent = await pool.fetch(
+        "SELECT msg_id FROM outbox WHERE msg_id LIKE 'balance:' || $1 || ':%'", account
+    )
+    assert sorted(r[0] for r in sent) == sorted(
+        f"balance:{account}:spot:{b.asset}:{b.kind}:{b.time_ms}" for b in balances
+    )
+    newest: dict[str, BalanceChange] = {}
+    for b in balances:
+        if b.kind is BalanceKind.POSITION and (
+            b.asset not in newest or newest[b.asset].time_ms < b.time_ms
+        ):
+            newest[b.asset] = b
+    latest = await pool.fetch(
+        "SELECT asset, free, time_ms FROM balances WHERE account = $1", account
+    )
+    assert {r["asset"]: (r["free"], r["time_ms"]) for r in latest} == {
+        a: (b.free, b.time_ms) for a, b in newest.items()
+    }
+    assert await pool.fetchval("SELECT count(*) FROM positions WHERE account = $1", account) == 0

@@ -14,7 +14,7 @@ that is ``apiKey=…&[recvWindow=…&]timestamp=…``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -26,9 +26,9 @@ UNSUBSCRIBE: Final = "userDataStream.unsubscribe"
 SUBSCRIPTIONS: Final = "session.subscriptions"
 TIME: Final = "time"
 
-SUBSCRIBE_WEIGHT: Final = 2
 CONNECT_WEIGHT: Final = 2
-RECV_WINDOW_MAX_MS: Final = 60_000
+WEIGHTS: Final[Mapping[str, int]] = {SUBSCRIBE: 2, UNSUBSCRIBE: 2, SUBSCRIPTIONS: 2, TIME: 1}
+"""Request weight per method (binance-wave2.md §A.3, §A.5), in the spot REQUEST_WEIGHT pool."""
 
 ParamValue = str | int
 
@@ -57,6 +57,7 @@ class Frame(msgspec.Struct, frozen=True):
     status: int = 0  # HTTP-like status (responses)
     result: msgspec.Raw = msgspec.Raw()  # responses: the result (empty when absent)
     error: ErrorBody | None = None  # responses: the refusal
+    rateLimits: list[dict[str, Any]] = []  # responses: the pools' counts after this request
     subscriptionId: int | None = None  # events: the subscription (optional)
     event: msgspec.Raw = msgspec.Raw()  # events: the payload (empty when absent)
 
@@ -102,19 +103,26 @@ def encode(request: Request) -> bytes:
     return _ENCODER.encode(request)
 
 
+def retry_data(frame: Frame) -> RetryData:
+    """``error.data`` of a 429/418 (empty when absent or not understood)."""
+    body = frame.error
+    if body is None or not len(body.data):
+        return RetryData()
+    try:
+        return _RETRY_DATA.decode(body.data)
+    except msgspec.DecodeError:
+        return RetryData()
+
+
 def error_of(frame: Frame, *, method: str, now_ms: int) -> VenueError:
     """The :class:`VenueError` of a refused request; 429/418 carry ``retry_after_s`` from
     ``error.data.retryAfter`` (an instant, measured against ``serverTime`` when sent)."""
     body = frame.error or ErrorBody()
     retry_after_s: float | None = None
-    if len(body.data):
-        try:
-            data = _RETRY_DATA.decode(body.data)
-        except msgspec.DecodeError:
-            data = RetryData()
-        if data.retryAfter is not None:
-            base = data.serverTime if data.serverTime is not None else now_ms
-            retry_after_s = max(0.0, (data.retryAfter - base) / 1000)
+    data = retry_data(frame)
+    if data.retryAfter is not None:
+        base = data.serverTime if data.serverTime is not None else now_ms
+        retry_after_s = max(0.0, (data.retryAfter - base) / 1000)
     return VenueError(
         frame.status, body.code, body.msg, endpoint=f"ws-api {method}", retry_after_s=retry_after_s
     )

@@ -422,6 +422,8 @@ def decode_row(raw: Any, row_type: type[T]) -> T:
     venue's :class:`~fillstream.binance.venue.BadRow`) when it does not fit."""
     if isinstance(raw, BadRow):
         raise MalformedInput(f"{row_type.__name__}: {raw.reason:.200}")
+    if isinstance(raw, row_type):  # decoded by the venue already (a product's subclass too)
+        return raw
     return msgspec.convert(raw, row_type)
 
 

@@ -256,7 +256,7 @@ async def _check_account(
             Finding(level, subject, f"REST {venue.rest_url} reachable, clock skew {skew:+d} ms")
         )
         if account.market is Market.SPOT:
-            found.append(await _check_subscription(account, venue, environ))
+            found.append(await _check_subscription(account, venue, budgets, environ))
         else:
             try:
                 await asyncio.wait_for(venue.create_listen_key(), _TIMEOUT_S)
@@ -307,7 +307,10 @@ class _Subscriber:
 
 
 async def _check_subscription(
-    account: AccountConfig, venue: BinanceVenue, environ: Mapping[str, str] | None
+    account: AccountConfig,
+    venue: BinanceVenue,
+    budgets: WeightBudgets,
+    environ: Mapping[str, str] | None,
 ) -> Finding:
     """Spot: subscribe the key to its user data on the WS API, then unsubscribe."""
     subject = f"accounts[{account.name}]"
@@ -320,7 +323,8 @@ async def _check_subscription(
     except (*CONNECT_ERRORS, TimeoutError) as exc:
         return Finding(Level.FAIL, subject, f"WS API {url} unreachable: {describe(exc, 200)}")
     session = WsApiSession(0, socket, settings=settings, market=account.market.value,
-                           on_closed=lambda _session, _reason: None)  # fmt: skip
+                           on_closed=lambda _session, _reason: None, budgets=budgets,
+                           url=settings.ws_url)  # fmt: skip
     reader = asyncio.create_task(session.run(), name=f"check-wsapi-{account.name}")
     try:
         params = wsapi.subscribe_params(

@@ -139,6 +139,7 @@ class Service:
 
     def _shared_parts(self, stack: IngestStack) -> SharedParts:
         """What every account shares: the stack (built by :func:`build_stack`) and the budgets."""
+        budgets = weight_budgets(self.config)
         return SharedParts(
             config=self.config,
             environ=self._environ,
@@ -148,8 +149,8 @@ class Service:
             relay=stack.relay,
             ledger=stack.ledger,
             pipeline=stack.pipeline,
-            budgets=weight_budgets(self.config),
-            spot_pools=SpotPools(self.config),
+            budgets=budgets,
+            spot_pools=SpotPools(self.config, budgets),
         )
 
     async def _open_ownership(self, parts: SharedParts) -> Ownership:

@@ -63,12 +63,14 @@ _RESTARTS: Final = pacer("account.restart")
 class SpotPools:
     """The process's WS-API connection pools, one per WS-API URL: every spot account of one
     endpoint shares its connections, ``[spot] accounts_per_connection`` on each, with the
-    top-level ``[stream]`` timers (per-account stream tables do not change a shared socket)."""
+    top-level ``[stream]`` timers (per-account stream tables do not change a shared socket).
+    Their weight is charged to ``budgets``, the pool spot REST draws on too."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, budgets: WeightBudgets) -> None:
         self._settings = msgspec.structs.replace(
             config.stream, accounts_per_connection=config.spot.accounts_per_connection
         )
+        self._budgets = budgets
         self._pools: dict[str, WsApiPool] = {}
 
     def pool(self, url: str) -> WsApiPool:
@@ -76,7 +78,9 @@ class SpotPools:
         found = self._pools.get(url)
         if found is None:
             settings = msgspec.structs.replace(self._settings, ws_url=url)
-            found = self._pools[url] = WsApiPool(url, settings, market=Market.SPOT.value)
+            found = self._pools[url] = WsApiPool(
+                url, settings, market=Market.SPOT.value, budgets=self._budgets
+            )
         return found
 
     def pools(self) -> list[WsApiPool]:

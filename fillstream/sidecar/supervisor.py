@@ -332,8 +332,20 @@ class AccountSupervisor:
                 "frames": stream.frames,
                 "fills": stream.fills,
                 "duplicates": stream.duplicates,
+                **_subscription(stream),
             },
             "last_reconcile": None
             if reconciler is None or reconciler.last_run is None
             else msgspec.to_builtins(reconciler.last_run),
         }
+
+
+def _subscription(stream: UserStream | SpotUserStream) -> dict[str, int | None]:
+    """A spot account's place on the shared WS-API connections (which neighbours it has)."""
+    if not isinstance(stream, SpotUserStream):
+        return {}
+    session = stream.session
+    return {
+        "ws_api_connection": None if session is None else session.id,
+        "subscription_id": stream.subscription_id,
+    }

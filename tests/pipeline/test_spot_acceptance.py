@@ -239,6 +239,9 @@ async def test_a_bad_key_leaves_its_49_socket_neighbours_streaming(
             async with service.parts.pool.acquire() as conn:
                 by_rest = await _not_from_stream(conn, neighbours)
             assert all(s.session is session for s in spot_streams(service, neighbours))
+            status = (await service.status())["accounts"]
+            assert {status[n]["stream"]["ws_api_connection"] for n in neighbours} == {session.id}
+            assert status[bad]["stream"]["subscription_id"] is None
             assert service.supervisors[bad].state is StreamState.AUTH_FAILED
             assert (await service.readiness()).checks[f"account:{bad}"] == "auth_failed"
     assert comparison.equal, comparison.problems()[:10]

@@ -183,3 +183,12 @@ def test_accounts_per_connection_is_range_checked(tmp_path: Path) -> None:
         message = error(tmp_path, text, S="s" * 64, FILLSTREAM_SPOT__ACCOUNTS_PER_CONNECTION=bad)
         assert message.startswith("spot.accounts_per_connection: ")
         assert message.endswith("(from FILLSTREAM_SPOT__ACCOUNTS_PER_CONNECTION)")
+
+
+def test_accounts_per_connection_is_set_in_spot_only(tmp_path: Path) -> None:
+    text = BASE + 'api_secret_env = "S"\n'
+    for section, where in (("[stream]", "stream"), ("[accounts.stream]", "accounts[gamma].stream")):
+        message = error(tmp_path, f"{text}\n{section}\naccounts_per_connection = 10\n", S="s" * 64)
+        assert message == (
+            f"{where}.accounts_per_connection: set it once, in [spot] accounts_per_connection"
+        )

@@ -11,8 +11,9 @@ production defaults for the stream and reconcile timers and ``[spot] accounts_pe
 (``--per-connection``): the accounts share N / per-connection WS-API connections. Then:
 
 1. **start-up**: seconds until every account streams (``/status``) and until every start-up
-   reconcile has ended (``fillstream_reconcile_runs_total``), and the WS-API connections the
-   simulator sees;
+   reconcile has ended (``fillstream_reconcile_runs_total``), the weight the venue charged
+   meanwhile (spot REST and the WS API: one pool), its 429/418 answers, and the WS-API
+   connections the simulator sees;
 2. **idle** (``--window`` s after the start-up settled): CPU of the fillstream process (% of one
    core, from ``/proc``) and its RSS (max sampled each second), over a window that holds the
    server pings of every connection and the slow reconcile polls of every account.
@@ -93,6 +94,7 @@ async def measure(args: argparse.Namespace, pg: EmbeddedPostgres, nats_url: str)
             config = base / "fillstream.toml"
             env, port = sim.config(config, nats_url, pg.dsn(f"spotidle{n}"), f"SPOT{n}")
             service = ServiceProcess(config, env, port, base)
+            before = (await sim.status())["spot"]["rest"]
             await service.spawn()
             try:
                 t0 = time.monotonic()
@@ -109,7 +111,10 @@ async def measure(args: argparse.Namespace, pg: EmbeddedPostgres, nats_url: str)
                         startup_s = time.monotonic() - t0
                     await asyncio.sleep(0.5)
                 assert streaming_s is not None
-                connections = (await sim.status())["spot"]["ws_api"]["connections"]
+                spot = (await sim.status())["spot"]
+                connections = spot["ws_api"]["connections"]
+                weight = spot["rest"]["weight_total"] - before["weight_total"]
+                refused = sum(spot["rest"][k] - before[k] for k in ("429", "418"))
                 assert service.proc is not None
                 await asyncio.sleep(args.window / 6)  # the start-up's stragglers
                 cpu, rss = await _window(service.proc.pid, args.window)
@@ -123,6 +128,8 @@ async def measure(args: argparse.Namespace, pg: EmbeddedPostgres, nats_url: str)
         "ws_api_connections": connections,
         "all_streaming_s": round(streaming_s, 1),
         "all_startup_reconciled_s": round(startup_s, 1),
+        "startup_weight": weight,  # spot REST + WS API, as the venue charged it
+        "startup_429_418": refused,
         "idle_window_s": args.window,
         "idle_cpu_pct_of_core": round(cpu, 2),
         "idle_rss_mib": round(rss, 1),
@@ -140,6 +147,8 @@ def print_row(row: dict[str, Any]) -> None:
     print(f"  {'measure':32} {'value':>10} {'goal':>8}")
     print(f"  {'all streaming (s)':32} {row['all_streaming_s']:>10} {'':>8}")
     print(f"  {'all start-up reconciles (s)':32} {row['all_startup_reconciled_s']:>10} {'':>8}")
+    print(f"  {'start-up weight (REST + WS API)':32} {row['startup_weight']:>10} {'':>8}")
+    print(f"  {'start-up 429/418 answers':32} {row['startup_429_418']:>10} {'0':>8}")
     for key, label in (("idle_cpu_pct_of_core", "idle CPU (% of a core)"), ("idle_rss_mib", "RSS")):
         mark = "ok" if ok[key] else "MISSED"
         print(f"  {label + ' (MiB)' if key == 'idle_rss_mib' else label:32} {row[key]:>10} "

@@ -8,7 +8,7 @@ repair range), in windows of at most the product's span (7 days on futures, 24 h
 :data:`~fillstream.binance.endpoints.TRADE_WINDOW_MS`); a full page there is ambiguous (the
 venue may have cut it at either end), so the window is halved until it is not.
 
-``Spot's ``myTrades`` without ``fromId`` or a window answers the account's most recent trades of
+Spot's ``myTrades`` without ``fromId`` or a window answers the account's most recent trades of
 the symbol, however old: a symbol without a cursor is first asked for its newest trade (one
 call), and searched by time only if that trade is within the horizon. A symbol the balances
 merely point at (reconcile/spot_symbols.py) and never traded costs one call, not one per day.

@@ -14,8 +14,9 @@ Command line: ``fillstream sim`` (:mod:`fillstream.simulator.cli`). Module map: 
 ``generator`` (seeded activity), ``events`` (wire shapes), ``rest``/``queries``/``trading``
 (REST), ``ws``/``hub`` (WebSocket), ``faults``, ``ratelimit``, ``admin``, ``truth``, ``server``.
 Spot (``spot_accounts``): ``spot`` wires ``spot_market``, ``spot_book``/``spot_orders`` (state),
-``spot_engine``, ``spot_generator``, ``spot_events``, ``spot_wsapi`` (the WS API),
-``spot_rest``/``spot_queries``/``spot_trading`` (``/api/v3``), ``spot_keys``, ``spot_truth``.
+``spot_engine``, ``spot_generator``, ``spot_events``, ``spot_wsapi``/``spot_wsapi_rules`` (the
+WS API), ``spot_rest``/``spot_queries``/``spot_trading`` (``/api/v3``), ``spot_keys``,
+``spot_truth``.
 """
 
 from fillstream.simulator.accounts import SimAccount

@@ -57,6 +57,7 @@ class SpotEngine:
         self.sink = sink
         self._execution_id = 70_000_000
         self._list_id = 3_000_000
+        self._prevented_id = 0
         self._client_seq = 0
 
     # -- lookups -------------------------------------------------------------------------------
@@ -102,13 +103,15 @@ class SpotEngine:
         order_list: SpotOrderList | None = None,
         pending: bool = False,
         lock: bool = True,
+        lock_price: Decimal | None = None,
         generated: bool = False,
         emit: bool = True,
     ) -> SpotOrder:
         """Accept an order: lock what it needs, push its ``NEW`` executionReport.
 
         ``pending`` makes an OTO's pending order (``PENDING_NEW``, nothing locked yet);
-        ``lock=False`` an OCO leg whose quantity the list's first leg already holds.
+        ``lock=False`` an OCO leg whose quantity the list's first leg already holds;
+        ``lock_price`` locks a buy at that price instead (a BUY OCO holds its dearer leg's).
         Raises :class:`InsufficientBalance` (nothing changed) when the balance is short.
         """
         sym = self.symbol(symbol)
@@ -138,7 +141,7 @@ class SpotEngine:
         if order_type == "MARKET":
             self._check_market(book, order, sym)
         elif lock and not pending:
-            changed = self._lock(book, order)
+            changed = self._lock(book, order, lock_price)
         book.add_order(order)
         if emit:
             self._report(book, order, "NEW")
@@ -155,11 +158,14 @@ class SpotEngine:
         if book.free(asset) < need:
             raise InsufficientBalance("Account has insufficient balance for requested action.")
 
-    def _lock(self, book: SpotBook, order: SpotOrder) -> list[str]:
+    def _lock(
+        self, book: SpotBook, order: SpotOrder, lock_price: Decimal | None = None
+    ) -> list[str]:
         """Move what a resting order needs from free to locked; returns the asset touched."""
         spec = self.symbol(order.symbol).spec
         if order.side == "BUY":
-            asset, amount = spec.quote_asset, (order.remaining * order.price).quantize(EIGHT)
+            price = max(order.price, lock_price or order.price)
+            asset, amount = spec.quote_asset, (order.remaining * price).quantize(EIGHT)
         else:
             asset, amount = spec.base_asset, order.remaining
         held = book.asset(asset)
@@ -171,11 +177,16 @@ class SpotEngine:
         return [asset]
 
     def activate(self, book: SpotBook, order: SpotOrder) -> None:
-        """An OTO's pending order becomes working (its working order has filled)."""
+        """An OTO's pending order becomes working (its working order has filled); it expires
+        (``eR`` REJECTED) if the balance it must lock is no longer there."""
         now = self.clock.wall_ms()
+        try:
+            changed = self._lock(book, order)
+        except InsufficientBalance:
+            self.end_order(book, order, "EXPIRED", expiry_reason="REJECTED")
+            return
         order.status = "NEW"
         order.working_time = order.update_time = now
-        changed = self._lock(book, order)
         book.order_changed(order, self.clock.mono())
         self._report(book, order, "NEW")
         self._positions(book, changed, now)
@@ -284,6 +295,60 @@ class SpotEngine:
             return (qty * rate).quantize(EIGHT), spec.base_asset
         return (quote * rate).quantize(EIGHT), spec.quote_asset
 
+    def amend(self, book: SpotBook, order: SpotOrder, new_qty: Decimal) -> None:
+        """Reduce a working order's quantity keeping its priority (``order.amend.keepPriority``):
+        ``x`` REPLACED, the same order id, the lock shrinks with it."""
+        spec = self.symbol(order.symbol).spec
+        new_qty = spec.qty(new_qty)
+        if not order.is_open or not order.executed_qty < new_qty < order.orig_qty:
+            return
+        now = self.clock.wall_ms()
+        old_lock = order.locked
+        order.orig_qty = new_qty
+        order.update_time = now
+        changed: list[str] = []
+        if old_lock > ZERO:
+            asset = spec.quote_asset if order.side == "BUY" else spec.base_asset
+            keep = order.remaining * order.price if order.side == "BUY" else order.remaining
+            freed = old_lock - min(keep.quantize(EIGHT), old_lock)
+            held = book.asset(asset)
+            held.locked -= freed
+            held.free += freed
+            order.locked -= freed
+            changed = [asset]
+        book.order_changed(order, self.clock.mono())
+        self._report(book, order, "REPLACED")
+        if changed:
+            self._positions(book, changed, now)
+
+    def prevent_match(self, book: SpotBook, order: SpotOrder, taker_order_id: int) -> None:
+        """Self-trade prevention (EXPIRE_MAKER): the account's own taker met this resting order,
+        which expires in the match (``x`` TRADE_PREVENTION, ``X`` EXPIRED_IN_MATCH)."""
+        if not order.is_open:
+            return
+        now = self.clock.wall_ms()
+        qty = order.remaining
+        order.status = "EXPIRED_IN_MATCH"
+        order.update_time = now
+        order.ended_sim = self.clock.sim_s()
+        changed = self._release(book, order)
+        book.order_changed(order, self.clock.mono())
+        self._prevented_id += 1
+        block: Payload = {
+            "v": self._prevented_id,
+            "A": f8(qty),
+            "B": f8(qty),
+            "u": self._prevented_id,
+            "U": taker_order_id,
+            "Cs": order.symbol,
+            "pl": f8(qty),
+            "pL": f8(order.price),
+            "pY": f8((qty * order.price).quantize(EIGHT)),
+        }
+        self._report(book, order, "TRADE_PREVENTION", prevented=block)
+        if changed:
+            self._positions(book, changed, now)
+
     def end_order(
         self,
         book: SpotBook,
@@ -324,18 +389,16 @@ class SpotEngine:
 
     # -- order lists ---------------------------------------------------------------------------
 
-    def new_list(self, book: SpotBook, contingency: str, symbol: str) -> SpotOrderList:
+    def new_list(self, contingency: str, symbol: str) -> SpotOrderList:
+        """An order list to place legs in; :meth:`list_started` makes it the account's."""
         self._list_id += 1
-        group = SpotOrderList(
+        return SpotOrderList(
             list_id=self._list_id,
             contingency=contingency,
             client_list_id=self.next_client_id("list"),
             symbol=symbol,
             orders=[],
-            time=self.clock.wall_ms(),
         )
-        book.lists[group.list_id] = group
-        return group
 
     def report_new(self, book: SpotBook, order: SpotOrder) -> None:
         """The ``NEW`` executionReport of an order accepted with ``emit=False`` (a list leg)."""
@@ -343,6 +406,7 @@ class SpotEngine:
 
     def list_started(self, book: SpotBook, group: SpotOrderList) -> None:
         """``listStatus`` EXEC_STARTED after the legs' reports, then the balances they lock."""
+        book.lists[group.list_id] = group
         now = self.clock.wall_ms()
         self._emit(book, list_status(group, now=now))
         spec = self.symbol(group.symbol).spec
@@ -415,6 +479,7 @@ class SpotEngine:
         trade: Execution | None = None,
         client_id: str | None = None,
         orig: str = "",
+        prevented: Payload | None = None,
     ) -> None:
         self._execution_id += 1
         payload = execution_report(
@@ -425,6 +490,7 @@ class SpotEngine:
             trade=trade,
             client_order_id=client_id,
             orig_client_order_id=orig,
+            prevented=prevented,
         )
         self.sink.emit(book.name, payload, fill=trade is not None, product=SPOT)
 

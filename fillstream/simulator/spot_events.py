@@ -40,9 +40,12 @@ def execution_report(
     client_order_id: str | None = None,
     orig_client_order_id: str = "",
     reject_reason: str = "NONE",
+    prevented: Payload | None = None,
 ) -> Payload:
     """One ``executionReport``; ``client_order_id`` is the cancel request's own id on cancels
-    (``C`` then names the order cancelled). ``eR`` is added on expiries."""
+    (``C`` then names the order cancelled). ``eR`` is added on expiries; ``prevented`` is the
+    self-trade-prevention block of a ``TRADE_PREVENTION`` report (``v``, ``A``, ``B``, ``u``,
+    ``U``, ``Cs``, ``pl``, ``pL``, ``pY``)."""
     payload: Payload = {
         "e": "executionReport",
         "E": now,
@@ -81,6 +84,8 @@ def execution_report(
     }
     if x == "EXPIRED" and order.expiry_reason is not None:
         payload["eR"] = order.expiry_reason
+    if prevented is not None:
+        payload |= prevented
     return payload
 
 

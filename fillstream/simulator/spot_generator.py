@@ -4,7 +4,8 @@ A round moves every spot symbol one step of its walk, works the generator's rest
 (partial maker fills, the odd cancel, OCO legs triggering, OTO phases), then lets every spot
 account take one action: market orders (sometimes in several executions, sometimes expiring for
 ``INSUFFICIENT_LIQUIDITY``), limit orders (GTC resting; IOC and FOK expiring with their
-``eR``), OCO and OTO lists, cancels, a deposit or withdrawal (``balanceUpdate``) now and then
+``eR``), OCO and OTO lists, cancels, amends (``REPLACED``), self-trade prevention
+(``TRADE_PREVENTION``), a deposit or withdrawal (``balanceUpdate``) now and then
 and rarely an ``externalLockUpdate``. Orders stay within the account's free balance. All
 randomness comes from generators seeded by (seed, account) and (seed, symbol), so the sequence
 depends only on the seed and the round count.
@@ -29,6 +30,8 @@ _ACTIONS = (
     ("oco", 8),
     ("oto", 6),
     ("cancel", 5),
+    ("amend", 2),
+    ("self_trade", 1),
     ("transfer", 2),
     ("external_lock", 0.6),
     ("idle", 20),
@@ -116,14 +119,14 @@ class SpotGenerator:
         action = _pick(rng, _ACTIONS)
         if action == "idle":
             return
-        if action == "cancel":
-            self._cancel(book, rng)
+        if action in ("cancel", "amend", "self_trade"):
+            self._resting(book, rng, action)
             return
         if action in ("transfer", "external_lock"):
             self._balance(book, rng, action)
             return
         sym = rng.choice(self.symbols)
-        side = rng.choice(("BUY", "SELL"))
+        side = "BUY" if action == "oto" else self._side(book, sym, rng)  # an OTO buys first
         qty = self._size(book, sym, side, rng)
         if qty is None:
             return
@@ -138,6 +141,17 @@ class SpotGenerator:
                 self._oto(book, sym, qty, rng)
         except InsufficientBalance:
             return  # a lock the balance could not cover: the order was never accepted
+
+    def _side(self, book: SpotBook, sym: SymbolState, rng: random.Random) -> str:
+        """BUY or SELL, leaning towards the side that evens out the pair's two balances, so
+        that hours of activity never drain one asset."""
+        spec = sym.spec
+        engine = self.engine
+        quote = engine.usdt_value(spec.quote_asset, book.free(spec.quote_asset))
+        base = engine.usdt_value(spec.base_asset, book.free(spec.base_asset))
+        total = quote + base
+        buy_p = float(quote / total) if total > 0 else 0.5
+        return "BUY" if rng.random() < min(max(buy_p, 0.1), 0.9) else "SELL"
 
     def _size(
         self, book: SpotBook, sym: SymbolState, side: str, rng: random.Random
@@ -218,10 +232,10 @@ class SpotGenerator:
         profit = mark * (1 + away) if side == "SELL" else mark * (1 - away)
         stop = mark * (1 - away) if side == "SELL" else mark * (1 + away)
         symbol = sym.spec.symbol
-        group = engine.new_list(book, "OCO", symbol)
+        group = engine.new_list("OCO", symbol)
         maker = engine.new_order(
             book, symbol, side, "LIMIT_MAKER", qty, price=profit, order_list=group,
-            generated=True, emit=False,
+            lock_price=stop, generated=True, emit=False,
         )  # fmt: skip
         group.orders.append(maker)
         stop_leg = engine.new_order(
@@ -237,7 +251,7 @@ class SpotGenerator:
         engine = self.engine
         mark = sym.mark
         symbol = sym.spec.symbol
-        group = engine.new_list(book, "OTO", symbol)
+        group = engine.new_list("OTO", symbol)
         working = engine.new_order(
             book, symbol, "BUY", "LIMIT", qty, price=mark * Decimal("0.998"), order_list=group,
             generated=True, emit=False,
@@ -256,14 +270,22 @@ class SpotGenerator:
         for leg in legs:
             engine.report_new(book, leg)
 
-    def _cancel(self, book: SpotBook, rng: random.Random) -> None:
+    def _resting(self, book: SpotBook, rng: random.Random, action: str) -> None:
+        """Cancel, amend (keep priority) or self-trade-prevent one of the resting orders."""
         engine = self.engine
         mine = [o for o in book.open_orders.values() if o.generated and o.is_open]
         if not mine:
             return
         order = rng.choice(mine)
         if order.order_list_id == -1:
-            engine.end_order(book, order, "CANCELED")
+            if action == "amend":
+                engine.amend(book, order, order.executed_qty + order.remaining / 2)
+            elif action == "self_trade":
+                engine.prevent_match(book, order, engine.symbol(order.symbol).next_order_id())
+            else:
+                engine.end_order(book, order, "CANCELED")
+            return
+        if action != "cancel":
             return
         group = book.lists[order.order_list_id]
         for leg in group.orders:

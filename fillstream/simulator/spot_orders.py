@@ -7,7 +7,7 @@ only on expired orders (allOrders shows it since 2026-05-08). An OTO's pending o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from fillstream.simulator.numbers import ZERO
@@ -43,7 +43,7 @@ class SpotOrder:
     expiry_reason: str | None = None
     ended_sim: float | None = None  # sim time it was cancelled or expired (archiving)
     views: list[tuple[float, dict[str, object]]] | None = None  # rest_lag snapshots
-    generated: bool = field(default=False)  # the generator's own order (it works them)
+    generated: bool = False  # the generator's own order (it works them)
 
     @property
     def is_open(self) -> bool:
@@ -97,4 +97,3 @@ class SpotOrderList:
     orders: list[SpotOrder]
     status_type: str = "EXEC_STARTED"  # l: RESPONSE, EXEC_STARTED, ALL_DONE
     order_status: str = "EXECUTING"  # L: EXECUTING, ALL_DONE, REJECT
-    time: int = 0

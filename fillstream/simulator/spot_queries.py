@@ -112,7 +112,7 @@ class SpotQueries:
         return (
             order.ended_sim is not None
             and order.executed_qty == ZERO
-            and order.status in ("CANCELED", "EXPIRED")
+            and order.status in ("CANCELED", "EXPIRED", "EXPIRED_IN_MATCH")
             and self.clock.sim_s() - order.ended_sim > self.archive_after_s
         )
 

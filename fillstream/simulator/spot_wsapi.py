@@ -9,7 +9,8 @@ parameter but ``signature``, sorted by name, as ``k=v&...``), ``userDataStream.u
 ``time``; anything else is ``-1020``. Events go out one per text frame as
 ``{"subscriptionId": N, "event": {...}}``; ``serverShutdown`` without ``subscriptionId``.
 
-Every request and the handshake cost weight 2 in the spot ``REQUEST_WEIGHT`` pool (per IP,
+Every answer carries ``rateLimits`` (not with ``?returnRateLimits=false`` on the URL). Every
+request and the handshake cost weight 2 in the spot ``REQUEST_WEIGHT`` pool (per IP,
 shared with spot REST): past the limit a request is answered 429 with ``retryAfter`` (epoch ms)
 in ``error.data``; an IP that keeps going is banned (418) and its connections are closed.
 
@@ -34,7 +35,6 @@ import functools
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -46,19 +46,20 @@ from fillstream.simulator.market import SPOT
 from fillstream.simulator.ratelimit import Verdict, WeightLimiter
 from fillstream.simulator.spot_events import event_stream_terminated, server_shutdown
 from fillstream.simulator.spot_keys import SpotKey
+from fillstream.simulator.spot_wsapi_rules import (
+    BANNED,
+    REFUSALS,
+    TOO_MUCH,
+    SpotWsFaults,
+    number,
+    signature_payloads,
+    window,
+)
 from fillstream.simulator.state import AccountState
 
 WEIGHT = 2
 _KEY_FORMAT = re.compile(r"^[A-Za-z0-9]{64}$")
 _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
-_TOO_MUCH = (
-    "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
-    "Please use WebSocket Streams for live updates to avoid polling the API."
-)
-_BANNED = (
-    "Way too much request weight used; IP banned until {until}. "
-    "Please use WebSocket Streams for live updates to avoid bans."
-)
 
 
 class ApiSubscription(Subscription):
@@ -85,6 +86,7 @@ class Session:
         self.subs: dict[int, ApiSubscription] = {}
         self.shutdown_at: float | None = None  # monotonic: close after a serverShutdown
         self.after: list[Callable[[], None]] = []  # run once the current answer is queued
+        self.return_rate_limits = True  # ?returnRateLimits=false on the URL leaves them out
 
 
 class Credentials(msgspec.Struct, frozen=True):
@@ -92,35 +94,6 @@ class Credentials(msgspec.Struct, frozen=True):
 
     state: AccountState
     key: SpotKey
-
-
-class SpotWsFaults:
-    """WS API faults that act on requests, per account (``None``: any account)."""
-
-    def __init__(self) -> None:
-        self.refuse: dict[str, tuple[int, int]] = {}  # account -> (subscribes left, code)
-        self.rate_limited: dict[str | None, tuple[int, float]] = {}  # -> (left, retry after s)
-
-    def take_refusal(self, account: str) -> int | None:
-        left, code = self.refuse.get(account, (0, 0))
-        if left <= 0:
-            return None
-        if left == 1:
-            del self.refuse[account]
-        else:
-            self.refuse[account] = (left - 1, code)
-        return code
-
-    def take_rate_limit(self, accounts: list[str]) -> float | None:
-        for who in (*accounts, None):
-            left, retry = self.rate_limited.get(who, (0, 0.0))
-            if left > 0:
-                if left == 1:
-                    del self.rate_limited[who]
-                else:
-                    self.rate_limited[who] = (left - 1, retry)
-                return retry
-        return None
 
 
 class _Request(msgspec.Struct):
@@ -186,6 +159,7 @@ class WsApi:
         conn = Connection(ws, request.transport, self._clock.sim_s())
         conn.ws_api = True
         session = Session(conn, ip, self._clock.wall_ms())
+        session.return_rate_limits = request.query.get("returnRateLimits", "true") != "false"
         self.sessions[conn] = session
         self._hub.register(conn)
         self.accepted += 1
@@ -267,7 +241,7 @@ class WsApi:
                 "apiKey": None,
                 "authorizedSince": None,
                 "connectedSince": session.connected_ms,
-                "returnRateLimits": True,
+                "returnRateLimits": session.return_rate_limits,
                 "serverTime": self._clock.server_ms(),
                 "userDataStream": bool(session.subs),
             }
@@ -292,7 +266,7 @@ class WsApi:
         for name in ("apiKey", "timestamp", "signature"):
             if params.get(name) in (None, ""):
                 raise mandatory(name)
-        recv_window = _window(params.get("recvWindow", 5000))
+        recv_window = window(params.get("recvWindow", 5000))
         if recv_window > 60000 or recv_window <= 0:
             raise ApiError(400, -1131, "recvWindow must be less than 60000")
         api_key = params["apiKey"]
@@ -303,11 +277,8 @@ class WsApi:
             raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         account = known.state.name
         self._refusals(account)
-        self._check_timestamp(_number(params["timestamp"], "timestamp"), recv_window)
-        signed = sorted((k, _text(v)) for k, v in params.items() if k != "signature")
-        # The payload as the docs write it, or percent-encoded (python-binance's urlencode);
-        # they differ only for values that need encoding.
-        payloads = {"&".join(f"{k}={v}" for k, v in signed), urlencode(signed)}
+        self._check_timestamp(number(params["timestamp"], "timestamp"), recv_window)
+        payloads = signature_payloads(params)
         signature = params["signature"]
         if not isinstance(signature, str) or not any(
             known.key.valid(p, signature) for p in payloads
@@ -321,8 +292,8 @@ class WsApi:
             raise ApiError(503, -1001, "Internal error; unable to process your request.")
         refusal = self.faults.take_refusal(account)
         if refusal is not None:
-            status = 401 if refusal in (-2014, -2015) else 400
-            raise ApiError(status, refusal, "Invalid API-key, IP, or permissions for action.")
+            status, msg = REFUSALS.get(refusal, (400, "Request refused (refuse_subscribe fault)."))
+            raise ApiError(status, refusal, msg)
 
     def _check_timestamp(self, timestamp: int, recv_window: float) -> None:
         server = self._clock.server_ms()
@@ -338,7 +309,7 @@ class WsApi:
         if wanted is None:
             ended = list(session.subs.values())
         else:
-            sub_id = _number(wanted, "subscriptionId")
+            sub_id = number(wanted, "subscriptionId")
             sub = session.subs.get(sub_id)
             if sub is None:
                 raise ApiError(400, -2036, "User Data Stream subscription not active.")
@@ -376,7 +347,7 @@ class WsApi:
         else:
             body["status"] = 200
             body["result"] = result
-        if verdict is not None:
+        if verdict is not None and session.return_rate_limits:
             body["rateLimits"] = [
                 {
                     "rateLimitType": "REQUEST_WEIGHT",
@@ -392,10 +363,10 @@ class WsApi:
         server = self._clock.server_ms()
         if verdict.status == 418:
             until = verdict.banned_until_ms
-            msg = _BANNED.format(until=until)
+            msg = BANNED.format(until=until)
         else:
             until = server + verdict.retry_after_s * 1000
-            msg = _TOO_MUCH.format(limit=self._limiter.limit)
+            msg = TOO_MUCH.format(limit=self._limiter.limit)
         return {"code": -1003, "msg": msg, "data": {"serverTime": server, "retryAfter": until}}
 
     # -- faults --------------------------------------------------------------------------------
@@ -457,35 +428,3 @@ class WsApi:
 async def _ping(conn: Connection, payload: bytes) -> None:
     with contextlib.suppress(ConnectionError, RuntimeError):
         await conn.ws.ping(payload)
-
-
-def _number(value: object, name: str) -> int:
-    """An integer parameter (JSON number or numeric string); ``-1100`` otherwise."""
-    if isinstance(value, bool):
-        raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.")
-
-
-def _window(value: object) -> float:
-    """``recvWindow``: milliseconds, up to three decimals (microseconds) allowed."""
-    if isinstance(value, float):
-        return value
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return _number(value, "recvWindow")
-
-
-def _text(value: object) -> str:
-    """A parameter as it appears in the signature payload."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

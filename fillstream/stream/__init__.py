@@ -16,7 +16,8 @@ from fillstream.stream.config import StreamSettings
 from fillstream.stream.decode import FrameDecoder, FrameError
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
 from fillstream.stream.listener import UserStream
-from fillstream.stream.spot_stream import SpotCredentials, SpotUserStream
+from fillstream.stream.spot_stream import SpotUserStream
+from fillstream.stream.spot_subscribe import SpotCredentials, check_subscription
 from fillstream.stream.wsapi_pool import WsApiPool, shared_pool
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "UserStream",
     "WsApiPool",
     "algo_link_from",
+    "check_subscription",
     "fill_from_order_update",
     "order_update_from",
     "positions_from_account_update",

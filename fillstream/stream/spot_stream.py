@@ -37,14 +37,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Final
 
 from fillstream.binance import Venue, VenueError
-from fillstream.binance.errors import TIMESTAMP_OUTSIDE_WINDOW
 from fillstream.binance.products import EVENT_TYPES
-from fillstream.binance.signing import Signer
-from fillstream.binance.spot import wsapi
 from fillstream.ledger import FillSink, GapListener, Market, StatusSink, StreamState
 from fillstream.stream.activity import AccountActivity
 from fillstream.stream.backoff import Backoff, pacer
@@ -57,6 +53,7 @@ from fillstream.stream.evidence import DropEvidence
 from fillstream.stream.health import StreamHealth, now_ms
 from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.spot_processor import SpotProcessor
+from fillstream.stream.spot_subscribe import SpotCredentials, subscribe
 from fillstream.stream.watchdog import StalenessWatchdog
 from fillstream.stream.wsapi_pool import WsApiPool, shared_pool
 from fillstream.stream.wsapi_session import SessionClosedError, WsApiSession
@@ -72,17 +69,6 @@ _GAP_REASONS: Final = {
     "silent": "stale",
     "terminated": "subscription_terminated",
 }
-
-
-@dataclass(frozen=True)
-class SpotCredentials:
-    """The account's API key and its signer (HMAC, RSA or Ed25519); never printed."""
-
-    api_key: str
-    signer: Signer
-
-    def __repr__(self) -> str:
-        return f"SpotCredentials({self.api_key[:4]}…, {self.signer!r})"
 
 
 class _Refused(Exception):
@@ -404,34 +390,15 @@ class SpotUserStream:
             return
 
     async def _subscribe_once(self, *, avoid: WsApiSession | None) -> tuple[WsApiSession, int]:
-        """Place the account and subscribe; a ``-1021`` re-syncs the clock (the venue's
-        ``time``) and tries once more on the same connection at once."""
         pool = self.pool
         session = await pool.place(self, avoid=avoid)
         try:
-            try:
-                sid = await self._send_subscribe(session)
-            except VenueError as exc:
-                if exc.code != TIMESTAMP_OUTSIDE_WINDOW:
-                    raise
-                log.warning("%s: %s; re-syncing the clock", self.account, exc.message)
-                await pool.resync_time(session)
-                sid = await self._send_subscribe(session)
+            sid = await subscribe(pool, session, self, self.credentials, self.settings)
         except BaseException:
             session.forget(self)
             pool.leave(self, session)
             raise
         return session, sid
-
-    async def _send_subscribe(self, session: WsApiSession) -> int:
-        pool = self.pool
-        params = wsapi.subscribe_params(
-            self.credentials.api_key,
-            self.credentials.signer,
-            timestamp_ms=pool.now_ms(),  # fresh on every attempt: a stale one is -1021
-            recv_window_ms=self.settings.recv_window_ms or None,
-        )
-        return await session.subscribe(self, params)
 
     async def _retry_later(self, reason: str, exc: BaseException, backoff: Backoff) -> None:
         if isinstance(exc, VenueError) and (exc.is_rate_limited or exc.is_banned):

@@ -193,3 +193,14 @@ async def test_cut_inject_frame_reorder_and_refused_handshakes(
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await http.ws_connect(sim.ws_url + "/ws-api/v3")
     assert refused.value.status == 503
+
+
+async def test_refuse_subscribe_with_a_transient_code(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    client = WsApiClient(await http.ws_connect(sim.ws_url + "/ws-api/v3"))
+    sim.inject("s1", "refuse_subscribe", count=1, code=-1001)
+    refused = await client.subscribe(sim.account("s1"))
+    assert (refused["status"], refused["error"]["code"]) == (503, -1001)
+    assert "Internal error" in refused["error"]["msg"]
+    assert (await client.subscribe(sim.account("s1")))["status"] == 200

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -212,6 +213,12 @@ async def test_signature_covers_recv_window_and_time_and_ping(
     assert abs(server - time.time() * 1000) < 5000
     unknown = await client.request("session.logon")
     assert unknown["error"]["code"] == -1020
+    async with aiohttp.ClientSession() as http:
+        url = spot_sim.ws_url + "/ws-api/v3?returnRateLimits=false"
+        quiet = WsApiClient(await http.ws_connect(url))
+        answer = await quiet.request("session.status")
+        assert "rateLimits" not in answer and answer["result"]["returnRateLimits"] is False
+        await quiet.close()
 
 
 @pytest.mark.parametrize("key_type", ["RSA", "ED25519"])
@@ -251,3 +258,27 @@ async def test_subscription_limits_per_connection(make_sim: SimFactory) -> None:
         spent = await client.subscribe(sim.account("a"))  # 4 over this connection's life
         assert spent["error"]["code"] == -2042 and "ID" in spent["error"]["msg"]
         await client.close()
+
+
+async def test_amend_and_self_trade_prevention_reports(spot_sim: Simulator, connect: Any) -> None:
+    client = await connect()
+    await client.subscribe(spot_sim.account("s1"))
+    spot = spot_sim.spot
+    price = spot.symbols["ETHUSDT"].mark / 2
+    for _ in range(2):
+        await spot_sim.spot_trade("s1", "ETHUSDT", "BUY", "1", order_type="LIMIT", price=price)
+    book = spot.books["s1"]
+    first, second = list(book.open_orders.values())
+    locked = book.asset("USDT").locked
+    spot.engine.amend(book, first, Decimal("0.4"))
+    spot.engine.prevent_match(book, second, 42)
+    events = await client.wait_events(8)
+    replaced = next(e["event"] for e in events if e["event"].get("x") == "REPLACED")
+    assert (replaced["i"], replaced["q"], replaced["X"]) == (first.order_id, "0.40000000", "NEW")
+    prevented = next(e["event"] for e in events if e["event"].get("x") == "TRADE_PREVENTION")
+    assert prevented["X"] == "EXPIRED_IN_MATCH" and prevented["U"] == 42
+    assert {"v", "A", "B", "u", "U", "Cs", "pl", "pL", "pY"} <= set(prevented)
+    assert book.asset("USDT").locked == first.locked < locked
+    rows = {o["orderId"]: o for o in spot_sim.ground_truth()["accounts"]["s1"]["orders"]}
+    assert rows[first.order_id]["origQty"] == "0.40000000"
+    assert rows[second.order_id]["status"] == "EXPIRED_IN_MATCH"

@@ -18,14 +18,20 @@ from typing import Any
 import msgspec
 import pytest
 
-from fillstream.binance import Venue
+from fillstream.binance import Venue, VenueError
 from fillstream.binance.budget import WeightBudgets
 from fillstream.binance.rest import BinanceVenue
 from fillstream.binance.signing import Signer
 from fillstream.ledger import Gap, Market, StreamState
 from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig, Simulator
-from fillstream.stream import SpotCredentials, SpotUserStream, StreamSettings, WsApiPool
+from fillstream.stream import (
+    SpotCredentials,
+    SpotUserStream,
+    StreamSettings,
+    WsApiPool,
+    check_subscription,
+)
 from tests.conftest import NatsTarget
 from tests.stream.rig import eventually, fast_settings, sample
 
@@ -254,7 +260,8 @@ async def test_terminated_subscription_resubscribes_only_that_account(
     assert rig.session_of(a) == rig.session_of(b)
     sub_b = rig.streams[b].subscription_id
     old_a = rig.streams[a].subscription_id
-    rig.sim.resume()
+    # Trading paused: what trades between the end and the resubscribe is the gap's (the
+    # reconciler's), and this test has none.
     rig.sim.inject(a, "terminate_subscription")
     await eventually(
         lambda: (
@@ -387,6 +394,34 @@ async def test_a_socket_that_answers_but_delivers_nothing_is_caught_by_rest(
         await venue.aclose()
 
 
+async def test_duplicated_events_are_deduplicated(make_rig: RigFactory) -> None:
+    rig = await make_rig(accounts=1)
+    (a,) = names(rig)
+    await rig.streaming(a)
+    rig.sim.inject(a, "duplicate", count=40)
+    rig.sim.resume()
+    stream = rig.streams[a]
+    await eventually(lambda: stream.duplicates >= 5, what="duplicates dropped")
+    await rig.converged(a)
+
+
+async def test_a_dropped_fill_is_proven_by_the_next_report_and_narrowly_gapped(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(accounts=1, rate=20.0)
+    (a,) = names(rig)
+    await rig.streaming(a)
+    rig.sim.resume()
+    stream = rig.streams[a]
+    # First the stream sees orders from their NEW (evidence judges only orders seen whole)...
+    await eventually(lambda: stream.fills >= 5, what="fills before the drops")
+    rig.sim.inject(a, "drop_rate", p=0.3)  # ...then the venue drops events now and then
+    await eventually(
+        lambda: any(g.reason == "drop_evidence" and g.narrow for g in rig.gaps[a].gaps),
+        what="a drop_evidence gap",
+    )
+
+
 async def test_unknown_subscription_id_is_counted_and_harmless(make_rig: RigFactory) -> None:
     rig = await make_rig(accounts=1)
     (a,) = names(rig)
@@ -468,6 +503,20 @@ async def test_rsa_and_ed25519_keys_subscribe(make_rig: RigFactory, key_type: st
     await rig.streaming(a, b)
     rig.sim.resume()
     await eventually(lambda: rig.streams[a].fills >= 2, what=f"fills with an {key_type} key")
+
+
+async def test_check_subscription_subscribes_once_and_reports_a_refusal(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(accounts=1)
+    (a,) = names(rig)
+    creds = rig.sim.account(a)
+    good = SpotCredentials(creds.api_key, Signer.from_secret(creds.api_secret))
+    assert await check_subscription(a, good, rig.settings) == 0  # its own connection
+    wrong = SpotCredentials(creds.api_key, Signer.from_secret("not-the-secret"))
+    with pytest.raises(VenueError) as refused:
+        await check_subscription(a, wrong, rig.settings)
+    assert refused.value.is_auth and refused.value.code == -1022
 
 
 def test_credentials_repr_masks_the_key() -> None:

@@ -27,9 +27,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
 from fillstream.binance import VenueError
-from fillstream.binance.rest import BinanceVenue, WeightBudgets
+from fillstream.binance.rest import WeightBudgets
 from fillstream.binance.signing import Signer
-from fillstream.binance.spot import wsapi
 from fillstream.ledger import ConfigError, Market
 from fillstream.sidecar.clients import (
     connect_nats,
@@ -42,10 +41,9 @@ from fillstream.sidecar.config import AccountConfig, Config
 from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.storage.migrations import available
-from fillstream.stream.buffer import FrameBuffer
-from fillstream.stream.connection import CONNECT_ERRORS, open_socket
-from fillstream.stream.connection import Frame as QueuedFrame
-from fillstream.stream.wsapi_session import SessionClosedError, WsApiSession
+from fillstream.stream.connection import CONNECT_ERRORS
+from fillstream.stream.spot_subscribe import SpotCredentials, check_subscription
+from fillstream.stream.wsapi_session import SessionClosedError
 
 _TIMEOUT_S = 10.0
 _SKEW_WARN_MS = 1000  # Binance rejects timestamps > 1 s ahead of its clock (-1021)
@@ -256,7 +254,7 @@ async def _check_account(
             Finding(level, subject, f"REST {venue.rest_url} reachable, clock skew {skew:+d} ms")
         )
         if account.market is Market.SPOT:
-            found.append(await _check_subscription(account, venue, budgets, environ))
+            found.append(await _check_subscription(account, budgets, environ))
         else:
             try:
                 await asyncio.wait_for(venue.create_listen_key(), _TIMEOUT_S)
@@ -295,53 +293,23 @@ async def _check_account(
         await venue.aclose()
 
 
-class _Subscriber:
-    """The check's one account on its WS-API connection (events that arrive are dropped)."""
-
-    def __init__(self, account: str) -> None:
-        self.account = account
-        self.buffer: FrameBuffer[QueuedFrame | None] = FrameBuffer(10_000)
-
-    def on_subscription_ended(self, session: WsApiSession, reason: str) -> None:
-        return None
-
-
 async def _check_subscription(
-    account: AccountConfig,
-    venue: BinanceVenue,
-    budgets: WeightBudgets,
-    environ: Mapping[str, str] | None,
+    account: AccountConfig, budgets: WeightBudgets, environ: Mapping[str, str] | None
 ) -> Finding:
     """Spot: subscribe the key to its user data on the WS API, then unsubscribe."""
     subject = f"accounts[{account.name}]"
     settings = account.stream_settings
     url = mask_url(settings.ws_url)
     creds = account.credentials(environ)
-    signer = Signer.from_secret(creds.api_secret.reveal())
+    signer = Signer.from_secret(creds.api_secret.reveal())  # a secret or a PKCS#8 PEM
+    credentials = SpotCredentials(api_key=creds.api_key.reveal(), signer=signer)
     try:
-        socket = await asyncio.wait_for(open_socket(settings.ws_url, settings), _TIMEOUT_S)
-    except (*CONNECT_ERRORS, TimeoutError) as exc:
-        return Finding(Level.FAIL, subject, f"WS API {url} unreachable: {describe(exc, 200)}")
-    session = WsApiSession(0, socket, settings=settings, market=account.market.value,
-                           on_closed=lambda _session, _reason: None, budgets=budgets,
-                           url=settings.ws_url)  # fmt: skip
-    reader = asyncio.create_task(session.run(), name=f"check-wsapi-{account.name}")
-    try:
-        params = wsapi.subscribe_params(
-            creds.api_key.reveal(),
-            signer,
-            timestamp_ms=venue.now_ms(),
-            recv_window_ms=settings.recv_window_ms or None,
-        )
-        subscription = await session.subscribe(_Subscriber(account.name), params)
-        await session.unsubscribe(subscription)
+        async with asyncio.timeout(_TIMEOUT_S):
+            await check_subscription(account.name, credentials, settings, budgets=budgets)
     except VenueError as exc:
         return Finding(Level.FAIL, subject, f"WS API subscribe refused: {describe(exc, 200)}")
-    except (SessionClosedError, TimeoutError) as exc:
+    except (*CONNECT_ERRORS, SessionClosedError, TimeoutError) as exc:
         return Finding(Level.FAIL, subject, f"WS API {url}: no answer: {describe(exc, 200)}")
-    finally:
-        await session.close("check")
-        await reader
     return Finding(
         Level.OK, subject, f"WS API {url}: user data subscribed and unsubscribed ({signer.kind})"
     )

@@ -52,7 +52,8 @@ from fillstream.sidecar.service_metrics import ACCOUNT_RESTARTS, ACCOUNT_RUNNING
 from fillstream.sidecar.startup_order import StartupOrder
 from fillstream.storage import JetStreamPublisher, Ledger, OutboxRelay, PgCursorStore, PgOrderView
 from fillstream.stream import UserStream
-from fillstream.stream.spot_stream import SpotCredentials, SpotUserStream
+from fillstream.stream.spot_stream import SpotUserStream
+from fillstream.stream.spot_subscribe import SpotCredentials
 from fillstream.stream.wsapi_pool import WsApiPool
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ from nats.js.errors import NotFoundError
 
 from fillstream.binance import VenueError
 from fillstream.binance.rest import WeightBudgets
-from fillstream.binance.signing import Signer
 from fillstream.ledger import ConfigError, Market
 from fillstream.sidecar.clients import (
     connect_nats,
@@ -301,7 +300,7 @@ async def _check_subscription(
     settings = account.stream_settings
     url = mask_url(settings.ws_url)
     creds = account.credentials(environ)
-    signer = Signer.from_secret(creds.api_secret.reveal())  # a secret or a PKCS#8 PEM
+    signer = creds.signer()
     credentials = SpotCredentials(api_key=creds.api_key.reveal(), signer=signer)
     try:
         async with asyncio.timeout(_TIMEOUT_S):

@@ -32,7 +32,7 @@ import msgspec
 
 from fillstream.binance.coinm.events import COINM_EVENTS
 from fillstream.binance.endpoints import COINM_WS_PATH, REST_URLS, WS_URLS
-from fillstream.binance.signing import KeyKind
+from fillstream.binance.signing import KeyKind, Signer
 from fillstream.ledger.bounds import Range, out_of_range
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
@@ -425,6 +425,10 @@ class Credentials(msgspec.Struct, frozen=True):
     api_key: Secret
     api_secret: Secret
     key_type: KeyKind = KeyKind.HMAC
+
+    def signer(self) -> Signer:
+        """What signs this key's WS-API requests (spot subscriptions)."""
+        return Signer.from_secret(self.api_secret.reveal())
 
 
 class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

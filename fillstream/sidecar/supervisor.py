@@ -40,7 +40,6 @@ from nats.aio.client import Client as NatsClient
 from fillstream.binance import Venue, VenueError
 from fillstream.binance.rest import WeightBudgets
 from fillstream.binance.retry import Backoff, pacer
-from fillstream.binance.signing import Signer
 from fillstream.ledger import Gap, Market, StreamState
 from fillstream.reconcile import Reconciler
 from fillstream.sidecar.clients import create_venue
@@ -256,7 +255,7 @@ class AccountSupervisor:
         settings = account.stream_settings
         if account.market is Market.SPOT:
             creds = account.credentials(parts.environ)
-            signer = Signer.from_secret(creds.api_secret.reveal())  # a secret or a PKCS#8 PEM
+            signer = creds.signer()
             return SpotUserStream(
                 account.name,
                 venue,

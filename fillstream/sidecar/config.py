@@ -448,7 +448,7 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     api_private_key_pass_env: str | None = None  # the PEM's passphrase, when it is encrypted
     endpoints: Endpoints = Endpoints.MAINNET
     rest_url: str | None = None  # required with endpoints = "custom"; overrides otherwise
-    ws_url: str | None = None
+    ws_url: str | None = None  # futures: the stream base; spot: the WS-API endpoint itself
     symbols: tuple[str, ...] = ()  # always polled, in addition to those discovered
     enabled: bool = True
     # This account's [stream]/[reconcile] tables, overlaid on the top-level ones by load_config.
@@ -542,7 +542,9 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
         COIN-M (dstream) has no ``/private`` routing and no ``events=`` filter: its defaults are
         the ``path`` form on ``/ws`` (``<ws_url>/ws/<listenKey>``) and the COIN-M events; a
-        ``url_form`` or ``ws_path`` set away from the USDⓈ-M defaults is kept."""
+        ``url_form`` or ``ws_path`` set away from the USDⓈ-M defaults is kept. Spot has no
+        listenKey URL: ``ws_url`` is the WS-API endpoint the subscriptions are made on
+        (``wss://ws-api.binance.com:443/ws-api/v3``)."""
         base = self.stream if self.stream is not None else StreamSettings()
         settings = msgspec.structs.replace(base, ws_url=self.resolved_ws_url)
         if self.market is not Market.COINM:

@@ -87,6 +87,20 @@ FAULT_SCHEDULE: tuple[tuple[float, str, str, dict[str, Any]], ...] = (
 )
 
 
+def sim_config(seed: int, rate_per_s: float) -> SimConfig:
+    """The demo's venue: one account of each product (see the module docstring)."""
+    return SimConfig(
+        seed=seed,
+        accounts=FUTURES_ACCOUNTS,
+        coinm_accounts=COINM_ACCOUNTS,
+        coinm_symbols=COINM_SYMBOLS,
+        spot_accounts=SPOT_ACCOUNTS,
+        spot_symbols=SPOT_SYMBOLS,
+        spot_key_types=SPOT_KEY_TYPES,
+        rate=rate_per_s,
+    )
+
+
 def demo_config(
     dsn: str, nats_url: str, sim: Simulator, http_port: int
 ) -> tuple[Config, dict[str, str]]:
@@ -257,18 +271,7 @@ class _Demo:
         if self.log_file is not None:
             self.say(f"logs      {self.log_file}   (while the live view runs)")
         dsn, nats_url = await self._servers(base)
-        sim = Simulator(
-            SimConfig(
-                seed=opts.seed,
-                accounts=FUTURES_ACCOUNTS,
-                coinm_accounts=COINM_ACCOUNTS,
-                coinm_symbols=COINM_SYMBOLS,
-                spot_accounts=SPOT_ACCOUNTS,
-                spot_symbols=SPOT_SYMBOLS,
-                spot_key_types=SPOT_KEY_TYPES,
-                rate=opts.rate_per_s,
-            )
-        )
+        sim = Simulator(sim_config(opts.seed, opts.rate_per_s))
         await sim.start()
         self._cleanups.append(sim.aclose)
         sim.inject("alpha", "drop_rate", p=0.03)  # a steady trickle the stream never sees

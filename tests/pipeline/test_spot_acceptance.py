@@ -164,7 +164,7 @@ async def test_200_spot_accounts_on_4_sockets_with_faults(
             assert len(pool.sessions) == 4
             assert sorted(len(s.members) for s in pool.sessions.values()) == [50, 50, 50, 50]
             neighbour_of = {s.account: s.session for s in spot_streams(service, names)}
-            # Faults on a few accounts of each socket (and one socket cut for all its 50).
+            # Faults of the subscriptions of 30 accounts, and one socket cut for all its 50.
             for name in names[0:10]:
                 sim.inject(name, "drop", count=3)
             for name in names[50:60]:

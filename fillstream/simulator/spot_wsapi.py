@@ -6,7 +6,8 @@ Requests are JSON text frames ``{"id", "method", "params"}``; every answer is
 Methods: ``userDataStream.subscribe.signature`` (any key type; the signature covers every
 parameter but ``signature``, sorted by name, as ``k=v&...``), ``userDataStream.unsubscribe``
 (one ``subscriptionId``, or all), ``session.subscriptions``, ``session.status``, ``ping``,
-``time``; anything else is ``-1020``. Events go out one per text frame as
+``time``, and the logon flow (``session.logon`` with an Ed25519 key, ``userDataStream.subscribe``,
+``session.logout``); anything else is ``-1020``. Events go out one per text frame as
 ``{"subscriptionId": N, "event": {...}}``; ``serverShutdown`` without ``subscriptionId``.
 
 Every answer carries ``rateLimits`` (not with ``?returnRateLimits=false`` on the URL). Every
@@ -65,13 +66,16 @@ _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgT
 class ApiSubscription(Subscription):
     """One account's user-data subscription on a WS API connection."""
 
-    __slots__ = ("subscription_id",)
+    __slots__ = ("logon", "subscription_id")
 
-    def __init__(self, conn: Connection, account: str, subscription_id: int) -> None:
+    def __init__(
+        self, conn: Connection, account: str, subscription_id: int, *, logon: bool = False
+    ) -> None:
         super().__init__(
             conn, account, listen_key="", events=None, combined=False, alive=True, product=SPOT
         )
         self.subscription_id = subscription_id
+        self.logon = logon  # made by userDataStream.subscribe (session.logout ends it)
         self.prefix = b'{"subscriptionId":%d,"event":' % subscription_id
 
 
@@ -87,6 +91,7 @@ class Session:
         self.shutdown_at: float | None = None  # monotonic: close after a serverShutdown
         self.after: list[Callable[[], None]] = []  # run once the current answer is queued
         self.return_rate_limits = True  # ?returnRateLimits=false on the URL leaves them out
+        self.logon: tuple[Credentials, int] | None = None  # session.logon: (key, since ms)
 
 
 class Credentials(msgspec.Struct, frozen=True):
@@ -231,24 +236,49 @@ class WsApi:
         if method == "time":
             return {"serverTime": self._clock.server_ms()}
         if method == "userDataStream.subscribe.signature":
-            return self._subscribe(session, params)
+            return self._subscribe(session, self._authenticate(params).state.name)
+        if method in ("session.logon", "userDataStream.subscribe", "session.logout"):
+            return self._logon_method(session, method, params)
         if method == "userDataStream.unsubscribe":
             return self._unsubscribe(session, params)
         if method == "session.subscriptions":
             return [{"subscriptionId": i} for i in session.subs]
         if method == "session.status":
-            return {
-                "apiKey": None,
-                "authorizedSince": None,
-                "connectedSince": session.connected_ms,
-                "returnRateLimits": session.return_rate_limits,
-                "serverTime": self._clock.server_ms(),
-                "userDataStream": bool(session.subs),
-            }
+            return self._status(session)
         raise ApiError(400, -1020, "This operation is not supported.")
 
-    def _subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, int]:
-        account = self._authenticate(params)
+    def _status(self, session: Session) -> dict[str, object]:
+        logon = session.logon
+        return {
+            "apiKey": logon[0].state.account.api_key if logon else None,
+            "authorizedSince": logon[1] if logon else None,
+            "connectedSince": session.connected_ms,
+            "returnRateLimits": session.return_rate_limits,
+            "serverTime": self._clock.server_ms(),
+            "userDataStream": bool(session.subs),
+        }
+
+    def _logon_method(self, session: Session, method: str, params: dict[str, Any]) -> object:
+        """The logon flow (binance-wave2 §A.3): ``session.logon`` (Ed25519 keys only; again
+        switches the key), ``userDataStream.subscribe`` for the logged-on account, and
+        ``session.logout``, which ends only that subscription. ``-1002`` for another key
+        type or a subscribe without logon is our reading (the docs give no code)."""
+        if method == "session.logon":
+            known = self._authenticate(params)
+            if known.key.key_type != "ED25519":
+                raise ApiError(401, -1002, "Only Ed25519 keys are supported for this feature.")
+            session.logon = (known, self._clock.wall_ms())
+            return self._status(session)
+        if method == "userDataStream.subscribe":
+            if session.logon is None:
+                raise ApiError(401, -1002, "You are not authorized to execute this request.")
+            return self._subscribe(session, session.logon[0].state.name, logon=True)
+        ended = [s for s in session.subs.values() if s.logon]
+        session.logon = None
+        session.after = [functools.partial(self.terminate, session, sub) for sub in ended]
+        return self._status(session)
+
+    def _subscribe(self, session: Session, account: str, *, logon: bool = False) -> dict[str, int]:
         if any(s.account == account for s in session.subs.values()):
             raise ApiError(400, -2035, "User Data Stream subscription already active.")
         if len(session.subs) >= self._max_active:
@@ -257,11 +287,11 @@ class WsApi:
             raise ApiError(400, -2042, "Maximum subscription ID reached for this connection.")
         sub_id = session.next_id
         session.next_id += 1
-        sub = session.subs[sub_id] = ApiSubscription(session.conn, account, sub_id)
+        sub = session.subs[sub_id] = ApiSubscription(session.conn, account, sub_id, logon=logon)
         session.after = [lambda: self._hub.attach(sub)]  # events only after the answer
         return {"subscriptionId": sub_id}
 
-    def _authenticate(self, params: dict[str, Any]) -> str:
+    def _authenticate(self, params: dict[str, Any]) -> Credentials:
         """The account a signed request is for, or the venue's error."""
         for name in ("apiKey", "timestamp", "signature"):
             if params.get(name) in (None, ""):
@@ -284,7 +314,7 @@ class WsApi:
             known.key.valid(p, signature) for p in payloads
         ):
             raise ApiError(400, -1022, "Signature for this request is not valid.")
-        return account
+        return known
 
     def _refusals(self, account: str) -> None:
         """The ``refuse_ws`` and ``refuse_subscribe`` faults of ``account``."""

@@ -42,6 +42,7 @@ import aiohttp
 import msgspec
 from aiohttp import WSMsgType
 
+from fillstream.binance import VenueError
 from fillstream.binance.budget import Charge, WeightBudgets, request_weight
 from fillstream.binance.spot import wsapi
 from fillstream.binance.spot.wsapi import Frame, ParamValue
@@ -135,6 +136,8 @@ class WsApiSession:
         self._routes: dict[int, _Route] = {}
         self._retired: set[int] = set()  # ended subscriptions whose late frames are expected
         self._pending: dict[str, _Pending] = {}
+        self._abandoned: set[str] = set()  # subscribe requests given up before their answer
+        self._orphans: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self._on_closed = on_closed
         self._budgets = budgets
@@ -146,10 +149,6 @@ class WsApiSession:
     @property
     def done(self) -> bool:
         return self._done.is_set()
-
-    @property
-    def routes(self) -> Mapping[int, Member]:
-        return {sid: r.member for sid, r in self._routes.items()}
 
     def retire_due(self, now: float) -> bool:
         """Whether accounts should move off this connection (and none be placed on it): the
@@ -222,6 +221,10 @@ class WsApiSession:
             raise
         finally:
             self._pending.pop(request_id, None)
+            if method == wsapi.SUBSCRIBE and not future.done():
+                # Given up (timeout, cancelled): should the venue still say yes, that
+                # subscription has no account; it is ended as soon as its answer comes.
+                self._abandoned.add(request_id)
 
     async def subscribe(self, member: Member, params: Mapping[str, ParamValue]) -> int:
         """``userDataStream.subscribe.signature`` for ``member``; its subscription id. The
@@ -365,7 +368,12 @@ class WsApiSession:
         return self._routes.get(subscription_id)
 
     def _answer(self, frame: Frame) -> None:
-        pending = self._pending.get(str(frame.id))
+        request_id = str(frame.id)
+        pending = self._pending.get(request_id)
+        if pending is None and request_id in self._abandoned:
+            self._abandoned.discard(request_id)
+            self._end_orphan(frame)
+            return
         if pending is None or pending.future.done():
             self._unrouted("unknown_response", b"")
             return
@@ -375,6 +383,26 @@ class WsApiSession:
             except DECODE_ERRORS:
                 frame = Frame(id=frame.id, status=502, error=wsapi.ErrorBody(msg="bad result"))
         pending.future.set_result(frame)
+
+    def _end_orphan(self, frame: Frame) -> None:
+        """A subscribe answered after its caller gave up: unsubscribe it (its account has
+        subscribed again, or stopped), so the venue does not hold a second one for nothing."""
+        if frame.status != 200:
+            return
+        try:
+            sid = wsapi.SUBSCRIBE_RESULT.decode(frame.result).subscriptionId
+        except DECODE_ERRORS:
+            return
+        self.lifetime_subscriptions += 1
+        self._retired.add(sid)
+        log.warning("wsapi connection %d: late subscription %d ended", self.id, sid)
+        task = asyncio.get_running_loop().create_task(self._unsubscribe_quietly(sid))
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
+
+    async def _unsubscribe_quietly(self, sid: int) -> None:
+        with contextlib.suppress(VenueError, SessionClosedError, TimeoutError):
+            await self.unsubscribe(sid)
 
     def _migrate_all(self) -> None:
         self.retiring = True

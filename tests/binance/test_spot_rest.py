@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
 from fillstream.binance import VenueError
 from fillstream.binance.endpoints import SPOT_ENDPOINTS
@@ -71,9 +72,24 @@ async def test_rows_are_spot_rows_equal_to_the_ground_truth(
     assert {b.asset: b.free for b in info.balances} == {
         a: b["free"] for a, b in truth["balances"].items() if b["free"] != "0" or b["locked"] != "0"
     }
+    reads = _requests("s1", "exchangeInfo")
+    assert reads >= 1  # the start-up read, for the rate limits
     symbols = await venue.spot_symbols()
+    assert _requests("s1", "exchangeInfo") == reads  # the start-up read (rate limits) filled it
     assert set(sim.config.spot_symbols) <= symbols.keys()
     assert symbols["ETHBTC"].baseAsset == "ETH" and symbols["ETHBTC"].quoteAsset == "BTC"
+
+
+def _requests(account: str, endpoint: str) -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "fillstream_rest_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and sample.labels.get("account") == account
+        and sample.labels.get("endpoint") == endpoint
+    )
 
 
 async def test_windows_are_at_most_24_hours(venue: BinanceVenue) -> None:

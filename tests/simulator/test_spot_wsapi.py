@@ -211,7 +211,7 @@ async def test_signature_covers_recv_window_and_time_and_ping(
     assert (await client.request("ping"))["result"] == {}
     server = (await client.request("time"))["result"]["serverTime"]
     assert abs(server - time.time() * 1000) < 5000
-    unknown = await client.request("session.logon")
+    unknown = await client.request("order.place")
     assert unknown["error"]["code"] == -1020
     async with aiohttp.ClientSession() as http:
         url = spot_sim.ws_url + "/ws-api/v3?returnRateLimits=false"
@@ -282,3 +282,30 @@ async def test_amend_and_self_trade_prevention_reports(spot_sim: Simulator, conn
     rows = {o["orderId"]: o for o in spot_sim.ground_truth()["accounts"]["s1"]["orders"]}
     assert rows[first.order_id]["origQty"] == "0.40000000"
     assert rows[second.order_id]["status"] == "EXPIRED_IN_MATCH"
+
+
+async def test_logon_flow_with_an_ed25519_key(make_sim: SimFactory) -> None:
+    sim = await make_sim(accounts=(), spot_accounts=("ed", "mac"), spot_key_types={"ed": "ED25519"})
+    ed, mac = sim.account("ed"), sim.account("mac")
+    async with aiohttp.ClientSession() as http:
+        client = WsApiClient(await http.ws_connect(sim.ws_url + "/ws-api/v3"))
+        early = await client.request("userDataStream.subscribe")
+        assert (early["status"], early["error"]["code"]) == (401, -1002)
+        hmac_logon = await client.request("session.logon", signed(mac))
+        assert hmac_logon["error"]["code"] == -1002  # Ed25519 keys only
+        logon = await client.request("session.logon", signed(ed))
+        assert logon["result"]["apiKey"] == ed.api_key and logon["result"]["authorizedSince"]
+        assert (await client.request("userDataStream.subscribe"))["result"] == {"subscriptionId": 0}
+        assert (await client.subscribe(mac))["result"] == {"subscriptionId": 1}
+        again = await client.subscribe(ed)  # one subscription per account and connection
+        assert again["error"]["code"] == -2035
+        out = await client.request("session.logout")
+        assert out["result"]["apiKey"] is None
+        events = await client.wait_events(1)
+        assert events[0] == {
+            "subscriptionId": 0,
+            "event": {"e": "eventStreamTerminated", "E": events[0]["event"]["E"]},
+        }
+        subs = await client.request("session.subscriptions")
+        assert subs["result"] == [{"subscriptionId": 1}]  # .signature ones survive a logout
+        await client.close()

@@ -364,7 +364,9 @@ async def test_a_clock_behind_the_venue_is_resynced(make_rig: RigFactory) -> Non
 async def test_a_socket_that_answers_but_delivers_nothing_is_caught_by_rest(
     make_rig: RigFactory,
 ) -> None:
-    rig = await make_rig(accounts=1, settings={"stale_after_s": 1.0}, rate=20.0)
+    rig = await make_rig(
+        accounts=1, settings={"stale_after_s": 1.0, "stale_recheck_max_s": 1.0}, rate=20.0
+    )
     (a,) = names(rig)
     await rig.streaming(a)
     await rig.streams[a].aclose()

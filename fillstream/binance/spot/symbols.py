@@ -56,6 +56,7 @@ class SpotSymbols:
             log.warning("spot exchangeInfo: %s; keeping %d symbols", exc, len(self._symbols))
             return False
         self._symbols = {s.symbol: s for s in info.symbols}
+        self._read_at = self._clock()  # a read for the rate limits counts: no second one
         return True
 
     async def get(self, fetch: Callable[[], Awaitable[bytes]]) -> Mapping[str, SymbolInfo]:

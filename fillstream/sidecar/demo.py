@@ -381,10 +381,15 @@ def _row(label: str, *cells: object, note: str = "") -> str:
 
 def _account_rows(c: Comparison, account: str, f: AccountFigures) -> list[str]:
     t, p, j = (x.for_account(account) for x in (c.truth, c.postgres, c.jetstream))
-    return [
+    rows = [
         _row(f"{account} fills", len(t.fills), len(p.fills), len(j.fills)),
         # Spot has no positions, so nothing closes (docs/subjects.md): its row stays 0 0 0.
         _row(f"{account} closes", len(t.closes), len(p.closes), len(j.closes)),
+    ]
+    if account in SPOT_ACCOUNTS:  # its balance facts (<prefix>.balance.>) instead
+        rows.append(_row(f"{account} balance facts", None, len(p.balances), len(j.balances)))
+    return [
+        *rows,
         _row("  first seen: stream", None, f.stream),
         _row(
             "  first seen: REST",

@@ -103,10 +103,13 @@ def streaming(service: Service, names: Sequence[str]) -> int:
 
 
 def spot_truth(sim: Simulator, names: Sequence[str]) -> Tally:
-    """The simulator's spot fills of ``names``."""
+    """The simulator's spot facts of ``names``."""
     wanted = set(names)
     truth = truth_from_ledger(sim.ground_truth(market="spot"))
-    return Tally(fills=Counter({k: v for k, v in truth.fills.items() if _owner(k) in wanted}))
+    return Tally(
+        fills=Counter({k: v for k, v in truth.fills.items() if _owner(k) in wanted}),
+        balances=Counter({k: v for k, v in truth.balances.items() if _owner(k) in wanted}),
+    )
 
 
 def _owner(fill_id: str) -> str:
@@ -193,6 +196,7 @@ async def test_200_spot_accounts_on_4_sockets_with_faults(
             duplicates = sum(s.duplicates for s in spot_streams(service, names[50:60]))
     assert comparison.equal, comparison.problems()[:10]
     assert len(comparison.truth.fill_ids) > 200
+    assert len(comparison.postgres.balances) > 200  # balance facts: PostgreSQL = JetStream
     # Of the 30 duplicated events about a third are fills (the rest: new orders, balances):
     # they came, and were recognised as the copies they are.
     assert duplicates > 0

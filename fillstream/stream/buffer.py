@@ -45,6 +45,12 @@ class FrameBuffer(Generic[T]):
             await self._room.wait()
         self.put_nowait(item)
 
+    async def wait_below(self, size: int) -> None:
+        """Return once fewer than ``size`` items are queued (``size`` ≤ ``maxsize``)."""
+        while len(self._items) >= size:
+            self._room.clear()
+            await self._room.wait()
+
     async def take(self, limit: int) -> list[T]:
         """Wait for at least one item; remove and return up to ``limit`` of them, oldest first."""
         items = self._items

@@ -50,6 +50,7 @@ _RANGES: Final[dict[str, Range]] = {
     "recv_window_ms": (0, 60_000),
     "request_timeout_s": (0.1, 600.0),
     "silent_probe_s": (0.0, _DAY_S),
+    "backpressure_max_s": (0.1, 50.0),
 }
 
 
@@ -109,12 +110,16 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # the subscribe's recvWindow (0: not sent, Binance's 5,000 applies), how long a request may
     # wait for its answer, and a connection silent this long while it holds subscriptions asks
     # ``session.subscriptions`` (a lost answer closes it; a subscription missing is resubscribed);
-    # 0 turns the probe off. The 24 h cut is ``rotate_after_s``.
+    # 0 turns the probe off. The 24 h cut is ``rotate_after_s``. A spot account whose frame
+    # queue stays full this long (its sink is stuck) is cut off its shared connection (a gap,
+    # and a resubscribe once it drained) instead of pausing every neighbour's reader; under
+    # the venue's one-minute pong limit.
     accounts_per_connection: int = 50
     lifetime_subscriptions_max: int = 65_000
     recv_window_ms: int = 0
     request_timeout_s: float = 10.0
     silent_probe_s: float = 30.0
+    backpressure_max_s: float = 20.0
 
     def validate(self) -> StreamSettings:
         """Return self, or raise :class:`ConfigError` naming the bad field."""

@@ -68,6 +68,7 @@ _GAP_REASONS: Final = {
     "ping_timeout": "reconnect",
     "silent": "stale",
     "terminated": "subscription_terminated",
+    "overflow": "backpressure",
 }
 
 
@@ -293,7 +294,8 @@ class SpotUserStream:
         if session is not self.session:
             return  # the connection we are moving off: the move's gap covers it
         if reason != "migrate":
-            self.subscription_id = None
+            if reason != "overflow":  # cut off, the venue still holds it: unsubscribed later
+                self.subscription_id = None
             self.metrics.connected.set(0)
         self._signal(reason, session)
 
@@ -347,6 +349,9 @@ class SpotUserStream:
             self.metrics.reconnect(reason)
             self._outage_since_mono = time.monotonic()
             self.health.set_state(StreamState.RECOVERING, reason)
+            if reason == "overflow":
+                # Resubscribe once the queue has drained (half of it): the gap covers the rest.
+                await self.buffer.wait_below(max(1, self.settings.queue_max // 2))
 
     async def _drop_subscription(self, reason: str) -> WsApiSession | None:
         """Let go of the subscription that ``reason`` ended; the connection to avoid next."""
@@ -354,11 +359,11 @@ class SpotUserStream:
         self.session = self.subscription_id = None
         if old is None:
             return None
-        if reason == "stale":
-            # The venue still holds the subscription that delivers nothing: end it (a second
-            # one for the account there would be refused), and resubscribe elsewhere.
+        if reason in ("stale", "overflow"):
+            # The venue still holds the subscription (silent, or cut off for a stuck sink): end
+            # it (a second one for the account there would be refused).
             await self._leave(old, old_sid, timeout_s=self.settings.request_timeout_s)
-            return old
+            return old if reason == "stale" else None  # silent: resubscribe elsewhere
         if reason != "terminated" or old.done:
             # A terminated subscription keeps its place: it resubscribes on the same
             # connection, its neighbours untouched.

@@ -125,7 +125,7 @@ class WsApiPool:
         self.sessions[session.id] = session
         task = asyncio.create_task(session.run(), name=f"wsapi-reader-{session.id}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         log.info("wsapi connection %d open on %s", session.id, self.url)
         self._gauges()
         return session
@@ -156,7 +156,14 @@ class WsApiPool:
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        # The pool's tasks belong to no account's TaskGroup: a bug in one is logged here (its
+        # connection's accounts were told it closed), never left unretrieved.
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("wsapi task %s failed", task.get_name(), exc_info=exc)
 
     # ------------------------------------------------------------------ shared state
 

@@ -23,8 +23,11 @@ after ``silent_probe_s`` without a frame, ``session.subscriptions`` must be answ
 no longer lists is ended (its account resubscribes).
 
 Backpressure: a full account buffer pauses the reader (TCP pushes back on the venue), for every
-account of the connection; the frames are never dropped. A pause longer than a minute leaves
-pings unanswered and the venue closes the connection: every account resubscribes with a gap.
+account of the connection, up to ``backpressure_max_s``: a sink that is slow for everyone costs
+no frame. An account still full then is cut off (its frames from there on are dropped and
+counted, ``overflow``; it unsubscribes, waits until its queue drained, and resubscribes with a
+gap), so one stuck account never holds its neighbours, nor leaves pings unanswered for the
+venue's one minute.
 """
 
 from __future__ import annotations
@@ -354,12 +357,27 @@ class WsApiSession:
         self.stats.events += 1
         buffer = route.member.buffer
         item = (received_ns, self.id, event)
-        if buffer.full():
-            self.backpressured = True
-            await buffer.put(item)
-            self.backpressured = False
-        else:
+        if not buffer.full():
             buffer.put_nowait(item)
+            return
+        self.backpressured = True
+        try:
+            async with asyncio.timeout(self.settings.backpressure_max_s):
+                await buffer.put(item)
+        except TimeoutError:
+            # Its sink is stuck: cut this account off rather than keep every neighbour waiting
+            # (and past a minute unanswered pings would close the connection for all).
+            log.warning(
+                "wsapi connection %d: %s's queue full for %.1fs; its subscription is cut",
+                self.id,
+                route.member.account,
+                self.settings.backpressure_max_s,
+            )
+            self.drop_route(route.subscription_id)
+            self._unrouted("overflow", b"")
+            route.member.on_subscription_ended(self, "overflow")
+        finally:
+            self.backpressured = False
 
     def _route_of(self, subscription_id: int | None) -> _Route | None:
         if subscription_id is None:

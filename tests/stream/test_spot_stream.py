@@ -9,6 +9,7 @@ connection, each with a gap; frames for an unknown subscription are counted.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -22,7 +23,15 @@ from fillstream.binance import Venue, VenueError
 from fillstream.binance.budget import WeightBudgets
 from fillstream.binance.rest import BinanceVenue
 from fillstream.binance.signing import Signer
-from fillstream.ledger import Gap, Market, StreamState
+from fillstream.ledger import (
+    FillSink,
+    Gap,
+    IngestBatch,
+    IngestResult,
+    Market,
+    Position,
+    StreamState,
+)
 from fillstream.sidecar.stack import IngestStack
 from fillstream.simulator import SimConfig, Simulator
 from fillstream.stream import (
@@ -70,7 +79,12 @@ class SpotRig:
         self.gaps: dict[str, Gaps] = {}
 
     def add(
-        self, account: str, *, api_key: str | None = None, venue: Venue | None = None
+        self,
+        account: str,
+        *,
+        api_key: str | None = None,
+        venue: Venue | None = None,
+        sink: FillSink | None = None,
     ) -> SpotUserStream:
         creds = self.sim.account(account)
         secret = creds.private_key_pem or creds.api_secret
@@ -78,7 +92,7 @@ class SpotRig:
         stream = SpotUserStream(
             account,
             venue,
-            self.stack.pipeline,
+            sink or self.stack.pipeline,
             gaps,
             self.settings,
             credentials=SpotCredentials(api_key or creds.api_key, Signer.from_secret(secret)),
@@ -249,6 +263,58 @@ async def test_a_bad_key_leaves_its_49_socket_neighbours_streaming(make_rig: Rig
         what="fills on the neighbours",
     )
     assert all(rig.streams[x].state is StreamState.STREAMING for x in neighbours[1:])
+
+
+class StuckSink:
+    """The pipeline, except that one account's batches wait until released: its sink is stuck
+    (a poison batch, a lock), the fault a shared socket must not pass to the neighbours."""
+
+    def __init__(self, sink: FillSink, stuck: str) -> None:
+        self.sink = sink
+        self.stuck = stuck
+        self.released = asyncio.Event()
+
+    async def submit(self, batch: IngestBatch) -> IngestResult:
+        if batch.account == self.stuck:
+            await self.released.wait()
+        return await self.sink.submit(batch)
+
+    def positions(self, account: str, market: Market) -> Awaitable[list[Position]]:
+        return self.sink.positions(account, market)
+
+
+async def test_a_stuck_sink_is_cut_off_and_its_neighbour_streams_on(make_rig: RigFactory) -> None:
+    settings = {
+        "accounts_per_connection": 50,
+        "queue_max": 4,
+        "max_batch": 2,
+        "backpressure_max_s": 0.5,
+    }
+    rig = await make_rig(accounts=2, settings=settings, rate=20.0)
+    stuck, neighbour = names(rig)
+    for x in (stuck, neighbour):
+        await rig.streams[x].aclose()
+    sink = StuckSink(rig.stack.pipeline, stuck)
+    rig.add(stuck, sink=sink)
+    rig.add(neighbour, sink=sink)
+    await rig.streaming(stuck, neighbour)
+    rig.sim.resume()
+    await eventually(
+        lambda: (
+            sample("fillstream_wsapi_frames_unrouted_total", market="spot", reason="overflow") >= 1
+            and rig.streams[stuck].state is not StreamState.STREAMING
+        ),
+        what="the stuck account cut off",
+    )
+    fills = rig.streams[neighbour].fills
+    await eventually(lambda: rig.streams[neighbour].fills >= fills + 5, what="neighbour fills")
+    assert rig.streams[neighbour].state is StreamState.STREAMING
+    assert rig.gaps[neighbour].reasons() == ["start"]
+    sink.released.set()
+    await eventually(
+        lambda: "backpressure" in rig.gaps[stuck].reasons() and rig.streams[stuck].connected,
+        what="the stuck account back, with a gap",
+    )
 
 
 async def test_terminated_subscription_resubscribes_only_that_account(

@@ -133,12 +133,18 @@ class Sim:
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
 
+    def cli_args(self) -> list[str]:
+        """What ``fillstream sim`` is told besides the module: the accounts and their activity."""
+        args = self.args
+        return [
+            "--accounts", ",".join(self.accounts), "--rate", str(args.rate),
+            "--symbols", args.symbols, "--weight-limit", str(args.weight_limit),
+        ]  # fmt: skip
+
     async def __aenter__(self) -> Sim:
         args = self.args
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fillstream.simulator.cli",
-            "--accounts", ",".join(self.accounts), "--rate", str(args.rate),
-            "--symbols", args.symbols, "--weight-limit", str(args.weight_limit),
+            sys.executable, "-m", "fillstream.simulator.cli", *self.cli_args(),
             stdout=asyncio.subprocess.PIPE, limit=1 << 24,  # 500 accounts' keys: one long line
         )  # fmt: skip
         assert self.proc.stdout is not None

@@ -20,6 +20,16 @@
    :mod:`benchmarks.end_to_end`'s recording, replay venue and instrumented client (receipt =
    the reader's ``time.time_ns()`` stamp on the frame, ack = the relay's ``on_published``).
 
+3. **Spot** (``--spot``, alone): receive + decode per ``executionReport`` frame in its WS-API
+   envelope, after a ``userDataStream.subscribe.signature`` the replay server answers:
+   - ``fillstream``: our ``WsApiSession`` (its reader decodes the envelope once and routes the
+     event's bytes to the account's buffer) and the spot processor's side (batches taken from
+     the buffer, the two-stage decode; and the same plus ``parse`` to ``Fill``/``OrderUpdate``);
+   - ``stdlib json``: our socket + ``json.loads`` + dict access of the fill fields;
+   - ``python-binance``: its spot ``user_socket()`` (its WS-API client routes each envelope to
+     the socket's queue by ``subscriptionId``).
+   Written to ``benchmarks/results/stream_spot.json``.
+
 Prints a table and writes ``benchmarks/results/stream.json``. ``--quick`` shrinks every run.
 """
 
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -44,14 +55,21 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from fillstream.binance.products import EVENT_TYPES
+from fillstream.binance.spot import parse as spot_parse
+from fillstream.binance.spot.events import ExecutionReport
 from fillstream.binance.usdm.events import OrderTradeUpdate
 from fillstream.binance.usdm.parse import fill_from_order_update, order_update_from
 from fillstream.ledger import Gap, IngestBatch, IngestResult, Market, Position, StreamState
+from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings
-from fillstream.stream.connection import open_socket
+from fillstream.stream.connection import Frame as QueuedFrame
+from fillstream.stream.connection import Socket, open_socket
 from fillstream.stream.decode import FrameDecoder
+from fillstream.stream.wsapi_session import WsApiSession
 
 RESULTS = Path(__file__).parent / "results" / "stream.json"
+SPOT_RESULTS = Path(__file__).parent / "results" / "stream_spot.json"
 LISTEN_KEY = "benchListenKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
 
 _TEMPLATE = (
@@ -68,6 +86,25 @@ def frame_payload(n: int) -> bytes:
     """The n-th benchmark ORDER_TRADE_UPDATE (a fill), about 520 bytes like binance-facts §2.1."""
     now = 1789478401230 + n
     return _TEMPLATE.format(E=now + 4, T=now, i=812345678901 + n, t=6123456789 + n).encode()
+
+
+# A spot fill in its WS-API envelope, as binance-facts §5.3 shows it (trade ids per symbol).
+_SPOT_TEMPLATE = (
+    '{{"subscriptionId":0,"event":{{"e":"executionReport","E":{E},"s":"ETHBTC",'
+    '"c":"mUvoqJxFIILMdfAW5iGSOW","S":"BUY","o":"LIMIT","f":"GTC","q":"1.00000000",'
+    '"p":"0.10264410","P":"0.00000000","F":"0.00000000","g":-1,"C":"","x":"TRADE",'
+    '"X":"PARTIALLY_FILLED","r":"NONE","i":{i},"l":"0.40000000","z":"0.40000000",'
+    '"L":"0.10264410","n":"0.00040000","N":"ETH","T":{T},"t":{t},"I":{I},"w":true,"m":true,'
+    '"M":false,"O":{T},"Z":"0.04105764","Y":"0.04105764","Q":"0.00000000","W":{T},"V":"NONE"}}}}'
+)
+SPOT_SUBSCRIBE = "userDataStream.subscribe.signature"
+
+
+def spot_frame_payload(n: int) -> bytes:
+    """The n-th spot executionReport (a fill) in its WS-API envelope, about 530 bytes."""
+    now = 1789478401230 + n
+    fields = {"E": now + 1, "T": now, "i": 4293153 + n, "t": 12345 + n, "I": 8641984 + 2 * n}
+    return _SPOT_TEMPLATE.format(**fields).encode()
 
 
 def _ws_frame(payload: bytes) -> bytes:
@@ -100,7 +137,27 @@ async def _replay_server(count: int) -> None:
             pass
         return ws
 
+    spot_blob = b"".join(_ws_frame(spot_frame_payload(n)) for n in range(count))
+
+    async def ws_api(request: web.Request) -> web.WebSocketResponse:
+        """The spot WS API: the first request (the subscribe) is answered, then every frame is
+        written at once; later requests (an unsubscribe) get an empty result."""
+        ws = web.WebSocketResponse(compress=False, autoping=True)
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        first = True
+        async for msg in ws:
+            req = json.loads(msg.data)
+            result = {"subscriptionId": 0} if req.get("method") == SPOT_SUBSCRIBE else {}
+            await ws.send_str(json.dumps({"id": req.get("id"), "status": 200, "result": result}))
+            if first:
+                transport.write(spot_blob)
+                first = False
+        return ws
+
     app = web.Application()
+    app.router.add_get("/ws-api/v3", ws_api)
     for method in ("POST", "PUT", "DELETE"):
         app.router.add_route(method, "/fapi/v1/listenKey", listen_key)
     app.router.add_get("/private/ws", stream)
@@ -253,6 +310,139 @@ async def client_python_binance(server: ReplayServer) -> float:
         await client.close_connection()
 
 
+async def _spot_subscribed(server: ReplayServer) -> Socket:
+    """Our socket on the replay WS API, subscribed (its answer read): the frames follow."""
+    settings = StreamSettings(ws_url=server.ws_url)
+    socket = await open_socket(f"{server.ws_url}/ws-api/v3", settings)
+    request = {"id": "1", "method": SPOT_SUBSCRIBE, "params": {"apiKey": "bench-key"}}
+    await socket.ws.send_str(json.dumps(request))
+    await socket.ws.receive()
+    return socket
+
+
+class _SpotMember:
+    """The benchmark's one account on its WS-API session: its buffer holds every frame."""
+
+    def __init__(self, size: int) -> None:
+        self.account = "bench"
+        self.buffer: FrameBuffer[QueuedFrame | None] = FrameBuffer(size)
+
+    def on_subscription_ended(self, session: WsApiSession, reason: str) -> None:
+        return None
+
+
+async def client_spot_fillstream(server: ReplayServer, *, parse: bool) -> float:
+    """Our WS-API session (aiohttp, the envelope decoded once, each event's bytes routed to its
+    account's buffer) + the processor's side: batches of ``max_batch`` frames taken from the
+    buffer, the two-stage msgspec decode of the spot event (+ parse to Fill/OrderUpdate)."""
+    url = f"{server.ws_url}/ws-api/v3"
+    settings = StreamSettings(ws_url=url)
+    socket = await open_socket(url, settings)
+    session = WsApiSession(1, socket, settings=settings, market="spot",
+                           on_closed=lambda _session, _reason: None)  # fmt: skip
+    reader = asyncio.create_task(session.run())
+    member = _SpotMember(server.count + 10)
+    decoder = FrameDecoder(EVENT_TYPES[Market.SPOT])
+    taken: collections.deque[QueuedFrame | None] = collections.deque()
+    sink: list[object] = []
+
+    async def receive() -> None:
+        if not taken:
+            taken.extend(await member.buffer.take(settings.max_batch))
+        item = taken.popleft()
+        assert item is not None
+        received, _, raw = item
+        event = decoder.decode(raw)
+        if parse:
+            assert isinstance(event, ExecutionReport)
+            sink.append(spot_parse.stream_fill(event, "bench", received_at_ns=received))
+            sink.append(spot_parse.order_update(event, "bench", received_at_ns=received))
+            if len(sink) > 1000:
+                sink.clear()
+
+    try:
+        await session.subscribe(member, {"apiKey": "bench-key"})
+        return await _time_frames(server.count, receive)
+    finally:
+        await session.close("bench")
+        await reader
+
+
+async def client_spot_stdlib_json(server: ReplayServer) -> float:
+    """aiohttp + stdlib json + dict access of the spot fill fields (envelope unwrapped)."""
+    socket = await _spot_subscribed(server)
+    ws = socket.ws
+    sink: list[object] = []
+
+    async def receive() -> None:
+        e = json.loads((await ws.receive()).data)["event"]
+        sink.append((e["s"], e["t"], e["i"], e["L"], e["l"], e["n"], e["N"], e["Y"], e["m"]))
+        if len(sink) > 1000:
+            sink.clear()
+
+    try:
+        return await _time_frames(server.count, receive)
+    finally:
+        await socket.aclose(2.0)
+
+
+async def client_spot_python_binance(server: ReplayServer) -> float:
+    """python-binance's spot ``user_socket()``: ``userDataStream.subscribe.signature`` over its
+    WS-API client (signing, request/response, envelope routing to the socket's queue)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from binance import AsyncClient, BinanceSocketManager
+        from binance.ws.websocket_api import WebsocketAPI
+
+    client = AsyncClient("bench-key", "bench-secret")
+    client.ws_api = WebsocketAPI(url=f"{server.ws_url}/ws-api/v3")
+    manager = BinanceSocketManager(client, max_queue_size=server.count + 10)
+    socket = manager.user_socket()
+    sink: list[object] = []
+    try:
+        async with socket as stream:
+
+            async def receive() -> None:
+                e = await stream.recv()
+                sink.append(
+                    (e["s"], e["t"], e["i"], e["L"], e["l"], e["n"], e["N"], e["Y"], e["m"])
+                )
+                if len(sink) > 1000:
+                    sink.clear()
+
+            return await _time_frames(server.count, receive)
+    finally:
+        await client.close_connection()
+
+
+SPOT_BASELINE = "python-binance spot user_socket (WS API)"
+
+
+async def bench_spot_receive_decode(count: int, repeats: int) -> dict[str, Any]:
+    """Median µs per spot executionReport frame for each client, each on a fresh replay."""
+    clients: dict[str, Callable[[ReplayServer], Awaitable[float]]] = {
+        "fillstream (WS-API session + msgspec)": lambda s: client_spot_fillstream(s, parse=False),
+        "fillstream (+ parse to Fill/OrderUpdate)": lambda s: client_spot_fillstream(s, parse=True),
+        "stdlib json + dict access": client_spot_stdlib_json,
+        SPOT_BASELINE: client_spot_python_binance,
+    }
+    results: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(repeats):
+        for name, client in clients.items():
+            async with ReplayServer(count) as server:
+                results[name].append(await client(server) * 1e6)
+    medians = {name: sorted(v)[len(v) // 2] for name, v in results.items()}
+    baseline = medians[SPOT_BASELINE]
+    return {
+        "frames": count,
+        "repeats": repeats,
+        "frame_bytes": len(spot_frame_payload(0)),
+        "us_per_frame": medians,
+        "runs_us_per_frame": results,
+        "speedup_vs_python_binance": {name: baseline / us for name, us in medians.items()},
+    }
+
+
 async def bench_receive_decode(count: int, repeats: int) -> dict[str, Any]:
     """Median µs per frame for each client, each on a fresh replay of ``count`` frames."""
     clients: dict[str, Callable[[ReplayServer], Awaitable[float]]] = {
@@ -279,9 +469,9 @@ async def bench_receive_decode(count: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def _print_receive_decode(result: dict[str, Any]) -> None:
+def _print_receive_decode(result: dict[str, Any], what: str = "frame") -> None:
     print(
-        f"\nReceive + decode per frame, loopback, {result['frames']:,} frames of "
+        f"\nReceive + decode per {what}, loopback, {result['frames']:,} frames of "
         f"{result['frame_bytes']} B, median of {result['repeats']}"
     )
     print(f"  {'client':44} {'µs/frame':>9} {'x vs python-binance':>20}")
@@ -459,12 +649,22 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--frames", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-e2e", action="store_true", help="only the receive+decode part")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--spot", action="store_true", help="only the spot executionReport receive+decode part"
+    )
+    parser.add_argument("--output", type=Path, default=None, help="default results/stream.json")
     args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = SPOT_RESULTS if args.spot else RESULTS
     frames = 5_000 if args.quick else args.frames
     repeats = 1 if args.quick else args.repeats
     logging.basicConfig(level=logging.WARNING)
     report: dict[str, Any] = {"environment": _environment(), "command": " ".join(sys.argv)}
+    if args.spot:
+        report["spot_receive_decode"] = await bench_spot_receive_decode(frames, repeats)
+        _print_receive_decode(report["spot_receive_decode"], "spot executionReport frame")
+        _write(args.output, report)
+        return report
     report["receive_decode"] = await bench_receive_decode(frames, repeats)
     _print_receive_decode(report["receive_decode"])
     if not args.skip_e2e:
@@ -472,10 +672,14 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         print_stream_alone(report["stream_alone"])
         report["end_to_end"] = await bench_end_to_end(quick=args.quick)
         print_end_to_end(report["end_to_end"])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwritten: {args.output}")
+    _write(args.output, report)
     return report
+
+
+def _write(output: Path, report: dict[str, Any]) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwritten: {output}")
 
 
 if __name__ == "__main__":

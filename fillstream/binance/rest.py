@@ -295,7 +295,8 @@ class BinanceVenue:
         account: str,
         market: Market = Market.USDM,
         api_key: str,
-        api_secret: str,
+        api_secret: str | None,
+        private_key: str | None = None,
         rest_url: str | None = None,
         endpoints: str = "mainnet",
         budget: WeightBudgets,
@@ -308,6 +309,10 @@ class BinanceVenue:
     ) -> BinanceVenue:
         """Build the client, point it at ``rest_url`` (or the ``endpoints`` preset), measure the
         clock offset, and, unless the host's limit is configured, read it from exchangeInfo.
+
+        An HMAC key signs with ``api_secret``; an RSA or Ed25519 key with ``private_key``, an
+        unencrypted PEM (python-binance tells the two apart by its length: a PKCS#8 Ed25519 PEM
+        is 118 characters, an RSA one far longer), and ``api_secret`` is then None.
 
         ``max_wait_s`` bounds how long one call waits out a 429 pause or 418 ban of the host
         (None: unbounded); beyond it the call raises a local 429/418 :class:`VenueError` without
@@ -323,6 +328,7 @@ class BinanceVenue:
         client = AsyncClient(
             api_key,
             api_secret,
+            private_key=private_key,
             session_params={"trace_configs": [trace]},
         )
         prefix = PREFIX[market]

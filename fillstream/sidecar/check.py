@@ -7,7 +7,10 @@ JetStream on, the stream's duplicate window), and for each enabled account its R
 access: a key that can trade or withdraw is reported as a warning.
 
 The listenKey is created (POST is idempotent: it returns the account's active key) and never
-deleted, so checking a config next to a running service does not cut its stream.
+deleted, so checking a config next to a running service does not cut its stream. A spot account
+has no listenKey: its key subscribes once on a WS-API connection of its own
+(``userDataStream.subscribe.signature``, signed as the service signs it) and unsubscribes again;
+a service running beside it keeps its own subscription on its own connection.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from fillstream.sidecar.config import AccountConfig, Config
 from fillstream.sidecar.errors import Unreachable, describe
 from fillstream.sidecar.secrets import mask_url, scrub
 from fillstream.storage.migrations import available
+from fillstream.stream.connection import CONNECT_ERRORS
+from fillstream.stream.spot_subscribe import SpotCredentials, check_subscription
+from fillstream.stream.wsapi_session import SessionClosedError
 
 _TIMEOUT_S = 10.0
 _SKEW_WARN_MS = 1000  # Binance rejects timestamps > 1 s ahead of its clock (-1021)
@@ -246,7 +252,9 @@ async def _check_account(
         found.append(
             Finding(level, subject, f"REST {venue.rest_url} reachable, clock skew {skew:+d} ms")
         )
-        if account.market is not Market.SPOT:
+        if account.market is Market.SPOT:
+            found.append(await _check_subscription(account, budgets, environ))
+        else:
             try:
                 await asyncio.wait_for(venue.create_listen_key(), _TIMEOUT_S)
                 found.append(Finding(Level.OK, subject, "listenKey obtained"))
@@ -282,6 +290,28 @@ async def _check_account(
         return found
     finally:
         await venue.aclose()
+
+
+async def _check_subscription(
+    account: AccountConfig, budgets: WeightBudgets, environ: Mapping[str, str] | None
+) -> Finding:
+    """Spot: subscribe the key to its user data on the WS API, then unsubscribe."""
+    subject = f"accounts[{account.name}]"
+    settings = account.stream_settings
+    url = mask_url(settings.ws_url)
+    creds = account.credentials(environ)
+    signer = creds.signer()
+    credentials = SpotCredentials(api_key=creds.api_key.reveal(), signer=signer)
+    try:
+        async with asyncio.timeout(_TIMEOUT_S):
+            await check_subscription(account.name, credentials, settings, budgets=budgets)
+    except VenueError as exc:
+        return Finding(Level.FAIL, subject, f"WS API subscribe refused: {describe(exc, 200)}")
+    except (*CONNECT_ERRORS, SessionClosedError, TimeoutError) as exc:
+        return Finding(Level.FAIL, subject, f"WS API {url}: no answer: {describe(exc, 200)}")
+    return Finding(
+        Level.OK, subject, f"WS API {url}: user data subscribed and unsubscribed ({signer.kind})"
+    )
 
 
 def print_findings(findings: list[Finding], out: IO[str]) -> None:

@@ -16,6 +16,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from fillstream.binance.rest import BinanceVenue, WeightBudgets
+from fillstream.binance.signing import KeyKind
 from fillstream.ledger.errors import ConfigError
 from fillstream.sidecar.config import AccountConfig, Config, nats_tls_context
 from fillstream.sidecar.errors import Unreachable, describe
@@ -286,7 +287,8 @@ async def create_venue(
         account=account.name,
         market=account.market,
         api_key=creds.api_key.reveal(),
-        api_secret=creds.api_secret.reveal(),
+        api_secret=creds.api_secret.reveal() if creds.key_type is KeyKind.HMAC else None,
+        private_key=None if creds.key_type is KeyKind.HMAC else creds.api_secret.reveal(),
         rest_url=account.resolved_rest_url,
         budget=budgets,
         recv_window_ms=rest.recv_window_ms,

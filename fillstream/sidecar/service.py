@@ -17,7 +17,8 @@ Shutdown (when ``stop`` is set, e.g. SIGTERM/SIGINT), within ``service.shutdown_
    pipeline and deletes its listenKey; the reconcilers stop;
 2. flush ingest: the pipeline commits what is queued;
 3. drain the outbox until the deadline (what is left is published at the next start);
-4. close the HTTP server, the NATS connection and the PostgreSQL pool.
+4. close the spot accounts' shared WS-API connections, the HTTP server, the NATS connection
+   and the PostgreSQL pool.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from fillstream.sidecar.runtime import tune_gc
 from fillstream.sidecar.secrets import scrub
 from fillstream.sidecar.service_metrics import SHUTDOWN_OUTBOX_LEFT
 from fillstream.sidecar.stack import IngestStack, build_stack
-from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts
+from fillstream.sidecar.supervisor import AccountSupervisor, SharedParts, SpotPools
 from fillstream.storage.fence import Fences
 from fillstream.storage.leases import LeaseStore
 from fillstream.storage.relay import ROW_ACCOUNT
@@ -138,6 +139,7 @@ class Service:
 
     def _shared_parts(self, stack: IngestStack) -> SharedParts:
         """What every account shares: the stack (built by :func:`build_stack`) and the budgets."""
+        budgets = weight_budgets(self.config)
         return SharedParts(
             config=self.config,
             environ=self._environ,
@@ -147,7 +149,8 @@ class Service:
             relay=stack.relay,
             ledger=stack.ledger,
             pipeline=stack.pipeline,
-            budgets=weight_budgets(self.config),
+            budgets=budgets,
+            spot_pools=SpotPools(self.config, budgets),
         )
 
     async def _open_ownership(self, parts: SharedParts) -> Ownership:
@@ -263,7 +266,9 @@ class Service:
                     "outbox not drained by the deadline; published at next start",
                     extra={"outbox_left": left},
                 )
-        # 4. close.
+        # 4. close (the spot accounts unsubscribed in step 1: their shared sockets go now).
+        if self._parts is not None:
+            await self._parts.spot_pools.aclose(max(0.1, deadline - time.monotonic()))
         if self._http is not None:
             await self._http.aclose()
         if stack is not None:

@@ -13,6 +13,10 @@ account was down is backfilled.
 At process start the supervisors report to one :class:`StartupOrder`: every account's socket
 first, then every gap, then the start-up reconciles (see :mod:`.startup_order`).
 
+A spot account's stream is a :class:`~fillstream.stream.SpotUserStream`: a subscription on one
+of the WS-API connections every spot account of its endpoint shares (:class:`SpotPools`, built
+once by the service); its reconciler is the same as a futures account's, on the spot venue.
+
 With replicas (:mod:`.ownership`), an account taken over from another process starts with a
 ``takeover`` gap from its last committed fill, and its stream never deletes the listenKey it
 shares with the other processes: only a clean shutdown that sees no other replica alive sets
@@ -36,7 +40,7 @@ from nats.aio.client import Client as NatsClient
 from fillstream.binance import Venue, VenueError
 from fillstream.binance.rest import WeightBudgets
 from fillstream.binance.retry import Backoff, pacer
-from fillstream.ledger import Gap, StreamState
+from fillstream.ledger import Gap, Market, StreamState
 from fillstream.reconcile import Reconciler
 from fillstream.sidecar.clients import create_venue
 from fillstream.sidecar.config import AccountConfig, Config
@@ -47,10 +51,45 @@ from fillstream.sidecar.service_metrics import ACCOUNT_RESTARTS, ACCOUNT_RUNNING
 from fillstream.sidecar.startup_order import StartupOrder
 from fillstream.storage import JetStreamPublisher, Ledger, OutboxRelay, PgCursorStore, PgOrderView
 from fillstream.stream import UserStream
+from fillstream.stream.spot_stream import SpotUserStream
+from fillstream.stream.spot_subscribe import SpotCredentials
+from fillstream.stream.wsapi_pool import WsApiPool
 
 log = logging.getLogger(__name__)
 
 _RESTARTS: Final = pacer("account.restart")
+
+
+class SpotPools:
+    """The process's WS-API connection pools, one per WS-API URL: every spot account of one
+    endpoint shares its connections, ``[spot] accounts_per_connection`` on each, with the
+    top-level ``[stream]`` timers (per-account stream tables do not change a shared socket).
+    Their weight is charged to ``budgets``, the pool spot REST draws on too."""
+
+    def __init__(self, config: Config, budgets: WeightBudgets) -> None:
+        self._settings = msgspec.structs.replace(
+            config.stream, accounts_per_connection=config.spot.accounts_per_connection
+        )
+        self._budgets = budgets
+        self._pools: dict[str, WsApiPool] = {}
+
+    def pool(self, url: str) -> WsApiPool:
+        """The pool of the WS-API endpoint ``url`` (made on first use)."""
+        found = self._pools.get(url)
+        if found is None:
+            settings = msgspec.structs.replace(self._settings, ws_url=url)
+            found = self._pools[url] = WsApiPool(
+                url, settings, market=Market.SPOT.value, budgets=self._budgets
+            )
+        return found
+
+    def pools(self) -> list[WsApiPool]:
+        """Every pool made so far (one per WS-API endpoint in use)."""
+        return list(self._pools.values())
+
+    async def aclose(self, timeout_s: float) -> None:
+        """Close every connection (after the accounts unsubscribed), within ``timeout_s``."""
+        await asyncio.gather(*(p.aclose(timeout_s) for p in self._pools.values()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +105,7 @@ class SharedParts:
     ledger: Ledger
     pipeline: Pipeline
     budgets: WeightBudgets
+    spot_pools: SpotPools
     startup: StartupOrder = field(default_factory=StartupOrder)
 
 
@@ -88,7 +128,7 @@ class AccountSupervisor:
         self.delete_listen_key = False
         self.restarts = 0
         self.last_error: str | None = None
-        self.stream: UserStream | None = None
+        self.stream: UserStream | SpotUserStream | None = None
         self.reconciler: Reconciler | None = None
         self._stop = asyncio.Event()
         self._deadline = 0.0
@@ -154,7 +194,9 @@ class AccountSupervisor:
         finally:
             self.parts.startup.leave(self.account.name)
 
-    async def _report_startup(self, stream: UserStream, reconciler: Reconciler) -> None:
+    async def _report_startup(
+        self, stream: UserStream | SpotUserStream, reconciler: Reconciler
+    ) -> None:
         """Tell the start-up order when this account's socket, then its first gap, went."""
         order, name = self.parts.startup, self.account.name
         await stream.attempted.wait()
@@ -180,18 +222,7 @@ class AccountSupervisor:
                 index=PgFillIndex(parts.pool),
                 settings=account.reconcile_settings,
             )
-            settings = account.stream_settings
-            if self.replica:  # the stream never deletes the key other processes share
-                settings = msgspec.structs.replace(settings, delete_key_on_shutdown=False)
-            stream = UserStream(
-                account.name,
-                venue,
-                parts.pipeline,
-                reconciler,
-                settings,
-                status=parts.pipeline,
-                market=account.market,
-            )
+            stream = self._stream(venue, reconciler)
             self._takeover_gap(reconciler)
             self.reconciler, self.stream = reconciler, stream
             parts.startup.attach(account.name, reconciler)
@@ -217,6 +248,36 @@ class AccountSupervisor:
                 self.reconciler, self.stream = None, None
         finally:
             await venue.aclose()
+
+    def _stream(self, venue: Venue, reconciler: Reconciler) -> UserStream | SpotUserStream:
+        """The account's user stream: a WS-API subscription (spot) or a listenKey socket."""
+        parts, account = self.parts, self.account
+        settings = account.stream_settings
+        if account.market is Market.SPOT:
+            creds = account.credentials(parts.environ)
+            signer = creds.signer()
+            return SpotUserStream(
+                account.name,
+                venue,
+                parts.pipeline,
+                reconciler,
+                settings,
+                credentials=SpotCredentials(api_key=creds.api_key.reveal(), signer=signer),
+                status=parts.pipeline,
+                market=account.market,
+                pool=parts.spot_pools.pool(settings.ws_url),
+            )
+        if self.replica:  # the stream never deletes the key other processes share
+            settings = msgspec.structs.replace(settings, delete_key_on_shutdown=False)
+        return UserStream(
+            account.name,
+            venue,
+            parts.pipeline,
+            reconciler,
+            settings,
+            status=parts.pipeline,
+            market=account.market,
+        )
 
     def _takeover_gap(self, reconciler: Reconciler) -> None:
         """Taken over from another process: backfill from its last committed fill, like after
@@ -271,8 +332,20 @@ class AccountSupervisor:
                 "frames": stream.frames,
                 "fills": stream.fills,
                 "duplicates": stream.duplicates,
+                **_subscription(stream),
             },
             "last_reconcile": None
             if reconciler is None or reconciler.last_run is None
             else msgspec.to_builtins(reconciler.last_run),
         }
+
+
+def _subscription(stream: UserStream | SpotUserStream) -> dict[str, int | None]:
+    """A spot account's place on the shared WS-API connections (which neighbours it has)."""
+    if not isinstance(stream, SpotUserStream):
+        return {}
+    session = stream.session
+    return {
+        "ws_api_connection": None if session is None else session.id,
+        "subscription_id": stream.subscription_id,
+    }

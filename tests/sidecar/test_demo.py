@@ -27,7 +27,7 @@ from tests.sidecar.harness import run_cli
 
 CLEAR = "\x1b[H\x1b[2J"
 FOOTER = "alpha drops 3% of its events all along; Ctrl-C stops everything cleanly"
-ACCOUNTS = ("alpha", "beta")
+ACCOUNTS = ("alpha", "beta", "gamma")
 # A log line in either format (text on a TTY, JSON otherwise), or Python's own noise.
 LOG_LINE = re.compile(
     r"^(\d\d:\d\d:\d\d\.\d{3} +(DEBUG|INFO|WARNING|ERROR|CRITICAL)|\{\"ts\"|Traceback|"

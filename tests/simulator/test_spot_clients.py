@@ -3,7 +3,8 @@
 python-binance 1.0.37: ``AsyncClient`` with ``API_URL = <rest_url>/api`` (construct it;
 ``create()`` pings production) and its WS API (``client.ws_api``) pointed at
 ``<ws_url>/ws-api/v3``, which its ``user_socket()`` subscribes on with
-``userDataStream.subscribe.signature``. ccxt's ``binance`` with ``urls["api"]["public"]`` and
+``userDataStream.subscribe.signature``; ccxt.pro's ``binance`` does the same on
+``urls["api"]["ws"]["ws-api"]["spot"]``. ccxt's ``binance`` with ``urls["api"]["public"]`` and
 ``["private"]`` at ``<rest_url>/api/v3`` (every other base pointed at the simulator too, where
 it 404s) and ``fetchCurrencies``/``fetchMargins`` off (they call ``/sapi``).
 """
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
+import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
 import pytest
 
 with warnings.catch_warnings():
@@ -116,10 +118,9 @@ async def test_python_binance_user_socket_over_the_ws_api(
     ]
 
 
-@pytest.fixture
-async def ccxt_client(sim: Simulator) -> AsyncIterator[Any]:
+def _ccxt(sim: Simulator, make: Any) -> Any:
     acct = sim.account("hmac")
-    exchange = ccxt_async.binance(
+    exchange = make(
         {
             "apiKey": acct.api_key,
             "secret": acct.api_secret,
@@ -132,8 +133,25 @@ async def ccxt_client(sim: Simulator) -> AsyncIterator[Any]:
         }
     )
     for base in list(exchange.urls["api"]):
-        exchange.urls["api"][base] = f"{sim.rest_url}/not-simulated/{base}"
+        if base != "ws":
+            exchange.urls["api"][base] = f"{sim.rest_url}/not-simulated/{base}"
     exchange.urls["api"]["public"] = exchange.urls["api"]["private"] = sim.rest_url + "/api/v3"
+    return exchange
+
+
+@pytest.fixture
+async def ccxt_client(sim: Simulator) -> AsyncIterator[Any]:
+    exchange = _ccxt(sim, ccxt_async.binance)
+    yield exchange
+    await exchange.close()
+
+
+@pytest.fixture
+async def ccxt_pro_client(sim: Simulator) -> AsyncIterator[Any]:
+    """ccxt.pro's binance: spot user data over ``userDataStream.subscribe.signature`` on the
+    ``ws-api`` URL (every other WebSocket base left unused)."""
+    exchange = _ccxt(sim, ccxt_pro.binance)
+    exchange.urls["api"]["ws"]["ws-api"]["spot"] = sim.ws_url + "/ws-api/v3"
     yield exchange
     await exchange.close()
 
@@ -151,3 +169,24 @@ async def test_ccxt_agrees(sim: Simulator, ccxt_client: Any) -> None:
         ]
         orders = await ccxt_client.fetch_orders(unified)
         assert [o["info"] for o in orders] == _orders(sim, "hmac", symbol)
+
+
+async def test_ccxt_pro_watch_my_trades_over_the_ws_api(
+    sim: Simulator, ccxt_pro_client: Any
+) -> None:
+    await ccxt_pro_client.load_markets()
+    await ccxt_pro_client.authenticate({"type": "spot"})  # the subscription, acknowledged
+    before = len(_truth(sim, "hmac")["fills"])
+    await sim.spot_trade("hmac", "ETHUSDT", "BUY", "0.05", parts=2)
+    fills = _truth(sim, "hmac")["fills"][before:]
+    assert len(fills) == 2
+    seen: dict[str, Any] = {}
+    while len(seen) < len(fills):
+        for trade in await asyncio.wait_for(ccxt_pro_client.watch_my_trades("ETH/USDT"), 5):
+            seen[trade["id"]] = trade
+    infos = [t["info"] for t in seen.values()]  # the executionReports as received
+    assert [(i["s"], i["t"], i["l"], i["L"], i["n"], i["N"]) for i in infos] == [
+        (f["symbol"], f["id"], f["qty"], f["price"], f["commission"], f["commissionAsset"])
+        for f in fills
+    ]
+    assert [t["id"] for t in seen.values()] == [str(f["id"]) for f in fills]

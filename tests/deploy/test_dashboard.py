@@ -29,6 +29,7 @@ REQUIRED_METRICS = {
     "outbox pending": "fillstream_outbox_pending",
     "closes by reason": "fillstream_closes_total",
     "spot balance facts": "fillstream_balance_changes_total",
+    "spot WS-API subscriptions": "fillstream_wsapi_subscriptions",
 }
 
 

@@ -36,7 +36,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Final
+from collections.abc import Coroutine
+from typing import Any, Final
 
 from fillstream.binance import Venue, VenueError
 from fillstream.binance.products import EVENT_TYPES
@@ -50,23 +51,17 @@ from fillstream.ledger import (
     StatusSink,
     StreamState,
 )
-from fillstream.stream.activity import AccountActivity
-from fillstream.stream.backoff import Backoff, pacer
+from fillstream.stream.backoff import Backoff
 from fillstream.stream.config import StreamSettings, mask_url
 from fillstream.stream.connection import CONNECT_ERRORS, Connection, open_socket
+from fillstream.stream.core import DEDUP_TAIL_NS, StreamCore
 from fillstream.stream.decode import FrameDecoder
-from fillstream.stream.evidence import DropEvidence
-from fillstream.stream.health import StreamHealth, now_ms
+from fillstream.stream.health import now_ms
 from fillstream.stream.listen_key import AuthFailedError, KeepaliveOutcome, ListenKeyManager
-from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.processor import Processor
 from fillstream.stream.watchdog import SilenceProbe, StalenessWatchdog
 
 log = logging.getLogger("fillstream.stream")
-
-_DEDUP_TAIL_NS: Final = 5_000_000_000  # a lagging new socket may repeat the old one's last events
-
-_CONNECTS: Final = pacer("stream.connect")
 
 _GAP_REASONS: Final = {
     "disconnect": "reconnect",
@@ -79,13 +74,16 @@ _GAP_REASONS: Final = {
 }
 
 
-class UserStream:
+class UserStream(StreamCore):
     """The user-data stream of one account (see module docstring).
 
     ``run()`` runs until :meth:`aclose` (usable inside a TaskGroup); ``start()`` runs it in a task
     of its own. ``aclose(deadline_s)`` is idempotent: it stops reading, flushes queued frames into
     the sink, and deletes the listenKey unless ``delete_key_on_shutdown`` is off.
     """
+
+    _what = "user stream"
+    _prefix = "stream"
 
     def __init__(
         self,
@@ -99,23 +97,10 @@ class UserStream:
         market: Market | None = None,
         decoder: FrameDecoder | None = None,
     ) -> None:
-        self.account = account
-        self.market = market or venue.market
-        self.settings = (settings or StreamSettings()).validate()
-        self.metrics = StreamMetrics(account, self.market.value)
-        self.activity = AccountActivity()
+        super().__init__(account, market or venue.market, gaps, settings, status)
         self._keys = ListenKeyManager(venue, account, self.settings, self.metrics)
         self._watchdog = StalenessWatchdog(venue, self.activity, self.settings)
         self._probe = SilenceProbe(self.activity, self.settings)
-        self.evidence = DropEvidence(
-            account,
-            self.market,
-            self.activity,
-            wait_s=self.settings.drop_evidence_wait_s,
-            on_gap=gaps.on_gap,
-            metrics=self.metrics,
-            backlog=lambda: len(self.processor.buffer),
-        )
         self.processor = Processor(
             account,
             self.market,
@@ -128,86 +113,25 @@ class UserStream:
             evidence=self.evidence,
             contract_size=venue.contract_size,
         )
-        self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
         # Connections: the current one, plus the old one during a make-before-break overlap.
         self._conns: dict[int, Connection] = {}
         self._current: Connection | None = None
         self._next_conn_id = 1
-        self._live_since_ms = 0
-        self._live_since_mono = time.monotonic()
         self._rotating = False
         self._rotation_retry_at = 0.0
-        self._verifying: asyncio.Task[None] | None = None
         self._probing: asyncio.Task[None] | None = None
-        # Data watermark, for gap windows and staleness.
-        self._started_ms = now_ms()
-        self._started_mono = time.monotonic()
-        self._outage_since_mono: float | None = None
-        # Trouble: the first reason wins until the supervisor takes it.
-        self._trouble = asyncio.Event()
-        self._trouble_reason: str | None = None
-        self._closing = asyncio.Event()
-        self._done = asyncio.Event()
-        # Set once the first connect attempt has ended (live, failed or refused): start-up
-        # ordering across accounts waits for it.
-        self.attempted = asyncio.Event()
-        self._deadline_mono = 0.0
-        self._running = False
-        self._task: asyncio.Task[None] | None = None
-        self._processor_task: asyncio.Task[None] | None = None
-        self._tg: asyncio.TaskGroup | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        """Run the stream in a task of its own (see :meth:`run`)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"user-stream-{self.account}")
+    def _loops(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return {
+            "supervisor": self._supervise(),
+            "keepalive": self._keepalive(),
+            "ticker": self._tick(),
+        }
 
-    async def run(self) -> None:
-        """Stream until :meth:`aclose`; raises only on a bug (venue trouble is handled)."""
-        if self._running:
-            raise RuntimeError(f"user stream {self.account} is already running")
-        self._running = True
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                self._processor_task = tg.create_task(self.processor.run(), name="stream-processor")
-                background = [
-                    tg.create_task(self._supervise(), name="stream-supervisor"),
-                    tg.create_task(self._keepalive(), name="stream-keepalive"),
-                    tg.create_task(self._tick(), name="stream-ticker"),
-                ]
-                await self._closing.wait()
-                background.extend(t for t in (self._verifying, self._probing) if t is not None)
-                for task in background:
-                    task.cancel()
-                # Let them finish first: a supervisor cancelled just after a handshake has
-                # registered a socket that must be closed below, not left reading forever.
-                await asyncio.wait(background)
-                await self._shutdown()
-                self.evidence.aclose()
-            await self._release_key()
-            self._set_state(StreamState.STOPPED, "shutdown")
-        finally:
-            self._done.set()
-
-    async def aclose(self, deadline_s: float = 10.0) -> None:
-        """Stop reading, flush queued frames into the sink, delete the listenKey (unless
-        configured not to); give up waiting after ``deadline_s``. Idempotent."""
-        if not self._closing.is_set():
-            self._deadline_mono = time.monotonic() + deadline_s
-            self._closing.set()
-            self._trouble.set()  # wakes the supervisor even if its cancellation were lost
-        if self._task is not None:
-            await self._task
-        elif self._running:
-            await self._done.wait()
-        else:
-            self._set_state(StreamState.STOPPED, "shutdown")
-
-    def _remaining_s(self) -> float:
-        return max(0.0, self._deadline_mono - time.monotonic())
+    def _helpers(self) -> tuple[asyncio.Task[None] | None, ...]:
+        return (self._verifying, self._probing)
 
     async def _shutdown(self) -> None:
         self._current = None
@@ -217,22 +141,9 @@ class UserStream:
                     await conn.close("shutdown")
             except TimeoutError:
                 conn.abandon()
-        processor = self._processor_task
-        assert processor is not None
-        try:
-            async with asyncio.timeout(self._remaining_s()):
-                await self.processor.finish()
-                await asyncio.shield(processor)
-        except TimeoutError:
-            log.warning(
-                "%s: shutdown deadline passed with %d frames unprocessed; the start-up gap of the "
-                "next run covers them",
-                self.account,
-                self.processor.backlog,
-            )
-            processor.cancel()
+        await self._finish_processor()
 
-    async def _release_key(self) -> None:
+    async def _after_shutdown(self) -> None:
         try:
             async with asyncio.timeout(max(self._remaining_s(), 1.0)):
                 await self._keys.release()
@@ -254,64 +165,10 @@ class UserStream:
         return self._keys.key
 
     @property
-    def backlog(self) -> int:
-        """Frames received and events decoded that the sink has not been handed yet."""
-        return self.processor.backlog
-
-    @property
-    def frames(self) -> int:
-        """Frames received (every kind)."""
-        return self.processor.frames
-
-    @property
-    def fills(self) -> int:
-        """Fills handed to the sink (after dedup)."""
-        return self.processor.fills
-
-    @property
-    def duplicates(self) -> int:
-        """Events dropped as duplicates."""
-        return self.processor.duplicates
-
-    @property
-    def last_event_age_s(self) -> float:
-        """Seconds since the last data event (since the start before the first)."""
-        last = self.processor.last_data_mono
-        return time.monotonic() - (last if last is not None else self._started_mono)
-
-    @property
     def connected(self) -> bool:
         return self._current is not None and not self._current.done
 
-    # ------------------------------------------------------------------ state and gaps
-
-    @property
-    def state(self) -> StreamState:
-        return self.health.state
-
-    def _set_state(self, state: StreamState, reason: str) -> None:
-        self.health.set_state(state, reason)
-
-    def _emit_gap(
-        self,
-        reason: str,
-        until_ms: int,
-        since_ms: int | None = None,
-        symbols: frozenset[str] | None = None,
-    ) -> None:
-        """Hand the reconciler the window ``[since - margin, until]``.
-
-        By default ``since`` is the later of the last data event and the moment the previous
-        socket went live: everything before that was either received or covered by the previous
-        gap; what came after may be lost.
-        """
-        if since_ms is None:
-            last_event_ms = self.processor.last_event_ms or 0
-            since_ms = max(last_event_ms, self._live_since_ms or self._started_ms)
-        since_ms -= self.settings.gap_margin_ms
-        if symbols is None:
-            symbols = self.activity.active_symbols(time.monotonic())
-        self.health.gap(reason, since_ms, until_ms, symbols)
+    # ------------------------------------------------------------------ trouble
 
     def _key_expired(self, conn_id: int, listen_key: str) -> None:
         """``listenKeyExpired`` on a socket: reconnect with a new key if it is about ours."""
@@ -337,14 +194,10 @@ class UserStream:
         return reason
 
     def _auth_failed(self, exc: AuthFailedError) -> None:
-        log.error(
+        self._stop_on_auth(
             "%s/%s: the venue rejected the API key (%s); this account's stream stops retrying",
-            self.account,
-            self.market,
             exc.cause,
         )
-        self.metrics.auth_failed.set(1)
-        self._set_state(StreamState.AUTH_FAILED, f"auth: code {exc.cause.code}")
         self._signal("auth_failed")
 
     # ------------------------------------------------------------------ supervisor
@@ -384,26 +237,10 @@ class UserStream:
                 return None
             except (VenueError, *CONNECT_ERRORS) as exc:
                 self.attempted.set()
-                # Our own backoff (floors: Retry-After, 1 s after a timeout or 5xx), then a slot
-                # in the process-wide pace of reconnects: a fleet failing together stays slow.
-                delay = _CONNECTS.delay(time.monotonic(), backoff.after(exc))
-                self.metrics.connect_failures.inc()
-                log.warning(
-                    "%s/%s connect failed (%s: %s); retry in %.2fs",
-                    self.account,
-                    self.market,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                self._update_outage_state(reason)
-                await asyncio.sleep(delay)
+                await self._retry_later("connect", reason, exc, backoff)
                 continue
             self.attempted.set()
-            live_ms = now_ms()
-            self._emit_gap(_GAP_REASONS.get(reason, reason), live_ms)
-            self._live_since_ms = live_ms
-            self._live_since_mono = time.monotonic()
+            self._mark_live(_GAP_REASONS.get(reason, reason))
             self._outage_since_mono = None
             # Trouble raised about the previous socket (e.g. a keepalive verdict while we were
             # reconnecting) is settled by this new socket and key.
@@ -411,15 +248,6 @@ class UserStream:
             self._trouble.clear()
             self._set_state(StreamState.STREAMING, f"connected after {reason}")
             return conn
-
-    def _update_outage_state(self, reason: str) -> None:
-        since = self._outage_since_mono
-        if since is None:
-            self._outage_since_mono = since = time.monotonic()
-        if time.monotonic() - since >= self.settings.degraded_after_s:
-            self._set_state(StreamState.DEGRADED, reason)
-        elif self.state is not StreamState.DEGRADED:
-            self._set_state(StreamState.RECOVERING, reason)
 
     async def _open(self) -> Connection:
         """POST the key (idempotent: the active key, extended, or a new one) and connect."""
@@ -492,11 +320,8 @@ class UserStream:
             await asyncio.sleep(self.settings.rotation_overlap_s)
             if old is not None:
                 await old.close("rotated")
-            self.processor.dedup_frames(time.time_ns() + _DEDUP_TAIL_NS)
-            live_ms = now_ms()
-            self._emit_gap("rotation", live_ms)
-            self._live_since_ms = live_ms
-            self._live_since_mono = time.monotonic()
+            self.processor.dedup_frames(time.time_ns() + DEDUP_TAIL_NS)
+            self._mark_live("rotation")
             log.info("%s/%s rotated to socket %d", self.account, self.market, new.id)
         finally:
             self._rotating = False
@@ -518,42 +343,29 @@ class UserStream:
             if outcome is not KeepaliveOutcome.OK:
                 self._signal(outcome.value)
 
-    async def _tick(self) -> None:
-        settings = self.settings
-        while True:
-            await asyncio.sleep(settings.tick_s)
-            now = time.monotonic()
-            last = self.processor.last_data_mono
-            self.metrics.last_event_age.set(
-                now - (last if last is not None else self._started_mono)
+    def _on_tick(self, now: float) -> None:
+        self._check_trade_lite(now)
+        current = self._current
+        if self.state is not StreamState.STREAMING or current is None or current.done:
+            return
+        if (
+            not self._rotating
+            and now - current.opened_mono >= self.settings.rotate_after_s
+            and now >= self._rotation_retry_at
+        ):
+            self._signal("rotation")
+            return
+        fresh = max(self.processor.last_data_mono or 0.0, self._live_since_mono)
+        if self._maybe_probe(now, fresh, current):
+            return
+        verifying = self._verifying is not None and not self._verifying.done()
+        if not verifying and self._watchdog.due(now, fresh):
+            # In a task of its own: REST may wait on the shared weight budget, and the
+            # ticker's other duties (gauges, degradation, rotation) must not wait with it.
+            assert self._tg is not None
+            self._verifying = self._tg.create_task(
+                self._verify(now, current), name="stream-watchdog"
             )
-            self.metrics.queue_depth.set(len(self.processor.buffer))
-            outage = self._outage_since_mono
-            recovering = self.state is StreamState.RECOVERING
-            if recovering and outage is not None and now - outage >= settings.degraded_after_s:
-                self._set_state(StreamState.DEGRADED, "outage")
-            self._check_trade_lite(now)
-            current = self._current
-            if self.state is not StreamState.STREAMING or current is None or current.done:
-                continue
-            if (
-                not self._rotating
-                and now - current.opened_mono >= settings.rotate_after_s
-                and now >= self._rotation_retry_at
-            ):
-                self._signal("rotation")
-                continue
-            fresh = max(last or 0.0, self._live_since_mono)
-            if self._maybe_probe(now, fresh, current):
-                continue
-            verifying = self._verifying is not None and not self._verifying.done()
-            if not verifying and self._watchdog.due(now, fresh):
-                # In a task of its own: REST may wait on the shared weight budget, and the
-                # ticker's other duties (gauges, degradation, rotation) must not wait with it.
-                assert self._tg is not None
-                self._verifying = self._tg.create_task(
-                    self._verify(now, current), name="stream-watchdog"
-                )
 
     def _maybe_probe(self, now: float, fresh: float, current: Connection) -> bool:
         """Start a silence probe if one is due (see :class:`SilenceProbe`); True if started."""

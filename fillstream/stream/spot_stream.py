@@ -37,21 +37,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Final
+from collections.abc import Coroutine
+from typing import Any, Final
 
 from fillstream.binance import Venue, VenueError
 from fillstream.binance.products import EVENT_TYPES
 from fillstream.ledger import FillSink, GapListener, Market, StatusSink, StreamState
-from fillstream.stream.activity import AccountActivity
-from fillstream.stream.backoff import Backoff, pacer
+from fillstream.stream.backoff import Backoff
 from fillstream.stream.buffer import FrameBuffer
 from fillstream.stream.config import StreamSettings
 from fillstream.stream.connection import CONNECT_ERRORS
 from fillstream.stream.connection import Frame as QueuedFrame
+from fillstream.stream.core import DEDUP_TAIL_NS, StreamCore
 from fillstream.stream.decode import FrameDecoder
-from fillstream.stream.evidence import DropEvidence
-from fillstream.stream.health import StreamHealth, now_ms
-from fillstream.stream.metrics import StreamMetrics
 from fillstream.stream.spot_processor import SpotProcessor
 from fillstream.stream.spot_subscribe import SpotCredentials, subscribe
 from fillstream.stream.watchdog import StalenessWatchdog
@@ -60,8 +58,6 @@ from fillstream.stream.wsapi_session import SessionClosedError, WsApiSession
 
 log = logging.getLogger("fillstream.stream")
 
-_DEDUP_TAIL_NS: Final = 5_000_000_000
-_CONNECTS: Final = pacer("stream.connect")
 _RETRYABLE: Final = (SessionClosedError, TimeoutError, *CONNECT_ERRORS)
 _GAP_REASONS: Final = {
     "disconnect": "reconnect",
@@ -80,7 +76,7 @@ class _Refused(Exception):
         self.cause = cause
 
 
-class SpotUserStream:
+class SpotUserStream(StreamCore):
     """The spot user data of one account (see module docstring).
 
     ``settings.ws_url`` is the WS-API endpoint itself (``wss://ws-api.binance.com:443/ws-api/v3``,
@@ -89,6 +85,9 @@ class SpotUserStream:
     (REST) is not used by the stream itself: the reconciler backfills its gaps; it is taken for
     the same call as :class:`~.listener.UserStream` and gives ``market`` when that is not set.
     """
+
+    _what = "spot stream"
+    _prefix = "spot"
 
     def __init__(
         self,
@@ -104,31 +103,16 @@ class SpotUserStream:
         pool: WsApiPool | None = None,
         decoder: FrameDecoder | None = None,
     ) -> None:
-        self.account = account
         market = market or (venue.market if venue is not None else None)
         if market is None:
             raise ValueError("SpotUserStream needs a market (or a venue to take it from)")
-        self.market = market
-        self.settings = (settings or StreamSettings()).validate()
+        super().__init__(account, market, gaps, settings, status)
         self.credentials = credentials
-        self.metrics = StreamMetrics(account, self.market.value)
-        self.activity = AccountActivity()
         self._pool = pool
         # With a venue: a subscription silent for ``stale_after_s`` while orders work is checked
         # against myTrades (a socket can answer every request and still deliver nothing).
         self._watchdog = (
             None if venue is None else StalenessWatchdog(venue, self.activity, self.settings)
-        )
-        self._verifying: asyncio.Task[None] | None = None
-        self._live_since_mono = time.monotonic()
-        self.evidence = DropEvidence(
-            account,
-            self.market,
-            self.activity,
-            wait_s=self.settings.drop_evidence_wait_s,
-            on_gap=gaps.on_gap,
-            metrics=self.metrics,
-            backlog=lambda: len(self.processor.buffer),
         )
         self.processor = SpotProcessor(
             account,
@@ -141,25 +125,11 @@ class SpotUserStream:
             evidence=self.evidence,
         )
         self.buffer: FrameBuffer[QueuedFrame | None] = self.processor.buffer
-        self.health = StreamHealth(account, self.market, self.metrics, gaps, status)
         self.session: WsApiSession | None = None
         self.subscription_id: int | None = None
         self._moving_from: WsApiSession | None = None
         self._move_retry_at = 0.0
-        self._live_since_ms = 0
-        self._started_ms = now_ms()
-        self._started_mono = time.monotonic()
-        self._outage_since_mono: float | None = None
-        self._trouble = asyncio.Event()
-        self._trouble_reason: str | None = None
         self._trouble_session: WsApiSession | None = None
-        self._closing = asyncio.Event()
-        self._done = asyncio.Event()
-        self.attempted = asyncio.Event()
-        self._deadline_mono = 0.0
-        self._running = False
-        self._task: asyncio.Task[None] | None = None
-        self._tg: asyncio.TaskGroup | None = None
 
     @property
     def pool(self) -> WsApiPool:
@@ -169,54 +139,10 @@ class SpotUserStream:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        """Run the stream in a task of its own (see :meth:`run`)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"spot-stream-{self.account}")
+    def _loops(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return {"supervisor": self._supervise(), "ticker": self._tick()}
 
-    async def run(self) -> None:
-        """Stream until :meth:`aclose`; raises only on a bug (venue trouble is handled)."""
-        if self._running:
-            raise RuntimeError(f"spot stream {self.account} is already running")
-        self._running = True
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                processor = tg.create_task(self.processor.run(), name="spot-processor")
-                background = [
-                    tg.create_task(self._supervise(), name="spot-supervisor"),
-                    tg.create_task(self._tick(), name="spot-ticker"),
-                ]
-                await self._closing.wait()
-                if self._verifying is not None:
-                    background.append(self._verifying)
-                for task in background:
-                    task.cancel()
-                await asyncio.wait(background)
-                await self._shutdown(processor)
-                self.evidence.aclose()
-            self.health.set_state(StreamState.STOPPED, "shutdown")
-        finally:
-            self._done.set()
-
-    async def aclose(self, deadline_s: float = 10.0) -> None:
-        """Unsubscribe, flush queued frames into the sink; give up waiting after
-        ``deadline_s``. Idempotent."""
-        if not self._closing.is_set():
-            self._deadline_mono = time.monotonic() + deadline_s
-            self._closing.set()
-            self._trouble.set()
-        if self._task is not None:
-            await self._task
-        elif self._running:
-            await self._done.wait()
-        else:
-            self.health.set_state(StreamState.STOPPED, "shutdown")
-
-    def _remaining_s(self) -> float:
-        return max(0.0, self._deadline_mono - time.monotonic())
-
-    async def _shutdown(self, processor: asyncio.Task[None]) -> None:
+    async def _shutdown(self) -> None:
         # Unsubscribe before the processor finishes: nothing may be routed to a buffer no one
         # drains (a full one would pause the reader of every account on the socket).
         if self.session is not None:
@@ -225,18 +151,7 @@ class SpotUserStream:
             await self._leave(self._moving_from, None, timeout_s=0)
         self.session = self.subscription_id = self._moving_from = None
         self.metrics.connected.set(0)
-        try:
-            async with asyncio.timeout(self._remaining_s()):
-                await self.processor.finish()
-                await asyncio.shield(processor)
-        except TimeoutError:
-            log.warning(
-                "%s: shutdown deadline passed with %d frames unprocessed; the start-up gap of "
-                "the next run covers them",
-                self.account,
-                self.processor.backlog,
-            )
-            processor.cancel()
+        await self._finish_processor()
 
     async def _leave(self, session: WsApiSession, sid: int | None, *, timeout_s: float) -> None:
         """Unsubscribe (best effort, bounded) and leave ``session``."""
@@ -261,31 +176,6 @@ class SpotUserStream:
     def connected(self) -> bool:
         session = self.session
         return session is not None and not session.done and self.subscription_id is not None
-
-    @property
-    def state(self) -> StreamState:
-        return self.health.state
-
-    @property
-    def backlog(self) -> int:
-        return self.processor.backlog
-
-    @property
-    def frames(self) -> int:
-        return self.processor.frames
-
-    @property
-    def fills(self) -> int:
-        return self.processor.fills
-
-    @property
-    def duplicates(self) -> int:
-        return self.processor.duplicates
-
-    @property
-    def last_event_age_s(self) -> float:
-        last = self.processor.last_data_mono
-        return time.monotonic() - (last if last is not None else self._started_mono)
 
     # ------------------------------------------------------------------ what sessions tell us
 
@@ -384,11 +274,11 @@ class SpotUserStream:
                 self.attempted.set()
                 if exc.is_auth:
                     raise _Refused(exc) from exc
-                await self._retry_later(reason, exc, backoff)
+                await self._resubscribe_later(reason, exc, backoff)
                 continue
             except _RETRYABLE as exc:
                 self.attempted.set()
-                await self._retry_later(reason, exc, backoff)
+                await self._resubscribe_later(reason, exc, backoff)
                 continue
             self.attempted.set()
             self._went_live(session, sid, _GAP_REASONS.get(reason, reason), reason)
@@ -405,52 +295,24 @@ class SpotUserStream:
             raise
         return session, sid
 
-    async def _retry_later(self, reason: str, exc: BaseException, backoff: Backoff) -> None:
+    async def _resubscribe_later(self, reason: str, exc: BaseException, backoff: Backoff) -> None:
         if isinstance(exc, VenueError) and (exc.is_rate_limited or exc.is_banned):
             self.pool.pause(exc.retry_after_s or backoff.ceiling())
-        delay = _CONNECTS.delay(time.monotonic(), backoff.after(exc))
-        self.metrics.connect_failures.inc()
-        log.warning(
-            "%s/%s subscribe failed (%s: %s); retry in %.2fs",
-            self.account,
-            self.market,
-            type(exc).__name__,
-            exc,
-            delay,
-        )
-        self._update_outage_state(reason)
-        await asyncio.sleep(delay)
+        await self._retry_later("subscribe", reason, exc, backoff)
 
     def _went_live(self, session: WsApiSession, sid: int, gap_reason: str, why: str) -> None:
-        live_ms = now_ms()
         self.session, self.subscription_id = session, sid
-        self._emit_gap(gap_reason, live_ms)
-        self._live_since_ms = live_ms
-        self._live_since_mono = time.monotonic()
+        self._mark_live(gap_reason)
         self._outage_since_mono = None
         self.metrics.connected.set(1)
         if session.done:  # closed between the answer and now: its reader told no one
             self._signal("disconnect", session)
         self.health.set_state(StreamState.STREAMING, f"subscribed after {why}")
 
-    def _update_outage_state(self, reason: str) -> None:
-        since = self._outage_since_mono
-        if since is None:
-            self._outage_since_mono = since = time.monotonic()
-        if time.monotonic() - since >= self.settings.degraded_after_s:
-            self.health.set_state(StreamState.DEGRADED, reason)
-        elif self.state is not StreamState.DEGRADED:
-            self.health.set_state(StreamState.RECOVERING, reason)
-
     def _auth_failed(self, cause: VenueError) -> None:
-        log.error(
-            "%s/%s: the venue refused the subscription (%s); this account stops retrying",
-            self.account,
-            self.market,
-            cause,
+        self._stop_on_auth(
+            "%s/%s: the venue refused the subscription (%s); this account stops retrying", cause
         )
-        self.metrics.auth_failed.set(1)
-        self.health.set_state(StreamState.AUTH_FAILED, f"auth: code {cause.code}")
 
     async def _move(self) -> None:
         """Make-before-break onto another connection (the old one retires)."""
@@ -479,7 +341,7 @@ class SpotUserStream:
         self._went_live(new, sid, "rotation", "migrate")
         self._moving_from = None
         await self._leave(old, old_sid, timeout_s=self.settings.request_timeout_s)
-        self.processor.dedup_frames(time.time_ns() + _DEDUP_TAIL_NS)
+        self.processor.dedup_frames(time.time_ns() + DEDUP_TAIL_NS)
         log.info("%s/%s moved to connection %d", self.account, self.market, new.id)
 
     def _move_failed(self, exc: BaseException) -> None:
@@ -487,38 +349,16 @@ class SpotUserStream:
         self._move_retry_at = time.monotonic() + self.settings.backoff_max_s
         log.warning("%s/%s move failed, staying: %s", self.account, self.market, exc)
 
-    def _emit_gap(self, reason: str, until_ms: int) -> None:
-        """The window ``[since - margin, until]``: ``since`` is the later of the last data
-        event and the moment the previous subscription went live."""
-        last_event_ms = self.processor.last_event_ms or 0
-        since_ms = max(last_event_ms, self._live_since_ms or self._started_ms)
-        since_ms -= self.settings.gap_margin_ms
-        symbols = self.activity.active_symbols(time.monotonic())
-        self.health.gap(reason, since_ms, until_ms, symbols)
-
     # ------------------------------------------------------------------ ticker
 
-    async def _tick(self) -> None:
-        settings = self.settings
-        while True:
-            await asyncio.sleep(settings.tick_s)
-            now = time.monotonic()
-            last = self.processor.last_data_mono
-            self.metrics.last_event_age.set(
-                now - (last if last is not None else self._started_mono)
-            )
-            self.metrics.queue_depth.set(len(self.buffer))
-            outage = self._outage_since_mono
-            recovering = self.state is StreamState.RECOVERING
-            if recovering and outage is not None and now - outage >= settings.degraded_after_s:
-                self.health.set_state(StreamState.DEGRADED, "outage")
-            session = self.session
-            if self.state is not StreamState.STREAMING or session is None:
-                continue
-            if self._moving_from is None and now >= self._move_retry_at and session.retire_due(now):
-                self._signal("migrate", session)
-                continue
-            self._maybe_verify(now, session)
+    def _on_tick(self, now: float) -> None:
+        session = self.session
+        if self.state is not StreamState.STREAMING or session is None:
+            return
+        if self._moving_from is None and now >= self._move_retry_at and session.retire_due(now):
+            self._signal("migrate", session)
+            return
+        self._maybe_verify(now, session)
 
     def _maybe_verify(self, now: float, session: WsApiSession) -> None:
         watchdog = self._watchdog

@@ -235,22 +235,35 @@ class Processor:
     def _order_trade_update(
         self, event: OrderTradeUpdate, received_ns: int, conn_id: int, now: float, pending: _Pending
     ) -> None:
-        account, market, activity = self.account, self.market, self.activity
+        account, market = self.account, self.market
         size = self._contract_size(event.o.s)
         fill = stream_fill(event, account, market, received_at_ns=received_ns, contract_size=size)
         update = order_update_from(event, account, market, received_at_ns=received_ns)
         self._data(event.e, event.E, received_ns, now)
+        self._order_event(fill, update, pending, event_ms=event.E, received_ns=received_ns, now=now)
+
+    def _order_event(
+        self,
+        fill: Fill | None,
+        update: OrderUpdate,
+        pending: _Pending,
+        *,
+        event_ms: int,
+        received_ns: int,
+        now: float,
+    ) -> None:
+        """An order event's fill (deduplicated on its key) and transition, into ``pending``."""
         if fill is not None:
             # Lag of fill events only: they are what is latency-critical, and one
             # histogram observation per frame would cost more than the decode.
-            self.metrics.observe_lag(received_ns, event.E)
-            if activity.fill((fill.symbol, fill.trade_id, fill.order_id), now):
+            self.metrics.observe_lag(received_ns, event_ms)
+            if self.activity.fill((fill.symbol, fill.trade_id, fill.order_id), now):
                 pending.fills.append(fill)
                 self.fills += 1
             else:
                 self.duplicates += 1
                 self.metrics.duplicates.inc()
-        activity.order(update, now)
+        self.activity.order(update, now)
         pending.orders.append(update)
 
     def _trade_lite(

@@ -82,20 +82,10 @@ class SpotProcessor(Processor):
     def _execution_report(
         self, event: ExecutionReport, received_ns: int, conn_id: int, now: float, pending: _Pending
     ) -> None:
-        account, activity = self.account, self.activity
-        fill = spot.stream_fill(event, account, received_at_ns=received_ns)
-        update = spot.order_update(event, account, received_at_ns=received_ns)
+        fill = spot.stream_fill(event, self.account, received_at_ns=received_ns)
+        update = spot.order_update(event, self.account, received_at_ns=received_ns)
         self._data(event.e, event.E, received_ns, now)
-        if fill is not None:
-            self.metrics.observe_lag(received_ns, event.E)
-            if activity.fill((fill.symbol, fill.trade_id, fill.order_id), now):
-                pending.fills.append(fill)
-                self.fills += 1
-            else:
-                self.duplicates += 1
-                self.metrics.duplicates.inc()
-        activity.order(update, now)
-        pending.orders.append(update)
+        self._order_event(fill, update, pending, event_ms=event.E, received_ns=received_ns, now=now)
 
     def _balances(
         self,

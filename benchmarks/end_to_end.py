@@ -39,7 +39,6 @@ import logging
 import os
 import platform
 import secrets
-import struct
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ import msgspec
 import websockets
 from aiohttp import web
 
+from benchmarks.wsframe import ws_frame
 from fillstream.sidecar.runtime import THRESHOLDS, tune_gc
 
 RESULTS = Path(__file__).parent / "results" / "end_to_end.json"
@@ -113,16 +113,6 @@ class _Head(msgspec.Struct):
 
 
 _head = msgspec.json.Decoder(_Head)
-
-
-def ws_frame(payload: bytes) -> bytes:
-    """An unmasked server text frame (RFC 6455 §5.2)."""
-    size = len(payload)
-    if size < 126:
-        return bytes([0x81, size]) + payload
-    if size < 1 << 16:
-        return bytes([0x81, 126]) + struct.pack("!H", size) + payload
-    return bytes([0x81, 127]) + struct.pack("!Q", size) + payload
 
 
 def _is_fill(head: _Head) -> bool:

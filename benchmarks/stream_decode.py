@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import platform
-import struct
 import sys
 import time
 import warnings
@@ -55,6 +54,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from benchmarks.wsframe import ws_frame
 from fillstream.binance.products import EVENT_TYPES
 from fillstream.binance.spot import parse as spot_parse
 from fillstream.binance.spot.events import ExecutionReport
@@ -107,21 +107,11 @@ def spot_frame_payload(n: int) -> bytes:
     return _SPOT_TEMPLATE.format(**fields).encode()
 
 
-def _ws_frame(payload: bytes) -> bytes:
-    """An unmasked server text frame (RFC 6455 §5.2)."""
-    size = len(payload)
-    if size < 126:
-        return bytes([0x81, size]) + payload
-    if size < 1 << 16:
-        return bytes([0x81, 126]) + struct.pack("!H", size) + payload
-    return bytes([0x81, 127]) + struct.pack("!Q", size) + payload
-
-
 # --------------------------------------------------------------------------- replay server
 
 
 async def _replay_server(count: int) -> None:
-    blob = b"".join(_ws_frame(frame_payload(n)) for n in range(count))
+    blob = b"".join(ws_frame(frame_payload(n)) for n in range(count))
 
     async def listen_key(_: web.Request) -> web.Response:
         return web.json_response({"listenKey": LISTEN_KEY})
@@ -137,7 +127,7 @@ async def _replay_server(count: int) -> None:
             pass
         return ws
 
-    spot_blob = b"".join(_ws_frame(spot_frame_payload(n)) for n in range(count))
+    spot_blob = b"".join(ws_frame(spot_frame_payload(n)) for n in range(count))
 
     async def ws_api(request: web.Request) -> web.WebSocketResponse:
         """The spot WS API: the first request (the subscribe) is answered, then every frame is

@@ -22,13 +22,13 @@ import argparse
 import asyncio
 import contextlib
 import json
-import struct
 import sys
 import time
 from typing import Any
 
 from aiohttp import web
 
+from benchmarks.wsframe import ws_frame
 from fillstream.binance.products import EVENT_TYPES
 from fillstream.binance.signing import Signer
 from fillstream.binance.spot import wsapi
@@ -60,17 +60,8 @@ def frame_payload(n: int) -> bytes:
     return f'{{"subscriptionId":0,"event":{event}}}'.encode()
 
 
-def _ws_frame(payload: bytes) -> bytes:
-    size = len(payload)
-    if size < 126:
-        return bytes([0x81, size]) + payload
-    if size < 1 << 16:
-        return bytes([0x81, 126]) + struct.pack("!H", size) + payload
-    return bytes([0x81, 127]) + struct.pack("!Q", size) + payload
-
-
 async def _replay_server(count: int) -> None:
-    blob = b"".join(_ws_frame(frame_payload(n)) for n in range(count))
+    blob = b"".join(ws_frame(frame_payload(n)) for n in range(count))
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=False, autoping=True)

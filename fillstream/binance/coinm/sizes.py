@@ -21,6 +21,7 @@ import msgspec
 from fillstream.binance.coinm.parse import contract_sizes
 from fillstream.binance.coinm.rows import ExchangeInfo
 from fillstream.binance.errors import VenueError
+from fillstream.binance.host_table import HostTable
 
 log = logging.getLogger("fillstream.binance")
 
@@ -29,7 +30,7 @@ REFRESH_INTERVAL_S: Final = 60.0
 _decoder = msgspec.json.Decoder(ExchangeInfo)
 
 
-class ContractSizes:
+class ContractSizes(HostTable):
     """One host's cache (shared by the accounts of the host, like its weight budget)."""
 
     def __init__(
@@ -38,21 +39,13 @@ class ContractSizes:
         interval_s: float = REFRESH_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.interval_s = interval_s
-        self._clock = clock
+        super().__init__(interval_s=interval_s, clock=clock)
         self._sizes: dict[str, Decimal] = {}
-        self._read_at: float | None = None
-        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self.reads = 0  # exchangeInfo reads attempted (tests and logs)
 
     def get(self, symbol: str) -> Decimal | None:
         """The size of ``symbol`` if known (no request)."""
         return self._sizes.get(symbol)
-
-    def due(self) -> bool:
-        """Whether a read may go now (never read, or the last one is an interval old)."""
-        return self._read_at is None or self._clock() - self._read_at >= self.interval_s
 
     def feed(self, body: bytes) -> None:
         """Take the sizes of an exchangeInfo answer (read for another reason: rate limits)."""

@@ -9,7 +9,6 @@ read keeps what is known; the first read's failure is the caller's (``VenueError
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,6 +17,7 @@ from typing import Final
 import msgspec
 
 from fillstream.binance.errors import VenueError
+from fillstream.binance.host_table import HostTable
 from fillstream.binance.spot.rows import ExchangeInfo, SymbolInfo
 
 log = logging.getLogger("fillstream.binance")
@@ -27,7 +27,7 @@ REFRESH_INTERVAL_S: Final = 3600.0
 _decoder = msgspec.json.Decoder(ExchangeInfo)
 
 
-class SpotSymbols:
+class SpotSymbols(HostTable):
     """One host's symbol table (shared by the accounts of the host)."""
 
     def __init__(
@@ -36,16 +36,8 @@ class SpotSymbols:
         interval_s: float = REFRESH_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.interval_s = interval_s
-        self._clock = clock
+        super().__init__(interval_s=interval_s, clock=clock)
         self._symbols: dict[str, SymbolInfo] = {}
-        self._read_at: float | None = None
-        self._lock = asyncio.Lock()
-        self.reads = 0  # exchangeInfo reads attempted (tests and logs)
-
-    def due(self) -> bool:
-        """Whether a read may go now (never read, or the last one is an interval old)."""
-        return self._read_at is None or self._clock() - self._read_at >= self.interval_s
 
     def feed(self, body: bytes) -> bool:
         """Take the symbols of an exchangeInfo answer (also when it was read for the rate
